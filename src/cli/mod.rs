@@ -1,0 +1,61 @@
+//! Subcommands and the options they share.
+
+mod export;
+mod generate;
+mod inspect;
+mod logprobs;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use srlm::model::load::{parse_device, parse_dtype};
+use srlm::model::LoadedModel;
+
+#[derive(Parser)]
+#[command(name = "srlm", version, about = "Train small reasoning language models with GRPO, SFT and distillation")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample completions of a prompt (G at once with --n).
+    Generate(generate::GenerateArgs),
+    /// Per-token log-probs of a completion given a prompt, as the learner computes them.
+    Logprobs(logprobs::LogprobsArgs),
+    /// Architecture, size and tokenizer facts of a checkpoint.
+    Inspect(inspect::InspectArgs),
+    /// Write a checkpoint as an HF directory (config.json, model.safetensors, tokenizer files).
+    Export(export::ExportArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::Logprobs(a) => logprobs::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Export(a) => export::run(a),
+    }
+}
+
+/// Which checkpoint, on which device, in which precision.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// An HF model directory, a .gguf file, or a hub id present in the local HF cache.
+    #[arg(long)]
+    pub model: String,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Working precision: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
+        let dtype = parse_dtype(&self.dtype).map_err(anyhow::Error::msg)?;
+        LoadedModel::load(&self.model, &device, dtype).with_context(|| format!("loading model '{}'", self.model))
+    }
+}

@@ -1,0 +1,9 @@
+//! srlm: train small reasoning language models with GRPO, SFT and distillation.
+//!
+//! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
+
+pub mod model;
+pub mod sampling;
+pub mod tokenizer;
+pub mod chat;
+pub mod generate;

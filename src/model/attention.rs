@@ -1,0 +1,115 @@
+//! Grouped-query self-attention with rotary positions, an optional additive mask and KV cache.
+
+use candle_core::{DType, Module, Tensor, D};
+type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
+use candle_nn::Linear;
+
+use super::config::ModelConfig;
+use super::kv_cache::KvCache;
+use super::norm::RmsNorm;
+use super::rope::RopeSlice;
+use super::weights::Weights;
+use super::ModelError;
+
+pub(crate) struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+/// What one forward needs besides the hidden states.
+pub(crate) struct AttentionInputs<'a> {
+    pub rope: &'a RopeSlice,
+    /// Additive bias (b, 1, 1, t, T): 0 where a query may attend, a large negative elsewhere.
+    pub bias: Option<&'a Tensor>,
+    /// Fused inference kernels (no backward pass).
+    pub fused: bool,
+}
+
+impl Attention {
+    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str) -> Result<Self, ModelError> {
+        let d = cfg.hidden_size;
+        let q_out = cfg.num_heads * cfg.head_dim;
+        let kv_out = cfg.num_kv_heads * cfg.head_dim;
+        let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear, ModelError> {
+            let weight = w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?;
+            let bias = if bias { Some(w.get(&format!("{prefix}.{name}.bias"), &[out])?) } else { None };
+            Ok(Linear::new(weight, bias))
+        };
+        let head_norm = |name: &str| -> Result<Option<RmsNorm>, ModelError> {
+            if !cfg.qk_norm {
+                return Ok(None);
+            }
+            let weight = w.get(&format!("{prefix}.{name}.weight"), &[cfg.head_dim])?;
+            Ok(Some(RmsNorm::new(weight, cfg.rms_norm_eps)))
+        };
+        Ok(Attention {
+            q_proj: linear("q_proj", q_out, d, cfg.qkv_bias)?,
+            k_proj: linear("k_proj", kv_out, d, cfg.qkv_bias)?,
+            v_proj: linear("v_proj", kv_out, d, cfg.qkv_bias)?,
+            o_proj: linear("o_proj", d, q_out, false)?,
+            q_norm: head_norm("q_norm")?,
+            k_norm: head_norm("k_norm")?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    /// xs (b, t, d) → (b, t, d). With a cache, keys and values are appended to layer `layer`.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        inputs: &AttentionInputs,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let x = proj.forward(xs)?.reshape((b, t, n, hd))?;
+            let x = match norm {
+                Some(norm) => norm.forward(&x, inputs.fused)?,
+                None => x,
+            };
+            x.transpose(1, 2)?.contiguous() // (b, n, t, hd)
+        };
+        let q = inputs.rope.apply(&heads(&self.q_proj, h, &self.q_norm)?, inputs.fused)?;
+        let k = inputs.rope.apply(&heads(&self.k_proj, kvh, &self.k_norm)?, inputs.fused)?;
+        let v = heads(&self.v_proj, kvh, &None)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let total = k.dims()[2];
+        // Heads that share a KV head are adjacent, so (b, h, t, hd) reads as (b, kvh, rep·t, hd)
+        // and K/V are used as they are instead of being repeated per head.
+        let rep = h / kvh;
+        let q = (q.reshape((b, kvh, rep * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match inputs.bias {
+            Some(bias) => scores
+                .reshape((b, kvh, rep, t, total))?
+                .broadcast_add(bias)?
+                .reshape((b, kvh, rep * t, total))?,
+            None => scores,
+        };
+        let probs = softmax(&scores, inputs.fused)?;
+        let out = probs.matmul(&v.contiguous()?)?; // (b, kvh, rep·t, hd)
+        let out = out.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// Softmax over the last dim in f32; the fused kernel has no backward pass.
+fn softmax(scores: &Tensor, fused: bool) -> Result<Tensor> {
+    let dtype = scores.dtype();
+    let s = scores.to_dtype(DType::F32)?;
+    let p = if fused { candle_nn::ops::softmax_last_dim(&s)? } else { candle_nn::ops::softmax(&s, D::Minus1)? };
+    p.to_dtype(dtype)
+}

@@ -1,0 +1,110 @@
+//! `srlm export`: a model in memory → an HF directory that transformers and vLLM load as is.
+//!
+//! Everything is written into a temporary sibling directory, synced, then renamed into place,
+//! so a crash never leaves a half-written model at the destination.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use serde_json::json;
+
+use super::load::LoadedModel;
+use super::ModelError;
+
+/// Writes `model` to `out` in `dtype`. Fails if `out` exists unless `overwrite`.
+pub fn export_hf(model: &LoadedModel, out: &Path, dtype: DType, overwrite: bool) -> Result<(), ModelError> {
+    if out.exists() && !overwrite {
+        return Err(ModelError::NotFound(format!(
+            "{}: already exists (pass --force to replace it)",
+            out.display()
+        )));
+    }
+    let tmp = temporary_sibling(out)?;
+    let result = write_dir(model, &tmp, dtype).and_then(|()| replace_dir(&tmp, out));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelError> {
+    let cfg = &model.config;
+    let torch_dtype = match dtype {
+        DType::BF16 => "bfloat16",
+        DType::F16 => "float16",
+        _ => "float32",
+    };
+    write_json(&dir.join("config.json"), &cfg.to_hf_json(torch_dtype))?;
+
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in model.weights.iter() {
+        // Tied checkpoints store the embedding once; HF re-ties lm_head on load.
+        if cfg.tie_word_embeddings && name == "lm_head.weight" {
+            continue;
+        }
+        tensors.insert(name.to_string(), t.to_dtype(dtype)?.to_device(&candle_core::Device::Cpu)?);
+    }
+    let weights_path = dir.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &weights_path)
+        .map_err(|e| ModelError::weights(&weights_path, format!("cannot write: {e}")))?;
+
+    model.tokenizer.save_hf(dir)?;
+    let tok = &model.tokenizer;
+    let mut generation = json!({ "_from_model_config": false, "do_sample": true });
+    if let Some(bos) = tok.bos_token_id().or(cfg.bos_token_id) {
+        generation["bos_token_id"] = json!(bos);
+    }
+    match tok.eos_token_ids() {
+        [] => {}
+        [one] => generation["eos_token_id"] = json!(one),
+        many => generation["eos_token_id"] = json!(many),
+    }
+    if let Some(pad) = tok.pad_token_id() {
+        generation["pad_token_id"] = json!(pad);
+    }
+    write_json(&dir.join("generation_config.json"), &generation)?;
+    sync_dir_files(dir)
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::weights(path, e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|e| ModelError::io(path, e))
+}
+
+fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    }
+    std::fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    Ok(tmp)
+}
+
+fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))? {
+        let path = entry.map_err(|e| ModelError::io(dir, e))?.path();
+        File::open(&path).and_then(|f| f.sync_all()).map_err(|e| ModelError::io(&path, e))?;
+    }
+    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| ModelError::io(dir, e))
+}
+
+/// Moves `tmp` to `out`; an existing `out` is moved aside first and removed only afterwards.
+fn replace_dir(tmp: &Path, out: &Path) -> Result<(), ModelError> {
+    if out.exists() {
+        let old = tmp.with_extension("old");
+        std::fs::rename(out, &old).map_err(|e| ModelError::io(out, e))?;
+        std::fs::rename(tmp, out).map_err(|e| ModelError::io(out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+    } else {
+        std::fs::rename(tmp, out).map_err(|e| ModelError::io(out, e))?;
+    }
+    Ok(())
+}

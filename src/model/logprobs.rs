@@ -1,0 +1,93 @@
+//! Per-token log-probabilities (and entropies) of target tokens: what the learner differentiates.
+//!
+//! The output projection runs in row chunks so a batch never materialises its full
+//! (tokens × vocab) logits in one tensor.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+
+use super::qwen2::{log_softmax, Positions, Qwen2};
+
+/// Token sequences padded into one (b, t) batch.
+pub struct TokenBatch {
+    /// (b, t) u32.
+    pub ids: Tensor,
+    /// (b, t) f32: 1 for real tokens, 0 for padding.
+    pub mask: Tensor,
+    /// (b, t) u32 positions, set for left-padded batches.
+    pub positions: Option<Tensor>,
+}
+
+impl TokenBatch {
+    /// Right-padded with `pad`: positions start at 0 in every row.
+    pub fn right_padded(seqs: &[Vec<u32>], pad: u32, device: &Device) -> Result<Self> {
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(seqs.len() * t);
+        let mut mask = Vec::with_capacity(seqs.len() * t);
+        for s in seqs {
+            ids.extend(s.iter().copied().chain(std::iter::repeat(pad).take(t - s.len())));
+            mask.extend((0..t).map(|i| if i < s.len() { 1f32 } else { 0.0 }));
+        }
+        let b = seqs.len();
+        Ok(TokenBatch {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            mask: Tensor::from_vec(mask, (b, t), device)?,
+            positions: None,
+        })
+    }
+}
+
+pub struct TokenLogProbs {
+    /// (b, t - 1): log p(ids[:, i + 1] | ids[:, ..= i]) at the given temperature; 0 where the
+    /// target is padding.
+    pub logprobs: Tensor,
+    /// (b, t - 1) entropy of each next-token distribution, when asked for.
+    pub entropies: Option<Tensor>,
+}
+
+/// Rows of the output projection computed at once; bounds the logits held in memory.
+pub const DEFAULT_CHUNK_ROWS: usize = 512;
+
+/// Log-probs of each next token under `model`, logits divided by `temperature`.
+pub fn token_logprobs(
+    model: &Qwen2,
+    batch: &TokenBatch,
+    temperature: f64,
+    with_entropy: bool,
+    chunk_rows: usize,
+) -> Result<TokenLogProbs> {
+    let (b, t) = batch.ids.dims2()?;
+    if t < 2 {
+        candle_core::bail!("log-probs need sequences of at least 2 tokens, got {t}");
+    }
+    let positions = match &batch.positions {
+        Some(p) => Positions::Explicit(p),
+        None => Positions::Offset(0),
+    };
+    let hidden = model.forward(&batch.ids, positions, Some(&batch.mask), None, false)?;
+    let d = hidden.dim(D::Minus1)?;
+    let rows = b * (t - 1);
+    let hidden = hidden.narrow(1, 0, t - 1)?.reshape((rows, d))?;
+    let targets = batch.ids.narrow(1, 1, t - 1)?.reshape((rows, 1))?;
+    let head_t = model.lm_head().t()?;
+    let mut logps = Vec::new();
+    let mut entropies = Vec::new();
+    let chunk_rows = chunk_rows.max(1);
+    for start in (0..rows).step_by(chunk_rows) {
+        let n = chunk_rows.min(rows - start);
+        let logits = hidden.narrow(0, start, n)?.matmul(&head_t)?.to_dtype(DType::F32)?;
+        let logits = if temperature == 1.0 { logits } else { (logits / temperature)? };
+        let logp_all = log_softmax(&logits)?;
+        logps.push(logp_all.gather(&targets.narrow(0, start, n)?, 1)?);
+        if with_entropy {
+            entropies.push((logp_all.exp()? * &logp_all)?.sum_keepdim(1)?.neg()?);
+        }
+    }
+    let target_mask = batch.mask.narrow(1, 1, t - 1)?;
+    let finish = |parts: Vec<Tensor>| -> Result<Tensor> {
+        Tensor::cat(&parts, 0)?.reshape((b, t - 1))?.mul(&target_mask)
+    };
+    Ok(TokenLogProbs {
+        logprobs: finish(logps)?,
+        entropies: if with_entropy { Some(finish(entropies)?) } else { None },
+    })
+}

@@ -1,0 +1,22 @@
+//! The Qwen2-family decoder, its weights, KV cache and checkpoint formats.
+
+mod attention;
+pub mod config;
+mod error;
+pub mod export;
+pub mod gguf;
+pub mod kv_cache;
+pub mod load;
+pub mod logprobs;
+mod norm;
+pub mod qwen2;
+mod rope;
+pub mod weights;
+
+pub use config::{Arch, ModelConfig};
+pub use error::ModelError;
+pub use kv_cache::KvCache;
+pub use logprobs::{token_logprobs, TokenBatch, TokenLogProbs};
+pub use qwen2::{Positions, Qwen2};
+pub use weights::Weights;
+pub use load::{LoadedModel, ModelSource};

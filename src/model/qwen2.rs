@@ -1,0 +1,222 @@
+//! The Qwen2-family decoder (Qwen2/2.5, Llama/SmolLM2, Qwen3): one core for training and decoding.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
+use candle_nn::{Embedding, Linear};
+
+use super::attention::{Attention, AttentionInputs};
+use super::config::ModelConfig;
+use super::kv_cache::KvCache;
+use super::norm::RmsNorm;
+use super::rope::RotaryTables;
+use super::weights::Weights;
+use super::ModelError;
+
+/// Where the rows of a forward sit in their sequences.
+pub enum Positions<'a> {
+    /// Every row continues at the same position (the cache length when decoding, 0 in training).
+    Offset(usize),
+    /// One position per token, (b, t) u32: left-padded batches.
+    Explicit(&'a Tensor),
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &ModelConfig, w: &Weights, prefix: &str) -> Result<Self, ModelError> {
+        let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear, ModelError> {
+            Ok(Linear::new(w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?, None))
+        };
+        Ok(Mlp {
+            gate_proj: linear("gate_proj", i, d)?,
+            up_proj: linear("up_proj", i, d)?,
+            down_proj: linear("down_proj", d, i)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(xs)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &ModelConfig, w: &Weights, i: usize) -> Result<Self, ModelError> {
+        let prefix = format!("model.layers.{i}");
+        let norm = |name: &str| -> Result<RmsNorm, ModelError> {
+            let weight = w.get(&format!("{prefix}.{name}.weight"), &[cfg.hidden_size])?;
+            Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
+        };
+        Ok(DecoderLayer {
+            input_layernorm: norm("input_layernorm")?,
+            self_attn: Attention::new(cfg, w, &format!("{prefix}.self_attn"))?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            mlp: Mlp::new(cfg, w, &format!("{prefix}.mlp"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, inputs: &AttentionInputs, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
+        let attn = self.self_attn.forward(&self.input_layernorm.forward(xs, inputs.fused)?, inputs, cache)?;
+        let xs = (xs + attn)?;
+        let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&xs, inputs.fused)?)?;
+        xs + mlp
+    }
+}
+
+pub struct Qwen2 {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    /// (vocab, d): the embedding matrix itself when tied.
+    lm_head: Tensor,
+    rotary: RotaryTables,
+    cfg: ModelConfig,
+    dtype: DType,
+    device: Device,
+}
+
+impl Qwen2 {
+    /// Builds the decoder over `w`, which must hold every tensor in HF naming with HF shapes.
+    /// The tensors are shared, not copied: a model over `Weights::to_vars` trains them.
+    pub fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self, ModelError> {
+        let (v, d) = (cfg.vocab_size, cfg.hidden_size);
+        let embed = w.get("model.embed_tokens.weight", &[v, d])?;
+        let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { w.get("lm_head.weight", &[v, d])? };
+        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::new(cfg, w, i)).collect::<Result<Vec<_>, _>>()?;
+        let device = embed.device().clone();
+        Ok(Qwen2 {
+            embed_tokens: Embedding::new(embed.clone(), d),
+            layers,
+            norm: RmsNorm::new(w.get("model.norm.weight", &[d])?, cfg.rms_norm_eps),
+            lm_head,
+            rotary: RotaryTables::new(cfg, &device)?,
+            cfg: cfg.clone(),
+            dtype: embed.dtype(),
+            device,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.num_layers)
+    }
+
+    /// Final-norm hidden states (b, t, d).
+    ///
+    /// `key_mask` (b, T) marks with 1 the keys that are real tokens, over cached and new positions
+    /// (T = cache length + t); without it every key is real. Attention is always causal.
+    /// With `cache`, keys and values are appended to it. `fused` selects candle's inference kernels,
+    /// which are faster but have no backward pass.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: Positions,
+        key_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        fused: bool,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let rope = match positions {
+            Positions::Offset(offset) => self.rotary.contiguous_positions(offset, t, self.dtype)?,
+            Positions::Explicit(p) => self.rotary.gathered_positions(p, self.dtype)?,
+        };
+        let bias = attention_bias(b, t, past, key_mask, self.dtype, &self.device)?;
+        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), fused };
+        let mut xs = self.embed_tokens.forward(ids)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (c, i));
+            xs = layer.forward(&xs, &inputs, layer_cache)?;
+        }
+        self.norm.forward(&xs, fused)
+    }
+
+    /// Logits (…, vocab) of hidden states (…, d).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        hidden.broadcast_matmul(&self.lm_head.t()?)
+    }
+
+    /// Logits at every position (b, t, vocab), no cache, differentiable.
+    pub fn forward_train(&self, ids: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        self.logits(&self.forward(ids, Positions::Offset(0), key_mask, None, false)?)
+    }
+
+    /// Last-position logits (b, vocab) in f32, continuing the sequences held in `cache`.
+    pub fn decode(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let offset = cache.len();
+        let hidden = self.forward(ids, Positions::Offset(offset), None, Some(cache), true)?;
+        let t = hidden.dim(1)?;
+        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?.to_dtype(DType::F32)
+    }
+
+    /// The output projection (vocab, d), for chunked log-prob computation.
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+}
+
+/// Additive attention bias (b, 1, 1, t, T) for causal attention over `past` cached keys and `t`
+/// new ones, with padding keys from `key_mask` masked. None when nothing needs masking.
+fn attention_bias(
+    b: usize,
+    t: usize,
+    past: usize,
+    key_mask: Option<&Tensor>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let total = past + t;
+    if t == 1 && key_mask.is_none() {
+        return Ok(None);
+    }
+    // Finite, so a row whose keys are all padding still gives a (meaningless) finite softmax.
+    const MASKED: f32 = -1e9;
+    let causal: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { MASKED }))
+        .collect();
+    let causal = Tensor::from_vec(causal, (1, t, total), device)?;
+    let bias = match key_mask {
+        None => causal,
+        Some(mask) => {
+            let (mb, mt) = mask.dims2()?;
+            if (mb, mt) != (b, total) {
+                candle_core::bail!("key mask has shape ({mb}, {mt}), expected ({b}, {total})");
+            }
+            // (1 - mask) · MASKED, kept at MASKED where both apply.
+            let pad = ((mask.to_dtype(DType::F32)?.affine(-1.0, 1.0)?) * MASKED as f64)?.unsqueeze(1)?;
+            causal.broadcast_add(&pad)?.clamp(MASKED, 0f32)?
+        }
+    };
+    Ok(Some(bias.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?))
+}
+
+/// Log-softmax over the last dim with a max-shift (differentiable).
+pub fn log_softmax(xs: &Tensor) -> Result<Tensor> {
+    let max = xs.max_keepdim(D::Minus1)?.detach();
+    let shifted = xs.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
