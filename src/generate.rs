@@ -7,10 +7,23 @@ use crate::model::Qwen2;
 use crate::sampling::{sample, SamplingParams, SequenceRng, StopStrings};
 use crate::tokenizer::Tokenizer;
 
+/// Turns completion ids into text; the tokenizer in practice, a stub vocabulary in tests.
+pub trait TextDecoder {
+    fn decode_text(&self, ids: &[u32]) -> std::result::Result<String, String>;
+}
+
+impl TextDecoder for Tokenizer {
+    fn decode_text(&self, ids: &[u32]) -> std::result::Result<String, String> {
+        self.decode(ids, true).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenerationConfig {
     pub sampling: SamplingParams,
     pub max_new_tokens: usize,
+    /// EOS ids are masked out until a completion has this many tokens (benchmarks force lengths).
+    pub min_new_tokens: usize,
     /// Token ids that end a completion (kept as its last token).
     pub eos_ids: Vec<u32>,
     /// Strings that end a completion; the text is cut before them.
@@ -53,7 +66,7 @@ struct Row {
 /// `on_token(i, id)` is called for every sampled token (for streaming).
 pub fn generate_group(
     model: &Qwen2,
-    tokenizer: &Tokenizer,
+    tokenizer: &dyn TextDecoder,
     prompt: &[u32],
     n: usize,
     first_stream: u64,
@@ -82,6 +95,13 @@ pub fn generate_group(
     let mut logits: Vec<Vec<f32>> = vec![first; n];
     while !active.is_empty() {
         for (slot, &i) in active.iter().enumerate() {
+            if rows[i].ids.len() < cfg.min_new_tokens {
+                for &eos in &cfg.eos_ids {
+                    if let Some(l) = logits[slot].get_mut(eos as usize) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
             let picked = sample(&logits[slot], &cfg.sampling, &mut rows[i].rng);
             let row = &mut rows[i];
             row.ids.push(picked.token);
@@ -119,7 +139,7 @@ pub fn generate_group(
 }
 
 /// Whether `row` has just finished, and its final text if so.
-fn finish_check(row: &mut Row, tokenizer: &Tokenizer, cfg: &GenerationConfig) -> Result<Option<(FinishReason, String)>> {
+fn finish_check(row: &mut Row, tokenizer: &dyn TextDecoder, cfg: &GenerationConfig) -> Result<Option<(FinishReason, String)>> {
     let last = *row.ids.last().unwrap_or(&0);
     if cfg.eos_ids.contains(&last) {
         return Ok(Some((FinishReason::Eos, decode(tokenizer, &row.ids)?)));
@@ -138,6 +158,6 @@ fn finish_check(row: &mut Row, tokenizer: &Tokenizer, cfg: &GenerationConfig) ->
     Ok(None)
 }
 
-fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
-    tokenizer.decode(ids, true).map_err(|e| candle_core::Error::Msg(e.to_string()))
+fn decode(tokenizer: &dyn TextDecoder, ids: &[u32]) -> Result<String> {
+    tokenizer.decode_text(ids).map_err(candle_core::Error::Msg)
 }

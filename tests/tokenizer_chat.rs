@@ -45,7 +45,9 @@ struct Chat {
 fn models_dir() -> PathBuf {
     match std::env::var_os("SRLM_MODELS") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/srlm-models"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/srlm-models")
+        }
     }
 }
 
@@ -60,7 +62,10 @@ fn model_path(golden: &ModelGolden) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipping: {} not found; run ../shared/models/fetch.sh", path.display());
+        eprintln!(
+            "skipping: {} not found; run ../shared/models/fetch.sh",
+            path.display()
+        );
         None
     }
 }
@@ -71,16 +76,37 @@ fn assert_matches_golden(tok: &Tokenizer, golden: &ModelGolden) {
     assert_eq!(tok.eos_token(), golden.eos_token.as_deref());
     assert_eq!(tok.pad_token(), golden.pad_token.as_deref());
     for enc in &golden.encodings {
-        assert_eq!(tok.encode(&enc.text, false).unwrap(), enc.ids, "encoding {:?}", enc.text);
+        assert_eq!(
+            tok.encode(&enc.text, false).unwrap(),
+            enc.ids,
+            "encoding {:?}",
+            enc.text
+        );
         // Neither model adds BOS/EOS, so add_special_tokens changes nothing.
-        assert_eq!(tok.encode(&enc.text, true).unwrap(), enc.ids, "encoding {:?}", enc.text);
-        assert_eq!(tok.decode(&enc.ids, false).unwrap(), enc.decoded, "decoding {:?}", enc.ids);
+        assert_eq!(
+            tok.encode(&enc.text, true).unwrap(),
+            enc.ids,
+            "encoding {:?}",
+            enc.text
+        );
+        assert_eq!(
+            tok.decode(&enc.ids, false).unwrap(),
+            enc.decoded,
+            "decoding {:?}",
+            enc.ids
+        );
     }
     let template = tok.chat_template().unwrap();
     for chat in &golden.chats {
-        let text = template.render(&chat.messages, chat.add_generation_prompt).unwrap();
+        let text = template
+            .render(&chat.messages, chat.add_generation_prompt)
+            .unwrap();
         assert_eq!(text, chat.text, "rendering {:?}", chat.messages);
-        assert_eq!(tok.encode(&text, false).unwrap(), chat.ids, "encoding {text:?}");
+        assert_eq!(
+            tok.encode(&text, false).unwrap(),
+            chat.ids,
+            "encoding {text:?}"
+        );
     }
 }
 
@@ -103,9 +129,14 @@ fn assert_hf_round_trip(tok: &Tokenizer, golden: &ModelGolden) {
 #[test]
 fn qwen2_matches_hf() {
     let golden = golden("qwen2.5-coder-0.5b-instruct");
-    let Some(path) = model_path(&golden) else { return };
+    let Some(path) = model_path(&golden) else {
+        return;
+    };
     let tok = Tokenizer::from_gguf_file(&path).unwrap();
-    assert_eq!(tok.encode("<|im_start|>hello<|im_end|>", false).unwrap(), [151644, 14990, 151645]);
+    assert_eq!(
+        tok.encode("<|im_start|>hello<|im_end|>", false).unwrap(),
+        [151644, 14990, 151645]
+    );
     assert_eq!(tok.eos_token_ids(), &[151645]);
     assert_eq!(tok.pad_token_id(), Some(151643));
     assert_eq!(tok.decode(&[151644, 14990, 151645], true).unwrap(), "hello");
@@ -119,9 +150,14 @@ fn qwen2_matches_hf() {
 #[test]
 fn smollm2_matches_hf() {
     let golden = golden("smollm2-135m-instruct");
-    let Some(path) = model_path(&golden) else { return };
+    let Some(path) = model_path(&golden) else {
+        return;
+    };
     let tok = Tokenizer::from_gguf_file(&path).unwrap();
-    assert_eq!(tok.encode("<|im_start|>hello<|im_end|>", false).unwrap()[0], 1);
+    assert_eq!(
+        tok.encode("<|im_start|>hello<|im_end|>", false).unwrap()[0],
+        1
+    );
     assert_eq!(tok.eos_token_ids(), &[2]);
     assert_eq!(tok.bos_token_id(), Some(1));
     assert_matches_golden(&tok, &golden);
@@ -131,16 +167,22 @@ fn smollm2_matches_hf() {
 #[test]
 fn unsupported_pre_tokenizer_names_file_and_value() {
     let golden = golden("smollm2-135m-instruct");
-    let Some(path) = model_path(&golden) else { return };
+    let Some(path) = model_path(&golden) else {
+        return;
+    };
     let mut file = std::fs::File::open(&path).unwrap();
     let mut content = gguf_file::Content::read(&mut file).unwrap();
-    content
-        .metadata
-        .insert("tokenizer.ggml.pre".into(), gguf_file::Value::String("falcon".into()));
+    content.metadata.insert(
+        "tokenizer.ggml.pre".into(),
+        gguf_file::Value::String("falcon".into()),
+    );
     let err = Tokenizer::from_gguf(&content, &path).unwrap_err();
     assert!(matches!(err, TokenizerError::Unsupported { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&golden.file) && msg.contains("'falcon'"), "{msg}");
+    assert!(
+        msg.contains(&golden.file) && msg.contains("'falcon'"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -152,7 +194,10 @@ fn not_a_gguf_names_the_file() {
     assert!(matches!(err, TokenizerError::Gguf { .. }), "{err}");
     assert!(err.to_string().contains("broken.gguf"), "{err}");
     let missing = Tokenizer::from_gguf_file(Path::new("/nonexistent/m.gguf")).unwrap_err();
-    assert!(missing.to_string().contains("/nonexistent/m.gguf"), "{missing}");
+    assert!(
+        missing.to_string().contains("/nonexistent/m.gguf"),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -162,8 +207,13 @@ fn missing_and_malformed_hf_files_are_named() {
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
 
     let golden = golden("smollm2-135m-instruct");
-    let Some(path) = model_path(&golden) else { return };
-    Tokenizer::from_gguf_file(&path).unwrap().save_hf(dir.path()).unwrap();
+    let Some(path) = model_path(&golden) else {
+        return;
+    };
+    Tokenizer::from_gguf_file(&path)
+        .unwrap()
+        .save_hf(dir.path())
+        .unwrap();
     std::fs::write(dir.path().join("tokenizer_config.json"), "{ not json").unwrap();
     let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err();
     assert!(matches!(err, TokenizerError::Json { .. }), "{err}");

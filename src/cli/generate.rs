@@ -57,12 +57,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let sampling = SamplingParams { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, greedy: args.greedy };
     sampling.validate()?;
     let m = args.model.load()?;
-    let model = m.model()?;
+    let model = m.inference_model()?;
     let prompt = prompt_text(&args, &m.tokenizer)?;
     let prompt_ids = m.tokenizer.encode(&prompt, false)?;
     let cfg = GenerationConfig {
         sampling,
         max_new_tokens: args.max_new_tokens,
+        min_new_tokens: 0,
         eos_ids: m.tokenizer.eos_token_ids().to_vec(),
         stop: StopStrings::new(args.stop.clone()),
         seed: args.seed,

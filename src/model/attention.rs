@@ -1,8 +1,8 @@
 //! Grouped-query self-attention with rotary positions, an optional additive mask and KV cache.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
-use candle_nn::Linear;
+use super::linear::Linear;
 
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
@@ -33,14 +33,14 @@ pub(crate) struct AttentionInputs<'a> {
 }
 
 impl Attention {
-    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str) -> Result<Self, ModelError> {
+    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool) -> Result<Self, ModelError> {
         let d = cfg.hidden_size;
         let q_out = cfg.num_heads * cfg.head_dim;
         let kv_out = cfg.num_kv_heads * cfg.head_dim;
         let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear, ModelError> {
             let weight = w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?;
             let bias = if bias { Some(w.get(&format!("{prefix}.{name}.bias"), &[out])?) } else { None };
-            Ok(Linear::new(weight, bias))
+            Ok(Linear::new(weight, bias, inference)?)
         };
         let head_norm = |name: &str| -> Result<Option<RmsNorm>, ModelError> {
             if !cfg.qk_norm {
@@ -106,10 +106,10 @@ impl Attention {
     }
 }
 
-/// Softmax over the last dim in f32; the fused kernel has no backward pass.
+/// Softmax over the last dim, at least in f32; the fused kernel has no backward pass.
 fn softmax(scores: &Tensor, fused: bool) -> Result<Tensor> {
     let dtype = scores.dtype();
-    let s = scores.to_dtype(DType::F32)?;
+    let s = scores.to_dtype(super::norm::widened(dtype))?;
     let p = if fused { candle_nn::ops::softmax_last_dim(&s)? } else { candle_nn::ops::softmax(&s, D::Minus1)? };
     p.to_dtype(dtype)
 }

@@ -84,13 +84,20 @@ impl LoadedModel {
             ModelSource::HfDir(dir) => load_hf_dir(dir)?,
             ModelSource::Gguf(path) => load_gguf(path)?,
         };
+        // Building the decoder checks every tensor's presence and shape (it copies nothing).
+        Qwen2::new(&config, &weights)?;
         let weights = weights.to(dtype, device)?;
         Ok(LoadedModel { source, config, weights, tokenizer })
     }
 
-    /// The decoder over these weights (shared, not copied).
+    /// The decoder over these weights (shared, not copied), for training and scoring.
     pub fn model(&self) -> Result<Qwen2, ModelError> {
         Qwen2::new(&self.config, &self.weights)
+    }
+
+    /// The decoder for generation (see `Qwen2::for_inference`).
+    pub fn inference_model(&self) -> Result<Qwen2, ModelError> {
+        Qwen2::for_inference(&self.config, &self.weights)
     }
 }
 
@@ -104,6 +111,14 @@ fn load_gguf(path: &Path) -> Result<(ModelConfig, Weights, Tokenizer), ModelErro
 }
 
 fn load_hf_dir(dir: &Path) -> Result<(ModelConfig, Weights, Tokenizer), ModelError> {
+    let (config, weights) = load_hf_weights(dir)?;
+    Qwen2::new(&config, &weights)?;
+    let tokenizer = Tokenizer::from_hf_dir(dir)?;
+    Ok((config, weights, tokenizer))
+}
+
+/// config.json and the safetensors weights (f32, CPU) of an HF directory, without its tokenizer.
+pub fn load_hf_weights(dir: &Path) -> Result<(ModelConfig, Weights), ModelError> {
     let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
     let mut tensors = BTreeMap::new();
     for shard in safetensors_files(dir)? {
@@ -114,9 +129,7 @@ fn load_hf_dir(dir: &Path) -> Result<(ModelConfig, Weights, Tokenizer), ModelErr
             tensors.insert(name, t);
         }
     }
-    let weights = Weights::new(tensors, &dir.join("model.safetensors"));
-    let tokenizer = Tokenizer::from_hf_dir(dir)?;
-    Ok((config, weights, tokenizer))
+    Ok((config, Weights::new(tensors, &dir.join("model.safetensors"))))
 }
 
 /// model.safetensors, or the shards named by model.safetensors.index.json.

@@ -3,7 +3,7 @@
 //! The output projection runs in row chunks so a batch never materialises its full
 //! (tokens × vocab) logits in one tensor.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor, D};
 
 use super::qwen2::{log_softmax, Positions, Qwen2};
 
@@ -38,7 +38,7 @@ impl TokenBatch {
 
 pub struct TokenLogProbs {
     /// (b, t - 1): log p(ids[:, i + 1] | ids[:, ..= i]) at the given temperature; 0 where the
-    /// target is padding.
+    /// target or the token before it is padding.
     pub logprobs: Tensor,
     /// (b, t - 1) entropy of each next-token distribution, when asked for.
     pub entropies: Option<Tensor>,
@@ -68,13 +68,13 @@ pub fn token_logprobs(
     let rows = b * (t - 1);
     let hidden = hidden.narrow(1, 0, t - 1)?.reshape((rows, d))?;
     let targets = batch.ids.narrow(1, 1, t - 1)?.reshape((rows, 1))?;
-    let head_t = model.lm_head().t()?;
     let mut logps = Vec::new();
     let mut entropies = Vec::new();
     let chunk_rows = chunk_rows.max(1);
     for start in (0..rows).step_by(chunk_rows) {
         let n = chunk_rows.min(rows - start);
-        let logits = hidden.narrow(0, start, n)?.matmul(&head_t)?.to_dtype(DType::F32)?;
+        let logits = model.logits(&hidden.narrow(0, start, n)?)?;
+        let logits = logits.to_dtype(super::norm::widened(logits.dtype()))?;
         let logits = if temperature == 1.0 { logits } else { (logits / temperature)? };
         let logp_all = log_softmax(&logits)?;
         logps.push(logp_all.gather(&targets.narrow(0, start, n)?, 1)?);
@@ -82,7 +82,10 @@ pub fn token_logprobs(
             entropies.push((logp_all.exp()? * &logp_all)?.sum_keepdim(1)?.neg()?);
         }
     }
-    let target_mask = batch.mask.narrow(1, 1, t - 1)?;
+    // A prediction counts only when both the token it is made from and its target are real: in
+    // a left-padded row the first token "predicted" from padding is meaningless.
+    let mask = batch.mask.to_dtype(logps[0].dtype())?;
+    let target_mask = (mask.narrow(1, 0, t - 1)? * mask.narrow(1, 1, t - 1)?)?;
     let finish = |parts: Vec<Tensor>| -> Result<Tensor> {
         Tensor::cat(&parts, 0)?.reshape((b, t - 1))?.mul(&target_mask)
     };

@@ -3,6 +3,7 @@
 mod attention;
 pub mod config;
 mod error;
+mod linear;
 pub mod export;
 pub mod gguf;
 pub mod kv_cache;

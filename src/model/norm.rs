@@ -20,10 +20,18 @@ impl RmsNorm {
         }
         // As HF computes it: in f32, then back to the working dtype before the weight.
         let dtype = xs.dtype();
-        let x = xs.to_dtype(DType::F32)?;
+        let x = xs.to_dtype(widened(dtype))?;
         let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
         let x = x.broadcast_div(&(mean_sq + self.eps)?.sqrt()?)?;
         x.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}
+
+/// The dtype reductions run in: f32 for half precision, else the dtype itself (f64 stays f64).
+pub(crate) fn widened(dtype: DType) -> DType {
+    match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
     }
 }
 

@@ -1,0 +1,45 @@
+//! y = x Wᵀ + b over any leading dims, as one 2-D matmul.
+//!
+//! candle-nn's `Linear` broadcasts W over the batch dim, which turns a decode step (b, 1, d)
+//! into b separate vector products; flattening the leading dims gives one (b·t, d) GEMM.
+
+use candle_core::{Result, Tensor};
+
+#[derive(Clone)]
+pub struct Linear {
+    /// (out, in), as checkpoints store it.
+    weight: Tensor,
+    /// (in, out) contiguous, for inference: gemm then reads W row by row instead of repacking
+    /// the whole matrix on every call, which dominates small-batch decoding. Never set on a
+    /// trainable model, whose weights change in place.
+    weight_t: Option<Tensor>,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, inference: bool) -> Result<Self> {
+        let weight_t = if inference { Some(weight.t()?.contiguous()?) } else { None };
+        Ok(Linear { weight, weight_t, bias })
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let (inp, lead) = match dims.split_last() {
+            Some((&inp, lead)) => (inp, lead),
+            None => candle_core::bail!("linear on a scalar"),
+        };
+        let rows: usize = lead.iter().product();
+        let x = xs.reshape((rows, inp))?;
+        let y = match &self.weight_t {
+            Some(wt) => x.matmul(wt)?,
+            None => x.matmul(&self.weight.t()?)?,
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = lead.to_vec();
+        out_dims.push(self.weight.dims()[0]);
+        y.reshape(out_dims)
+    }
+}

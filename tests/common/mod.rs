@@ -1,0 +1,63 @@
+//! Shared helpers of the integration tests: fixture paths and tolerant comparisons.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The real checkpoints fetched by ../shared/models/fetch.sh; None (and a note) when absent.
+pub fn real_model(file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SRLM_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/srlm-models"));
+    let path = dir.join(file);
+    if path.is_file() {
+        Some(path)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("{} is missing: .ci/run must fetch it with ../shared/models/fetch.sh", path.display());
+    } else {
+        eprintln!("skipping: {} not found (run ../shared/models/fetch.sh)", path.display());
+        None
+    }
+}
+
+pub const QWEN_GGUF: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub const SMOL_GGUF: &str = "smollm2-135m-instruct-q4_1.gguf";
+
+/// Largest |a - b| over pairs where the golden value is not null.
+pub fn max_abs_diff(got: &[f32], golden: &[serde_json::Value]) -> f32 {
+    assert_eq!(got.len(), golden.len());
+    got.iter()
+        .zip(golden)
+        .filter_map(|(g, e)| e.as_f64().map(|e| (g - e as f32).abs()))
+        .fold(0.0, f32::max)
+}
+
+/// Flattens nested JSON arrays into their leaves, nulls kept.
+pub fn leaves(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    rows_of(v, 1)
+}
+
+/// Like `leaves`, where a null stands for a whole padded row of `width` values (logits).
+pub fn rows_of(v: &serde_json::Value, width: usize) -> Vec<serde_json::Value> {
+    match v {
+        serde_json::Value::Array(items) => items.iter().flat_map(|i| rows_of(i, width)).collect(),
+        serde_json::Value::Null => vec![serde_json::Value::Null; width],
+        other => vec![other.clone()],
+    }
+}
+
+pub fn ids_2d(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .collect()
+}
