@@ -3,6 +3,7 @@
 //! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
 
 pub mod model;
+pub mod reward;
 pub mod sampling;
 pub mod tokenizer;
 pub mod chat;

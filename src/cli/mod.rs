@@ -1,5 +1,6 @@
 //! Subcommands and the options they share.
 
+mod bench;
 mod export;
 mod generate;
 mod inspect;
@@ -27,6 +28,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a checkpoint as an HF directory (config.json, model.safetensors, tokenizer files).
     Export(export::ExportArgs),
+    /// Throughput benchmarks on the peer's workloads (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logprobs(a) => logprobs::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

@@ -1,0 +1,86 @@
+//! `srlm bench generate`: group-generation throughput on the peer's workload
+//! (../shared/bench/peer_torch.py): one GSM8K chat prompt, G completions of exactly N tokens.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use srlm::chat::Message;
+use srlm::generate::{generate_group, GenerationConfig};
+use srlm::sampling::{SamplingParams, StopStrings};
+
+use super::ModelArgs;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Generated tokens/s of one group (G completions of exactly N new tokens, temperature 1).
+    Generate(GenerateBench),
+}
+
+#[derive(Args)]
+struct GenerateBench {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Group size G.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// New tokens per completion N (end-of-sequence is suppressed until then).
+    #[arg(long = "new-tokens", default_value_t = 128)]
+    new_tokens: usize,
+    /// Timed repetitions after one warm-up; the best is reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+}
+
+const QUESTION: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in \
+May. How many clips did Natalia sell altogether in April and May?";
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.what {
+        BenchWhat::Generate(b) => generate(b),
+    }
+}
+
+fn generate(b: GenerateBench) -> Result<()> {
+    let m = b.model.load()?;
+    let model = m.inference_model()?;
+    let prompt = m.tokenizer.chat_template()?.render(&[Message::new("user", QUESTION)], true)?;
+    let ids = m.tokenizer.encode(&prompt, false)?;
+    let cfg = GenerationConfig {
+        sampling: SamplingParams::default(),
+        max_new_tokens: b.new_tokens,
+        min_new_tokens: b.new_tokens,
+        eos_ids: m.tokenizer.eos_token_ids().to_vec(),
+        stop: StopStrings::default(),
+        seed: 0,
+    };
+    let mut best = f64::INFINITY;
+    for run in 0..=b.runs {
+        let start = Instant::now();
+        let out = generate_group(&model, &m.tokenizer, &ids, b.n, 0, &cfg, |_, _| {})?;
+        let seconds = start.elapsed().as_secs_f64();
+        let tokens: usize = out.iter().map(|c| c.ids.len()).sum();
+        anyhow::ensure!(tokens == b.n * b.new_tokens, "expected {} tokens, got {tokens}", b.n * b.new_tokens);
+        if run > 0 {
+            best = best.min(seconds);
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{}",
+        json!({
+            "impl": "srlm", "what": "gen", "model": b.model.model, "G": b.n, "N": b.new_tokens,
+            "prompt_tokens": ids.len(), "seconds": (best * 1000.0).round() / 1000.0,
+            "tokens_per_s": ((b.n * b.new_tokens) as f64 / best * 10.0).round() / 10.0,
+            "threads": threads, "device": b.model.device, "dtype": b.model.dtype,
+        })
+    );
+    Ok(())
+}
