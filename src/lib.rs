@@ -8,3 +8,4 @@ pub mod sampling;
 pub mod tokenizer;
 pub mod chat;
 pub mod generate;
+mod id_list;

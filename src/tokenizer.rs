@@ -689,16 +689,7 @@ fn config_chat_template(path: &Path, value: Option<&Json>) -> Result<Option<Stri
 
 /// `eos_token_id` in `generation_config.json`: one id or a list of ids.
 fn id_list(path: &Path, key: &str, value: &Json) -> Result<Vec<u32>> {
-    let one = |v: &Json| {
-        v.as_u64()
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(|| field_error(path, key, "must be a token id or a list of token ids"))
-    };
-    match value {
-        Json::Array(items) => items.iter().map(one).collect(),
-        Json::Null => Ok(Vec::new()),
-        v => Ok(vec![one(v)?]),
-    }
+    crate::id_list::parse(value).map_err(|problem| field_error(path, key, &problem))
 }
 
 fn field_error(path: &Path, key: &str, problem: &str) -> TokenizerError {

@@ -200,14 +200,8 @@ impl ModelConfig {
         if let Some(bos) = self.bos_token_id {
             obj.insert("bos_token_id".into(), json!(bos));
         }
-        match self.eos_token_ids.as_slice() {
-            [] => {}
-            [one] => {
-                obj.insert("eos_token_id".into(), json!(one));
-            }
-            many => {
-                obj.insert("eos_token_id".into(), json!(many));
-            }
+        if let Some(eos) = crate::id_list::to_json(&self.eos_token_ids) {
+            obj.insert("eos_token_id".into(), eos);
         }
         v
     }
@@ -290,17 +284,10 @@ fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, String>
 }
 
 /// An id field that may be a single integer or a list (`eos_token_id`).
-pub(crate) fn ids_field(obj: &Map<String, Value>, key: &str) -> Result<Vec<u32>, String> {
+fn ids_field(obj: &Map<String, Value>, key: &str) -> Result<Vec<u32>, String> {
     match obj.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| i.as_u64().map(|n| n as u32).ok_or_else(|| format!("field '{key}' holds a non-integer {i}")))
-            .collect(),
-        Some(v) => v
-            .as_u64()
-            .map(|n| vec![n as u32])
-            .ok_or_else(|| format!("field '{key}' must be an integer or a list of integers, found {v}")),
+        None => Ok(Vec::new()),
+        Some(v) => crate::id_list::parse(v).map_err(|problem| format!("field '{key}' {problem}")),
     }
 }
 

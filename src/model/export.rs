@@ -56,10 +56,8 @@ fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelE
     if let Some(bos) = tok.bos_token_id().or(cfg.bos_token_id) {
         generation["bos_token_id"] = json!(bos);
     }
-    match tok.eos_token_ids() {
-        [] => {}
-        [one] => generation["eos_token_id"] = json!(one),
-        many => generation["eos_token_id"] = json!(many),
+    if let Some(eos) = crate::id_list::to_json(tok.eos_token_ids()) {
+        generation["eos_token_id"] = eos;
     }
     if let Some(pad) = tok.pad_token_id() {
         generation["pad_token_id"] = json!(pad);

@@ -84,8 +84,6 @@ impl LoadedModel {
             ModelSource::HfDir(dir) => load_hf_dir(dir)?,
             ModelSource::Gguf(path) => load_gguf(path)?,
         };
-        // Building the decoder checks every tensor's presence and shape (it copies nothing).
-        Qwen2::new(&config, &weights)?;
         let weights = weights.to(dtype, device)?;
         Ok(LoadedModel { source, config, weights, tokenizer })
     }
@@ -104,14 +102,17 @@ impl LoadedModel {
 fn load_gguf(path: &Path) -> Result<(ModelConfig, Weights, Tokenizer), ModelError> {
     let mut file = GgufFile::open(path)?;
     let mut config = file.config()?;
+    let weights = file.weights(&config, &Device::Cpu)?;
+    Qwen2::new(&config, &weights)?;
     let tokenizer = Tokenizer::from_gguf(&file.content, path)?;
     config.eos_token_ids = tokenizer.eos_token_ids().to_vec();
-    let weights = file.weights(&config, &Device::Cpu)?;
     Ok((config, weights, tokenizer))
 }
 
 fn load_hf_dir(dir: &Path) -> Result<(ModelConfig, Weights, Tokenizer), ModelError> {
     let (config, weights) = load_hf_weights(dir)?;
+    // Building the decoder checks every tensor's presence and shape (it copies nothing), before
+    // a missing tokenizer can hide a broken checkpoint.
     Qwen2::new(&config, &weights)?;
     let tokenizer = Tokenizer::from_hf_dir(dir)?;
     Ok((config, weights, tokenizer))
