@@ -9,3 +9,4 @@ pub mod tokenizer;
 pub mod chat;
 pub mod generate;
 mod id_list;
+pub mod synthetic;
