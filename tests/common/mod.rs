@@ -61,3 +61,37 @@ pub fn ids_2d(v: &serde_json::Value) -> Vec<Vec<u32>> {
         .map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
         .collect()
 }
+
+/// Compares backward's gradient of the scalar `f()` with central finite differences, one
+/// entry `index` of the named variable at a time. Returns the failures (relative error > tol).
+pub fn finite_difference_failures(
+    label: &str,
+    vars: &[(String, candle_core::Var)],
+    probes: &[(&str, usize)],
+    f: &dyn Fn() -> candle_core::Tensor,
+    tol: f64,
+) -> Vec<String> {
+    use candle_core::{Device, Tensor};
+    let grads = f().backward().unwrap();
+    let eps = 1e-6;
+    let mut failures = Vec::new();
+    for &(name, index) in probes {
+        let v = &vars.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no variable {name}")).1;
+        let analytic: Vec<f64> = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let original = v.as_tensor().copy().unwrap();
+        let shifted = |delta: f64| -> f64 {
+            let mut values: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
+            values[index] += delta;
+            v.set(&Tensor::from_vec(values, original.shape(), &Device::Cpu).unwrap()).unwrap();
+            f().to_scalar::<f64>().unwrap()
+        };
+        let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
+        v.set(&original).unwrap();
+        let a = analytic[index];
+        let err = (a - numeric).abs() / numeric.abs().max(1e-3);
+        if err > tol {
+            failures.push(format!("{label} {name}[{index}]: backward {a} vs finite difference {numeric}"));
+        }
+    }
+    failures
+}
