@@ -7,10 +7,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Var};
 use common::*;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use srlm::algo::grpo::{GrpoStats, ScoredSequence};
-use srlm::algo::{group_advantages, grpo_step, AdvantageScale, GrpoConfig, GrpoLossConfig, LossType};
+use srlm::algo::grpo::GrpoStats;
+use srlm::algo::{grpo_step, GrpoConfig, GrpoLossConfig, LossType};
 use srlm::checkpoint::{self, CheckpointContents, ExtraFile, RngState, TrainerState};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{ModelConfig, Qwen2, Weights};
@@ -55,37 +55,11 @@ fn grpo_cfg() -> GrpoConfig {
     }
 }
 
-/// A scored batch drawn from the run's data RNG (what the resumed run must continue exactly).
-fn next_batch(rng: &mut ChaCha8Rng) -> Vec<ScoredSequence> {
-    let (groups, g) = (2, 4);
-    let mut rows = Vec::new();
-    let mut rewards = Vec::new();
-    for _ in 0..groups {
-        let prompt: Vec<u32> = (0..rng.gen_range(2..5)).map(|_| rng.gen_range(3..96)).collect();
-        for _ in 0..g {
-            let n = rng.gen_range(1..=6);
-            let mut tokens = prompt.clone();
-            tokens.extend((0..n).map(|_| rng.gen_range(3..96u32)));
-            rows.push(ScoredSequence {
-                prompt_len: prompt.len(),
-                behaviour_logprobs: (0..n).map(|_| -4.56 + rng.gen_range(-0.5..0.5f32)).collect(),
-                tokens,
-                advantage: 0.0,
-                truncated: n == 6,
-            });
-            rewards.push(rng.gen_range(0.0..1.0f32));
-        }
-    }
-    for (row, a) in rows.iter_mut().zip(group_advantages(&rewards, g, AdvantageScale::Group).unwrap()) {
-        row.advantage = a;
-    }
-    rows
-}
-
 fn train(run: &mut Run, steps: u64) -> Vec<GrpoStats> {
     (0..steps)
         .map(|_| {
-            let batch = next_batch(&mut run.data);
+            // The data RNG is what the resumed run must continue exactly.
+            let batch = synthetic_batch(&mut run.data, 2, 4, 6);
             grpo_step(&run.policy, Some(&run.reference), &batch, &grpo_cfg(), &mut run.opt).unwrap()
         })
         .collect()

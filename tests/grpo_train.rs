@@ -5,10 +5,10 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use srlm::algo::grpo::ScoredSequence;
-use srlm::algo::{group_advantages, grpo_loss, grpo_step, AdvantageScale, GrpoConfig, GrpoLossConfig, LossInputs, LossType, RatioLevel};
+use srlm::algo::{grpo_loss, grpo_step, GrpoConfig, GrpoLossConfig, LossInputs, LossType, RatioLevel};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{token_logprobs, ModelConfig, Qwen2, TokenBatch, Weights};
 use srlm::optim::{AdamW, AdamWConfig};
@@ -17,33 +17,6 @@ fn tiny(dtype: DType) -> (ModelConfig, Weights, Vec<(String, Var)>) {
     let (cfg, w) = load_hf_weights(&fixtures().join("tiny/qwen2")).unwrap();
     let (w, vars) = w.to(dtype, &Device::Cpu).unwrap().to_vars().unwrap();
     (cfg, w, vars)
-}
-
-/// Groups of `g` random prompt + completion sequences over the tiny vocabulary, with behaviour
-/// log-probs near the tiny model's (≈ −ln 96) and group-relative advantages of 0/1 rewards.
-fn synthetic_batch(rng: &mut ChaCha8Rng, groups: usize, g: usize) -> Vec<ScoredSequence> {
-    let mut rows = Vec::new();
-    let mut rewards = Vec::new();
-    for _ in 0..groups {
-        let prompt: Vec<u32> = (0..rng.gen_range(2..5)).map(|_| rng.gen_range(3..96)).collect();
-        for _ in 0..g {
-            let n = rng.gen_range(1..=5);
-            let mut tokens = prompt.clone();
-            tokens.extend((0..n).map(|_| rng.gen_range(3..96u32)));
-            rows.push(ScoredSequence {
-                prompt_len: prompt.len(),
-                behaviour_logprobs: (0..n).map(|_| -4.56 + rng.gen_range(-0.4..0.4f32)).collect(),
-                tokens,
-                advantage: 0.0,
-                truncated: n == 5,
-            });
-            rewards.push(if rng.gen_bool(0.5) { 1.0 } else { 0.0 });
-        }
-    }
-    for (row, a) in rows.iter_mut().zip(group_advantages(&rewards, g, AdvantageScale::Group).unwrap()) {
-        row.advantage = a;
-    }
-    rows
 }
 
 /// Three rows with prompts of different lengths; behaviour and reference log-probs are the
@@ -129,7 +102,7 @@ fn one_step(loss_type: LossType, micro_batch_size: usize, batch: &[ScoredSequenc
 
 #[test]
 fn micro_batches_accumulate_to_the_full_batch_update() {
-    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(3), 2, 3);
+    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(3), 2, 3, 5);
     for loss_type in [LossType::Grpo, LossType::DrGrpo, LossType::Dapo] {
         let whole = one_step(loss_type, 6, &batch);
         let split = one_step(loss_type, 2, &batch);
@@ -146,7 +119,7 @@ fn inner_iterations_step_the_optimizer_and_move_the_ratio() {
     let (_, frozen) = load_hf_weights(&fixtures().join("tiny/qwen2")).unwrap();
     let reference = Qwen2::new(&mcfg, &frozen).unwrap();
     let mut opt = AdamW::new(vars, AdamWConfig { lr: 1e-2, ..AdamWConfig::default() }).unwrap();
-    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(5), 2, 4);
+    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(5), 2, 4, 5);
     let cfg = GrpoConfig { iterations: 3, micro_batch_size: 3, loss: GrpoLossConfig { beta: 0.04, ..Default::default() }, ..GrpoConfig::default() };
     let stats = grpo_step(&model, Some(&reference), &batch, &cfg, &mut opt).unwrap();
     assert_eq!(opt.step_count(), 3);
@@ -165,7 +138,7 @@ fn non_finite_loss_skips_the_step_and_leaves_weights_alone() {
     let (mcfg, w, vars) = tiny(DType::F32);
     let model = Qwen2::new(&mcfg, &w).unwrap();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: 1e-2, ..AdamWConfig::default() }).unwrap();
-    let mut batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(9), 1, 4);
+    let mut batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(9), 1, 4, 5);
     // A behaviour log-prob so low that the ratio overflows to infinity.
     batch[2].behaviour_logprobs[0] = -1e30;
     let before = values(&vars);
@@ -181,11 +154,11 @@ fn bad_batches_are_refused_with_the_row() {
     let (mcfg, w, vars) = tiny(DType::F32);
     let model = Qwen2::new(&mcfg, &w).unwrap();
     let mut opt = AdamW::new(vars, AdamWConfig::default()).unwrap();
-    let mut batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(1), 1, 3);
+    let mut batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(1), 1, 3, 5);
     batch[1].behaviour_logprobs.pop();
     let err = grpo_step(&model, None, &batch, &GrpoConfig::default(), &mut opt).unwrap_err().to_string();
     assert!(err.contains("row 1"), "{err}");
-    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(1), 1, 3);
+    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(1), 1, 3, 5);
     let cfg = GrpoConfig { loss: GrpoLossConfig { beta: 0.04, ..Default::default() }, ..GrpoConfig::default() };
     let err = grpo_step(&model, None, &batch, &cfg, &mut opt).unwrap_err().to_string();
     assert!(err.contains("reference"), "{err}");

@@ -95,3 +95,39 @@ pub fn finite_difference_failures(
     }
     failures
 }
+
+/// `groups` prompts × `g` random completions (up to `max_completion` tokens) over the tiny
+/// models' vocabulary, with behaviour log-probs near a random tiny model's (≈ −ln 96), uniform
+/// rewards turned into group-relative advantages; completions of the maximum length count as
+/// truncated. Deterministic in `rng`, so no tokenizer or generation is needed.
+pub fn synthetic_batch(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    groups: usize,
+    g: usize,
+    max_completion: usize,
+) -> Vec<srlm::algo::grpo::ScoredSequence> {
+    use rand::Rng;
+    use srlm::algo::{group_advantages, AdvantageScale};
+    let mut rows = Vec::new();
+    let mut rewards = Vec::new();
+    for _ in 0..groups {
+        let prompt: Vec<u32> = (0..rng.gen_range(2..5)).map(|_| rng.gen_range(3..96)).collect();
+        for _ in 0..g {
+            let n = rng.gen_range(1..=max_completion);
+            let mut tokens = prompt.clone();
+            tokens.extend((0..n).map(|_| rng.gen_range(3..96u32)));
+            rows.push(srlm::algo::grpo::ScoredSequence {
+                prompt_len: prompt.len(),
+                behaviour_logprobs: (0..n).map(|_| -4.56 + rng.gen_range(-0.5..0.5f32)).collect(),
+                tokens,
+                advantage: 0.0,
+                truncated: n == max_completion,
+            });
+            rewards.push(rng.gen_range(0.0..1.0f32));
+        }
+    }
+    for (row, a) in rows.iter_mut().zip(group_advantages(&rewards, g, AdvantageScale::Group).unwrap()) {
+        row.advantage = a;
+    }
+    rows
+}
