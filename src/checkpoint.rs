@@ -223,6 +223,11 @@ fn checksum(path: &Path) -> Result<ManifestEntry, CheckpointError> {
     Ok(ManifestEntry { size, crc32: format!("{:08x}", hasher.finalize()) })
 }
 
+/// A short fingerprint of a run's config text, for `TrainerState::config_hash`.
+pub fn config_hash(text: &str) -> String {
+    format!("{:08x}", crc32fast::hash(text.as_bytes()))
+}
+
 fn invalid(path: &Path, reason: impl ToString) -> CheckpointError {
     CheckpointError::Invalid { path: path.to_path_buf(), reason: reason.to_string() }
 }
@@ -363,5 +368,34 @@ impl LoadedCheckpoint {
             var.set(&value)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn config_hash_is_standard_crc32() {
+        // The CRC-32 check value of "123456789".
+        assert_eq!(config_hash("123456789"), "cbf43926");
+    }
+
+    #[test]
+    fn rng_state_restores_the_stream_position() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        rng.set_stream(3);
+        for _ in 0..37 {
+            rng.gen::<u32>();
+        }
+        let state = RngState::capture(&rng);
+        let json = serde_json::to_string(&state).unwrap();
+        let mut back = serde_json::from_str::<RngState>(&json).unwrap().restore().unwrap();
+        let a: Vec<u64> = (0..5).map(|_| rng.gen()).collect();
+        let b: Vec<u64> = (0..5).map(|_| back.gen()).collect();
+        assert_eq!(a, b);
+        let bad = RngState { key: "zz".into(), ..state };
+        assert!(bad.restore().unwrap_err().contains("64 hex digits"));
     }
 }
