@@ -2,7 +2,10 @@
 //!
 //! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
 
+pub mod algo;
+pub mod checkpoint;
 pub mod model;
+pub mod optim;
 pub mod reward;
 pub mod sampling;
 pub mod tokenizer;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use common::*;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{token_logprobs, Positions, Qwen2, TokenBatch, Weights};
@@ -144,28 +144,7 @@ fn finite_difference_check(dir: &str, probes: &[(&str, usize)]) {
     let (cfg, w) = tiny(dir);
     let (w64, vars) = w.to(DType::F64, &Device::Cpu).unwrap().to_vars().unwrap();
     let model = Qwen2::new(&cfg, &w64).unwrap();
-    let grads = weighted_logprob_sum(&model).backward().unwrap();
-    let var = |name: &str| -> &Var { &vars.iter().find(|(n, _)| n == name).unwrap().1 };
-    let eps = 1e-6;
-    let mut failures = Vec::new();
-    for &(name, index) in probes {
-        let v = var(name);
-        let analytic: Vec<f64> = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let original = v.as_tensor().copy().unwrap();
-        let shifted = |delta: f64| -> f64 {
-            let mut values: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
-            values[index] += delta;
-            v.set(&Tensor::from_vec(values, original.shape(), &Device::Cpu).unwrap()).unwrap();
-            weighted_logprob_sum(&model).to_scalar::<f64>().unwrap()
-        };
-        let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
-        v.set(&original).unwrap();
-        let a = analytic[index];
-        let err = (a - numeric).abs() / numeric.abs().max(1e-3);
-        if err > 1e-5 {
-            failures.push(format!("{dir} {name}[{index}]: backward {a} vs finite difference {numeric}"));
-        }
-    }
+    let failures = finite_difference_failures(dir, &vars, probes, &|| weighted_logprob_sum(&model), 1e-5);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -11,7 +11,8 @@ use candle_core::{DType, Tensor};
 use serde_json::json;
 
 use super::load::LoadedModel;
-use super::ModelError;
+use super::{ModelConfig, ModelError, Weights};
+use crate::tokenizer::Tokenizer;
 
 /// Writes `model` to `out` in `dtype`. Fails if `out` exists unless `overwrite`.
 pub fn export_hf(model: &LoadedModel, out: &Path, dtype: DType, overwrite: bool) -> Result<(), ModelError> {
@@ -30,7 +31,19 @@ pub fn export_hf(model: &LoadedModel, out: &Path, dtype: DType, overwrite: bool)
 }
 
 fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelError> {
-    let cfg = &model.config;
+    write_hf_files(dir, &model.config, &model.weights, Some(&model.tokenizer), dtype)?;
+    sync_dir_files(dir)
+}
+
+/// Writes config.json, model.safetensors, generation_config.json and, when given, the tokenizer
+/// files into the existing directory `dir` (not synced: the caller syncs and renames).
+pub fn write_hf_files(
+    dir: &Path,
+    cfg: &ModelConfig,
+    weights: &Weights,
+    tokenizer: Option<&Tokenizer>,
+    dtype: DType,
+) -> Result<(), ModelError> {
     let torch_dtype = match dtype {
         DType::BF16 => "bfloat16",
         DType::F16 => "float16",
@@ -39,7 +52,7 @@ fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelE
     write_json(&dir.join("config.json"), &cfg.to_hf_json(torch_dtype))?;
 
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (name, t) in model.weights.iter() {
+    for (name, t) in weights.iter() {
         // Tied checkpoints store the embedding once; HF re-ties lm_head on load.
         if cfg.tie_word_embeddings && name == "lm_head.weight" {
             continue;
@@ -50,28 +63,29 @@ fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelE
     candle_core::safetensors::save(&tensors, &weights_path)
         .map_err(|e| ModelError::weights(&weights_path, format!("cannot write: {e}")))?;
 
-    model.tokenizer.save_hf(dir)?;
-    let tok = &model.tokenizer;
     let mut generation = json!({ "_from_model_config": false, "do_sample": true });
-    if let Some(bos) = tok.bos_token_id().or(cfg.bos_token_id) {
+    if let Some(bos) = tokenizer.and_then(|t| t.bos_token_id()).or(cfg.bos_token_id) {
         generation["bos_token_id"] = json!(bos);
     }
-    if let Some(eos) = crate::id_list::to_json(tok.eos_token_ids()) {
+    let eos = tokenizer.map_or(cfg.eos_token_ids.as_slice(), |t| t.eos_token_ids());
+    if let Some(eos) = crate::id_list::to_json(eos) {
         generation["eos_token_id"] = eos;
     }
-    if let Some(pad) = tok.pad_token_id() {
+    if let Some(pad) = tokenizer.and_then(|t| t.pad_token_id()) {
         generation["pad_token_id"] = json!(pad);
     }
-    write_json(&dir.join("generation_config.json"), &generation)?;
-    sync_dir_files(dir)
+    if let Some(tok) = tokenizer {
+        tok.save_hf(dir)?;
+    }
+    write_json(&dir.join("generation_config.json"), &generation)
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::weights(path, e.to_string()))?;
     std::fs::write(path, text + "\n").map_err(|e| ModelError::io(path, e))
 }
 
-fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
+pub(crate) fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -86,7 +100,7 @@ fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
     Ok(tmp)
 }
 
-fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
+pub(crate) fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
     for entry in std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))? {
         let path = entry.map_err(|e| ModelError::io(dir, e))?.path();
         File::open(&path).and_then(|f| f.sync_all()).map_err(|e| ModelError::io(&path, e))?;
@@ -95,7 +109,7 @@ fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
 }
 
 /// Moves `tmp` to `out`; an existing `out` is moved aside first and removed only afterwards.
-fn replace_dir(tmp: &Path, out: &Path) -> Result<(), ModelError> {
+pub(crate) fn replace_dir(tmp: &Path, out: &Path) -> Result<(), ModelError> {
     if out.exists() {
         let old = tmp.with_extension("old");
         std::fs::rename(out, &old).map_err(|e| ModelError::io(out, e))?;

@@ -61,3 +61,73 @@ pub fn ids_2d(v: &serde_json::Value) -> Vec<Vec<u32>> {
         .map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
         .collect()
 }
+
+/// Compares backward's gradient of the scalar `f()` with central finite differences, one
+/// entry `index` of the named variable at a time. Returns the failures (relative error > tol).
+pub fn finite_difference_failures(
+    label: &str,
+    vars: &[(String, candle_core::Var)],
+    probes: &[(&str, usize)],
+    f: &dyn Fn() -> candle_core::Tensor,
+    tol: f64,
+) -> Vec<String> {
+    use candle_core::{Device, Tensor};
+    let grads = f().backward().unwrap();
+    let eps = 1e-6;
+    let mut failures = Vec::new();
+    for &(name, index) in probes {
+        let v = &vars.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no variable {name}")).1;
+        let analytic: Vec<f64> = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let original = v.as_tensor().copy().unwrap();
+        let shifted = |delta: f64| -> f64 {
+            let mut values: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
+            values[index] += delta;
+            v.set(&Tensor::from_vec(values, original.shape(), &Device::Cpu).unwrap()).unwrap();
+            f().to_scalar::<f64>().unwrap()
+        };
+        let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
+        v.set(&original).unwrap();
+        let a = analytic[index];
+        let err = (a - numeric).abs() / numeric.abs().max(1e-3);
+        if err > tol {
+            failures.push(format!("{label} {name}[{index}]: backward {a} vs finite difference {numeric}"));
+        }
+    }
+    failures
+}
+
+/// `groups` prompts × `g` random completions (up to `max_completion` tokens) over the tiny
+/// models' vocabulary, with behaviour log-probs near a random tiny model's (≈ −ln 96), uniform
+/// rewards turned into group-relative advantages; completions of the maximum length count as
+/// truncated. Deterministic in `rng`, so no tokenizer or generation is needed.
+pub fn synthetic_batch(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    groups: usize,
+    g: usize,
+    max_completion: usize,
+) -> Vec<srlm::algo::grpo::ScoredSequence> {
+    use rand::Rng;
+    use srlm::algo::{group_advantages, AdvantageScale};
+    let mut rows = Vec::new();
+    let mut rewards = Vec::new();
+    for _ in 0..groups {
+        let prompt: Vec<u32> = (0..rng.gen_range(2..5)).map(|_| rng.gen_range(3..96)).collect();
+        for _ in 0..g {
+            let n = rng.gen_range(1..=max_completion);
+            let mut tokens = prompt.clone();
+            tokens.extend((0..n).map(|_| rng.gen_range(3..96u32)));
+            rows.push(srlm::algo::grpo::ScoredSequence {
+                prompt_len: prompt.len(),
+                behaviour_logprobs: (0..n).map(|_| -4.56 + rng.gen_range(-0.5..0.5f32)).collect(),
+                tokens,
+                advantage: 0.0,
+                truncated: n == max_completion,
+            });
+            rewards.push(rng.gen_range(0.0..1.0f32));
+        }
+    }
+    for (row, a) in rows.iter_mut().zip(group_advantages(&rewards, g, AdvantageScale::Group).unwrap()) {
+        row.advantage = a;
+    }
+    rows
+}

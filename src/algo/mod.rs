@@ -1,0 +1,25 @@
+//! The learner's algorithms: group-relative advantages, the GRPO loss and one GRPO optimisation
+//! step on a scored batch. Synchronous and deterministic; the actors call these.
+
+pub mod advantages;
+pub mod grpo;
+pub mod grpo_loss;
+
+pub use advantages::{group_advantages, AdvantageScale};
+pub use grpo::{grpo_step, GrpoConfig, GrpoStats, ScoredBatch};
+pub use grpo_loss::{grpo_loss, GrpoLoss, GrpoLossConfig, LossInputs, LossStats, LossType, RatioLevel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlgoError {
+    /// A batch whose shapes or values cannot be trained on.
+    #[error("bad batch: {0}")]
+    BadBatch(String),
+    #[error("bad config field '{field}': {reason}")]
+    BadConfig { field: String, reason: String },
+    #[error(transparent)]
+    Optim(#[from] crate::optim::OptimError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
