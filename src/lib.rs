@@ -2,6 +2,7 @@
 //!
 //! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
 
+pub mod algo;
 pub mod model;
 pub mod reward;
 pub mod sampling;

@@ -66,12 +66,12 @@ fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelE
     sync_dir_files(dir)
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::weights(path, e.to_string()))?;
     std::fs::write(path, text + "\n").map_err(|e| ModelError::io(path, e))
 }
 
-fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
+pub(crate) fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -86,7 +86,7 @@ fn temporary_sibling(out: &Path) -> Result<PathBuf, ModelError> {
     Ok(tmp)
 }
 
-fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
+pub(crate) fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
     for entry in std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))? {
         let path = entry.map_err(|e| ModelError::io(dir, e))?.path();
         File::open(&path).and_then(|f| f.sync_all()).map_err(|e| ModelError::io(&path, e))?;
@@ -95,7 +95,7 @@ fn sync_dir_files(dir: &Path) -> Result<(), ModelError> {
 }
 
 /// Moves `tmp` to `out`; an existing `out` is moved aside first and removed only afterwards.
-fn replace_dir(tmp: &Path, out: &Path) -> Result<(), ModelError> {
+pub(crate) fn replace_dir(tmp: &Path, out: &Path) -> Result<(), ModelError> {
     if out.exists() {
         let old = tmp.with_extension("old");
         std::fs::rename(out, &old).map_err(|e| ModelError::io(out, e))?;
