@@ -4,4 +4,5 @@ pub mod kd;
 pub mod optimizer;
 pub mod sft;
 pub mod sft_data;
+pub mod sft_recipe;
 pub mod traces;
