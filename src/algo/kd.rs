@@ -11,7 +11,8 @@ use super::optimizer::{clip_grad_norm, Optimizer};
 use super::sft::{collate, SftBatch, SftExample};
 use crate::generate::{generate_group, GenerationConfig, TextDecoder};
 use crate::model::qwen2::log_softmax;
-use crate::model::{Positions, Qwen2, TokenBatch};
+use crate::model::logprobs::prediction_states;
+use crate::model::{Qwen2, TokenBatch};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -56,17 +57,9 @@ pub fn token_kl(
     chunk_rows: usize,
 ) -> Result<Tensor> {
     let (b, t) = batch.ids.dims2()?;
-    if t < 2 {
-        candle_core::bail!("distillation needs sequences of at least 2 tokens, got {t}");
-    }
-    let hidden = |model: &Qwen2| -> Result<Tensor> {
-        let positions = batch.positions.as_ref().map_or(Positions::Offset(0), Positions::Explicit);
-        let h = model.forward(&batch.ids, positions, Some(&batch.mask), None, false)?;
-        let d = h.dim(D::Minus1)?;
-        h.narrow(1, 0, t - 1)?.reshape((b * (t - 1), d))
-    };
-    let hs = hidden(student)?;
-    let ht = hidden(teacher)?.detach();
+    let (hs, pair_mask) = prediction_states(student, batch)?;
+    let (ht, _) = prediction_states(teacher, batch)?;
+    let ht = ht.detach();
     let vocab = student.config().vocab_size.min(teacher.config().vocab_size);
     let rows = b * (t - 1);
     let mut parts = Vec::new();
@@ -76,8 +69,6 @@ pub fn token_kl(
         let lt = teacher.logits(&ht.narrow(0, start, n)?)?.narrow(1, 0, vocab)?.detach();
         parts.push(chunk_kl(&ls, &lt, temperature, direction)?);
     }
-    let mask = batch.mask.to_dtype(DType::F32)?;
-    let pair_mask = (mask.narrow(1, 0, t - 1)? * mask.narrow(1, 1, t - 1)?)?;
     Tensor::cat(&parts, 0)?.reshape((b, t - 1))? * pair_mask
 }
 

@@ -39,7 +39,8 @@ pub enum DataFormat {
 /// without the calculator annotations `<<48/2=24>>`.
 pub fn gsm8k_solution(answer: &str) -> Result<String, String> {
     let (reasoning, final_answer) = answer.rsplit_once("####").ok_or("answer has no '#### N' line")?;
-    let final_answer = final_answer.trim().replace(',', "");
+    // As the GSM8K gold is read: thousands separators and currency signs dropped.
+    let final_answer: String = final_answer.trim().chars().filter(|c| !matches!(c, ',' | '$')).collect();
     if final_answer.is_empty() {
         return Err("'####' is followed by no answer".into());
     }
@@ -140,7 +141,7 @@ mod tests {
         let conv = row_conversation(&row, DataFormat::Gsm8k, Some(REASONING_SYSTEM_PROMPT)).unwrap();
         let solution = &conv.last().unwrap().content;
         assert_eq!(format_score(solution, FormatMode::Strict), 1.0);
-        assert!(grade(Benchmark::Gsm8k, solution, &Gold::gsm8k("5").unwrap()).correct);
+        assert!(grade(Benchmark::Gsm8k, solution, &Gold::gsm8k(row["answer"].as_str().unwrap()).unwrap()).correct);
     }
 
     #[test]

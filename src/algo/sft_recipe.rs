@@ -164,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn committed_recipes_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let recipes: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sft_"))).collect();
+        assert!(recipes.len() >= 2);
+        for path in recipes {
+            SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = SftRecipe::parse(&format!("{BASE}learning_rate = 1e-4\n")).unwrap_err();
         assert!(err.contains("learning_rate"), "{err}");
