@@ -1,9 +1,16 @@
-//! The learner's algorithms: group-relative advantages, the GRPO loss and one GRPO optimisation
-//! step on a scored batch. Synchronous and deterministic; the actors call these.
+//! The learner's algorithms: group-relative advantages, the GRPO loss and step, SFT (full or
+//! LoRA), knowledge distillation, and the optimizer interface they step. Synchronous and
+//! deterministic; the actors call these.
 
 pub mod advantages;
 pub mod grpo;
 pub mod grpo_loss;
+pub mod kd;
+pub mod optimizer;
+pub mod sft;
+pub mod sft_data;
+pub mod sft_recipe;
+pub mod traces;
 
 pub use advantages::{group_advantages, AdvantageScale};
 pub use grpo::{grpo_step, GrpoConfig, GrpoStats, ScoredBatch};

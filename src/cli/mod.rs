@@ -1,10 +1,12 @@
 //! Subcommands and the options they share.
 
 mod bench;
+mod distill;
 mod export;
 mod generate;
 mod inspect;
 mod logprobs;
+mod sft;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +32,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Throughput benchmarks on the peer's workloads (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Supervised fine-tuning (full or LoRA) from a TOML recipe.
+    Sft(sft::SftArgs),
+    /// Rejection-sampled teacher traces for a training set, as chat JSONL.
+    Distill(distill::DistillArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -39,6 +45,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Sft(a) => sft::run(a),
+        Command::Distill(a) => distill::run(a),
     }
 }
 

@@ -8,6 +8,7 @@ use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use super::norm::RmsNorm;
 use super::rope::RopeSlice;
+use super::lora::LoraAttach;
 use super::weights::Weights;
 use super::ModelError;
 
@@ -33,14 +34,15 @@ pub(crate) struct AttentionInputs<'a> {
 }
 
 impl Attention {
-    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool) -> Result<Self, ModelError> {
+    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let d = cfg.hidden_size;
         let q_out = cfg.num_heads * cfg.head_dim;
         let kv_out = cfg.num_kv_heads * cfg.head_dim;
         let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear, ModelError> {
             let weight = w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?;
             let bias = if bias { Some(w.get(&format!("{prefix}.{name}.bias"), &[out])?) } else { None };
-            Ok(Linear::new(weight, bias, inference)?)
+            let lora = lora.and_then(|l| l.branch(&format!("{prefix}.{name}")));
+            Ok(Linear::new(weight, bias, inference)?.with_lora(lora))
         };
         let head_norm = |name: &str| -> Result<Option<RmsNorm>, ModelError> {
             if !cfg.qk_norm {

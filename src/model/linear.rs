@@ -5,6 +5,8 @@
 
 use candle_core::{Result, Tensor};
 
+use super::lora::LoraBranch;
+
 #[derive(Clone)]
 pub struct Linear {
     /// (out, in), as checkpoints store it.
@@ -14,12 +16,19 @@ pub struct Linear {
     /// trainable model, whose weights change in place.
     weight_t: Option<Tensor>,
     bias: Option<Tensor>,
+    /// A LoRA branch added to the output; W itself stays frozen.
+    lora: Option<LoraBranch>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>, inference: bool) -> Result<Self> {
         let weight_t = if inference { Some(weight.t()?.contiguous()?) } else { None };
-        Ok(Linear { weight, weight_t, bias })
+        Ok(Linear { weight, weight_t, bias, lora: None })
+    }
+
+    pub(crate) fn with_lora(mut self, lora: Option<LoraBranch>) -> Self {
+        self.lora = lora;
+        self
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -36,6 +45,10 @@ impl Linear {
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let y = match &self.lora {
+            Some(lora) => (y + lora.forward(&x)?)?,
             None => y,
         };
         let mut out_dims = lead.to_vec();

@@ -3,7 +3,7 @@
 //! The output projection runs in row chunks so a batch never materialises its full
 //! (tokens × vocab) logits in one tensor.
 
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::qwen2::{log_softmax, Positions, Qwen2};
 
@@ -47,6 +47,27 @@ pub struct TokenLogProbs {
 /// Rows of the output projection computed at once; bounds the logits held in memory.
 pub const DEFAULT_CHUNK_ROWS: usize = 512;
 
+/// Final hidden states of the rows that predict a next token, (b·(t − 1), d), and which of
+/// those predictions count, (b, t − 1) f32. Shared by every per-token objective.
+pub fn prediction_states(model: &Qwen2, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
+    let (b, t) = batch.ids.dims2()?;
+    if t < 2 {
+        candle_core::bail!("per-token objectives need sequences of at least 2 tokens, got {t}");
+    }
+    let positions = match &batch.positions {
+        Some(p) => Positions::Explicit(p),
+        None => Positions::Offset(0),
+    };
+    let hidden = model.forward(&batch.ids, positions, Some(&batch.mask), None, false)?;
+    let d = hidden.dim(D::Minus1)?;
+    let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), d))?;
+    // A prediction counts only when both the token it is made from and its target are real: in
+    // a left-padded row the first token "predicted" from padding is meaningless.
+    let mask = batch.mask.to_dtype(DType::F32)?;
+    let target_mask = (mask.narrow(1, 0, t - 1)? * mask.narrow(1, 1, t - 1)?)?;
+    Ok((hidden, target_mask))
+}
+
 /// Log-probs of each next token under `model`, logits divided by `temperature`.
 pub fn token_logprobs(
     model: &Qwen2,
@@ -56,17 +77,8 @@ pub fn token_logprobs(
     chunk_rows: usize,
 ) -> Result<TokenLogProbs> {
     let (b, t) = batch.ids.dims2()?;
-    if t < 2 {
-        candle_core::bail!("log-probs need sequences of at least 2 tokens, got {t}");
-    }
-    let positions = match &batch.positions {
-        Some(p) => Positions::Explicit(p),
-        None => Positions::Offset(0),
-    };
-    let hidden = model.forward(&batch.ids, positions, Some(&batch.mask), None, false)?;
-    let d = hidden.dim(D::Minus1)?;
+    let (hidden, target_mask) = prediction_states(model, batch)?;
     let rows = b * (t - 1);
-    let hidden = hidden.narrow(1, 0, t - 1)?.reshape((rows, d))?;
     let targets = batch.ids.narrow(1, 1, t - 1)?.reshape((rows, 1))?;
     let mut logps = Vec::new();
     let mut entropies = Vec::new();
@@ -82,12 +94,8 @@ pub fn token_logprobs(
             entropies.push((logp_all.exp()? * &logp_all)?.sum_keepdim(1)?.neg()?);
         }
     }
-    // A prediction counts only when both the token it is made from and its target are real: in
-    // a left-padded row the first token "predicted" from padding is meaningless.
-    let mask = batch.mask.to_dtype(logps[0].dtype())?;
-    let target_mask = (mask.narrow(1, 0, t - 1)? * mask.narrow(1, 1, t - 1)?)?;
     let finish = |parts: Vec<Tensor>| -> Result<Tensor> {
-        Tensor::cat(&parts, 0)?.reshape((b, t - 1))?.mul(&target_mask)
+        Tensor::cat(&parts, 0)?.reshape((b, t - 1))?.mul(&target_mask.to_dtype(parts[0].dtype())?)
     };
     Ok(TokenLogProbs {
         logprobs: finish(logps)?,

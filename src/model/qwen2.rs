@@ -11,6 +11,7 @@ use super::config::ModelConfig;
 use super::kv_cache::KvCache;
 use super::norm::RmsNorm;
 use super::rope::RotaryTables;
+use super::lora::{LoraAdapters, LoraAttach};
 use super::weights::Weights;
 use super::ModelError;
 
@@ -29,10 +30,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool) -> Result<Self, ModelError> {
+    fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
         let linear = |name: &str, out: usize, inp: usize| -> Result<Linear, ModelError> {
-            Ok(Linear::new(w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?, None, inference)?)
+            let linear = Linear::new(w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?, None, inference)?;
+            Ok(linear.with_lora(lora.and_then(|l| l.branch(&format!("{prefix}.{name}")))))
         };
         Ok(Mlp {
             gate_proj: linear("gate_proj", i, d)?,
@@ -55,7 +57,7 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &ModelConfig, w: &Weights, i: usize, inference: bool) -> Result<Self, ModelError> {
+    fn new(cfg: &ModelConfig, w: &Weights, i: usize, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let prefix = format!("model.layers.{i}");
         let norm = |name: &str| -> Result<RmsNorm, ModelError> {
             let weight = w.get(&format!("{prefix}.{name}.weight"), &[cfg.hidden_size])?;
@@ -63,9 +65,9 @@ impl DecoderLayer {
         };
         Ok(DecoderLayer {
             input_layernorm: norm("input_layernorm")?,
-            self_attn: Attention::new(cfg, w, &format!("{prefix}.self_attn"), inference)?,
+            self_attn: Attention::new(cfg, w, &format!("{prefix}.self_attn"), inference, lora)?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
-            mlp: Mlp::new(cfg, w, &format!("{prefix}.mlp"), inference)?,
+            mlp: Mlp::new(cfg, w, &format!("{prefix}.mlp"), inference, lora)?,
         })
     }
 
@@ -93,20 +95,26 @@ impl Qwen2 {
     /// Builds the decoder over `w`, which must hold every tensor in HF naming with HF shapes.
     /// The tensors are shared, not copied: a model over `Weights::to_vars` trains them.
     pub fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self, ModelError> {
-        Self::build(cfg, w, false)
+        Self::build(cfg, w, false, None)
+    }
+
+    /// A decoder over frozen `w` with `adapters` added to the projections they wrap; the
+    /// adapters' dropout is applied only when `training`.
+    pub fn with_lora(cfg: &ModelConfig, w: &Weights, adapters: &LoraAdapters, training: bool) -> Result<Self, ModelError> {
+        Self::build(cfg, w, false, Some(LoraAttach { adapters, training }))
     }
 
     /// A decoder for generation only: projection weights are also kept transposed, which makes
     /// small-batch decoding several times faster at the cost of a second copy of the matrices.
     pub fn for_inference(cfg: &ModelConfig, w: &Weights) -> Result<Self, ModelError> {
-        Self::build(cfg, w, true)
+        Self::build(cfg, w, true, None)
     }
 
-    fn build(cfg: &ModelConfig, w: &Weights, inference: bool) -> Result<Self, ModelError> {
+    fn build(cfg: &ModelConfig, w: &Weights, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let (v, d) = (cfg.vocab_size, cfg.hidden_size);
         let embed = w.get("model.embed_tokens.weight", &[v, d])?;
         let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { w.get("lm_head.weight", &[v, d])? };
-        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::new(cfg, w, i, inference)).collect::<Result<Vec<_>, _>>()?;
+        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::new(cfg, w, i, inference, lora)).collect::<Result<Vec<_>, _>>()?;
         let device = embed.device().clone();
         Ok(Qwen2 {
             embed_tokens: Embedding::new(embed.clone(), d),

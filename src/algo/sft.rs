@@ -1,0 +1,298 @@
+//! SFT: (prompt, completion) token pairs → token-budget batches → NLL of completion tokens → accumulated step.
+//!
+//! The same loop trains all weights or only LoRA adapters: it steps whatever `vars` it is given,
+//! and a LoRA model's base weights are plain tensors that never receive a gradient.
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use super::optimizer::{clip_grad_norm, Optimizer};
+use crate::model::{token_logprobs, Qwen2, TokenBatch};
+
+/// One training example in token ids; the loss covers `completion` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftExample {
+    pub prompt: Vec<u32>,
+    pub completion: Vec<u32>,
+}
+
+impl SftExample {
+    pub fn len(&self) -> usize {
+        self.prompt.len() + self.completion.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What to do with an example longer than the maximum length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlong {
+    /// Keep its first `max_len` tokens (dropped if no completion token is left).
+    Truncate,
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub struct SftConfig {
+    pub epochs: usize,
+    /// Maximum prompt + completion tokens.
+    pub max_len: usize,
+    pub overlong: Overlong,
+    /// Padded tokens (rows × longest row) per micro-batch; a longer example goes alone.
+    pub token_budget: usize,
+    /// Micro-batches whose gradients make one optimiser step.
+    pub grad_accum: usize,
+    /// Global gradient-norm clip; 0 disables it.
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub pad_id: u32,
+    /// Rows of the output projection computed at once (see `token_logprobs`).
+    pub chunk_rows: usize,
+}
+
+/// Examples cut to the maximum length, with what it cost.
+#[derive(Debug, Clone, Default)]
+pub struct Fitted {
+    pub examples: Vec<SftExample>,
+    pub truncated: usize,
+    pub dropped: usize,
+}
+
+/// Applies `max_len` and `overlong`; examples without completion tokens are dropped too.
+pub fn fit_length(examples: Vec<SftExample>, max_len: usize, overlong: Overlong) -> Fitted {
+    let mut out = Fitted::default();
+    for mut ex in examples {
+        if ex.len() > max_len {
+            if overlong == Overlong::Drop || ex.prompt.len() >= max_len {
+                out.dropped += 1;
+                continue;
+            }
+            ex.completion.truncate(max_len - ex.prompt.len());
+            out.truncated += 1;
+        }
+        if ex.completion.is_empty() || ex.len() < 2 {
+            out.dropped += 1;
+            continue;
+        }
+        out.examples.push(ex);
+    }
+    out
+}
+
+/// Micro-batches of example indices: sorted by length so rows of one batch pad little, filled
+/// while rows × longest ≤ `token_budget`, then shuffled by `seed` and `epoch`.
+pub fn plan_batches(lengths: &[usize], token_budget: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending, so the newcomer is the longest row.
+        if !current.is_empty() && (current.len() + 1) * lengths[i] > token_budget {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    batches.shuffle(&mut rng);
+    batches
+}
+
+/// A padded batch and which predictions the loss counts.
+pub struct SftBatch {
+    pub tokens: TokenBatch,
+    /// (b, t - 1) f32: 1 where the target token is a completion token.
+    pub loss_mask: Tensor,
+    /// Completion tokens in the batch.
+    pub targets: usize,
+}
+
+pub fn collate(examples: &[&SftExample], pad_id: u32, device: &Device) -> Result<SftBatch> {
+    let seqs: Vec<Vec<u32>> = examples.iter().map(|e| [e.prompt.as_slice(), &e.completion].concat()).collect();
+    let tokens = TokenBatch::right_padded(&seqs, pad_id, device)?;
+    let t = tokens.ids.dim(1)?;
+    let mut mask = Vec::with_capacity(examples.len() * (t - 1));
+    for e in examples {
+        // Prediction j targets token j + 1.
+        mask.extend((1..t).map(|pos| if pos >= e.prompt.len() && pos < e.len() { 1f32 } else { 0.0 }));
+    }
+    let targets = examples.iter().map(|e| e.completion.len()).sum();
+    Ok(SftBatch { loss_mask: Tensor::from_vec(mask, (examples.len(), t - 1), device)?, tokens, targets })
+}
+
+/// Summed negative log-likelihood of the completion tokens (scalar, differentiable).
+pub fn completion_nll(model: &Qwen2, batch: &SftBatch, chunk_rows: usize) -> Result<Tensor> {
+    let lp = token_logprobs(model, &batch.tokens, 1.0, false, chunk_rows)?.logprobs;
+    (lp * batch.loss_mask.to_dtype(DType::F32)?)?.sum_all()?.neg()
+}
+
+/// Mean NLL per completion token over `examples`, no gradients kept.
+pub fn mean_loss(model: &Qwen2, examples: &[SftExample], cfg: &SftConfig) -> Result<f64> {
+    let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
+    let (mut nll, mut tokens) = (0f64, 0usize);
+    for idx in plan_batches(&lengths, cfg.token_budget, cfg.seed, 0) {
+        let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
+        let batch = collate(&rows, cfg.pad_id, model.device())?;
+        nll += completion_nll(model, &batch, cfg.chunk_rows)?.detach().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        tokens += batch.targets;
+    }
+    Ok(nll / tokens.max(1) as f64)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SftStepStats {
+    pub step: usize,
+    pub epoch: usize,
+    /// Mean NLL per completion token over the step's micro-batches.
+    pub loss: f64,
+    pub tokens: usize,
+    pub grad_norm: f64,
+    /// True when the loss or gradient was not finite and the update was skipped.
+    pub skipped: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SftReport {
+    pub steps: usize,
+    pub skipped_steps: usize,
+    pub tokens: usize,
+    pub last_loss: f64,
+}
+
+/// Trains `model` on `examples` (already fitted to the maximum length) by stepping `vars`,
+/// calling `on_step` after every optimiser step.
+pub fn train_sft(
+    model: &Qwen2,
+    vars: &[Var],
+    opt: &mut dyn Optimizer,
+    examples: &[SftExample],
+    cfg: &SftConfig,
+    mut on_step: impl FnMut(&SftStepStats),
+) -> Result<SftReport> {
+    let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
+    let mut report = SftReport::default();
+    for epoch in 0..cfg.epochs {
+        let batches = plan_batches(&lengths, cfg.token_budget, cfg.seed, epoch);
+        for group in batches.chunks(cfg.grad_accum.max(1)) {
+            let stats = sft_step(model, vars, opt, examples, group, cfg, report.steps, epoch)?;
+            report.steps += 1;
+            report.tokens += stats.tokens;
+            if stats.skipped {
+                report.skipped_steps += 1;
+            } else {
+                report.last_loss = stats.loss;
+            }
+            on_step(&stats);
+        }
+    }
+    Ok(report)
+}
+
+/// One optimiser step over the micro-batches `group`. The loss is normalised by the step's
+/// total completion tokens, so accumulation equals one big batch.
+#[allow(clippy::too_many_arguments)]
+fn sft_step(
+    model: &Qwen2,
+    vars: &[Var],
+    opt: &mut dyn Optimizer,
+    examples: &[SftExample],
+    group: &[Vec<usize>],
+    cfg: &SftConfig,
+    step: usize,
+    epoch: usize,
+) -> Result<SftStepStats> {
+    let tokens: usize = group.iter().flatten().map(|&i| examples[i].completion.len()).sum();
+    let mut grads = GradStore::default();
+    let mut nll_sum = 0f64;
+    for idx in group {
+        let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
+        let batch = collate(&rows, cfg.pad_id, model.device())?;
+        let nll = completion_nll(model, &batch, cfg.chunk_rows)?;
+        nll_sum += nll.detach().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let micro = (nll / tokens as f64)?.backward()?;
+        accumulate(&mut grads, micro, vars)?;
+    }
+    let loss = nll_sum / tokens.max(1) as f64;
+    let grad_norm = clip_grad_norm(&mut grads, vars, cfg.max_grad_norm)?;
+    let skipped = !loss.is_finite() || !grad_norm.is_finite();
+    if !skipped {
+        opt.step(&grads)?;
+    }
+    Ok(SftStepStats { step, epoch, loss, tokens, grad_norm, skipped })
+}
+
+/// Adds the gradients of `vars` in `micro` to `acc`, dropping every other tensor's gradient
+/// so the accumulated store holds only parameters.
+pub fn accumulate(acc: &mut GradStore, mut micro: GradStore, vars: &[Var]) -> Result<()> {
+    for v in vars {
+        if let Some(g) = micro.remove(v.as_tensor()) {
+            let sum = match acc.remove(v.as_tensor()) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            acc.insert(v.as_tensor(), sum);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(p: usize, c: usize) -> SftExample {
+        SftExample { prompt: vec![1; p], completion: vec![2; c] }
+    }
+
+    #[test]
+    fn overlong_examples_are_truncated_or_dropped_and_counted() {
+        let data = vec![ex(3, 4), ex(3, 10), ex(9, 5), ex(2, 0)];
+        let t = fit_length(data.clone(), 8, Overlong::Truncate);
+        assert_eq!((t.truncated, t.dropped), (1, 2));
+        assert_eq!(t.examples, vec![ex(3, 4), ex(3, 5)]);
+        let d = fit_length(data, 8, Overlong::Drop);
+        assert_eq!((d.truncated, d.dropped), (0, 3));
+        assert_eq!(d.examples, vec![ex(3, 4)]);
+    }
+
+    #[test]
+    fn batches_respect_the_padded_token_budget_and_cover_every_example_once() {
+        let lengths = [5, 30, 7, 8, 100, 6, 29, 31];
+        let batches = plan_batches(&lengths, 64, 3, 0);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        for b in &batches {
+            let longest = b.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(b.len() == 1 || b.len() * longest <= 64, "{b:?}");
+        }
+        // The short ones share a batch: 4 × 8 = 32 ≤ 64.
+        assert!(batches.iter().any(|b| { let mut b = b.clone(); b.sort(); b == vec![0, 2, 3, 5] }), "{batches:?}");
+        let mut other = plan_batches(&lengths, 64, 3, 1);
+        let mut this = batches.clone();
+        this.sort();
+        other.sort();
+        assert_eq!(this, other, "epochs reorder batches, they do not regroup them");
+    }
+
+    #[test]
+    fn loss_mask_covers_exactly_the_completion_targets() {
+        let a = SftExample { prompt: vec![5, 6, 7], completion: vec![8, 9] };
+        let b = SftExample { prompt: vec![5], completion: vec![8] };
+        let batch = collate(&[&a, &b], 0, &Device::Cpu).unwrap();
+        let mask = batch.loss_mask.to_vec2::<f32>().unwrap();
+        // Predictions target positions 1..5: a's completion sits at 3 and 4, b's at 1.
+        assert_eq!(mask, vec![vec![0., 0., 1., 1.], vec![1., 0., 0., 0.]]);
+        assert_eq!(batch.targets, 3);
+    }
+}

@@ -1,0 +1,186 @@
+//! The `srlm sft --config FILE.toml` recipe: every key named, unknown keys refused.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::sft::Overlong;
+use super::sft_data::DataFormat;
+use crate::model::LoraConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftRecipe {
+    /// HF directory, .gguf file or cached hub id.
+    pub model: String,
+    /// JSONL training data.
+    pub data: PathBuf,
+    pub format: DataFormat,
+    /// System prompt put before each question (GSM8K); defaults to the reasoning-format prompt.
+    pub system_prompt: Option<String>,
+    /// Where the result goes (an HF directory or a PEFT adapter directory).
+    pub output: PathBuf,
+    /// `merged` (LoRA folded into an HF dir), `adapter` (PEFT) or `full`; defaults to `full`
+    /// without [lora], `merged` with it.
+    pub save: Option<SaveAs>,
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default = "defaults::one")]
+    pub epochs: usize,
+    #[serde(default = "defaults::max_length")]
+    pub max_length: usize,
+    #[serde(default = "defaults::overlong")]
+    pub overlong: Overlong,
+    /// Padded tokens per micro-batch.
+    #[serde(default = "defaults::token_budget")]
+    pub token_budget: usize,
+    #[serde(default = "defaults::one")]
+    pub grad_accum: usize,
+    #[serde(default = "defaults::max_grad_norm")]
+    pub max_grad_norm: f64,
+    #[serde(default)]
+    pub seed: u64,
+    /// Use only the first N rows of `data`.
+    pub limit: Option<usize>,
+    #[serde(default = "defaults::device")]
+    pub device: String,
+    #[serde(default = "defaults::dtype")]
+    pub dtype: String,
+    pub lora: Option<LoraSection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveAs {
+    Full,
+    Merged,
+    Adapter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    pub r: usize,
+    pub alpha: f64,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default = "defaults::targets")]
+    pub target_modules: Vec<String>,
+}
+
+mod defaults {
+    pub fn lr() -> f64 {
+        1e-4
+    }
+    pub fn one() -> usize {
+        1
+    }
+    pub fn max_length() -> usize {
+        2048
+    }
+    pub fn overlong() -> super::Overlong {
+        super::Overlong::Truncate
+    }
+    pub fn token_budget() -> usize {
+        8192
+    }
+    pub fn max_grad_norm() -> f64 {
+        1.0
+    }
+    pub fn device() -> String {
+        "cpu".into()
+    }
+    pub fn dtype() -> String {
+        "f32".into()
+    }
+    pub fn targets() -> Vec<String> {
+        crate::model::lora::LORA_MODULES.iter().map(|(_, m)| m.to_string()).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl SftRecipe {
+    pub fn from_file(path: &Path) -> Result<Self, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Io { path: path.to_path_buf(), source: e })?;
+        Self::parse(&text).map_err(|reason| RecipeError::Invalid { path: path.to_path_buf(), reason })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let recipe: SftRecipe = toml::from_str(text).map_err(|e| e.to_string())?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 || self.grad_accum == 0 || self.max_length < 2 || self.token_budget == 0 {
+            return Err("epochs, grad_accum and token_budget must be at least 1, max_length at least 2".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("lr must be a positive number, got {}", self.lr));
+        }
+        match (self.save_as(), &self.lora) {
+            (SaveAs::Merged | SaveAs::Adapter, None) => Err("save = \"merged\" or \"adapter\" needs a [lora] section".into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn save_as(&self) -> SaveAs {
+        self.save.unwrap_or(if self.lora.is_some() { SaveAs::Merged } else { SaveAs::Full })
+    }
+
+    pub fn lora_config(&self) -> Option<LoraConfig> {
+        self.lora.as_ref().map(|l| LoraConfig {
+            r: l.r,
+            alpha: l.alpha,
+            dropout: l.dropout,
+            target_modules: l.target_modules.clone(),
+            seed: self.seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "model = \"m\"\ndata = \"d.jsonl\"\nformat = \"gsm8k\"\noutput = \"out\"\n";
+
+    #[test]
+    fn minimal_recipe_takes_defaults() {
+        let r = SftRecipe::parse(BASE).unwrap();
+        assert_eq!((r.epochs, r.max_length, r.save_as()), (1, 2048, SaveAs::Full));
+        let r = SftRecipe::parse(&format!("{BASE}lr = 4e-5\n[lora]\nr = 8\nalpha = 16\n")).unwrap();
+        assert_eq!(r.save_as(), SaveAs::Merged);
+        assert_eq!(r.lora_config().unwrap().target_modules.len(), 7);
+    }
+
+    #[test]
+    fn committed_recipes_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let recipes: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sft_"))).collect();
+        assert!(recipes.len() >= 2);
+        for path in recipes {
+            SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = SftRecipe::parse(&format!("{BASE}learning_rate = 1e-4\n")).unwrap_err();
+        assert!(err.contains("learning_rate"), "{err}");
+        let err = SftRecipe::parse(&format!("{BASE}[lora]\nr = 8\nalpha = 16\nrank = 4\n")).unwrap_err();
+        assert!(err.contains("rank"), "{err}");
+        let err = SftRecipe::parse(&format!("{BASE}save = \"adapter\"\n")).unwrap_err();
+        assert!(err.contains("[lora]"), "{err}");
+    }
+}

@@ -1,0 +1,90 @@
+//! Trace distillation: teacher samples → accuracy reward keeps the correct ones → chat JSONL for SFT.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::chat::{ChatTemplate, Message};
+use crate::generate::{generate_group, GenerationConfig};
+use crate::model::Qwen2;
+use crate::reward::{grade, Benchmark, Gold};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("problem {index}: {reason}")]
+    Prompt { index: usize, reason: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A training prompt (system and user turns) and the answer a trace must reach.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub messages: Vec<Message>,
+    pub gold: Gold,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceStats {
+    pub problems: usize,
+    pub samples: usize,
+    /// Correct traces written.
+    pub kept: usize,
+    /// Problems with at least one correct trace.
+    pub solved: usize,
+}
+
+/// Samples `n` teacher completions per problem through the shared sampler, keeps those the
+/// accuracy reward of `benchmark` marks correct, and writes them to `out` as chat JSONL
+/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically.
+#[allow(clippy::too_many_arguments)]
+pub fn distill_traces(
+    teacher: &Qwen2,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    problems: &[Problem],
+    n: usize,
+    gen: &GenerationConfig,
+    benchmark: Benchmark,
+    out: &Path,
+) -> Result<TraceStats, TraceError> {
+    let mut lines = String::new();
+    let mut stats = TraceStats { problems: problems.len(), ..TraceStats::default() };
+    for (index, problem) in problems.iter().enumerate() {
+        let prompt_error = |reason: String| TraceError::Prompt { index, reason };
+        let text = template.render(&problem.messages, true).map_err(|e| prompt_error(e.to_string()))?;
+        let ids = tokenizer.encode(&text, false).map_err(|e| prompt_error(e.to_string()))?;
+        // Streams are disjoint across problems, so every sample has its own randomness.
+        let completions = generate_group(teacher, tokenizer, &ids, n, (index * n) as u64, gen, |_, _| {})?;
+        stats.samples += completions.len();
+        let mut solved = false;
+        for c in completions.iter().filter(|c| grade(benchmark, &c.text, &problem.gold).correct) {
+            let mut messages = problem.messages.clone();
+            messages.push(Message::new("assistant", c.text.trim()));
+            let line = serde_json::json!({ "messages": messages });
+            lines.push_str(&line.to_string());
+            lines.push('\n');
+            stats.kept += 1;
+            solved = true;
+        }
+        stats.solved += usize::from(solved);
+    }
+    write_atomically(out, lines.as_bytes())?;
+    Ok(stats)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
+    let io = |source| TraceError::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! `srlm distill`: a teacher's correct solutions to training prompts, as chat JSONL for SFT.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::Value;
+use srlm::algo::sft_data::{question_messages, read_jsonl, REASONING_SYSTEM_PROMPT};
+use srlm::algo::traces::{distill_traces, Problem};
+use srlm::generate::GenerationConfig;
+use srlm::model::load::{parse_device, parse_dtype};
+use srlm::model::LoadedModel;
+use srlm::reward::Benchmark;
+use srlm::sampling::{SamplingParams, StopStrings};
+
+#[derive(Args)]
+pub struct DistillArgs {
+    /// Teacher checkpoint: HF directory, .gguf file or cached hub id.
+    #[arg(long)]
+    teacher: String,
+    /// JSONL problems with a `question` (or `problem`) field and the benchmark's gold field.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the kept traces go (chat JSONL, written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Samples per problem.
+    #[arg(long, default_value_t = 4)]
+    n: usize,
+    /// Use only the first N problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Which gold field and answer checker: gsm8k, math500, minerva_math, olympiadbench, amc23.
+    #[arg(long, default_value = "gsm8k")]
+    benchmark: String,
+    /// System prompt; defaults to the <think>/<answer> reasoning prompt. "" for none.
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    #[arg(long = "top-p", default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long = "max-new-tokens", default_value_t = 512)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+pub fn run(args: DistillArgs) -> Result<()> {
+    if args.n == 0 || args.max_new_tokens == 0 {
+        bail!("--n and --max-new-tokens must be at least 1");
+    }
+    let benchmark: Benchmark = args.benchmark.parse()?;
+    let sampling = SamplingParams { temperature: args.temperature, top_p: args.top_p, top_k: 0, greedy: false };
+    sampling.validate()?;
+    let system = match args.system.as_deref() {
+        Some("") => None,
+        Some(s) => Some(s),
+        None => Some(REASONING_SYSTEM_PROMPT),
+    };
+    let mut problems = read_jsonl(&args.data, |row| {
+        let question = ["question", "problem"]
+            .iter()
+            .find_map(|k| row.get(*k).and_then(Value::as_str))
+            .ok_or("missing string field 'question' (or 'problem')")?;
+        let gold = benchmark.gold_from_json(row).map_err(|e| e.to_string())?;
+        Ok(Problem { messages: question_messages(question, system), gold })
+    })?;
+    problems.truncate(args.limit.unwrap_or(usize::MAX));
+    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let dtype = parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;
+    let teacher = LoadedModel::load(&args.teacher, &device, dtype)?;
+    let template = teacher.tokenizer.chat_template()?;
+    let gen = GenerationConfig {
+        sampling,
+        max_new_tokens: args.max_new_tokens,
+        min_new_tokens: 0,
+        eos_ids: teacher.tokenizer.eos_token_ids().to_vec(),
+        stop: StopStrings::default(),
+        seed: args.seed,
+    };
+    let model = teacher.inference_model()?;
+    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, &args.out)?;
+    eprintln!(
+        "{} problems, {} samples: kept {} correct traces, {} problems solved; wrote {}",
+        stats.problems,
+        stats.samples,
+        stats.kept,
+        stats.solved,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `srlm sft` and `srlm distill` end to end on SmolLM2 (skipped without the checkpoint).
+
+mod common;
+
+use std::process::Command;
+
+fn srlm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_srlm"))
+}
+
+#[test]
+fn sft_recipe_with_an_unknown_key_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, "model = \"m\"\ndata = \"d\"\nformat = \"chat\"\noutput = \"o\"\nepochz = 3\n").unwrap();
+    let out = srlm().args(["sft", "--config", recipe.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("r.toml") && err.contains("epochz"), "{err}");
+}
+
+#[test]
+fn lora_sft_writes_a_peft_adapter_that_loads() {
+    let Some(model) = common::real_model(common::SMOL_GGUF) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("chat.jsonl");
+    let long = "very ".repeat(200);
+    let rows = [
+        ("What is 2 + 2?", "<think>\n2 + 2 = 4\n</think>\n<answer>\n4\n</answer>"),
+        ("Name a colour.", "Blue."),
+        ("Say something long.", long.as_str()),
+    ];
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(q, a)| serde_json::json!({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}).to_string())
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let out_dir = dir.path().join("adapter");
+    let recipe = dir.path().join("lora.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "model = {:?}\ndata = {:?}\nformat = \"chat\"\noutput = {:?}\nsave = \"adapter\"\nlr = 1e-3\nmax_length = 128\n\
+             overlong = \"drop\"\ntoken_budget = 256\n[lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\"]\n",
+            model.to_str().unwrap(),
+            data.to_str().unwrap(),
+            out_dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = srlm().args(["sft", "--config", recipe.to_str().unwrap()]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("2 examples (0 truncated, 1 dropped at max_length 128)"), "{log}");
+    let loaded = srlm::model::LoadedModel::load(model.to_str().unwrap(), &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
+    let adapters = srlm::model::LoraAdapters::load_peft(&out_dir, &loaded.weights, &loaded.config).unwrap();
+    assert_eq!(adapters.module_paths().count(), 2 * loaded.config.num_layers);
+    // One step from B = 0 moves B away from zero.
+    let (_, b) = adapters.factors("model.layers.0.self_attn.q_proj").unwrap();
+    assert!(b.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+#[test]
+fn distill_reports_counts_matching_the_written_traces() {
+    let Some(model) = common::real_model(common::SMOL_GGUF) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gsm8k.jsonl");
+    std::fs::write(&data, "{\"question\": \"What is 2 + 2? Reply with only the number.\", \"answer\": \"2 + 2 = 4\\n#### 4\"}\n").unwrap();
+    let out_path = dir.path().join("traces.jsonl");
+    let out = srlm()
+        .args(["distill", "--teacher", model.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args(["--out", out_path.to_str().unwrap(), "--n", "4", "--max-new-tokens", "10", "--system", ""])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let kept: usize = log.split("kept ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{log}"));
+    assert!(log.contains("1 problems, 4 samples"), "{log}");
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap().lines().count(), kept);
+}
