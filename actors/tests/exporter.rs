@@ -224,3 +224,11 @@ fn every_dashboard_metric_is_exported() {
         }
     }
 }
+
+#[test]
+fn readme_documents_every_metric() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for m in METRICS {
+        assert!(readme.contains(&format!("| `{}` |", m.name)), "actors/README.md does not document {}", m.name);
+    }
+}

@@ -235,8 +235,10 @@ fn deterministic_synchronous_mode_is_on_policy_and_learns() {
 
 #[test]
 fn worker_thread_is_pinned_to_the_requested_core() {
-    let w = srlm_actors::worker::Worker::spawn("pin-test", Some(0), ()).unwrap();
+    // The last core this process may use, so a restricted cpuset (containers) still works.
+    let core = *srlm_actors::worker::current_affinity().last().unwrap();
+    let w = srlm_actors::worker::Worker::spawn("pin-test", Some(core), ()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let cores = rt.block_on(w.call(|_| srlm_actors::worker::current_affinity())).unwrap();
-    assert_eq!(cores, vec![0]);
+    assert_eq!(cores, vec![core]);
 }
