@@ -1,4 +1,42 @@
-//! srlm-actors: the asynchronous runtime (generators, scorers, learner, weight broadcast).
+//! srlm-actors: the asynchronous training runtime. Its principal type is [`Pipeline`]: generators
+//! (prompt → [`RolloutGroup`]), a scorer pool ([`RolloutGroup`] → [`ScoredGroup`]) and a learner
+//! (batches → optimizer step → [`WeightsPublished`]) joined by bounded queues, under a supervisor.
 //!
-//! A skeleton for now: the runtime is the subject of its own issue and will be generic over
-//! small capability traits (`Sampler`, `Rewarder`, `Trainer`) so that it knows nothing of candle.
+//! It knows nothing of candle: the model side plugs in through the capability traits
+//! [`Sampler`], [`Rewarder`], [`Trainer`] and [`PromptSource`]; weights are an opaque `Arc<W>`.
+//! [`Pipeline::run`] runs the actors on tokio (each heavy part on its own OS thread);
+//! [`Pipeline::run_deterministic`] steps the same cores on one thread in a fixed order.
+
+pub mod broadcast;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod fake;
+pub mod gate;
+pub mod generator;
+pub mod harness;
+pub mod learner;
+pub mod ledger;
+pub mod messages;
+pub mod metrics;
+pub mod pipeline;
+pub mod queue;
+pub mod scorer;
+pub mod shutdown;
+pub mod summary;
+pub mod supervisor;
+pub mod traits;
+pub mod worker;
+
+pub use broadcast::{Broadcast, CopyToDevice};
+pub use config::RuntimeConfig;
+pub use error::RuntimeError;
+pub use messages::{
+    GroupRewards, Policy, PolicyVersion, Prompt, RolloutGroup, RunState, SampledCompletion, SampledGroup, ScoredGroup,
+    Timings, WeightsPublished,
+};
+pub use pipeline::Pipeline;
+pub use shutdown::{on_signals, ShutdownHandle};
+pub use summary::{RunSummary, StepRecord};
+pub use supervisor::Factory;
+pub use traits::{group_normalized, PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

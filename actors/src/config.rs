@@ -1,0 +1,135 @@
+//! RuntimeConfig: sizes of the pipeline, queue capacities, staleness bound, supervision and pinning.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::RuntimeError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// Completions per prompt (G).
+    pub group_size: usize,
+    /// Scored groups per optimizer step.
+    pub batch_groups: usize,
+    /// Oldest policy lag (in versions) a trained group may have; 0 is synchronous on-policy.
+    pub max_staleness: u64,
+    pub generators: usize,
+    pub scorers: usize,
+    /// Capacity of the generator → scorer queue.
+    pub rollout_capacity: usize,
+    /// Capacity of the scorer → learner queue.
+    pub scored_capacity: usize,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Restart delay after the first failure of an actor; doubles per failure up to `max_backoff`.
+    pub restart_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Failures of one generator or scorer slot after which the run stops.
+    pub max_restarts: u32,
+    /// Core to pin each generator's thread to (by generator index); empty: no pinning.
+    pub generator_cores: Vec<usize>,
+    /// Core to pin the learner's thread to.
+    pub learner_core: Option<usize>,
+    /// Device of each generator (by index; missing → device 0). Generators on the learner's
+    /// device share its weights; each other device gets one copy per version.
+    pub generator_devices: Vec<usize>,
+    pub learner_device: usize,
+    /// Seeds every actor's RNG.
+    pub seed: u64,
+    /// Where `/metrics` is served; `None` keeps metrics in-process.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            group_size: 16,
+            batch_groups: 4,
+            max_staleness: 1,
+            generators: 1,
+            scorers: 2,
+            rollout_capacity: 8,
+            scored_capacity: 8,
+            checkpoint_every: 50,
+            restart_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            max_restarts: 5,
+            generator_cores: Vec::new(),
+            learner_core: None,
+            generator_devices: Vec::new(),
+            learner_device: 0,
+            seed: 0,
+            metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Rejects sizes that would make the pipeline stall, naming the field.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let positive = [
+            ("group_size", self.group_size),
+            ("batch_groups", self.batch_groups),
+            ("generators", self.generators),
+            ("scorers", self.scorers),
+            ("rollout_capacity", self.rollout_capacity),
+            ("scored_capacity", self.scored_capacity),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(RuntimeError::Config { field, reason: "must be at least 1".into() });
+            }
+        }
+        if self.restart_backoff > self.max_backoff {
+            return Err(RuntimeError::Config {
+                field: "restart_backoff",
+                reason: format!("{:?} exceeds max_backoff {:?}", self.restart_backoff, self.max_backoff),
+            });
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for &core in self.generator_cores.iter().chain(self.learner_core.iter()) {
+            if core >= cores {
+                return Err(RuntimeError::Config {
+                    field: "generator_cores/learner_core",
+                    reason: format!("core {core} does not exist (this machine has {cores})"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn generator_device(&self, index: usize) -> usize {
+        self.generator_devices.get(index).copied().unwrap_or(0)
+    }
+
+    /// Backoff before restart number `failures` (1-based): doubles each time, capped.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        (self.restart_backoff * 2u32.pow(doublings)).min(self.max_backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        let c = RuntimeConfig {
+            restart_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let got: Vec<_> = (1..=5).map(|n| c.backoff(n).as_millis()).collect();
+        assert_eq!(got, [100, 200, 400, 500, 500]);
+    }
+
+    #[test]
+    fn zero_capacity_is_rejected_by_name() {
+        let c = RuntimeConfig { scored_capacity: 0, ..Default::default() };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("scored_capacity"), "{e}");
+    }
+}

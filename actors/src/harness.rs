@@ -1,0 +1,90 @@
+//! Harness: the same generator, scorer and learner cores stepped on one thread in a fixed order
+//! (generators by index, then scorers, then the learner), with every RNG seeded from the run seed.
+//! Two runs with one seed produce identical step records and weights. No restarts: an error ends the run.
+
+use crate::error::RuntimeError;
+use crate::generator::GeneratorCore;
+use crate::ledger::Holder;
+use crate::pipeline::{Pipeline, Prepared};
+use crate::scorer::ScorerCore;
+use crate::summary::RunSummary;
+use crate::supervisor::{derive_seed, Role};
+use crate::traits::{Rewarder, Sampler, Trainer};
+
+impl<S, R, T> Pipeline<S, R, T>
+where
+    S: Sampler,
+    R: Rewarder,
+    T: Trainer<Weights = S::Weights>,
+{
+    /// Runs deterministically on the calling thread (no actors, no metrics endpoint).
+    pub fn run_deterministic(self) -> Result<RunSummary, RuntimeError> {
+        let Prepared { ctx, mut learner, samplers, rewarders } = self.prepare()?;
+        let cfg = ctx.cfg.clone();
+        let fail = |role: &str, step: u64, e: String| RuntimeError::Learner {
+            step,
+            reason: format!("{role}: {e}"),
+            checkpoint: "deterministic harness: no checkpoint after a failure".into(),
+        };
+        let mut generators: Vec<_> = (0..cfg.generators)
+            .map(|i| GeneratorCore::new(i, samplers(i, derive_seed(cfg.seed, Role::Generator(i), 0)), ctx.clone()))
+            .collect();
+        let mut scorers: Vec<_> = (0..cfg.scorers)
+            .map(|i| ScorerCore::new(i, rewarders(i, derive_seed(cfg.seed, Role::Scorer(i), 0))))
+            .collect();
+        let interrupted = loop {
+            if ctx.shutdown.is_requested() {
+                ctx.ledger.close();
+                break true;
+            }
+            let mut progressed = false;
+            for (i, generator) in generators.iter_mut().enumerate() {
+                if ctx.rollouts.is_full() || !ctx.gate.try_acquire() {
+                    continue;
+                }
+                let Some(prompt) = ctx.ledger.next_prompt(Holder::Generator(i)) else {
+                    ctx.gate.refund();
+                    continue;
+                };
+                let id = prompt.id;
+                let group = generator.generate(prompt).map_err(|e| fail("generator", learner.step(), e.to_string()))?;
+                ctx.ledger.hand_over(id, Holder::Queued);
+                ctx.rollouts.try_send(group).map_err(|_| fail("generator", learner.step(), "rollout queue full".into()))?;
+                progressed = true;
+            }
+            for (i, scorer) in scorers.iter_mut().enumerate() {
+                if ctx.scored.is_full() {
+                    break;
+                }
+                let Some(group) = ctx.rollouts.try_recv() else { break };
+                let id = group.prompt.id;
+                ctx.ledger.hand_over(id, Holder::Scorer(i));
+                let scored = scorer.score(group).map_err(|e| fail("scorer", learner.step(), e.to_string()))?;
+                ctx.ledger.hand_over(id, Holder::Queued);
+                ctx.scored.try_send(scored).map_err(|_| fail("scorer", learner.step(), "scored queue full".into()))?;
+                progressed = true;
+            }
+            while let Some(scored) = ctx.scored.try_recv() {
+                learner.offer(scored);
+                progressed = true;
+                if learner.batch_full() {
+                    learner.train().map_err(|e| fail("trainer", learner.step(), e.to_string()))?;
+                    if learner.checkpoint_due() {
+                        learner.checkpoint().map_err(|e| fail("checkpoint", learner.step(), e.to_string()))?;
+                    }
+                }
+            }
+            if ctx.ledger.drained() {
+                if !learner.batch_is_empty() {
+                    learner.train().map_err(|e| fail("trainer", learner.step(), e.to_string()))?;
+                }
+                break false;
+            }
+            if !progressed {
+                return Err(fail("harness", learner.step(), "no actor could make progress".into()));
+            }
+        };
+        learner.checkpoint().map_err(|e| fail("checkpoint", learner.step(), e.to_string()))?;
+        Ok(learner.summary(interrupted))
+    }
+}

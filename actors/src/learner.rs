@@ -1,0 +1,338 @@
+//! Learner: ScoredGroup → batches → Trainer::step → WeightsPublished; drops groups staler than
+//! `max_staleness`, checkpoints every N steps, at a shutdown request and at the end.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::context::Context;
+use crate::error::RuntimeError;
+use crate::ledger::Holder;
+use crate::messages::{Policy, ScoredGroup, WeightsPublished};
+use crate::metrics as m;
+use crate::summary::{RunSummary, StepRecord};
+use crate::traits::Trainer;
+use crate::worker::Worker;
+
+pub struct LearnerCore<T: Trainer> {
+    trainer: T,
+    ctx: Arc<Context<T::Weights>>,
+    step: u64,
+    version: u64,
+    batch: Vec<ScoredGroup>,
+    trained: u64,
+    dropped_stale: u64,
+    started: Instant,
+    busy: Duration,
+    history: Vec<StepRecord>,
+}
+
+/// What happened to an offered group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Batched,
+    DroppedStale,
+}
+
+impl<T: Trainer> LearnerCore<T> {
+    /// `step` and `version` come from the trainer's `Start`, so a resumed run continues its count.
+    pub fn new(trainer: T, ctx: Arc<Context<T::Weights>>, step: u64, version: u64) -> Self {
+        metrics::gauge!(m::POLICY_VERSION).set(version as f64);
+        // Exported from the start so dashboards show 0 rather than no data.
+        metrics::counter!(m::LEARNER_DROPPED, "reason" => "stale").increment(0);
+        Self {
+            trainer,
+            ctx,
+            step,
+            version,
+            batch: Vec::new(),
+            trained: 0,
+            dropped_stale: 0,
+            started: Instant::now(),
+            busy: Duration::ZERO,
+            history: Vec::new(),
+        }
+    }
+
+    /// Batches `group`, or drops it if its policy is more than `max_staleness` versions old.
+    pub fn offer(&mut self, group: ScoredGroup) -> Admission {
+        let staleness = self.version.saturating_sub(group.group.policy_version);
+        metrics::histogram!(m::STALENESS).record(staleness as f64);
+        let id = group.group.prompt.id;
+        if staleness > self.ctx.cfg.max_staleness {
+            self.dropped_stale += 1;
+            metrics::counter!(m::LEARNER_DROPPED, "reason" => "stale").increment(1);
+            self.ctx.ledger.finish(id);
+            self.ctx.gate.refund();
+            return Admission::DroppedStale;
+        }
+        self.ctx.ledger.hand_over(id, Holder::Learner);
+        self.batch.push(group);
+        Admission::Batched
+    }
+
+    pub fn batch_full(&self) -> bool {
+        self.batch.len() >= self.ctx.cfg.batch_groups
+    }
+
+    pub fn batch_is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// One optimizer step on the current batch (full, or the last partial one), then publish.
+    pub fn train(&mut self) -> Result<WeightsPublished, T::Error> {
+        let t = Instant::now();
+        let (stats, weights) = self.trainer.step(&self.batch)?;
+        let took = t.elapsed();
+        self.busy += took;
+        self.step += 1;
+        self.version += 1;
+        let published = self.ctx.broadcast.publish(Policy { version: self.version, weights });
+        self.ctx.gate.advance(self.version);
+        let batch = std::mem::take(&mut self.batch);
+        for g in &batch {
+            self.ctx.ledger.finish(g.group.prompt.id);
+        }
+        self.trained += batch.len() as u64;
+        let record = self.record(&batch, stats, took);
+        self.history.push(record);
+        Ok(published)
+    }
+
+    fn record(&self, batch: &[ScoredGroup], stats: crate::traits::StepStats, took: Duration) -> StepRecord {
+        let mut reward_means: Vec<(String, f64)> = Vec::new();
+        let (mut sum_total, mut n, mut correct, mut judged, mut tokens) = (0f64, 0usize, 0usize, 0usize, 0u64);
+        for g in batch {
+            for (f, rs) in &g.rewards.per_function {
+                let sum: f64 = rs.iter().map(|&r| r as f64).sum();
+                match reward_means.iter_mut().find(|(name, _)| name == f) {
+                    Some((_, s)) => *s += sum,
+                    None => reward_means.push((f.clone(), sum)),
+                }
+            }
+            sum_total += g.rewards.total.iter().map(|&r| r as f64).sum::<f64>();
+            n += g.rewards.total.len();
+            if let Some(c) = &g.rewards.correct {
+                correct += c.iter().filter(|&&x| x).count();
+                judged += c.len();
+            }
+            tokens += g.group.generated_tokens() as u64;
+        }
+        let n = n.max(1) as f64;
+        reward_means.iter_mut().for_each(|(_, s)| *s /= n);
+        reward_means.push(("total".into(), sum_total / n));
+        let accuracy = (judged > 0).then(|| correct as f64 / judged as f64);
+
+        metrics::counter!(m::LEARNER_STEPS).increment(1);
+        metrics::counter!(m::LEARNER_GROUPS).increment(batch.len() as u64);
+        metrics::gauge!(m::POLICY_VERSION).set(self.version as f64);
+        metrics::histogram!(m::LEARNER_STEP_SECONDS).record(took.as_secs_f64());
+        metrics::gauge!(m::LEARNER_BUSY_RATIO).set(self.busy.as_secs_f64() / self.started.elapsed().as_secs_f64().max(1e-9));
+        metrics::gauge!(m::LOSS).set(stats.loss);
+        metrics::gauge!(m::LEARNING_RATE).set(stats.learning_rate);
+        for (name, v) in [(m::KL, stats.kl), (m::CLIP_FRACTION, stats.clip_fraction), (m::ENTROPY, stats.entropy), (m::GRAD_NORM, stats.grad_norm)] {
+            if let Some(v) = v {
+                metrics::gauge!(name).set(v);
+            }
+        }
+        for (f, mean) in &reward_means {
+            metrics::gauge!(m::REWARD_MEAN, "function" => f.clone()).set(*mean);
+        }
+        if let Some(a) = accuracy {
+            metrics::gauge!(m::ACCURACY).set(a);
+        }
+        StepRecord {
+            step: self.step,
+            version: self.version,
+            stats,
+            reward_means,
+            accuracy,
+            prompts: batch.iter().map(|g| g.group.prompt.id).collect(),
+            tokens,
+            dropped_stale_so_far: self.dropped_stale,
+        }
+    }
+
+    pub fn checkpoint_due(&self) -> bool {
+        let every = self.ctx.cfg.checkpoint_every;
+        every > 0 && self.step % every == 0
+    }
+
+    /// Saves the trainer's checkpoint with the ledger's view of what is still to train.
+    pub fn checkpoint(&mut self) -> Result<(), T::Error> {
+        let state = self.ctx.ledger.snapshot(self.step, self.version);
+        let t = Instant::now();
+        self.trainer.save_checkpoint(&state)?;
+        let took = t.elapsed();
+        self.busy += took;
+        metrics::histogram!(m::CHECKPOINT_SECONDS).record(took.as_secs_f64());
+        Ok(())
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn summary(&self, interrupted: bool) -> RunSummary {
+        let ctx = &self.ctx;
+        let c = &ctx.counters;
+        RunSummary {
+            state: ctx.ledger.snapshot(self.step, self.version),
+            groups_trained: self.trained,
+            groups_dropped_stale: self.dropped_stale,
+            groups_generated: c.groups_generated.load(Ordering::Relaxed),
+            tokens_generated: c.tokens.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+            interrupted,
+            elapsed: c.started.elapsed(),
+            learner_busy: self.busy,
+            generator_busy: c.generator_busy(),
+            steps: self.history.clone(),
+            max_queue_depth: vec![
+                (ctx.rollouts.name(), ctx.rollouts.max_depth(), ctx.rollouts.capacity()),
+                (ctx.scored.name(), ctx.scored.max_depth(), ctx.scored.capacity()),
+            ],
+            full_waits: vec![(ctx.rollouts.name(), ctx.rollouts.full_waits()), (ctx.scored.name(), ctx.scored.full_waits())],
+        }
+    }
+}
+
+pub struct Learner<T>(PhantomData<fn() -> T>);
+
+impl<T> Default for Learner<T> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+pub struct LearnerArgs<T: Trainer> {
+    pub core: LearnerCore<T>,
+    pub pin_core: Option<usize>,
+}
+
+pub struct LearnerState<T: Trainer> {
+    worker: Worker<LearnerCore<T>>,
+    ctx: Arc<Context<T::Weights>>,
+    /// The step count after the last successful step, for the failure message.
+    step: u64,
+}
+
+pub enum LearnerMsg {
+    /// Wait for the next scored group, a shutdown request or the end of the prompts.
+    Next,
+}
+
+/// Why the learner loop stopped.
+enum Ending {
+    Drained,
+    Interrupted,
+}
+
+impl<T: Trainer> Actor for Learner<T> {
+    type Msg = LearnerMsg;
+    type State = LearnerState<T>;
+    type Arguments = LearnerArgs<T>;
+
+    async fn pre_start(&self, myself: ActorRef<LearnerMsg>, args: LearnerArgs<T>) -> Result<Self::State, ActorProcessingErr> {
+        let ctx = Arc::clone(&args.core.ctx);
+        let step = args.core.step;
+        let worker = Worker::spawn("srlm-learner", args.pin_core, args.core)?;
+        myself.send_message(LearnerMsg::Next)?;
+        Ok(LearnerState { worker, ctx, step })
+    }
+
+    async fn handle(&self, myself: ActorRef<LearnerMsg>, msg: LearnerMsg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LearnerMsg::Next => match state.next().await {
+                Ok(None) => myself.send_message(LearnerMsg::Next)?,
+                Ok(Some(ending)) => {
+                    state.finish(ending).await;
+                    myself.stop(None);
+                }
+                Err(reason) => {
+                    state.fail(reason).await;
+                    myself.stop(None);
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+impl<T: Trainer> LearnerState<T> {
+    /// Takes in one group and trains if a batch is ready; `Some` when the run should end.
+    async fn next(&mut self) -> Result<Option<Ending>, String> {
+        let ctx = Arc::clone(&self.ctx);
+        if ctx.shutdown.is_requested() {
+            ctx.ledger.close();
+            return Ok(Some(Ending::Interrupted));
+        }
+        let mut ledger_changed = ctx.ledger.subscribe();
+        if ctx.ledger.drained() {
+            return self.train_last().await.map(|()| Some(Ending::Drained));
+        }
+        let group = tokio::select! {
+            g = ctx.scored.recv(&ctx.stop) => match g { Some(g) => g, None => return Ok(Some(Ending::Interrupted)) },
+            _ = ctx.shutdown.requested() => return Ok(None),
+            _ = ledger_changed.changed() => return Ok(None),
+        };
+        let full = self.call(move |core| {
+            core.offer(group);
+            core.batch_full()
+        }).await?;
+        if full {
+            self.train_one().await?;
+        }
+        Ok(None)
+    }
+
+    async fn train_last(&mut self) -> Result<(), String> {
+        if !self.call(|core| core.batch_is_empty()).await? {
+            self.train_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn train_one(&mut self) -> Result<(), String> {
+        let step = self.call(|core| -> Result<u64, String> {
+            core.train().map_err(|e| e.to_string())?;
+            if core.checkpoint_due() {
+                core.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
+            }
+            Ok(core.step())
+        }).await??;
+        self.step = step;
+        Ok(())
+    }
+
+    async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut LearnerCore<T>) -> R + Send + 'static) -> Result<R, String> {
+        self.worker.call(f).await.map_err(|e| e.to_string())
+    }
+
+    async fn finish(&mut self, ending: Ending) {
+        let interrupted = matches!(ending, Ending::Interrupted);
+        let outcome = self
+            .call(move |core| {
+                core.checkpoint().map_err(|e| e.to_string())?;
+                Ok(core.summary(interrupted))
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(|reason| RuntimeError::Learner { step: self.step, reason, checkpoint: "the final checkpoint failed".into() });
+        self.ctx.finish(outcome);
+    }
+
+    /// A step failed: save what can be saved (the last consistent state), then end the run.
+    async fn fail(&mut self, reason: String) {
+        let checkpoint = match self.call(|core| core.checkpoint().map_err(|e| e.to_string())).await {
+            Ok(Ok(())) => format!("checkpoint written at step {}", self.step),
+            Ok(Err(e)) => format!("checkpoint failed too: {e}"),
+            Err(e) => format!("no checkpoint: {e}"),
+        };
+        tracing::error!(step = self.step, %reason, %checkpoint, "learner failed");
+        self.ctx.finish(Err(RuntimeError::Learner { step: self.step, reason, checkpoint }));
+    }
+}

@@ -1,0 +1,88 @@
+//! Capability traits: what the runtime needs from the model side (`Sampler`, `Rewarder`,
+//! `Trainer`, `PromptSource`), named for what they can do so they don't clash with the actors.
+
+use std::error::Error;
+use std::sync::Arc;
+
+use crate::messages::{GroupRewards, Policy, Prompt, RunState, SampledGroup, ScoredGroup};
+
+/// Samples a group of completions of one prompt. Runs on its generator's own OS thread.
+pub trait Sampler: Send + 'static {
+    type Weights: Send + Sync + 'static;
+    type Error: Error + Send + Sync + 'static;
+    /// Sample `group_size` completions of `prompt` with `policy`; the version changes only between
+    /// groups, so a sampler may cache whatever it derives from the weights keyed by version.
+    fn sample(
+        &mut self,
+        prompt: &Prompt,
+        policy: &Policy<Self::Weights>,
+        group_size: usize,
+    ) -> Result<SampledGroup, Self::Error>;
+}
+
+/// Scores the completions of a group. Runs on its scorer's own thread.
+pub trait Rewarder: Send + 'static {
+    type Error: Error + Send + Sync + 'static;
+    /// Names of the reward functions, used as the `function` metric label.
+    fn reward_names(&self) -> Vec<String>;
+    fn score(&mut self, group: &crate::RolloutGroup) -> Result<GroupRewards, Self::Error>;
+    /// Group-relative advantages from the total rewards; GRPO's (r − mean) / (std + 1e-4) unless
+    /// overridden. The std is the population std, as in the GRPO paper's reference code.
+    fn advantages(&self, total: &[f32]) -> Vec<f32> {
+        group_normalized(total)
+    }
+}
+
+/// (r − mean) / (std + 1e-4) over one group.
+pub fn group_normalized(total: &[f32]) -> Vec<f32> {
+    if total.is_empty() {
+        return Vec::new();
+    }
+    let n = total.len() as f64;
+    let mean = total.iter().map(|&r| r as f64).sum::<f64>() / n;
+    let var = total.iter().map(|&r| (r as f64 - mean).powi(2)).sum::<f64>() / n;
+    let std = var.sqrt();
+    total.iter().map(|&r| ((r as f64 - mean) / (std + 1e-4)) as f32).collect()
+}
+
+/// Statistics of one optimizer step; `None` where the algorithm has no such quantity (no KL in SFT).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    pub kl: Option<f64>,
+    pub clip_fraction: Option<f64>,
+    pub entropy: Option<f64>,
+    pub grad_norm: Option<f64>,
+    pub learning_rate: f64,
+}
+
+/// Where training starts: the restored run state (default for a fresh run) and its weights.
+pub struct Start<W> {
+    pub state: RunState,
+    pub weights: Arc<W>,
+}
+
+/// Owns the optimizer and the trainable weights. Runs on the learner's own OS thread.
+pub trait Trainer: Send + 'static {
+    type Weights: Send + Sync + 'static;
+    type Error: Error + Send + Sync + 'static;
+    /// Called once before anything runs: a fresh start, or the state saved by the last checkpoint.
+    fn start(&mut self) -> Result<Start<Self::Weights>, Self::Error>;
+    /// One optimizer step on `batch`; returns its statistics and the new weights.
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Self::Weights>), Self::Error>;
+    /// Write a checkpoint holding the weights, optimizer and `state` (atomically: temp then rename).
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<(), Self::Error>;
+}
+
+/// The training prompts in a fixed order; `None` past the end.
+pub trait PromptSource: Send + Sync + 'static {
+    fn prompt(&self, index: u64) -> Option<Prompt>;
+}
+
+impl PromptSource for Vec<Prompt> {
+    fn prompt(&self, index: u64) -> Option<Prompt> {
+        let mut p = self.get(usize::try_from(index).ok()?)?.clone();
+        p.id = index;
+        Some(p)
+    }
+}

@@ -1,0 +1,244 @@
+//! The runtime with fake policies: backpressure, staleness, supervision, shutdown and resume,
+//! determinism. Assertions are on counts and orders, never on durations.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use srlm_actors::fake::{checksum, prompts, FakeError, FakeRewarder, FakeSampler, FakeStore, FakeTrainer, SampleHook};
+use srlm_actors::{Pipeline, RunSummary, RuntimeConfig, RuntimeError, ShutdownHandle};
+
+fn config(generators: usize, batch_groups: usize, max_staleness: u64) -> RuntimeConfig {
+    RuntimeConfig {
+        group_size: 4,
+        batch_groups,
+        max_staleness,
+        generators,
+        scorers: 2,
+        rollout_capacity: 2,
+        scored_capacity: 2,
+        checkpoint_every: 3,
+        restart_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        max_restarts: 3,
+        metrics_addr: None,
+        ..Default::default()
+    }
+}
+
+fn pipeline(cfg: RuntimeConfig, n_prompts: usize, hook: Option<SampleHook>, trainer: FakeTrainer) -> Pipeline<FakeSampler, FakeRewarder, FakeTrainer> {
+    Pipeline::new(
+        cfg,
+        Arc::new(prompts(n_prompts)),
+        Arc::new(move |_, seed| FakeSampler::new(seed).with_hook(hook.clone())),
+        Arc::new(|_, _| FakeRewarder::default()),
+        trainer,
+    )
+}
+
+/// Every prompt in `0..n` trained exactly once, across all the given stores' trainers.
+fn assert_each_trained_once(store: &FakeStore, n: u64) {
+    let mut ids: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..n).collect::<Vec<_>>());
+}
+
+/// Polls `cond` for up to 60 s: a guard against hangs, not a timing assertion.
+fn wait_until(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_learner_bounds_every_queue_and_makes_generators_wait() {
+    let cfg = config(2, 2, 1000);
+    // Everything that can hold a sampled group: both queues, one blocked send per generator and
+    // per scorer, and the learner's batch.
+    let bound = (cfg.rollout_capacity + cfg.scored_capacity + cfg.generators + cfg.scorers + cfg.batch_groups) as u64;
+    let sampled = Arc::new(AtomicU64::new(0));
+    let counted = sampled.clone();
+    let hook: SampleHook = Arc::new(move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let store = FakeStore::default();
+    let mut trainer = FakeTrainer::new(store.clone(), None);
+    let in_flight = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (seen, recorded) = (sampled.clone(), in_flight.clone());
+    let batch = cfg.batch_groups as u64;
+    trainer.hook = Some(Arc::new(move |step, _| {
+        if step == 0 {
+            // The learner stalls until the pipeline is full, then a while longer: unbounded
+            // buffering anywhere would let the generators run past `bound` meanwhile.
+            assert!(wait_until(|| seen.load(Ordering::SeqCst) >= bound), "pipeline never filled");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        recorded.lock().unwrap().push(seen.load(Ordering::SeqCst) - step * batch);
+    }));
+    let summary = pipeline(cfg.clone(), 40, Some(hook), trainer).run().await.unwrap();
+    let in_flight = in_flight.lock().unwrap().clone();
+    assert_eq!(in_flight[0], bound, "the stalled learner should see exactly a full pipeline");
+    assert!(in_flight.iter().all(|&n| n <= bound), "{in_flight:?} exceeds {bound}");
+    for (queue, max, capacity) in &summary.max_queue_depth {
+        assert!(max <= capacity, "{queue}: depth {max} > capacity {capacity}");
+    }
+    let waits = summary.full_waits.iter().find(|(q, _)| *q == "rollouts").unwrap().1;
+    assert!(waits > 0, "generators never found the rollout queue full");
+    assert_each_trained_once(&store, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_beyond_max_staleness_are_dropped_and_counted() {
+    let cfg = RuntimeConfig { batch_groups: 1, ..config(2, 1, 1) };
+    let steps = Arc::new(AtomicU64::new(0));
+    let seen = steps.clone();
+    // Prompt 0's generator is held until the learner is 3 versions ahead: its group must be dropped.
+    let hook: SampleHook = Arc::new(move |p, _| {
+        if p.id == 0 && !wait_until(|| seen.load(Ordering::SeqCst) >= 3) {
+            return Err(FakeError("learner never reached step 3".into()));
+        }
+        Ok(())
+    });
+    let store = FakeStore::default();
+    let mut trainer = FakeTrainer::new(store.clone(), None);
+    let counter = steps.clone();
+    trainer.hook = Some(Arc::new(move |step, _| counter.store(step + 1, Ordering::SeqCst)));
+    let summary = pipeline(cfg, 12, Some(hook), trainer).run().await.unwrap();
+    let trained = store.trained();
+    assert!(summary.groups_dropped_stale >= 1);
+    assert!(trained.iter().all(|t| t.prompt != 0), "prompt 0's stale group was trained");
+    assert!(trained.iter().all(|t| t.staleness <= 1), "{trained:?}");
+    assert_eq!(summary.groups_trained + summary.groups_dropped_stale, 12);
+    assert_eq!(trained.len() as u64, summary.groups_trained);
+    assert_eq!(summary.steps.last().unwrap().dropped_stale_so_far, summary.groups_dropped_stale);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_mode_trains_only_current_policy_groups() {
+    let store = FakeStore::default();
+    let summary = pipeline(config(3, 2, 0), 21, None, FakeTrainer::new(store.clone(), None)).run().await.unwrap();
+    assert_eq!(summary.groups_dropped_stale, 0);
+    assert!(store.trained().iter().all(|t| t.staleness == 0));
+    assert_eq!(summary.state.step, 11, "10 full batches of 2 and the last single group");
+    assert_each_trained_once(&store, 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_generator_is_restarted_and_every_prompt_trained_once() {
+    let panicked = Arc::new(AtomicBool::new(false));
+    let once = panicked.clone();
+    let hook: SampleHook = Arc::new(move |p, _| {
+        if p.id == 7 && !once.swap(true, Ordering::SeqCst) {
+            panic!("sampler blew up on prompt 7");
+        }
+        Ok(())
+    });
+    let store = FakeStore::default();
+    let summary = pipeline(config(2, 2, 1000), 30, Some(hook), FakeTrainer::new(store.clone(), None)).run().await.unwrap();
+    assert!(panicked.load(Ordering::SeqCst));
+    assert_eq!(summary.restarts, 1);
+    assert_eq!(summary.groups_dropped_stale, 0);
+    assert_each_trained_once(&store, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_that_keeps_failing_stops_the_run_with_a_clear_error() {
+    let hook: SampleHook = Arc::new(|p, _| if p.id == 3 { Err(FakeError("no GPU".into())) } else { Ok(()) });
+    let store = FakeStore::default();
+    let err = pipeline(config(1, 2, 1000), 10, Some(hook), FakeTrainer::new(store.clone(), None)).run().await.unwrap_err();
+    assert!(matches!(err, RuntimeError::TooManyRestarts { role: "generator", failures: 4, .. }), "{err}");
+    assert!(err.to_string().contains("no GPU"), "{err}");
+    let pending = store.last_checkpoint().expect("a checkpoint at the stop").state.pending;
+    assert!(pending.contains(&3), "prompt 3 must stay pending: {pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_failure_checkpoints_and_stops_with_the_step() {
+    let store = FakeStore::default();
+    let mut trainer = FakeTrainer::new(store.clone(), None);
+    trainer.fail_at = Some(4);
+    let err = pipeline(config(2, 2, 1000), 40, None, trainer).run().await.unwrap_err();
+    assert!(matches!(&err, RuntimeError::Learner { step: 4, .. }), "{err}");
+    assert!(err.to_string().contains("failed on purpose"), "{err}");
+    let last = store.last_checkpoint().unwrap();
+    assert_eq!(last.state.step, 4);
+    // The failed batch's prompts were not trained, so the checkpoint lists them as pending.
+    let trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
+    let mut covered: Vec<u64> = trained.iter().copied().chain(last.state.pending.iter().copied()).chain(last.state.cursor..40).collect();
+    covered.sort_unstable();
+    assert_eq!(covered, (0..40).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_run_checkpoints_and_resume_completes_the_run() {
+    let store = FakeStore::default();
+    let shutdown = ShutdownHandle::new();
+    let mut trainer = FakeTrainer::new(store.clone(), None);
+    let requester = shutdown.clone();
+    trainer.hook = Some(Arc::new(move |step, _| {
+        if step == 5 {
+            requester.request();
+        }
+    }));
+    let mut first = pipeline(config(2, 2, 1000), 40, None, trainer);
+    first.shutdown = shutdown;
+    let interrupted = first.run().await.unwrap();
+    assert!(interrupted.interrupted);
+    let checkpoint = store.last_checkpoint().unwrap();
+    assert_eq!(checkpoint.state, interrupted.state);
+    assert_eq!(checkpoint.state.step, 6, "the learner finishes the step it is in");
+    assert!(checkpoint.state.cursor < 40 || !checkpoint.state.pending.is_empty());
+
+    let resumed = FakeTrainer::new(store.clone(), Some(checkpoint.clone()));
+    let done = pipeline(config(2, 2, 1000), 40, None, resumed).run().await.unwrap();
+    assert!(!done.interrupted);
+    assert!(done.steps.first().unwrap().step > checkpoint.state.step, "step count continues");
+    assert_eq!(done.state.cursor, 40);
+    assert!(done.state.pending.is_empty());
+    assert_each_trained_once(&store, 40);
+}
+
+fn deterministic(seed: u64, generators: usize, max_staleness: u64) -> (RunSummary, u64) {
+    let cfg = RuntimeConfig { seed, scorers: 3, ..config(generators, 3, max_staleness) };
+    let store = FakeStore::default();
+    let summary = pipeline(cfg, 31, None, FakeTrainer::new(store.clone(), None)).run_deterministic().unwrap();
+    (summary, checksum(&store.last_checkpoint().unwrap().weights))
+}
+
+#[test]
+fn deterministic_harness_repeats_metric_series_and_weights_for_one_seed() {
+    let (a, wa) = deterministic(7, 2, 1);
+    let (b, wb) = deterministic(7, 2, 1);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(wa, wb);
+    assert_eq!(a.steps.len(), 11);
+    let (c, wc) = deterministic(8, 2, 1);
+    assert_ne!(a.steps, c.steps, "the seed must matter");
+    assert_ne!(wa, wc);
+}
+
+#[test]
+fn deterministic_synchronous_mode_is_on_policy_and_learns() {
+    let (s, _) = deterministic(3, 3, 0);
+    assert_eq!(s.groups_dropped_stale, 0);
+    assert_eq!(s.groups_trained, 31);
+    let acc: Vec<f64> = s.steps.iter().map(|r| r.accuracy.unwrap()).collect();
+    let (early, late) = (acc[..3].iter().sum::<f64>(), acc[acc.len() - 3..].iter().sum::<f64>());
+    assert!(late > early, "fake policy gradient should raise accuracy: {acc:?}");
+}
+
+#[test]
+fn worker_thread_is_pinned_to_the_requested_core() {
+    // The last core this process may use, so a restricted cpuset (containers) still works.
+    let core = *srlm_actors::worker::current_affinity().last().unwrap();
+    let w = srlm_actors::worker::Worker::spawn("pin-test", Some(core), ()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let cores = rt.block_on(w.call(|_| srlm_actors::worker::current_affinity())).unwrap();
+    assert_eq!(cores, vec![core]);
+}
