@@ -13,3 +13,4 @@ pub mod chat;
 pub mod generate;
 mod id_list;
 pub mod synthetic;
+pub mod train;

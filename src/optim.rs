@@ -149,6 +149,11 @@ impl AdamW {
         self.cfg.lr * self.cfg.schedule.factor(self.step)
     }
 
+    /// Changes the peak learning rate (the schedule still scales it).
+    pub fn set_peak_lr(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+
     /// Counts an update that the caller refused (a non-finite loss) without touching anything.
     pub fn skip(&mut self) {
         self.skipped += 1;

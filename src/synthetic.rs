@@ -107,7 +107,7 @@ pub fn tiny_qwen2_config(vocab_size: usize) -> ModelConfig {
         "num_key_value_heads": 2, "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
         "max_position_embeddings": 512, "tie_word_embeddings": true
     });
-    ModelConfig::from_hf_json(&text.to_string(), Path::new("<embedded tiny qwen2>"))
+    ModelConfig::from_hf_json(&text)
         .expect("the embedded tiny configuration is valid")
 }
 

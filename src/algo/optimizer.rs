@@ -1,11 +1,10 @@
-//! The optimiser the SFT and KD loops step, behind one constructor ([`adamw`]).
-//!
-//! Until the crate's own AdamW (src/optim.rs, with saveable state) lands, this wraps
-//! candle-nn's; the loops see only the [`Optimizer`] trait, so the swap is inside `adamw`.
+//! The optimiser the SFT and KD loops step, behind one constructor ([`adamw`]): the crate's own
+//! AdamW (src/optim.rs, saveable state, no decay on norms and biases) seen through a small trait.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Var};
-use candle_nn::{AdamW, Optimizer as _, ParamsAdamW};
+
+use crate::optim::{AdamW, AdamWConfig, Schedule};
 
 /// One update from accumulated gradients.
 pub trait Optimizer {
@@ -28,35 +27,32 @@ impl Default for AdamWSettings {
     }
 }
 
-/// AdamW with weight decay on matrices only: norms and biases (1-D tensors) are not decayed.
-struct GroupedAdamW {
-    decayed: Option<AdamW>,
-    plain: Option<AdamW>,
-}
-
-impl Optimizer for GroupedAdamW {
+impl Optimizer for AdamW {
     fn step(&mut self, grads: &GradStore) -> Result<()> {
-        for opt in [&mut self.decayed, &mut self.plain].into_iter().flatten() {
-            opt.step(grads)?;
-        }
+        let mut acc = self.accumulator();
+        acc.add(grads).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        AdamW::step(self, acc).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         Ok(())
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        for opt in [&mut self.decayed, &mut self.plain].into_iter().flatten() {
-            opt.set_learning_rate(lr);
-        }
+        self.set_peak_lr(lr);
     }
 }
 
-/// The optimiser for `vars`. Swap point for `crate::optim::AdamW`.
+/// AdamW over `vars` at a constant rate; the loops clip gradients themselves.
 pub fn adamw(vars: Vec<Var>, s: &AdamWSettings) -> Result<Box<dyn Optimizer>> {
-    let params = |weight_decay| ParamsAdamW { lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weight_decay };
-    let (matrices, vectors): (Vec<Var>, Vec<Var>) = vars.into_iter().partition(|v| v.rank() >= 2);
-    let group = |vars: Vec<Var>, wd| -> Result<Option<AdamW>> {
-        if vars.is_empty() { Ok(None) } else { Ok(Some(AdamW::new(vars, params(wd))?)) }
+    let named = vars.into_iter().enumerate().map(|(i, v)| (format!("param.{i}"), v)).collect();
+    let cfg = AdamWConfig {
+        lr: s.lr,
+        beta1: s.beta1,
+        beta2: s.beta2,
+        eps: s.eps,
+        weight_decay: s.weight_decay,
+        max_grad_norm: None,
+        schedule: Schedule::default(),
     };
-    Ok(Box::new(GroupedAdamW { decayed: group(matrices, s.weight_decay)?, plain: group(vectors, 0.0)? }))
+    Ok(Box::new(AdamW::new(named, cfg).map_err(|e| candle_core::Error::Msg(e.to_string()))?))
 }
 
 /// Scales `grads` of `vars` so their global L2 norm is at most `max_norm`; returns the norm

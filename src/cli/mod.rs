@@ -6,6 +6,7 @@ mod export;
 mod generate;
 mod inspect;
 mod logprobs;
+mod train;
 mod sft;
 
 use anyhow::{Context, Result};
@@ -30,6 +31,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a checkpoint as an HF directory (config.json, model.safetensors, tokenizer files).
     Export(export::ExportArgs),
+    /// Train: SFT, KD and GRPO stages on the actor runtime (the embedded default without --config).
+    Train(train::TrainArgs),
     /// Throughput benchmarks on the peer's workloads (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Supervised fine-tuning (full or LoRA) from a TOML recipe.
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
         Command::Sft(a) => sft::run(a),
         Command::Distill(a) => distill::run(a),
     }

@@ -16,6 +16,18 @@ use crate::tokenizer::Tokenizer;
 
 /// Writes `model` to `out` in `dtype`. Fails if `out` exists unless `overwrite`.
 pub fn export_hf(model: &LoadedModel, out: &Path, dtype: DType, overwrite: bool) -> Result<(), ModelError> {
+    export_weights(&model.config, &model.weights, Some(&model.tokenizer), out, dtype, overwrite)
+}
+
+/// Writes an HF directory of `weights` atomically: a temporary sibling, synced, then renamed.
+pub fn export_weights(
+    cfg: &ModelConfig,
+    weights: &Weights,
+    tokenizer: Option<&Tokenizer>,
+    out: &Path,
+    dtype: DType,
+    overwrite: bool,
+) -> Result<(), ModelError> {
     if out.exists() && !overwrite {
         return Err(ModelError::NotFound(format!(
             "{}: already exists (pass --force to replace it)",
@@ -23,16 +35,13 @@ pub fn export_hf(model: &LoadedModel, out: &Path, dtype: DType, overwrite: bool)
         )));
     }
     let tmp = temporary_sibling(out)?;
-    let result = write_dir(model, &tmp, dtype).and_then(|()| replace_dir(&tmp, out));
+    let result = write_hf_files(&tmp, cfg, weights, tokenizer, dtype)
+        .and_then(|()| sync_dir_files(&tmp))
+        .and_then(|()| replace_dir(&tmp, out));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
-}
-
-fn write_dir(model: &LoadedModel, dir: &Path, dtype: DType) -> Result<(), ModelError> {
-    write_hf_files(dir, &model.config, &model.weights, Some(&model.tokenizer), dtype)?;
-    sync_dir_files(dir)
 }
 
 /// Writes config.json, model.safetensors, generation_config.json and, when given, the tokenizer

@@ -3,6 +3,7 @@
 mod attention;
 pub mod config;
 mod error;
+pub mod init;
 mod linear;
 pub mod lora;
 pub mod export;

@@ -1,0 +1,376 @@
+//! The `srlm train` configuration (TOML). Every section has defaults; unknown keys, wrong types
+//! and impossible combinations are errors naming the file and the key, before any work starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::algo::grpo_loss::{LossType, RatioLevel};
+use crate::train::gold_rewarder::GoldFormat;
+
+/// The embedded default: a tiny model learns arithmetic (SFT warm-up, then GRPO).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../configs/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seeds data order, initialisation and every sampler's RNG streams.
+    #[serde(default)]
+    pub seed: u64,
+    /// Stages run in order, each starting from the previous one's weights: sft, kd, grpo.
+    pub stages: Vec<Stage>,
+    /// Where checkpoints, the final model, logs and reports go.
+    pub out_dir: PathBuf,
+    pub model: ModelSection,
+    pub data: DataSection,
+    /// Reward name → weight (accuracy, format, format_strict, format_soft).
+    #[serde(default = "default_rewards")]
+    pub rewards: BTreeMap<String, f32>,
+    #[serde(default)]
+    pub eval: EvalSection,
+    #[serde(default)]
+    pub sft: SftSection,
+    #[serde(default)]
+    pub kd: Option<KdSection>,
+    #[serde(default)]
+    pub grpo: GrpoSection,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Sft,
+    Kd,
+    Grpo,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `tiny` (a fresh tiny Qwen2 with a character tokenizer), an HF directory, a .gguf file,
+    /// or a hub id in the local HF cache.
+    pub source: String,
+    #[serde(default = "cpu")]
+    pub device: String,
+    #[serde(default = "f32")]
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// `arithmetic` (synthetic, built in) or `gsm8k` (a GSM8K-layout JSONL at `train`).
+    pub task: String,
+    pub train: Option<PathBuf>,
+    pub heldout: Option<PathBuf>,
+    /// Synthetic task: operands are below this.
+    #[serde(default = "default_max_operand")]
+    pub max_operand: i64,
+    #[serde(default = "default_train_size")]
+    pub train_size: usize,
+    #[serde(default = "default_heldout_size")]
+    pub heldout_size: usize,
+    /// Prompt format: `plain` (the question alone), `r1` (think/answer system prompt) or `boxed`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    #[serde(default = "default_gold")]
+    pub gold: GoldFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Samples per held-out problem (pass@1 is averaged over them).
+    #[serde(default = "default_eval_samples")]
+    pub samples: usize,
+    #[serde(default = "one")]
+    pub temperature: f64,
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self { samples: default_eval_samples(), temperature: 1.0, max_new_tokens: default_max_new_tokens() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftSection {
+    #[serde(default = "default_sft_lr")]
+    pub lr: f64,
+    #[serde(default = "one_usize")]
+    pub epochs: usize,
+    /// Training examples used (the first N of the shuffled training set); 0 = all.
+    #[serde(default)]
+    pub examples: usize,
+    #[serde(default = "default_max_len")]
+    pub max_len: usize,
+    #[serde(default = "default_token_budget")]
+    pub token_budget: usize,
+    #[serde(default = "one_usize")]
+    pub grad_accum: usize,
+    #[serde(default = "one")]
+    pub max_grad_norm: f64,
+}
+
+impl Default for SftSection {
+    fn default() -> Self {
+        toml::from_str("").expect("all SFT fields have defaults")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdSection {
+    /// The teacher checkpoint (same tokenizer as the student).
+    pub teacher: String,
+    /// Samples per training prompt; only correct ones are kept.
+    #[serde(default = "default_kd_samples")]
+    pub samples: usize,
+    #[serde(default = "default_kd_prompts")]
+    pub prompts: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpoSection {
+    #[serde(default = "default_grpo_lr")]
+    pub lr: f64,
+    /// Optimizer steps (each on `runtime.batch_groups` groups).
+    #[serde(default = "default_grpo_steps")]
+    pub steps: u64,
+    #[serde(default = "default_loss_type")]
+    pub loss_type: LossType,
+    #[serde(default = "default_ratio_level")]
+    pub ratio_level: RatioLevel,
+    #[serde(default = "default_eps_low")]
+    pub epsilon_low: f64,
+    #[serde(default = "default_eps_high")]
+    pub epsilon_high: f64,
+    #[serde(default)]
+    pub beta: f64,
+    #[serde(default = "one_usize")]
+    pub iterations: usize,
+    #[serde(default = "default_micro_batch")]
+    pub micro_batch_size: usize,
+    #[serde(default)]
+    pub mask_truncated: bool,
+    #[serde(default = "one")]
+    pub temperature: f64,
+    #[serde(default = "one")]
+    pub top_p: f64,
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    #[serde(default = "one")]
+    pub max_grad_norm: f64,
+    /// Warm-up steps of the learning rate.
+    #[serde(default)]
+    pub warmup_steps: usize,
+}
+
+impl Default for GrpoSection {
+    fn default() -> Self {
+        toml::from_str("").expect("all GRPO fields have defaults")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    #[serde(default = "default_group_size")]
+    pub group_size: usize,
+    #[serde(default = "default_batch_groups")]
+    pub batch_groups: usize,
+    #[serde(default = "one_u64")]
+    pub max_staleness: u64,
+    #[serde(default = "one_usize")]
+    pub generators: usize,
+    #[serde(default = "one_usize")]
+    pub scorers: usize,
+    #[serde(default = "default_capacity")]
+    pub rollout_capacity: usize,
+    #[serde(default = "default_capacity")]
+    pub scored_capacity: usize,
+    /// Steps between checkpoints (0: only at the end).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Address of the Prometheus `/metrics` endpoint; empty disables it.
+    #[serde(default = "default_metrics_addr")]
+    pub metrics_addr: String,
+    /// Write sampled rollouts (prompt, completion, rewards) to rollouts.jsonl every N steps.
+    #[serde(default = "default_rollout_log_every")]
+    pub log_rollouts_every: u64,
+    #[serde(default)]
+    pub generator_cores: Vec<usize>,
+    #[serde(default)]
+    pub learner_core: Option<usize>,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        toml::from_str("").expect("all runtime fields have defaults")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl TrainConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// `origin` names the text in errors (a file path, or `<embedded default>`).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid { path: origin.into(), message: e.to_string() })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid { path: origin.into(), message })?;
+        Ok(cfg)
+    }
+
+    /// The rewards as (name, weight) pairs, in name order.
+    pub fn reward_spec(&self) -> Vec<(String, f32)> {
+        self.rewards.iter().map(|(n, w)| (n.clone(), *w)).collect()
+    }
+
+    /// Combinations that cannot run, found before loading anything.
+    fn validate(&self) -> Result<(), String> {
+        if self.stages.is_empty() {
+            return Err("`stages` is empty: name at least one of sft, kd, grpo".into());
+        }
+        if self.stages.contains(&Stage::Kd) && self.kd.is_none() {
+            return Err("stage `kd` needs a [kd] section with `teacher`".into());
+        }
+        match self.data.task.as_str() {
+            "arithmetic" => {}
+            "gsm8k" if self.data.train.is_some() => {}
+            "gsm8k" => return Err("data.train: task `gsm8k` needs the path of a GSM8K-layout JSONL".into()),
+            other => return Err(format!("data.task: unknown task '{other}' (known: arithmetic, gsm8k)")),
+        }
+        if !["plain", "r1", "boxed"].contains(&self.data.format.as_str()) {
+            return Err(format!("data.format: unknown format '{}' (known: plain, r1, boxed)", self.data.format));
+        }
+        if self.model.source == "tiny" && self.data.task != "arithmetic" {
+            return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
+        }
+        if self.runtime.group_size < 2 && self.stages.contains(&Stage::Grpo) {
+            return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
+        }
+        if self.grpo.beta < 0.0 || !self.grpo.beta.is_finite() {
+            return Err(format!("grpo.beta: {} is not a non-negative number", self.grpo.beta));
+        }
+        crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
+        Ok(())
+    }
+}
+
+fn cpu() -> String {
+    "cpu".into()
+}
+fn f32() -> String {
+    "f32".into()
+}
+fn one() -> f64 {
+    1.0
+}
+fn one_usize() -> usize {
+    1
+}
+fn one_u64() -> u64 {
+    1
+}
+fn default_max_operand() -> i64 {
+    20
+}
+fn default_train_size() -> usize {
+    2000
+}
+fn default_heldout_size() -> usize {
+    64
+}
+fn default_format() -> String {
+    "r1".into()
+}
+fn default_gold() -> GoldFormat {
+    GoldFormat::Gsm8k
+}
+fn default_rewards() -> BTreeMap<String, f32> {
+    BTreeMap::from([("format".into(), 0.5), ("accuracy".into(), 1.0)])
+}
+fn default_eval_samples() -> usize {
+    4
+}
+fn default_max_new_tokens() -> usize {
+    2048
+}
+fn default_sft_lr() -> f64 {
+    4e-5
+}
+fn default_max_len() -> usize {
+    8192
+}
+fn default_token_budget() -> usize {
+    4096
+}
+fn default_kd_samples() -> usize {
+    4
+}
+fn default_kd_prompts() -> usize {
+    256
+}
+fn default_grpo_lr() -> f64 {
+    1e-6
+}
+fn default_grpo_steps() -> u64 {
+    100
+}
+fn default_loss_type() -> LossType {
+    LossType::Dapo
+}
+fn default_ratio_level() -> RatioLevel {
+    RatioLevel::Token
+}
+fn default_eps_low() -> f64 {
+    0.2
+}
+fn default_eps_high() -> f64 {
+    0.28
+}
+fn default_micro_batch() -> usize {
+    16
+}
+fn default_group_size() -> usize {
+    16
+}
+fn default_batch_groups() -> usize {
+    4
+}
+fn default_capacity() -> usize {
+    8
+}
+fn default_checkpoint_every() -> u64 {
+    50
+}
+fn default_keep() -> usize {
+    2
+}
+fn default_metrics_addr() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_rollout_log_every() -> u64 {
+    10
+}

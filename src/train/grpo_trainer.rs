@@ -1,0 +1,235 @@
+//! The learner's capability for GRPO: one `grpo_step` per batch of scored groups, a policy
+//! snapshot per version, checkpoints with exact resume state.
+
+use std::path::PathBuf;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use candle_core::Var;
+use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
+
+use crate::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
+use crate::checkpoint::{self, CheckpointContents, TrainerState};
+use crate::model::{ModelConfig, Qwen2, Weights};
+use crate::optim::AdamW;
+use crate::tokenizer::Tokenizer;
+use crate::train::snapshot::snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("GRPO step {step}: {message}")]
+    Step { step: u64, message: String },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("{0}")]
+    Model(String),
+}
+
+/// What one trainer holds: the trainable variables and the model built on them, the frozen
+/// reference (β > 0 only), the optimizer, and where checkpoints go.
+pub struct GrpoTrainer {
+    pub config: ModelConfig,
+    vars: Vec<(String, Var)>,
+    frozen: Weights,
+    policy: Qwen2,
+    reference: Option<Qwen2>,
+    optimizer: AdamW,
+    grpo: GrpoConfig,
+    tokenizer: Arc<Tokenizer>,
+    checkpoint_dir: PathBuf,
+    keep_last: usize,
+    start: RunState,
+    /// Called after each step (progress display).
+    pub on_step: Option<Box<dyn FnMut(&StepProgress) + Send>>,
+    latest: Arc<Mutex<Option<Arc<Weights>>>>,
+    rollout_log: Option<(PathBuf, u64)>,
+    tokens_so_far: u64,
+}
+
+/// What the progress display shows after each step.
+#[derive(Debug, Clone)]
+pub struct StepProgress {
+    pub step: u64,
+    pub loss: f64,
+    pub reward_mean: f64,
+    pub accuracy: f64,
+    pub clip_fraction: f64,
+    /// Largest lag (in versions) of a group in this batch behind the learner's policy.
+    pub max_staleness: u64,
+    pub tokens_so_far: u64,
+}
+
+impl GrpoTrainer {
+    /// `weights` become trainable; `reference` is loaded separately by the caller when β > 0
+    /// (sharing storage with the policy would make it move with it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ModelConfig,
+        weights: &Weights,
+        reference: Option<Qwen2>,
+        optimizer: crate::optim::AdamWConfig,
+        grpo: GrpoConfig,
+        tokenizer: Arc<Tokenizer>,
+        checkpoint_dir: PathBuf,
+        keep_last: usize,
+    ) -> Result<Self, TrainError> {
+        let (trainable, vars) = weights.to_vars().map_err(|e| TrainError::Model(e.to_string()))?;
+        let policy = Qwen2::new(&config, &trainable).map_err(|e| TrainError::Model(e.to_string()))?;
+        let optimizer = AdamW::new(vars.clone(), optimizer).map_err(|e| TrainError::Model(e.to_string()))?;
+        let frozen = Weights::new(Default::default(), std::path::Path::new("<none>"));
+        Ok(Self {
+            config,
+            vars,
+            frozen,
+            policy,
+            reference,
+            optimizer,
+            grpo,
+            tokenizer,
+            checkpoint_dir,
+            keep_last,
+            start: RunState::default(),
+            on_step: None,
+            latest: Arc::new(Mutex::new(None)),
+            rollout_log: None,
+            tokens_so_far: 0,
+        })
+    }
+
+    /// Restores weights, optimizer moments and run state from a checkpoint directory.
+    pub fn resume_from(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
+        let loaded = checkpoint::load(dir, &self.config).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        loaded.restore(&mut self.optimizer).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let s = &loaded.state;
+        let pending = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
+        self.start = RunState { step: s.step, version: s.policy_version, cursor: s.data_cursor, pending };
+        Ok(())
+    }
+
+    /// The current weights (a copy), e.g. for evaluation or export.
+    pub fn weights(&self) -> Result<Weights, TrainError> {
+        snapshot(&self.vars, &self.frozen).map_err(|e| TrainError::Model(e.to_string()))
+    }
+
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    /// The last published weights, readable after the trainer has moved into the runtime.
+    pub fn latest_weights(&self) -> Arc<Mutex<Option<Arc<Weights>>>> {
+        Arc::clone(&self.latest)
+    }
+
+    /// Append the first group of every `every`-th batch (prompt, completions, rewards) to `path`.
+    pub fn log_rollouts(&mut self, path: PathBuf, every: u64) {
+        self.rollout_log = Some((path, every));
+    }
+
+    fn write_rollouts(&self, step: u64, batch: &[ScoredGroup]) -> std::io::Result<()> {
+        let Some((path, every)) = &self.rollout_log else { return Ok(()) };
+        let Some(g) = batch.first() else { return Ok(()) };
+        if step % every != 0 {
+            return Ok(());
+        }
+        let completions: Vec<_> = g
+            .group
+            .completions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let rewards: serde_json::Map<_, _> =
+                    g.rewards.per_function.iter().map(|(n, v)| (n.clone(), serde_json::json!(v[i]))).collect();
+                serde_json::json!({ "completion": c.text, "rewards": rewards, "total": g.rewards.total[i], "advantage": g.advantages[i] })
+            })
+            .collect();
+        let line = serde_json::json!({
+            "step": step, "policy_version": g.group.policy_version, "prompt": g.group.prompt.text,
+            "gold": g.group.prompt.reference, "completions": completions,
+        });
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        writeln!(f, "{line}")
+    }
+}
+
+/// Prompt + completion rows of every group, with their advantages.
+fn sequences(batch: &[ScoredGroup]) -> Vec<ScoredSequence> {
+    batch
+        .iter()
+        .flat_map(|g| {
+            g.group.completions.iter().zip(&g.advantages).map(move |(c, &advantage)| ScoredSequence {
+                tokens: g.group.prompt_token_ids.iter().chain(&c.token_ids).copied().collect(),
+                prompt_len: g.group.prompt_token_ids.len(),
+                behaviour_logprobs: c.behaviour_logprobs.clone(),
+                advantage,
+                truncated: c.truncated,
+            })
+        })
+        .collect()
+}
+
+impl Trainer for GrpoTrainer {
+    type Weights = Weights;
+    type Error = TrainError;
+
+    fn start(&mut self) -> Result<Start<Weights>, TrainError> {
+        Ok(Start { state: self.start.clone(), weights: Arc::new(self.weights()?) })
+    }
+
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Weights>), TrainError> {
+        let step = self.optimizer.step_count();
+        let rows = sequences(batch);
+        let stats = grpo_step(&self.policy, self.reference.as_ref(), &rows, &self.grpo, &mut self.optimizer)
+            .map_err(|e| TrainError::Step { step, message: e.to_string() })?;
+        self.write_rollouts(step, batch).map_err(|e| TrainError::Checkpoint(format!("rollout log: {e}")))?;
+        let last = stats.iterations.last();
+        let loss = last.map(|i| &i.loss);
+        self.tokens_so_far += batch.iter().map(|g| g.group.generated_tokens() as u64).sum::<u64>();
+        if let Some(f) = self.on_step.as_mut() {
+            let totals: Vec<f32> = batch.iter().flat_map(|g| g.rewards.total.iter().copied()).collect();
+            let correct: Vec<bool> = batch.iter().flat_map(|g| g.rewards.correct.iter().flatten().copied()).collect();
+            let version = self.start.version + step;
+            f(&StepProgress {
+                step,
+                loss: loss.map_or(f64::NAN, |l| l.loss),
+                reward_mean: totals.iter().map(|&r| r as f64).sum::<f64>() / totals.len().max(1) as f64,
+                accuracy: correct.iter().filter(|&&c| c).count() as f64 / correct.len().max(1) as f64,
+                clip_fraction: loss.map_or(0.0, |l| l.clip_low + l.clip_high),
+                max_staleness: batch.iter().map(|g| version.saturating_sub(g.group.policy_version)).max().unwrap_or(0),
+                tokens_so_far: self.tokens_so_far,
+            });
+        }
+        let out = StepStats {
+            loss: loss.map_or(f64::NAN, |l| l.loss),
+            kl: loss.and_then(|l| l.kl),
+            clip_fraction: loss.map(|l| l.clip_low + l.clip_high),
+            entropy: loss.and_then(|l| l.entropy),
+            grad_norm: last.map(|i| i.grad_norm),
+            learning_rate: last.map_or(0.0, |i| i.lr),
+        };
+        let published = Arc::new(self.weights()?);
+        *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&published));
+        Ok((out, published))
+    }
+
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<(), TrainError> {
+        let weights = self.weights()?;
+        let trainer_state = TrainerState {
+            step: state.step,
+            skipped_steps: self.optimizer.skipped_count(),
+            policy_version: state.version,
+            data_cursor: state.cursor,
+            extra: serde_json::json!({ "pending": state.pending }),
+            ..Default::default()
+        };
+        let contents = CheckpointContents {
+            config: &self.config,
+            weights: Some(&weights),
+            tokenizer: Some(&self.tokenizer),
+            optimizer: &self.optimizer,
+            state: &trainer_state,
+            extra: &[],
+        };
+        checkpoint::save(&self.checkpoint_dir, &contents, self.keep_last).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! Held-out accuracy: pass@1 averaged over k samples per problem, with the training sampler's
+//! settings, printed before and after each stage.
+
+use crate::generate::{generate_group, GenerationConfig};
+use crate::model::{ModelConfig, Qwen2, Weights};
+use crate::tokenizer::Tokenizer;
+use crate::train::gold_rewarder::GoldFormat;
+
+/// A prompt ready for the model (chat template applied) and its gold answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingProblem {
+    /// The prompt turns (system, user) and their rendering through the chat template.
+    pub messages: Vec<crate::chat::Message>,
+    pub prompt: String,
+    pub gold: String,
+    /// The reference solution in the training format, for SFT (absent for RL-only data).
+    pub solution: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldoutScore {
+    pub accuracy: f64,
+    /// Fraction of completions in the exact `<think>…</think><answer>…</answer>` shape.
+    pub format: f64,
+    pub samples: usize,
+}
+
+/// Samples `k` completions of every problem (streams disjoint from training's) and grades them.
+pub fn heldout_accuracy(
+    cfg: &ModelConfig,
+    weights: &Weights,
+    tokenizer: &Tokenizer,
+    problems: &[TrainingProblem],
+    gold: GoldFormat,
+    k: usize,
+    generation: &GenerationConfig,
+) -> anyhow::Result<HeldoutScore> {
+    let model = Qwen2::for_inference(cfg, weights)?;
+    let extract = crate::reward::ExtractConfig::default();
+    let (mut correct, mut formatted, mut n) = (0usize, 0usize, 0usize);
+    for (i, p) in problems.iter().enumerate() {
+        let ids = tokenizer.encode(&p.prompt, false)?;
+        let gold = gold.parse(&p.gold).map_err(anyhow::Error::msg)?;
+        // Streams above 2^40 never meet the training prompts' streams (prompt id × G).
+        let first = (1u64 << 40) + (i * k) as u64;
+        for c in generate_group(&model, tokenizer, &ids, k, first, generation, |_, _| {})? {
+            correct += crate::reward::grade_with(&extract, &c.text, &gold).correct as usize;
+            formatted += (crate::reward::format_score(&c.text, crate::reward::FormatMode::Lenient) >= 1.0) as usize;
+            n += 1;
+        }
+    }
+    let frac = |x: usize| if n == 0 { 0.0 } else { x as f64 / n as f64 };
+    Ok(HeldoutScore { accuracy: frac(correct), format: frac(formatted), samples: n })
+}

@@ -1,0 +1,11 @@
+//! `srlm train`: the model side of the actor runtime (sampler, rewarder, trainer), the stage
+//! pipeline (SFT, KD, GRPO with checkpoint hand-off), its configuration and the embedded default.
+
+pub mod config;
+pub mod heldout;
+pub mod policy_sampler;
+pub mod gold_rewarder;
+pub mod grpo_trainer;
+pub mod snapshot;
+pub mod stages;
+pub mod problems;

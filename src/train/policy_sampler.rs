@@ -1,0 +1,74 @@
+//! The generator's capability: sample a group with the model at the published policy version.
+
+use std::sync::Arc;
+
+use srlm_actors::{Policy, Prompt, SampledCompletion, SampledGroup, Sampler};
+
+use crate::generate::{generate_group, FinishReason, GenerationConfig};
+use crate::model::{ModelConfig, Qwen2, Weights};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("prompt {id}: {message}")]
+    Prompt { id: u64, message: String },
+    #[error("building the policy for version {version}: {message}")]
+    Model { version: u64, message: String },
+    #[error("sampling prompt {id}: {message}")]
+    Generate { id: u64, message: String },
+}
+
+/// Samples with an inference model rebuilt once per policy version. `Prompt::text` is the
+/// already rendered prompt; RNG streams depend only on the prompt id and the seed, so the
+/// same run gives the same samples whichever generator takes the prompt.
+pub struct PolicySampler {
+    config: ModelConfig,
+    tokenizer: Arc<Tokenizer>,
+    generation: GenerationConfig,
+    current: Option<(u64, Qwen2)>,
+}
+
+impl PolicySampler {
+    pub fn new(config: ModelConfig, tokenizer: Arc<Tokenizer>, generation: GenerationConfig) -> Self {
+        Self { config, tokenizer, generation, current: None }
+    }
+
+    fn model(&mut self, policy: &Policy<Weights>) -> Result<&Qwen2, SampleError> {
+        if self.current.as_ref().map(|(v, _)| *v) != Some(policy.version) {
+            let model = Qwen2::for_inference(&self.config, &policy.weights)
+                .map_err(|e| SampleError::Model { version: policy.version, message: e.to_string() })?;
+            self.current = Some((policy.version, model));
+        }
+        Ok(&self.current.as_ref().expect("set above").1)
+    }
+}
+
+impl Sampler for PolicySampler {
+    type Weights = Weights;
+    type Error = SampleError;
+
+    fn sample(&mut self, prompt: &Prompt, policy: &Policy<Weights>, group_size: usize) -> Result<SampledGroup, SampleError> {
+        let ids = self
+            .tokenizer
+            .encode(&prompt.text, false)
+            .map_err(|e| SampleError::Prompt { id: prompt.id, message: e.to_string() })?;
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let generation = self.generation.clone();
+        let model = self.model(policy)?;
+        let first_stream = prompt.id * group_size as u64;
+        let completions = generate_group(model, tokenizer.as_ref(), &ids, group_size, first_stream, &generation, |_, _| {})
+            .map_err(|e| SampleError::Generate { id: prompt.id, message: e.to_string() })?;
+        Ok(SampledGroup {
+            prompt_token_ids: ids,
+            completions: completions
+                .into_iter()
+                .map(|c| SampledCompletion {
+                    truncated: c.finish_reason == FinishReason::Length,
+                    text: c.text,
+                    token_ids: c.ids,
+                    behaviour_logprobs: c.logprobs,
+                })
+                .collect(),
+        })
+    }
+}

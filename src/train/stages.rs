@@ -1,0 +1,366 @@
+//! The stage pipeline of `srlm train`: set up the model and data, then run SFT, KD and GRPO
+//! in the configured order, each starting from the previous stage's weights, with held-out
+//! accuracy before and after each stage and a checkpoint hand-off at the end of each.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle};
+
+use crate::algo::grpo::GrpoConfig;
+use crate::algo::grpo_loss::GrpoLossConfig;
+use crate::algo::optimizer::{adamw, AdamWSettings};
+use crate::algo::sft::{fit_length, train_sft, Overlong, SftConfig, SftExample};
+use crate::generate::GenerationConfig;
+use crate::model::init::init_weights;
+use crate::model::load::{parse_device, parse_dtype};
+use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
+use crate::optim::{AdamWConfig, Decay, Schedule};
+use crate::sampling::{SamplingParams, StopStrings};
+use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
+use crate::tokenizer::Tokenizer;
+use crate::train::config::{Stage, TrainConfig};
+use crate::train::gold_rewarder::GoldRewarder;
+use crate::train::grpo_trainer::{GrpoTrainer, StepProgress};
+use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
+use crate::train::policy_sampler::PolicySampler;
+use crate::train::problems::load_problems;
+use crate::train::snapshot::snapshot;
+
+/// How this invocation runs, beside what the config says.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Step every actor on this thread in a fixed order (identical runs for one seed).
+    pub deterministic: bool,
+    /// Continue the GRPO stage from this checkpoint directory (earlier stages are skipped).
+    pub resume: Option<PathBuf>,
+    /// Print progress lines (a bar when stderr is a terminal).
+    pub progress: bool,
+    pub shutdown: ShutdownHandle,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageReport {
+    pub stage: Stage,
+    pub before: HeldoutScore,
+    pub after: HeldoutScore,
+    pub seconds: f64,
+    pub steps: u64,
+    pub interrupted: bool,
+}
+
+/// The model being trained between stages.
+struct State {
+    config: ModelConfig,
+    weights: Weights,
+    tokenizer: Arc<Tokenizer>,
+    device: Device,
+}
+
+pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageReport>> {
+    std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("creating {}", cfg.out_dir.display()))?;
+    let mut state = load_model(cfg)?;
+    let template = state.tokenizer.chat_template()?;
+    let (train, heldout) = load_problems(cfg, &template)?;
+    if train.is_empty() || heldout.is_empty() {
+        bail!("no training or held-out problems (check [data])");
+    }
+    let eval_gen = generation(cfg, &state.tokenizer, cfg.eval.temperature, 1.0, cfg.eval.max_new_tokens);
+    let evaluate = |s: &State| {
+        heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen)
+    };
+    let mut reports = Vec::new();
+    let mut score = evaluate(&state)?;
+    say(opts, &format!("held-out before training: accuracy {:.1}% (format {:.1}%, {} samples)", 100.0 * score.accuracy, 100.0 * score.format, score.samples));
+    let first = match &opts.resume {
+        Some(_) => cfg.stages.iter().position(|s| *s == Stage::Grpo).context("--resume continues a GRPO stage, and the config has none")?,
+        None => 0,
+    };
+    for (index, &stage) in cfg.stages.iter().enumerate().skip(first) {
+        let start = Instant::now();
+        let (steps, interrupted) = match stage {
+            Stage::Sft => (sft_stage(cfg, &mut state, &train, opts)?, false),
+            Stage::Kd => (kd_stage(cfg, &mut state, &train, opts)?, false),
+            Stage::Grpo => grpo_stage(cfg, &mut state, &train, opts, index)?,
+        };
+        let after = evaluate(&state)?;
+        say(opts, &format!("held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%", 100.0 * after.accuracy, 100.0 * score.accuracy, 100.0 * after.format));
+        let dir = cfg.out_dir.join(format!("stage-{index}-{}", format!("{stage:?}").to_lowercase()));
+        crate::model::export::export_weights(&state.config, &state.weights, Some(&state.tokenizer), &dir, DType::F32, true)?;
+        reports.push(StageReport { stage, before: score, after, seconds: start.elapsed().as_secs_f64(), steps, interrupted });
+        score = after;
+        if interrupted {
+            say(opts, "stopped by a signal; resume with --resume <checkpoint>");
+            break;
+        }
+    }
+    Ok(reports)
+}
+
+fn say(opts: &RunOptions, line: &str) {
+    if opts.progress {
+        eprintln!("{line}");
+    }
+    tracing::info!("{line}");
+}
+
+fn load_model(cfg: &TrainConfig) -> Result<State> {
+    let device = parse_device(&cfg.model.device).map_err(anyhow::Error::msg)?;
+    let dtype = parse_dtype(&cfg.model.dtype).map_err(anyhow::Error::msg)?;
+    if cfg.model.source == "tiny" {
+        let dir = cfg.out_dir.join("tokenizer");
+        std::fs::create_dir_all(&dir)?;
+        write_char_tokenizer(&dir)?;
+        let tokenizer = Tokenizer::from_hf_dir(&dir)?;
+        let config = tiny_qwen2_config(char_vocab_size());
+        let weights = init_weights(&config, 0.02, cfg.seed, &device)?.to(dtype, &device)?;
+        return Ok(State { config, weights, tokenizer: Arc::new(tokenizer), device });
+    }
+    let m = LoadedModel::load(&cfg.model.source, &device, dtype).with_context(|| format!("model.source '{}'", cfg.model.source))?;
+    Ok(State { config: m.config.clone(), weights: m.weights.clone(), tokenizer: Arc::new(m.tokenizer.clone()), device })
+}
+
+fn generation(cfg: &TrainConfig, tok: &Tokenizer, temperature: f64, top_p: f64, max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig {
+        sampling: SamplingParams { temperature: temperature as f32, top_p: top_p as f32, ..SamplingParams::default() },
+        max_new_tokens,
+        min_new_tokens: 0,
+        eos_ids: tok.eos_token_ids().to_vec(),
+        stop: StopStrings::default(),
+        seed: cfg.seed,
+    }
+}
+
+/// Prompt and solution tokens, the end-of-turn token appended so the model learns to stop.
+fn sft_examples(problems: &[TrainingProblem], tok: &Tokenizer) -> Result<Vec<SftExample>> {
+    let eos = tok.eos_token_ids().first().copied();
+    problems
+        .iter()
+        .filter_map(|p| p.solution.as_ref().map(|s| (p, s)))
+        .map(|(p, s)| {
+            let mut completion = tok.encode(s, false)?;
+            completion.extend(eos);
+            Ok(SftExample { prompt: tok.encode(&p.prompt, false)?, completion })
+        })
+        .collect()
+}
+
+fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts: &RunOptions) -> Result<u64> {
+    let s = &cfg.sft;
+    let fitted = fit_length(examples, s.max_len, Overlong::Drop);
+    if fitted.dropped > 0 {
+        say(opts, &format!("sft: {} examples longer than max_len {} dropped", fitted.dropped, s.max_len));
+    }
+    let (trainable, vars) = state.weights.to_vars()?;
+    let model = Qwen2::new(&state.config, &trainable)?;
+    let plain: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = adamw(plain.clone(), &AdamWSettings { lr: s.lr, ..Default::default() })?;
+    let sft = SftConfig {
+        epochs: s.epochs,
+        max_len: s.max_len,
+        overlong: Overlong::Drop,
+        token_budget: s.token_budget,
+        grad_accum: s.grad_accum,
+        max_grad_norm: s.max_grad_norm,
+        seed: cfg.seed,
+        pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
+        chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
+    };
+    let report = train_sft(&model, &plain, opt.as_mut(), &fitted.examples, &sft, |st| {
+        if opts.progress && st.step % 10 == 0 {
+            eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
+        }
+    })?;
+    state.weights = snapshot(&vars, &Weights::new(Default::default(), Path::new("<none>")))?;
+    Ok(report.steps as u64)
+}
+
+fn sft_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+    let mut examples = sft_examples(train, &state.tokenizer)?;
+    if cfg.sft.examples > 0 {
+        examples.truncate(cfg.sft.examples);
+    }
+    say(opts, &format!("sft: {} examples, lr {}, {} epoch(s)", examples.len(), cfg.sft.lr, cfg.sft.epochs));
+    sft_on(cfg, state, examples, opts)
+}
+
+/// Trace distillation: the teacher's correct solutions become the SFT data.
+fn kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+    let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
+    let teacher = LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
+    crate::algo::kd::check_shared_tokenizer(&teacher.tokenizer, &state.tokenizer).map_err(|e| anyhow::anyhow!("kd.teacher: {e}"))?;
+    let model = teacher.inference_model()?;
+    let problems: Vec<_> = train
+        .iter()
+        .take(kd.prompts)
+        .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
+        .collect::<Result<_>>()?;
+    let out = cfg.out_dir.join("traces.jsonl");
+    let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
+    let template = state.tokenizer.chat_template()?;
+    let stats = crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out)?;
+    say(opts, &format!("kd: teacher kept {} of {} samples ({} of {} problems solved) → {}", stats.kept, stats.samples, stats.solved, stats.problems, out.display()));
+    let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, None)?;
+    let examples = conversations
+        .iter()
+        .map(|c| crate::algo::sft_data::tokenize_conversation(c, &template, &state.tokenizer))
+        .collect::<Result<Vec<_>, _>>()?;
+    sft_on(cfg, state, examples, opts)
+}
+
+impl State {
+    fn weights_dtype(&self) -> DType {
+        self.weights.iter().next().map_or(DType::F32, |(_, t)| t.dtype())
+    }
+}
+
+fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, index: usize) -> Result<(u64, bool)> {
+    let g = &cfg.grpo;
+    let r = &cfg.runtime;
+    let loss = GrpoLossConfig {
+        loss_type: g.loss_type,
+        ratio_level: g.ratio_level,
+        epsilon_low: g.epsilon_low,
+        epsilon_high: g.epsilon_high,
+        beta: g.beta,
+        max_completion_len: g.max_new_tokens,
+        ..GrpoLossConfig::default()
+    };
+    let grpo = GrpoConfig {
+        loss,
+        iterations: g.iterations,
+        micro_batch_size: g.micro_batch_size,
+        temperature: g.temperature,
+        mask_truncated: g.mask_truncated,
+        pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
+        ..GrpoConfig::default()
+    };
+    let optimizer = AdamWConfig {
+        lr: g.lr,
+        max_grad_norm: Some(g.max_grad_norm),
+        schedule: Schedule { decay: Decay::Constant, warmup_steps: g.warmup_steps, total_steps: g.steps as usize },
+        ..AdamWConfig::default()
+    };
+    let reference = if g.beta > 0.0 {
+        let copy = snapshot(&[], &state.weights)?; // shares storage: the policy's Vars are fresh copies below
+        Some(Qwen2::new(&state.config, &deep_copy(&copy)?)?)
+    } else {
+        None
+    };
+    let checkpoints = cfg.out_dir.join(format!("checkpoints-stage-{index}"));
+    let mut trainer = GrpoTrainer::new(
+        state.config.clone(),
+        &state.weights,
+        reference,
+        optimizer,
+        grpo,
+        Arc::clone(&state.tokenizer),
+        checkpoints.clone(),
+        r.keep_checkpoints,
+    )?;
+    if let Some(dir) = &opts.resume {
+        trainer.resume_from(dir)?;
+        say(opts, &format!("grpo: resumed from {}", dir.display()));
+    }
+    if r.log_rollouts_every > 0 {
+        trainer.log_rollouts(cfg.out_dir.join("rollouts.jsonl"), r.log_rollouts_every);
+    }
+    let total = g.steps;
+    let progress = opts.progress;
+    let started = Instant::now();
+    trainer.on_step = Some(Box::new(move |p: &StepProgress| {
+        if progress {
+            let rate = p.tokens_so_far as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "grpo step {:>4}/{total} reward {:.3} accuracy {:.1}% loss {:+.4} clip {:.3} staleness ≤{} {:.0} tok/s",
+                p.step + 1, p.reward_mean, 100.0 * p.accuracy, p.loss, p.clip_fraction, p.max_staleness, rate
+            );
+        }
+    }));
+    let latest = trainer.latest_weights();
+    let prompts: Vec<Prompt> = (0..total * r.batch_groups as u64)
+        .map(|i| {
+            let p = &train[(i % train.len() as u64) as usize];
+            Prompt { id: i, text: p.prompt.clone(), reference: p.gold.clone() }
+        })
+        .collect();
+    let runtime = RuntimeConfig {
+        group_size: r.group_size,
+        batch_groups: r.batch_groups,
+        max_staleness: r.max_staleness,
+        generators: r.generators,
+        scorers: r.scorers,
+        rollout_capacity: r.rollout_capacity,
+        scored_capacity: r.scored_capacity,
+        checkpoint_every: r.checkpoint_every,
+        generator_cores: r.generator_cores.clone(),
+        learner_core: r.learner_core,
+        seed: cfg.seed,
+        metrics_addr: if r.metrics_addr.is_empty() || opts.deterministic { None } else { Some(r.metrics_addr.parse().context("runtime.metrics_addr")?) },
+        ..RuntimeConfig::default()
+    };
+    let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
+    let gen = generation(cfg, &state.tokenizer, g.temperature, g.top_p, g.max_new_tokens);
+    let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
+    let spec = cfg.reward_spec();
+    let gold = cfg.data.gold;
+    let rewarders: Factory<GoldRewarder> =
+        Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold));
+    let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
+    pipeline.shutdown = opts.shutdown.clone();
+    let summary: RunSummary = if opts.deterministic {
+        pipeline.run_deterministic()?
+    } else {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(async {
+            let _signals = srlm_actors::on_signals(opts.shutdown.clone());
+            pipeline.run().await
+        })?
+    };
+    say(
+        opts,
+        &format!(
+            "grpo: {} steps, {} groups trained, {} dropped as stale, {} generated tokens in {:.1}s (learner busy {:.0}%)",
+            summary.steps.len(),
+            summary.groups_trained,
+            summary.groups_dropped_stale,
+            summary.tokens_generated,
+            summary.elapsed.as_secs_f64(),
+            100.0 * summary.learner_busy_fraction()
+        ),
+    );
+    if let Some(w) = latest.lock().expect("not poisoned").clone() {
+        state.weights = Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone());
+    }
+    std::fs::write(cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(&summary)?)?;
+    Ok((summary.steps.len() as u64, summary.interrupted))
+}
+
+/// The per-step metric series (what two deterministic runs must agree on).
+fn steps_json(summary: &RunSummary) -> Result<String> {
+    let steps: Vec<_> = summary
+        .steps
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "step": s.step, "version": s.version, "loss": s.stats.loss, "kl": s.stats.kl,
+                "clip_fraction": s.stats.clip_fraction, "grad_norm": s.stats.grad_norm,
+                "lr": s.stats.learning_rate, "rewards": s.reward_means, "accuracy": s.accuracy,
+                "prompts": s.prompts, "tokens": s.tokens,
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&steps)?)
+}
+
+/// A copy that shares no storage with `w` (a frozen reference must not move with the policy).
+fn deep_copy(w: &Weights) -> Result<Weights> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, t) in w.iter() {
+        out.insert(name.to_string(), t.copy()?);
+    }
+    Ok(Weights::new(out, Path::new("<reference policy>")))
+}
