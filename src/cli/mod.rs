@@ -1,6 +1,8 @@
 //! Subcommands and the options they share.
 
 mod bench;
+mod bench_matmul;
+mod bench_train;
 mod export;
 mod generate;
 mod inspect;

@@ -5,6 +5,8 @@
 
 use candle_core::{Result, Tensor};
 
+use super::matmul::matmul;
+
 #[derive(Clone)]
 pub struct Linear {
     /// (out, in), as checkpoints store it.
@@ -31,8 +33,8 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x = xs.reshape((rows, inp))?;
         let y = match &self.weight_t {
-            Some(wt) => x.matmul(wt)?,
-            None => x.matmul(&self.weight.t()?)?,
+            Some(wt) => matmul(&x, wt)?,
+            None => matmul(&x, &self.weight.t()?)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

@@ -1,9 +1,12 @@
 //! The Qwen2-family decoder, its weights, KV cache and checkpoint formats.
 
 mod attention;
+#[cfg(feature = "blas")]
+mod blas;
 pub mod config;
 mod error;
 mod linear;
+pub mod matmul;
 pub mod export;
 pub mod gguf;
 pub mod kv_cache;
