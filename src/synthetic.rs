@@ -46,9 +46,9 @@ pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_en
 pub const TAG_TOKENS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>"];
 const CHARACTERS: &str = "0123456789+-*/=()., ?:\nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-/// ChatML, as Qwen2 uses it (no default system prompt).
-pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + \
-message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+/// A minimal template (turn contents on their own lines, no role markers): a tiny model then
+/// finds the question right before its answer, which keeps the embedded default fast to learn.
+pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ message['content'] + '\\n' }}{% endfor %}";
 
 /// Number of ids the character tokenizer uses.
 pub fn char_vocab_size() -> usize {
@@ -139,12 +139,12 @@ mod tests {
         let tok = Tokenizer::from_hf_dir(dir.path()).unwrap();
         assert_eq!(tok.vocab_size(), char_vocab_size());
         let prompt = tok.chat_template().unwrap().render(&[Message::new("user", "12+7")], true).unwrap();
-        assert_eq!(prompt, "<|im_start|>user\n12+7<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(prompt, "12+7\n");
         let text = format!("{prompt}<think>12+7=19</think><answer>19</answer>");
         let ids = tok.encode(&text, false).unwrap();
-        // Prompt: 3 specials + "user\n" (5) + "12+7" (4) + "\n" + "assistant\n" (10) = 23; answer: 4 tags + "12+7=19" + "19" = 13.
-        assert_eq!(ids.len(), 23 + 13);
-        assert_eq!(ids[0], 1);
+        // Prompt: "12+7\n" (5); answer: 4 tags + "12+7=19" (7) + "19" (2) = 13.
+        assert_eq!(ids.len(), 5 + 13);
+        assert_eq!(ids[4], tok.token_to_id("\n").unwrap());
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
         assert_eq!(tok.eos_token_ids(), &[2, 0]);
     }

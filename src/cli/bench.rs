@@ -22,6 +22,10 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Generated tokens/s of one group (G completions of exactly N new tokens, temperature 1).
     Generate(GenerateBench),
+    /// GFLOP/s of the model's matrix products (candle's gemm and, with `--features blas`, BLAS).
+    Matmul(super::bench_matmul::MatmulBench),
+    /// Trained tokens/s and peak memory of one learner step (forward, backward, AdamW).
+    Train(super::bench_train::TrainBench),
 }
 
 #[derive(Args)]
@@ -39,12 +43,14 @@ struct GenerateBench {
     runs: usize,
 }
 
-const QUESTION: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in \
+pub(super) const QUESTION: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in \
 May. How many clips did Natalia sell altogether in April and May?";
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Generate(b) => generate(b),
+        BenchWhat::Matmul(b) => super::bench_matmul::run(b),
+        BenchWhat::Train(b) => super::bench_train::run(b),
     }
 }
 
@@ -83,4 +89,25 @@ fn generate(b: GenerateBench) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// User + system CPU time of this process, all threads (/proc/self/stat, 10 ms ticks).
+pub fn process_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        let f = fields.get(i).ok_or_else(|| anyhow::anyhow!("/proc/self/stat: missing field {}", i + 3))?;
+        Ok(f.parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Peak resident memory of this process in bytes (VmHWM in /proc/self/status).
+pub fn peak_rss_bytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).ok_or_else(|| anyhow::anyhow!("/proc/self/status: no VmHWM"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse()?;
+    Ok(kib * 1024)
 }

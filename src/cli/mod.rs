@@ -2,6 +2,8 @@
 
 mod bench;
 mod distill;
+mod bench_matmul;
+mod bench_train;
 mod export;
 mod generate;
 mod inspect;

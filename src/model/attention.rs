@@ -3,6 +3,7 @@
 use candle_core::{Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use super::linear::Linear;
+use super::matmul::{matmul, uses_blas};
 
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
@@ -93,7 +94,7 @@ impl Attention {
         // and K/V are used as they are instead of being repeated per head.
         let rep = h / kvh;
         let q = (q.reshape((b, kvh, rep * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = q.matmul(&k.t()?)?;
+        let scores = matmul(&q, &k.t()?)?;
         let scores = match inputs.bias {
             Some(bias) => scores
                 .reshape((b, kvh, rep, t, total))?
@@ -102,7 +103,9 @@ impl Attention {
             None => scores,
         };
         let probs = softmax(&scores, inputs.fused)?;
-        let out = probs.matmul(&v.contiguous()?)?; // (b, kvh, rep·t, hd)
+        // BLAS reads the cache's narrowed V in place; candle's gemm needs it contiguous.
+        let v = if uses_blas(&probs, &v) { v } else { v.contiguous()? };
+        let out = matmul(&probs, &v)?; // (b, kvh, rep·t, hd)
         let out = out.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
         self.o_proj.forward(&out)
     }

@@ -6,6 +6,7 @@
 use candle_core::{Result, Tensor};
 
 use super::lora::LoraBranch;
+use super::matmul::matmul;
 
 #[derive(Clone)]
 pub struct Linear {
@@ -40,8 +41,8 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x = xs.reshape((rows, inp))?;
         let y = match &self.weight_t {
-            Some(wt) => x.matmul(wt)?,
-            None => x.matmul(&self.weight.t()?)?,
+            Some(wt) => matmul(&x, wt)?,
+            None => matmul(&x, &self.weight.t()?)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

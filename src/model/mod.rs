@@ -1,11 +1,14 @@
 //! The Qwen2-family decoder, its weights, KV cache and checkpoint formats.
 
 mod attention;
+#[cfg(feature = "blas")]
+mod blas;
 pub mod config;
 mod error;
 pub mod init;
 mod linear;
 pub mod lora;
+pub mod matmul;
 pub mod export;
 pub mod gguf;
 pub mod kv_cache;
