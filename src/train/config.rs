@@ -374,3 +374,45 @@ fn default_metrics_addr() -> String {
 fn default_rollout_log_every() -> u64 {
     10
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `srlm train` recipe in configs/ parses and passes validation (the `sft_*` files are
+    /// `srlm sft` recipes, checked by that module).
+    #[test]
+    fn every_train_recipe_in_configs_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.extension().is_some_and(|e| e == "toml") && !name.starts_with("sft_gsm8k") {
+                TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "only {checked} recipes found");
+    }
+
+    #[test]
+    fn the_embedded_default_is_the_tiny_arithmetic_pipeline() {
+        let cfg = TrainConfig::from_toml(EMBEDDED_DEFAULT, "<embedded default>").unwrap();
+        assert_eq!(cfg.stages, [Stage::Sft, Stage::Grpo]);
+        assert_eq!((cfg.model.source.as_str(), cfg.data.task.as_str()), ("tiny", "arithmetic"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_combinations_are_named() {
+        let base = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\n";
+        let err = TrainConfig::from_toml(&format!("{base}[runtime]\ngroup_sise = 4\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("f.toml") && err.contains("group_sise"), "{err}");
+        let err = TrainConfig::from_toml(&format!("{base}[rewards]\nbrevity = 1.0\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("brevity"), "{err}");
+        let err = TrainConfig::from_toml(&base.replace("\"arithmetic\"", "\"gsm8k\""), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("data.train"), "{err}");
+        let err = TrainConfig::from_toml(&format!("{base}[runtime]\ngroup_size = 1\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("group_size"), "{err}");
+    }
+}

@@ -84,6 +84,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
         let (steps, interrupted) = match stage {
             Stage::Sft => (sft_stage(cfg, &mut state, &train, opts)?, false),
             Stage::Kd => (kd_stage(cfg, &mut state, &train, opts)?, false),
+            Stage::Grpo if cfg.grpo.steps == 0 => (0, false),
             Stage::Grpo => grpo_stage(cfg, &mut state, &train, opts, index)?,
         };
         let after = evaluate(&state)?;
@@ -119,7 +120,11 @@ fn load_model(cfg: &TrainConfig) -> Result<State> {
         let weights = init_weights(&config, 0.02, cfg.seed, &device)?.to(dtype, &device)?;
         return Ok(State { config, weights, tokenizer: Arc::new(tokenizer), device });
     }
-    let m = LoadedModel::load(&cfg.model.source, &device, dtype).with_context(|| format!("model.source '{}'", cfg.model.source))?;
+    let source = match (cfg.model.source.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest).display().to_string(),
+        _ => cfg.model.source.clone(),
+    };
+    let m = LoadedModel::load(&source, &device, dtype).with_context(|| format!("model.source '{}'", cfg.model.source))?;
     Ok(State { config: m.config.clone(), weights: m.weights.clone(), tokenizer: Arc::new(m.tokenizer.clone()), device })
 }
 
