@@ -2,6 +2,8 @@
 //!
 //! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
 
+pub mod data;
+pub mod eval;
 pub mod model;
 pub mod reward;
 pub mod sampling;

@@ -1,8 +1,10 @@
 //! Subcommands and the options they share.
 
 mod bench;
+mod eval;
 mod export;
 mod generate;
+mod grade;
 mod inspect;
 mod logprobs;
 
@@ -28,6 +30,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a checkpoint as an HF directory (config.json, model.safetensors, tokenizer files).
     Export(export::ExportArgs),
+    /// Accuracy on math benchmarks (pass@1 over k samples), resumable; writes a JSON report.
+    Eval(eval::EvalArgs),
+    /// Re-grade completions (JSONL) with the current answer checker.
+    Grade(grade::GradeArgs),
     /// Throughput benchmarks on the peer's workloads (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
@@ -38,6 +44,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logprobs(a) => logprobs::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Grade(a) => grade::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -3,8 +3,6 @@
 //!
 //! Data lives in `$SRLM_SHARED/data` (default `<crate root>/../shared/data`).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use crate::reward::answer::Answer;
@@ -19,15 +17,8 @@ const FILES: [(Benchmark, &str, usize); 6] = [
     (Benchmark::Amc23, "eval/amc23.jsonl", 40),
 ];
 
-fn data_dir() -> PathBuf {
-    let shared = std::env::var_os("SRLM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    shared.join("data")
-}
-
 fn rows(rel: &str) -> Vec<Value> {
-    let path = data_dir().join(rel);
+    let path = crate::data::shared_data_dir().join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (set SRLM_SHARED to the shared/ folder)",
