@@ -84,22 +84,14 @@ pub fn generate_group(
     let prompt_t = Tensor::new(prompt, device)?.unsqueeze(0)?;
     let first = model.decode(&prompt_t, &mut cache)?.to_vec2::<f32>()?.remove(0);
     let mut cache = cache.expand(n)?;
-    let mut rows = new_rows((0..n as u64).map(|i| first_stream + i), cfg);
-    // Indices of the rows still generating, in cache order.
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut logits: Vec<Vec<f32>> = vec![first; n];
-    loop {
-        let keep = sample_step(&mut rows, &mut active, &mut logits, tokenizer, cfg, &mut on_token)?;
-        if active.is_empty() {
-            break;
-        }
+    let rows = new_rows((0..n as u64).map(|i| first_stream + i), cfg);
+    decode_rows(rows, vec![first; n], tokenizer, cfg, &mut on_token, |keep, last| {
         if let Some(keep) = keep {
-            cache = cache.retain(&keep)?;
+            cache = cache.retain(keep)?;
         }
-        let input = Tensor::new(last_tokens(&rows, &active).as_slice(), device)?.unsqueeze(1)?;
-        logits = model.decode(&input, &mut cache)?.to_vec2::<f32>()?;
-    }
-    finish(rows, tokenizer)
+        let input = Tensor::new(last, device)?.unsqueeze(1)?;
+        model.decode(&input, &mut cache)?.to_vec2::<f32>()
+    })
 }
 
 /// Generates one completion of each of several different prompts as one batch.
@@ -139,23 +131,40 @@ pub fn generate_batch(
     let ids = Tensor::from_vec(ids, (n, width), device)?;
     let positions = Tensor::from_vec(positions, (n, width), device)?;
     let mut cache = model.new_cache();
-    let mut logits = last_logits(model, &ids, &positions, &key_mask(&pads, width, device)?, &mut cache)?;
-    let mut rows = new_rows(streams.iter().copied(), cfg);
-    let mut active: Vec<usize> = (0..n).collect();
+    let first = last_logits(model, &ids, &positions, &key_mask(&pads, width, device)?, &mut cache)?;
+    let rows = new_rows(streams.iter().copied(), cfg);
+    decode_rows(rows, first, tokenizer, cfg, &mut on_token, |keep, last| {
+        if let Some(keep) = keep {
+            cache = cache.retain(keep)?;
+            pads = keep.iter().map(|&slot| pads[slot as usize]).collect();
+        }
+        let input = Tensor::new(last, device)?.unsqueeze(1)?;
+        let len = cache.len();
+        let pos: Vec<u32> = pads.iter().map(|&pad| (len - pad) as u32).collect();
+        let pos = Tensor::from_vec(pos, (pads.len(), 1), device)?;
+        last_logits(model, &input, &pos, &key_mask(&pads, len + 1, device)?, &mut cache)
+    })
+}
+
+/// The decode loop both entry points share: sample every active row from its logits, drop the
+/// finished ones, and get the next logits from `advance(kept cache slots if some row finished,
+/// last token of each active row)`.
+fn decode_rows(
+    mut rows: Vec<Row>,
+    mut logits: Vec<Vec<f32>>,
+    tokenizer: &dyn TextDecoder,
+    cfg: &GenerationConfig,
+    on_token: &mut impl FnMut(usize, u32),
+    mut advance: impl FnMut(Option<&[u32]>, &[u32]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Completion>> {
+    // Indices of the rows still generating, in cache order.
+    let mut active: Vec<usize> = (0..rows.len()).collect();
     loop {
-        let keep = sample_step(&mut rows, &mut active, &mut logits, tokenizer, cfg, &mut on_token)?;
+        let keep = sample_step(&mut rows, &mut active, &mut logits, tokenizer, cfg, on_token)?;
         if active.is_empty() {
             break;
         }
-        if let Some(keep) = keep {
-            cache = cache.retain(&keep)?;
-            pads = keep.iter().map(|&slot| pads[slot as usize]).collect();
-        }
-        let input = Tensor::new(last_tokens(&rows, &active).as_slice(), device)?.unsqueeze(1)?;
-        let len = cache.len();
-        let pos: Vec<u32> = pads.iter().map(|&pad| (len - pad) as u32).collect();
-        let pos = Tensor::from_vec(pos, (active.len(), 1), device)?;
-        logits = last_logits(model, &input, &pos, &key_mask(&pads, len + 1, device)?, &mut cache)?;
+        logits = advance(keep.as_deref(), &last_tokens(&rows, &active))?;
     }
     finish(rows, tokenizer)
 }

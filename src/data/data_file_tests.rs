@@ -3,19 +3,10 @@
 use super::*;
 use crate::reward::grade;
 
-const FILES: [(Benchmark, &str, usize); 6] = [
-    (Benchmark::Gsm8k, "gsm8k/train.jsonl", 7473),
-    (Benchmark::Gsm8k, "gsm8k/test.jsonl", 1319),
-    (Benchmark::Math500, "eval/math500.jsonl", 500),
-    (Benchmark::Minerva, "eval/minerva_math.jsonl", 272),
-    (Benchmark::OlympiadBench, "eval/olympiadbench.jsonl", 675),
-    (Benchmark::Amc23, "eval/amc23.jsonl", 40),
-];
-
 #[test]
 fn loaders_read_every_row_of_the_shared_sets() {
     let dir = shared_data_dir();
-    for (bench, rel, count) in FILES {
+    for (bench, rel, count) in crate::data::SHARED_FILES {
         let loaded = load_problems(bench, &dir.join(rel), &LoadOptions::default()).unwrap();
         assert_eq!(loaded.problems.len(), count, "{rel}");
         assert!(loaded.skipped.is_empty());

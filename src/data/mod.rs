@@ -36,6 +36,17 @@ pub fn benchmark_file(data_dir: &Path, benchmark: Benchmark) -> PathBuf {
 #[cfg(test)]
 mod data_file_tests;
 
+/// The shared data files, their benchmark and row count (shared/data/README.md).
+#[cfg(test)]
+pub(crate) const SHARED_FILES: [(Benchmark, &str, usize); 6] = [
+    (Benchmark::Gsm8k, "gsm8k/train.jsonl", 7473),
+    (Benchmark::Gsm8k, "gsm8k/test.jsonl", 1319),
+    (Benchmark::Math500, "eval/math500.jsonl", 500),
+    (Benchmark::Minerva, "eval/minerva_math.jsonl", 272),
+    (Benchmark::OlympiadBench, "eval/olympiadbench.jsonl", 675),
+    (Benchmark::Amc23, "eval/amc23.jsonl", 40),
+];
+
 /// `$SRLM_SHARED/data`, else `<crate root>/../shared/data`: the shared data sets tests read.
 #[cfg(test)]
 pub(crate) fn shared_data_dir() -> PathBuf {

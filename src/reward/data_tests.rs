@@ -8,15 +8,6 @@ use serde_json::Value;
 use crate::reward::answer::Answer;
 use crate::reward::{answers_match, grade, Benchmark, Gold};
 
-const FILES: [(Benchmark, &str, usize); 6] = [
-    (Benchmark::Gsm8k, "gsm8k/train.jsonl", 7473),
-    (Benchmark::Gsm8k, "gsm8k/test.jsonl", 1319),
-    (Benchmark::Math500, "eval/math500.jsonl", 500),
-    (Benchmark::Minerva, "eval/minerva_math.jsonl", 272),
-    (Benchmark::OlympiadBench, "eval/olympiadbench.jsonl", 675),
-    (Benchmark::Amc23, "eval/amc23.jsonl", 40),
-];
-
 fn rows(rel: &str) -> Vec<Value> {
     let path = crate::data::shared_data_dir().join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
@@ -49,7 +40,7 @@ fn golds(bench: Benchmark, rel: &str) -> Vec<Gold> {
 #[test]
 fn every_gold_parses_and_matches_itself() {
     let mut failures = Vec::new();
-    for (bench, rel, count) in FILES {
+    for (bench, rel, count) in crate::data::SHARED_FILES {
         let golds = golds(bench, rel);
         assert_eq!(golds.len(), count, "{rel} row count");
         let mut text = 0;
