@@ -1,8 +1,11 @@
-//! Group generation: G completions of one prompt, prefilled once, finished rows dropped from the batch.
+//! Generation: G completions of one prompt (prefilled once), or one completion each of several
+//! prompts (left-padded); finished rows are dropped from the batch either way.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::model::kv_cache::KvCache;
+use crate::model::qwen2::Positions;
 use crate::model::Qwen2;
 use crate::sampling::{sample, SamplingParams, SequenceRng, StopStrings};
 use crate::tokenizer::Tokenizer;
@@ -81,52 +84,162 @@ pub fn generate_group(
     let prompt_t = Tensor::new(prompt, device)?.unsqueeze(0)?;
     let first = model.decode(&prompt_t, &mut cache)?.to_vec2::<f32>()?.remove(0);
     let mut cache = cache.expand(n)?;
-    let mut rows: Vec<Row> = (0..n)
-        .map(|i| Row {
+    let rows = new_rows((0..n as u64).map(|i| first_stream + i), cfg);
+    decode_rows(rows, vec![first; n], tokenizer, cfg, &mut on_token, |keep, last| {
+        if let Some(keep) = keep {
+            cache = cache.retain(keep)?;
+        }
+        let input = Tensor::new(last, device)?.unsqueeze(1)?;
+        model.decode(&input, &mut cache)?.to_vec2::<f32>()
+    })
+}
+
+/// Generates one completion of each of several different prompts as one batch.
+///
+/// Prompts are left-padded to a common length; each row gets its own positions and a key mask
+/// hiding its padding, so a row's tokens are those it would get alone (up to float rounding).
+/// Row `i` draws from the RNG stream `streams[i]`, so a prompt sampled here or in a group with the
+/// same stream gets the same tokens. `on_token(i, id)` is called for every sampled token of prompt `i`.
+pub fn generate_batch(
+    model: &Qwen2,
+    tokenizer: &dyn TextDecoder,
+    prompts: &[Vec<u32>],
+    streams: &[u64],
+    cfg: &GenerationConfig,
+    mut on_token: impl FnMut(usize, u32),
+) -> Result<Vec<Completion>> {
+    if prompts.iter().any(|p| p.is_empty()) {
+        candle_core::bail!("cannot generate from an empty prompt");
+    }
+    let n = prompts.len();
+    if streams.len() != n {
+        candle_core::bail!("{n} prompts but {} RNG streams", streams.len());
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let device = model.device();
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    // Padding per row; padded slots hold token 0 at position 0 and are masked as keys.
+    let mut pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+    let mut ids = Vec::with_capacity(n * width);
+    let mut positions = Vec::with_capacity(n * width);
+    for (p, &pad) in prompts.iter().zip(&pads) {
+        ids.extend(std::iter::repeat_n(0u32, pad).chain(p.iter().copied()));
+        positions.extend((0..width).map(|j| j.saturating_sub(pad) as u32));
+    }
+    let ids = Tensor::from_vec(ids, (n, width), device)?;
+    let positions = Tensor::from_vec(positions, (n, width), device)?;
+    let mut cache = model.new_cache();
+    let first = last_logits(model, &ids, &positions, &key_mask(&pads, width, device)?, &mut cache)?;
+    let rows = new_rows(streams.iter().copied(), cfg);
+    decode_rows(rows, first, tokenizer, cfg, &mut on_token, |keep, last| {
+        if let Some(keep) = keep {
+            cache = cache.retain(keep)?;
+            pads = keep.iter().map(|&slot| pads[slot as usize]).collect();
+        }
+        let input = Tensor::new(last, device)?.unsqueeze(1)?;
+        let len = cache.len();
+        let pos: Vec<u32> = pads.iter().map(|&pad| (len - pad) as u32).collect();
+        let pos = Tensor::from_vec(pos, (pads.len(), 1), device)?;
+        last_logits(model, &input, &pos, &key_mask(&pads, len + 1, device)?, &mut cache)
+    })
+}
+
+/// The decode loop both entry points share: sample every active row from its logits, drop the
+/// finished ones, and get the next logits from `advance(kept cache slots if some row finished,
+/// last token of each active row)`.
+fn decode_rows(
+    mut rows: Vec<Row>,
+    mut logits: Vec<Vec<f32>>,
+    tokenizer: &dyn TextDecoder,
+    cfg: &GenerationConfig,
+    on_token: &mut impl FnMut(usize, u32),
+    mut advance: impl FnMut(Option<&[u32]>, &[u32]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Completion>> {
+    // Indices of the rows still generating, in cache order.
+    let mut active: Vec<usize> = (0..rows.len()).collect();
+    loop {
+        let keep = sample_step(&mut rows, &mut active, &mut logits, tokenizer, cfg, on_token)?;
+        if active.is_empty() {
+            break;
+        }
+        logits = advance(keep.as_deref(), &last_tokens(&rows, &active))?;
+    }
+    finish(rows, tokenizer)
+}
+
+/// Logits (b, vocab) at the last position of `ids`, appending to `cache`.
+fn last_logits(model: &Qwen2, ids: &Tensor, positions: &Tensor, mask: &Tensor, cache: &mut KvCache) -> Result<Vec<Vec<f32>>> {
+    let hidden = model.forward(ids, Positions::Explicit(positions), Some(mask), Some(cache), true)?;
+    let t = hidden.dim(1)?;
+    let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
+    model.logits(&last)?.to_dtype(DType::F32)?.to_vec2::<f32>()
+}
+
+/// (b, total) with 0 over each row's left padding and 1 over its real keys.
+fn key_mask(pads: &[usize], total: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = pads
+        .iter()
+        .flat_map(|&pad| (0..total).map(move |j| if j < pad { 0.0 } else { 1.0 }))
+        .collect();
+    Tensor::from_vec(mask, (pads.len(), total), device)
+}
+
+fn new_rows(streams: impl Iterator<Item = u64>, cfg: &GenerationConfig) -> Vec<Row> {
+    streams
+        .map(|stream| Row {
             ids: Vec::new(),
             logprobs: Vec::new(),
-            rng: SequenceRng::new(cfg.seed, first_stream + i as u64),
+            rng: SequenceRng::new(cfg.seed, stream),
             checked: 0,
             done: None,
         })
-        .collect();
-    // Indices of the rows still generating, in cache order.
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut logits: Vec<Vec<f32>> = vec![first; n];
-    while !active.is_empty() {
-        for (slot, &i) in active.iter().enumerate() {
-            if rows[i].ids.len() < cfg.min_new_tokens {
-                for &eos in &cfg.eos_ids {
-                    if let Some(l) = logits[slot].get_mut(eos as usize) {
-                        *l = f32::NEG_INFINITY;
-                    }
+        .collect()
+}
+
+/// Samples one token for every active row (`logits[slot]` belongs to `active[slot]`), then drops
+/// finished rows from `active`. Returns the cache slots to keep when some row finished.
+fn sample_step(
+    rows: &mut [Row],
+    active: &mut Vec<usize>,
+    logits: &mut [Vec<f32>],
+    tokenizer: &dyn TextDecoder,
+    cfg: &GenerationConfig,
+    on_token: &mut impl FnMut(usize, u32),
+) -> Result<Option<Vec<u32>>> {
+    for (slot, &i) in active.iter().enumerate() {
+        if rows[i].ids.len() < cfg.min_new_tokens {
+            for &eos in &cfg.eos_ids {
+                if let Some(l) = logits[slot].get_mut(eos as usize) {
+                    *l = f32::NEG_INFINITY;
                 }
             }
-            let picked = sample(&logits[slot], &cfg.sampling, &mut rows[i].rng);
-            let row = &mut rows[i];
-            row.ids.push(picked.token);
-            row.logprobs.push(picked.logprob);
-            on_token(i, picked.token);
-            row.done = finish_check(row, tokenizer, cfg)?;
         }
-        let still: Vec<(u32, usize)> = active
-            .iter()
-            .enumerate()
-            .filter(|(_, &i)| rows[i].done.is_none())
-            .map(|(slot, &i)| (slot as u32, i))
-            .collect();
-        if still.is_empty() {
-            break;
-        }
-        if still.len() < active.len() {
-            let keep: Vec<u32> = still.iter().map(|(slot, _)| *slot).collect();
-            cache = cache.retain(&keep)?;
-        }
-        active = still.into_iter().map(|(_, i)| i).collect();
-        let last: Vec<u32> = active.iter().map(|&i| *rows[i].ids.last().unwrap_or(&0)).collect();
-        let input = Tensor::new(last.as_slice(), device)?.unsqueeze(1)?;
-        logits = model.decode(&input, &mut cache)?.to_vec2::<f32>()?;
+        let picked = sample(&logits[slot], &cfg.sampling, &mut rows[i].rng);
+        let row = &mut rows[i];
+        row.ids.push(picked.token);
+        row.logprobs.push(picked.logprob);
+        on_token(i, picked.token);
+        row.done = finish_check(row, tokenizer, cfg)?;
     }
+    let still: Vec<(u32, usize)> = active
+        .iter()
+        .enumerate()
+        .filter(|(_, &i)| rows[i].done.is_none())
+        .map(|(slot, &i)| (slot as u32, i))
+        .collect();
+    let shrunk = still.len() < active.len();
+    let keep: Vec<u32> = still.iter().map(|(slot, _)| *slot).collect();
+    *active = still.into_iter().map(|(_, i)| i).collect();
+    Ok((shrunk && !active.is_empty()).then_some(keep))
+}
+
+fn last_tokens(rows: &[Row], active: &[usize]) -> Vec<u32> {
+    active.iter().map(|&i| *rows[i].ids.last().unwrap_or(&0)).collect()
+}
+
+fn finish(rows: Vec<Row>, tokenizer: &dyn TextDecoder) -> Result<Vec<Completion>> {
     rows.into_iter()
         .map(|row| {
             let (finish_reason, text) = match row.done {

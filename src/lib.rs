@@ -4,6 +4,8 @@
 
 pub mod algo;
 pub mod checkpoint;
+pub mod data;
+pub mod eval;
 pub mod model;
 pub mod optim;
 pub mod reward;

@@ -4,8 +4,10 @@ mod bench;
 mod distill;
 mod bench_matmul;
 mod bench_train;
+mod eval;
 mod export;
 mod generate;
+mod grade;
 mod inspect;
 mod logprobs;
 mod train;
@@ -35,6 +37,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Train: SFT, KD and GRPO stages on the actor runtime (the embedded default without --config).
     Train(train::TrainArgs),
+    /// Accuracy on math benchmarks (pass@1 over k samples), resumable; writes a JSON report.
+    Eval(eval::EvalArgs),
+    /// Re-grade completions (JSONL) with the current answer checker.
+    Grade(grade::GradeArgs),
     /// Throughput benchmarks on the peer's workloads (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Supervised fine-tuning (full or LoRA) from a TOML recipe.
@@ -49,6 +55,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logprobs(a) => logprobs::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Grade(a) => grade::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Sft(a) => sft::run(a),

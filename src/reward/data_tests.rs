@@ -3,31 +3,13 @@
 //!
 //! Data lives in `$SRLM_SHARED/data` (default `<crate root>/../shared/data`).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use crate::reward::answer::Answer;
 use crate::reward::{answers_match, grade, Benchmark, Gold};
 
-const FILES: [(Benchmark, &str, usize); 6] = [
-    (Benchmark::Gsm8k, "gsm8k/train.jsonl", 7473),
-    (Benchmark::Gsm8k, "gsm8k/test.jsonl", 1319),
-    (Benchmark::Math500, "eval/math500.jsonl", 500),
-    (Benchmark::Minerva, "eval/minerva_math.jsonl", 272),
-    (Benchmark::OlympiadBench, "eval/olympiadbench.jsonl", 675),
-    (Benchmark::Amc23, "eval/amc23.jsonl", 40),
-];
-
-fn data_dir() -> PathBuf {
-    let shared = std::env::var_os("SRLM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    shared.join("data")
-}
-
 fn rows(rel: &str) -> Vec<Value> {
-    let path = data_dir().join(rel);
+    let path = crate::data::shared_data_dir().join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (set SRLM_SHARED to the shared/ folder)",
@@ -58,7 +40,7 @@ fn golds(bench: Benchmark, rel: &str) -> Vec<Gold> {
 #[test]
 fn every_gold_parses_and_matches_itself() {
     let mut failures = Vec::new();
-    for (bench, rel, count) in FILES {
+    for (bench, rel, count) in crate::data::SHARED_FILES {
         let golds = golds(bench, rel);
         assert_eq!(golds.len(), count, "{rel} row count");
         let mut text = 0;

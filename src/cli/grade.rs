@@ -1,0 +1,38 @@
+//! `srlm grade`: re-grade completions with the current checker, one output line per input line.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use srlm::eval::{regrade_line, write_atomic};
+
+#[derive(Args)]
+pub struct GradeArgs {
+    /// JSONL of {"benchmark", "completion", "gold"} lines, or an eval completions.jsonl.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the graded JSONL (atomically); stdout when absent.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(args: GradeArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", args.input.display(), i + 1);
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow!("{}: invalid JSON ({e})", at()))?;
+        let graded = regrade_line(&value).map_err(|e| anyhow!("{}: {e}", at()))?;
+        out.push_str(&serde_json::to_string(&graded)?);
+        out.push('\n');
+    }
+    match &args.output {
+        Some(path) => write_atomic(path, out.as_bytes())?,
+        None => std::io::stdout().lock().write_all(out.as_bytes())?,
+    }
+    Ok(())
+}
