@@ -68,7 +68,7 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     let run = tmp.path().join("run");
     let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let ckpt = run.join("checkpoints-stage-1").join("checkpoint-2");
+    let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
     assert!(ckpt.join("trainer_state.json").is_file(), "no checkpoint at step 2 in {}", run.display());
     let resumed = tmp.path().join("resumed");
     let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
