@@ -30,7 +30,6 @@ pub enum TrainError {
 pub struct GrpoTrainer {
     pub config: ModelConfig,
     vars: Vec<(String, Var)>,
-    frozen: Weights,
     policy: Qwen2,
     reference: Option<Qwen2>,
     optimizer: AdamW,
@@ -76,11 +75,9 @@ impl GrpoTrainer {
         let (trainable, vars) = weights.to_vars().map_err(|e| TrainError::Model(e.to_string()))?;
         let policy = Qwen2::new(&config, &trainable).map_err(|e| TrainError::Model(e.to_string()))?;
         let optimizer = AdamW::new(vars.clone(), optimizer).map_err(|e| TrainError::Model(e.to_string()))?;
-        let frozen = Weights::new(Default::default(), std::path::Path::new("<none>"));
         Ok(Self {
             config,
             vars,
-            frozen,
             policy,
             reference,
             optimizer,
@@ -108,7 +105,7 @@ impl GrpoTrainer {
 
     /// The current weights (a copy), e.g. for evaluation or export.
     pub fn weights(&self) -> Result<Weights, TrainError> {
-        snapshot(&self.vars, &self.frozen).map_err(|e| TrainError::Model(e.to_string()))
+        snapshot(&self.vars).map_err(|e| TrainError::Model(e.to_string()))
     }
 
     pub fn optimizer(&self) -> &AdamW {

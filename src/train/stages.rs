@@ -28,7 +28,7 @@ use crate::train::grpo_trainer::{GrpoTrainer, StepProgress};
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::policy_sampler::PolicySampler;
 use crate::train::problems::load_problems;
-use crate::train::snapshot::snapshot;
+use crate::train::snapshot::{deep_copy, snapshot};
 
 /// How this invocation runs, beside what the config says.
 #[derive(Clone, Default)]
@@ -179,7 +179,7 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
             eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
         }
     })?;
-    state.weights = snapshot(&vars, &Weights::new(Default::default(), Path::new("<none>")))?;
+    state.weights = snapshot(&vars)?;
     Ok(report.steps as u64)
 }
 
@@ -250,8 +250,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         ..AdamWConfig::default()
     };
     let reference = if g.beta > 0.0 {
-        let copy = snapshot(&[], &state.weights)?; // shares storage: the policy's Vars are fresh copies below
-        Some(Qwen2::new(&state.config, &deep_copy(&copy)?)?)
+        Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?)
     } else {
         None
     };
@@ -359,13 +358,4 @@ fn steps_json(summary: &RunSummary) -> Result<String> {
         })
         .collect();
     Ok(serde_json::to_string_pretty(&steps)?)
-}
-
-/// A copy that shares no storage with `w` (a frozen reference must not move with the policy).
-fn deep_copy(w: &Weights) -> Result<Weights> {
-    let mut out = std::collections::BTreeMap::new();
-    for (name, t) in w.iter() {
-        out.insert(name.to_string(), t.copy()?);
-    }
-    Ok(Weights::new(out, Path::new("<reference policy>")))
 }
