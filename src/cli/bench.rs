@@ -105,6 +105,11 @@ pub fn process_cpu_seconds() -> Result<f64> {
 }
 
 /// Peak resident memory of this process in bytes (VmHWM in /proc/self/status).
+/// Resets the peak-RSS high-water mark (Linux `clear_refs` 5); false where that is refused.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 pub fn peak_rss_bytes() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).ok_or_else(|| anyhow::anyhow!("/proc/self/status: no VmHWM"))?;

@@ -1,21 +1,35 @@
-//! `srlm bench train`: trained tokens/s of one learner step on the peer's workload
-//! (../shared/bench/peer_torch.py): a group of G sequences (the GSM8K chat prompt + N completion
-//! tokens), per-token log-probs, loss = −mean completion log-prob, backward, one AdamW step.
+//! `srlm bench train`: trained tokens/s and peak memory of one learner step on the peer's
+//! workload (../shared/bench/peer_torch.py): a group of G sequences (the GSM8K chat prompt + N
+//! completion tokens), per-token log-probs, a loss, backward, one AdamW step.
+//!
+//! `--loss nll` is the peer's objective (−mean completion log-prob); `--loss grpo` runs the
+//! learner's real `grpo_step` (on-policy behaviour log-probs, ±1 advantages, β = 0).
+//! `--lora-rank R` trains LoRA adapters on every projection instead of all weights.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::D;
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use srlm::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use srlm::chat::Message;
 use srlm::model::logprobs::DEFAULT_CHUNK_ROWS;
+use srlm::model::lora::{LoraAdapters, LoraConfig};
 use srlm::model::{token_logprobs, LoadedModel, Qwen2, TokenBatch};
+use srlm::optim::{AdamW, AdamWConfig};
 
-use super::bench::{peak_rss_bytes, process_cpu_seconds, QUESTION};
+use super::bench::{peak_rss_bytes, process_cpu_seconds, reset_peak_rss, QUESTION};
 use super::ModelArgs;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Loss {
+    /// −mean completion log-prob, as the peer computes.
+    Nll,
+    /// The learner's GRPO step.
+    Grpo,
+}
 
 #[derive(Args)]
 pub struct TrainBench {
@@ -27,23 +41,74 @@ pub struct TrainBench {
     /// Completion tokens per sequence N, after the prompt (the peer's default is 128).
     #[arg(long = "new-tokens", default_value_t = 128)]
     new_tokens: usize,
-    /// Timed steps after one warm-up step; the mean is reported.
+    /// Timed steps after the warm-up; the mean is reported.
     #[arg(long, default_value_t = 2)]
     steps: usize,
+    /// Untimed steps first (allocation, caches); 0 for memory runs of a big model.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Rows of the output projection computed at once.
     #[arg(long = "chunk-rows", default_value_t = DEFAULT_CHUNK_ROWS)]
     chunk_rows: usize,
+    #[arg(long, value_enum, default_value_t = Loss::Nll)]
+    loss: Loss,
+    /// Sequences per forward/backward; gradients of the micro-batches are accumulated into
+    /// one update. Defaults to the whole batch.
+    #[arg(long = "micro-batch")]
+    micro_batch: Option<usize>,
+    /// Train rank-R LoRA adapters (α = 2R) on every attention and MLP projection instead of
+    /// all weights.
+    #[arg(long = "lora-rank")]
+    lora_rank: Option<usize>,
 }
 
 pub fn run(b: TrainBench) -> Result<()> {
-    let LoadedModel { config, weights, tokenizer, .. } = b.model.load()?;
-    let (trainable, vars) = weights.to_vars()?;
-    drop(weights);
-    let model = Qwen2::new(&config, &trainable)?;
-    let params = ParamsAdamW { lr: 1e-6, ..ParamsAdamW::default() };
-    let mut opt = AdamW::new(vars.into_iter().map(|(_, v)| v).collect(), params)?;
+    let LoadedModel {
+        config,
+        weights,
+        tokenizer,
+        ..
+    } = b.model.load()?;
+    let (model, params, _adapters) = match b.lora_rank {
+        Some(r) => {
+            let targets = [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ];
+            let lora = LoraConfig {
+                r,
+                alpha: 2.0 * r as f64,
+                dropout: 0.0,
+                target_modules: targets.iter().map(|s| s.to_string()).collect(),
+                seed: 0,
+            };
+            let adapters = LoraAdapters::init(&lora, &weights, &config)?;
+            let model = Qwen2::with_lora(&config, &weights, &adapters, true)?;
+            (model, adapters.vars(), Some(adapters))
+        }
+        None => {
+            let (trainable, vars) = weights.to_vars()?;
+            drop(weights);
+            (Qwen2::new(&config, &trainable)?, vars, None)
+        }
+    };
+    let trainable: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut opt = AdamW::new(
+        params,
+        AdamWConfig {
+            lr: 1e-6,
+            ..AdamWConfig::default()
+        },
+    )?;
 
-    let prompt = tokenizer.chat_template()?.render(&[Message::new("user", QUESTION)], true)?;
+    let prompt = tokenizer
+        .chat_template()?
+        .render(&[Message::new("user", QUESTION)], true)?;
     let prompt_ids = tokenizer.encode(&prompt, false)?;
     // Completion content does not change the cost; fixed pseudo-random ids keep runs identical.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -53,34 +118,79 @@ pub fn run(b: TrainBench) -> Result<()> {
             prompt_ids.iter().copied().chain(completion).collect()
         })
         .collect();
-    let batch = TokenBatch::right_padded(&seqs, 0, model.device())?;
     let (p, seq) = (prompt_ids.len(), prompt_ids.len() + b.new_tokens);
+    let micro = b.micro_batch.unwrap_or(b.batch).clamp(1, b.batch.max(1));
+    let rss_after_load = peak_rss_bytes()?;
+    let step_peak_measured = reset_peak_rss();
 
-    let mut step = || -> Result<f32> {
-        let lp = token_logprobs(&model, &batch, 1.0, false, b.chunk_rows)?;
-        // Predictions of the completion tokens: positions p - 1 .. seq - 2 of the (b, seq - 1) grid.
-        let loss = lp.logprobs.narrow(D::Minus1, p - 1, b.new_tokens)?.mean_all()?.neg()?;
-        opt.backward_step(&loss)?;
-        Ok(loss.to_scalar::<f32>()?)
+    let mut step: Box<dyn FnMut(&mut AdamW) -> Result<f64>> = match b.loss {
+        Loss::Nll => {
+            let batches = seqs
+                .chunks(micro)
+                .map(|rows| TokenBatch::right_padded(rows, 0, model.device()))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let model = &model;
+            Box::new(move |opt: &mut AdamW| {
+                let mut grads = opt.accumulator();
+                let mut total = 0.0;
+                for batch in &batches {
+                    let lp = token_logprobs(model, batch, 1.0, false, b.chunk_rows)?;
+                    // Predictions of the completion tokens: positions p − 1 .. seq − 2 of (b, seq − 1).
+                    let share = batch.ids.dim(0)? as f64 / b.batch as f64;
+                    let loss = (lp
+                        .logprobs
+                        .narrow(D::Minus1, p - 1, b.new_tokens)?
+                        .mean_all()?
+                        .neg()?
+                        * share)?;
+                    total += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    grads.add(&loss.backward()?)?;
+                }
+                opt.step(grads)?;
+                Ok(total)
+            })
+        }
+        Loss::Grpo => {
+            let batch = on_policy_group(&model, &seqs, p, b.chunk_rows)?;
+            let cfg = GrpoConfig {
+                micro_batch_size: micro,
+                chunk_rows: b.chunk_rows,
+                ..GrpoConfig::default()
+            };
+            let model = &model;
+            Box::new(move |opt: &mut AdamW| {
+                let stats = grpo_step(model, None, &batch, &cfg, opt)?;
+                Ok(stats.iterations.last().map_or(f64::NAN, |s| s.loss.loss))
+            })
+        }
     };
-    step()?;
+    for _ in 0..b.warmup {
+        step(&mut opt)?;
+    }
     let (start, cpu_start) = (Instant::now(), process_cpu_seconds()?);
     let mut loss = 0.0;
     for _ in 0..b.steps.max(1) {
-        loss = step()?;
+        loss = step(&mut opt)?;
     }
     let steps = b.steps.max(1) as f64;
     let seconds = start.elapsed().as_secs_f64() / steps;
     let cpu_seconds = (process_cpu_seconds()? - cpu_start) / steps;
     let tokens = (b.batch * seq) as f64;
+    let gib = |bytes: u64| (bytes as f64 / (1u64 << 30) as f64 * 100.0).round() / 100.0;
     println!(
         "{}",
         json!({
             "impl": "srlm", "what": "train", "model": b.model.model, "G": b.batch, "seq": seq,
+            "loss_kind": match b.loss { Loss::Nll => "nll", Loss::Grpo => "grpo" },
+            "micro_batch": micro, "lora_rank": b.lora_rank, "trainable_params": trainable,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "tokens_per_s": (tokens / seconds * 10.0).round() / 10.0,
             "tokens_per_cpu_s": (tokens / cpu_seconds * 10.0).round() / 10.0,
-            "peak_rss_gib": (peak_rss_bytes()? as f64 / (1u64 << 30) as f64 * 100.0).round() / 100.0,
+            "rss_after_load_gib": gib(rss_after_load),
+            // Peak since the model was loaded (loading dequantises the checkpoint, a transient
+            // peak of its own); null where the kernel cannot reset the high-water mark.
+            "step_peak_rss_gib": if step_peak_measured { Some(gib(peak_rss_bytes()?)) } else { None },
+            "peak_rss_gib": gib(peak_rss_bytes()?),
             "loss": loss, "blas": cfg!(feature = "blas"),
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
@@ -88,3 +198,31 @@ pub fn run(b: TrainBench) -> Result<()> {
     Ok(())
 }
 
+/// The group as the learner receives it: behaviour log-probs from the current weights
+/// (synchronous GRPO), advantages alternating +1 and −1.
+fn on_policy_group(
+    model: &Qwen2,
+    seqs: &[Vec<u32>],
+    prompt_len: usize,
+    chunk_rows: usize,
+) -> Result<Vec<ScoredSequence>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for (i, tokens) in seqs.iter().enumerate() {
+        let batch = TokenBatch::right_padded(std::slice::from_ref(tokens), 0, model.device())?;
+        let lp = token_logprobs(model, &batch, 1.0, false, chunk_rows)?
+            .logprobs
+            .detach();
+        let completion = lp.narrow(D::Minus1, prompt_len - 1, tokens.len() - prompt_len)?;
+        out.push(ScoredSequence {
+            tokens: tokens.clone(),
+            prompt_len,
+            behaviour_logprobs: completion
+                .squeeze(0)?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?,
+            advantage: if i % 2 == 0 { 1.0 } else { -1.0 },
+            truncated: false,
+        });
+    }
+    Ok(out)
+}

@@ -5,6 +5,7 @@
 
 use candle_core::{Result, Tensor};
 
+use super::frozen_matmul::frozen_matmul;
 use super::lora::LoraBranch;
 use super::matmul::matmul;
 
@@ -32,6 +33,14 @@ impl Linear {
         self
     }
 
+    /// W (out, in) when the layer is exactly x Wᵀ (no bias, no LoRA branch).
+    pub fn plain_weight(&self) -> Option<&Tensor> {
+        match (&self.bias, &self.lora) {
+            (None, None) => Some(&self.weight),
+            _ => None,
+        }
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let dims = xs.dims().to_vec();
         let (inp, lead) = match dims.split_last() {
@@ -42,6 +51,8 @@ impl Linear {
         let x = xs.reshape((rows, inp))?;
         let y = match &self.weight_t {
             Some(wt) => matmul(&x, wt)?,
+            // A frozen W under a trainable input (LoRA): only dx is needed.
+            None if x.track_op() && !self.weight.track_op() => frozen_matmul(&x, &self.weight)?,
             None => matmul(&x, &self.weight.t()?)?,
         };
         let y = match &self.bias {

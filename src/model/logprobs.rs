@@ -6,6 +6,7 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::qwen2::{log_softmax, Positions, Qwen2};
+use super::target_logprobs::{target_logprobs, TargetLogProbs};
 
 /// Token sequences padded into one (b, t) batch.
 pub struct TokenBatch {
@@ -69,6 +70,10 @@ pub fn prediction_states(model: &Qwen2, batch: &TokenBatch) -> Result<(Tensor, T
 }
 
 /// Log-probs of each next token under `model`, logits divided by `temperature`.
+///
+/// When the output projection is a plain matrix, its backward recomputes logits chunk by chunk
+/// (`target_logprobs`), so memory does not grow with rows × vocab; otherwise (a bias or a LoRA
+/// branch on `lm_head`) autograd runs through each chunk's logits.
 pub fn token_logprobs(
     model: &Qwen2,
     batch: &TokenBatch,
@@ -79,7 +84,26 @@ pub fn token_logprobs(
     let (b, t) = batch.ids.dims2()?;
     let (hidden, target_mask) = prediction_states(model, batch)?;
     let rows = b * (t - 1);
-    let targets = batch.ids.narrow(1, 1, t - 1)?.reshape((rows, 1))?;
+    let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(rows)?;
+    let out = match model.output_weight() {
+        Some(weight) => target_logprobs(&hidden, weight, &targets, temperature, with_entropy, chunk_rows)?,
+        None => autograd_logprobs(model, &hidden, &targets, temperature, with_entropy, chunk_rows)?,
+    };
+    let finish = |v: Tensor| -> Result<Tensor> { v.reshape((b, t - 1))?.mul(&target_mask.to_dtype(v.dtype())?) };
+    Ok(TokenLogProbs { logprobs: finish(out.logprobs)?, entropies: out.entropies.map(finish).transpose()? })
+}
+
+/// The same log-probs through candle's autograd over each chunk's logits.
+fn autograd_logprobs(
+    model: &Qwen2,
+    hidden: &Tensor,
+    targets: &Tensor,
+    temperature: f64,
+    with_entropy: bool,
+    chunk_rows: usize,
+) -> Result<TargetLogProbs> {
+    let rows = hidden.dim(0)?;
+    let targets = targets.reshape((rows, 1))?;
     let mut logps = Vec::new();
     let mut entropies = Vec::new();
     let chunk_rows = chunk_rows.max(1);
@@ -94,11 +118,8 @@ pub fn token_logprobs(
             entropies.push((logp_all.exp()? * &logp_all)?.sum_keepdim(1)?.neg()?);
         }
     }
-    let finish = |parts: Vec<Tensor>| -> Result<Tensor> {
-        Tensor::cat(&parts, 0)?.reshape((b, t - 1))?.mul(&target_mask.to_dtype(parts[0].dtype())?)
-    };
-    Ok(TokenLogProbs {
-        logprobs: finish(logps)?,
-        entropies: if with_entropy { Some(finish(entropies)?) } else { None },
+    Ok(TargetLogProbs {
+        logprobs: Tensor::cat(&logps, 0)?,
+        entropies: if with_entropy { Some(Tensor::cat(&entropies, 0)?) } else { None },
     })
 }

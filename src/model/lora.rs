@@ -94,8 +94,10 @@ impl LoraBranch {
             Some((p, rng)) => dropout(x, *p, rng)?,
             None => x.clone(),
         };
-        let low = x.matmul(&self.a.t()?)?;
-        low.matmul(&self.b.t()?)? * self.scale
+        // Scaling the (rows, r) product rather than the output keeps one fewer (rows, out)
+        // activation alive for backward.
+        let low = (x.matmul(&self.a.t()?)? * self.scale)?;
+        low.matmul(&self.b.t()?)
     }
 }
 

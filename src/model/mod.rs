@@ -4,6 +4,8 @@ mod attention;
 #[cfg(feature = "blas")]
 mod blas;
 pub mod config;
+mod custom_grad;
+mod frozen_matmul;
 mod error;
 pub mod init;
 mod linear;
@@ -17,6 +19,7 @@ pub mod logprobs;
 mod norm;
 pub mod qwen2;
 mod rope;
+pub mod target_logprobs;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};

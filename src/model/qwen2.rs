@@ -179,6 +179,12 @@ impl Qwen2 {
         self.lm_head.forward(hidden)
     }
 
+    /// The output projection's weight (vocab, d) when logits are exactly h Wᵀ, for objectives
+    /// that differentiate through it without materialising logits.
+    pub fn output_weight(&self) -> Option<&Tensor> {
+        self.lm_head.plain_weight()
+    }
+
     /// Logits at every position (b, t, vocab), no cache, differentiable.
     pub fn forward_train(&self, ids: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
         self.logits(&self.forward(ids, Positions::Offset(0), key_mask, None, false)?)

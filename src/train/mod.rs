@@ -4,6 +4,7 @@
 pub mod config;
 pub mod heldout;
 pub mod policy_sampler;
+pub mod progress;
 pub mod gold_rewarder;
 pub mod grpo_trainer;
 pub mod snapshot;

@@ -25,6 +25,7 @@ use crate::tokenizer::Tokenizer;
 use crate::train::config::{Stage, TrainConfig};
 use crate::train::gold_rewarder::GoldRewarder;
 use crate::train::grpo_trainer::{GrpoTrainer, StepProgress};
+use crate::train::progress::GrpoProgress;
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::policy_sampler::PolicySampler;
 use crate::train::problems::load_problems;
@@ -273,17 +274,9 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         trainer.log_rollouts(cfg.out_dir.join("rollouts.jsonl"), r.log_rollouts_every);
     }
     let total = g.steps;
-    let progress = opts.progress;
-    let started = Instant::now();
-    trainer.on_step = Some(Box::new(move |p: &StepProgress| {
-        if progress {
-            let rate = p.tokens_so_far as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprintln!(
-                "grpo step {:>4}/{total} reward {:.3} accuracy {:.1}% loss {:+.4} clip {:.3} staleness ≤{} {:.0} tok/s",
-                p.step + 1, p.reward_mean, 100.0 * p.accuracy, p.loss, p.clip_fraction, p.max_staleness, rate
-            );
-        }
-    }));
+    let progress = Arc::new(GrpoProgress::new(total, opts.progress));
+    let bar = Arc::clone(&progress);
+    trainer.on_step = Some(Box::new(move |p: &StepProgress| bar.step(p)));
     let latest = trainer.latest_weights();
     let prompts: Vec<Prompt> = (0..total * r.batch_groups as u64)
         .map(|i| {
@@ -324,6 +317,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
             pipeline.run().await
         })?
     };
+    progress.finish();
     say(
         opts,
         &format!(

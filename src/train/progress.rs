@@ -1,0 +1,96 @@
+//! Progress of a training stage: an indicatif bar when stderr is a terminal, one line per step
+//! otherwise (logs and CI keep every step).
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::grpo_trainer::StepProgress;
+
+pub struct GrpoProgress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    started: Instant,
+}
+
+impl GrpoProgress {
+    /// Silent when `enabled` is false; a bar only when stderr is a terminal.
+    pub fn new(total: u64, enabled: bool) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "grpo [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        GrpoProgress {
+            bar,
+            total: if enabled { total } else { 0 },
+            started: Instant::now(),
+        }
+    }
+
+    pub fn step(&self, p: &StepProgress) {
+        let rate = p.tokens_so_far as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(p.step + 1);
+                bar.set_message(format!(
+                    "reward {:.3} acc {:.1}% {:.0} tok/s staleness ≤{}",
+                    p.reward_mean,
+                    100.0 * p.accuracy,
+                    rate,
+                    p.max_staleness
+                ));
+            }
+            None if self.total > 0 => eprintln!("{}", step_line(p, self.total, rate)),
+            None => {}
+        }
+        tracing::debug!(target: "srlm::train", "{}", step_line(p, self.total, rate));
+    }
+
+    /// Clears the bar so the stage summary prints on a clean line.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn step_line(p: &StepProgress, total: u64, tokens_per_s: f64) -> String {
+    format!(
+        "grpo step {:>4}/{total} reward {:.3} accuracy {:.1}% loss {:+.4} clip {:.3} staleness ≤{} {:.0} tok/s",
+        p.step + 1,
+        p.reward_mean,
+        100.0 * p.accuracy,
+        p.loss,
+        p.clip_fraction,
+        p.max_staleness,
+        tokens_per_s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_line_counts_from_one_and_shows_percentages() {
+        let p = StepProgress {
+            step: 4,
+            loss: -0.01234,
+            reward_mean: 0.5,
+            accuracy: 0.375,
+            clip_fraction: 0.02,
+            max_staleness: 1,
+            tokens_so_far: 1000,
+        };
+        assert_eq!(
+            step_line(&p, 150, 250.0),
+            "grpo step    5/150 reward 0.500 accuracy 37.5% loss -0.0123 clip 0.020 staleness ≤1 250 tok/s"
+        );
+    }
+}
