@@ -106,7 +106,8 @@ pub struct TrainerState {
     pub skipped_steps: u64,
     /// The version of the policy these weights are (what generators are told).
     pub policy_version: u64,
-    /// Position in the training data: the next example.
+    /// Position in the training data: the next example (GRPO) or the next micro-batch of
+    /// `epoch` (SFT).
     pub data_cursor: u64,
     pub epoch: u64,
     /// Named generators (sampling, data order, dropout…).
@@ -355,6 +356,18 @@ impl LoadedCheckpoint {
         let weights = self.weights.as_ref().ok_or_else(|| {
             invalid(&weights_path, "missing: this checkpoint has no full weights (restore its adapters instead)")
         })?;
+        self.restore_params(opt, weights)
+    }
+
+    /// Like [`restore`](Self::restore) for a checkpoint of adapters over a frozen base: the
+    /// parameters come from the extra safetensors file `name` (e.g. `adapter_model.safetensors`).
+    pub fn restore_adapters(&self, opt: &mut AdamW, name: &str) -> Result<(), CheckpointError> {
+        let path = self.dir.join(checked_name(&self.dir, name)?);
+        let tensors = self.extra_tensors(name)?.into_iter().collect();
+        self.restore_params(opt, &Weights::new(tensors, &path))
+    }
+
+    fn restore_params(&self, opt: &mut AdamW, weights: &Weights) -> Result<(), CheckpointError> {
         let mut values = Vec::new();
         for (name, var) in opt.params() {
             let dims = var.as_tensor().dims().to_vec();

@@ -255,6 +255,12 @@ pub struct GradAccumulator {
 }
 
 impl GradAccumulator {
+    /// The sum so far for `var`: None when the optimizer does not hold it or no gradient came.
+    pub fn get(&self, var: &Var) -> Option<&Tensor> {
+        let i = self.vars.iter().position(|v| v.as_tensor().id() == var.as_tensor().id())?;
+        self.sums[i].as_ref()
+    }
+
     /// Adds the gradients `grads` holds for the optimizer's parameters.
     pub fn add(&mut self, grads: &GradStore) -> Result<(), OptimError> {
         for (sum, var) in self.sums.iter_mut().zip(&self.vars) {

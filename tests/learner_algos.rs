@@ -6,7 +6,9 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use srlm::algo::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirection};
 use srlm::algo::optimizer::{adamw, AdamWSettings};
-use srlm::algo::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftExample};
+use srlm::algo::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
+use srlm::algo::AlgoError;
+use srlm::optim::{AdamW, AdamWConfig};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
 
@@ -30,7 +32,6 @@ fn sft_cfg(epochs: usize) -> SftConfig {
         overlong: Overlong::Truncate,
         token_budget: 8 * 16,
         grad_accum: 2,
-        max_grad_norm: 1.0,
         seed: 5,
         pad_id: 0,
         chunk_rows: 16,
@@ -47,16 +48,16 @@ fn split() -> (Vec<SftExample>, Vec<SftExample>) {
 fn full_sft_lowers_held_out_loss() {
     let (config, base) = tiny("qwen2");
     let (weights, named) = base.to_vars().unwrap();
-    let vars: Vec<Var> = named.into_iter().map(|(_, v)| v).collect();
     let model = Qwen2::new(&config, &weights).unwrap();
     let (train, held_out) = split();
     let cfg = sft_cfg(12);
     let before = mean_loss(&model, &held_out, &cfg).unwrap();
-    let mut opt = adamw(vars.clone(), &AdamWSettings { lr: 3e-3, ..Default::default() }).unwrap();
+    let mut opt = AdamW::new(named, AdamWConfig { lr: 3e-3, ..Default::default() }).unwrap();
     let mut steps = 0;
-    let report = sft::train_sft(&model, &vars, opt.as_mut(), &train, &cfg, |s| {
+    let report = sft::train_sft(&model, &mut opt, &train, &cfg, SftCursor::default(), |s, _| -> Result<(), AlgoError> {
         steps += 1;
         assert!(s.tokens > 0 && !s.skipped);
+        Ok(())
     })
     .unwrap();
     let after = mean_loss(&model, &held_out, &cfg).unwrap();
@@ -77,14 +78,13 @@ fn lora_sft_lowers_held_out_loss_and_leaves_the_base_alone() {
         seed: 3,
     };
     let adapters = LoraAdapters::init(&lora, &base, &config).unwrap();
-    let vars: Vec<Var> = adapters.vars().into_iter().map(|(_, v)| v).collect();
     let train_model = Qwen2::with_lora(&config, &base, &adapters, true).unwrap();
     let eval_model = Qwen2::with_lora(&config, &base, &adapters, false).unwrap();
     let (train, held_out) = split();
     let cfg = sft_cfg(12);
     let before = mean_loss(&eval_model, &held_out, &cfg).unwrap();
-    let mut opt = adamw(vars.clone(), &AdamWSettings { lr: 2e-2, ..Default::default() }).unwrap();
-    sft::train_sft(&train_model, &vars, opt.as_mut(), &train, &cfg, |_| {}).unwrap();
+    let mut opt = AdamW::new(adapters.vars(), AdamWConfig { lr: 2e-2, ..Default::default() }).unwrap();
+    sft::train_sft(&train_model, &mut opt, &train, &cfg, SftCursor::default(), |_, _| Ok::<(), AlgoError>(())).unwrap();
     let after = mean_loss(&eval_model, &held_out, &cfg).unwrap();
     eprintln!("LoRA SFT held-out loss {before:.3} → {after:.3}");
     assert!(after < 0.4 * before, "held-out loss {before} → {after}");
@@ -98,21 +98,21 @@ fn lora_sft_lowers_held_out_loss_and_leaves_the_base_alone() {
 fn accumulated_micro_batches_give_the_big_batch_gradient() {
     let (config, base) = tiny("qwen2");
     let (weights, named) = base.to_vars().unwrap();
-    let vars: Vec<Var> = named.into_iter().map(|(_, v)| v).collect();
+    let vars: Vec<Var> = named.iter().map(|(_, v)| v.clone()).collect();
     let model = Qwen2::new(&config, &weights).unwrap();
+    let opt = AdamW::new(named, AdamWConfig::default()).unwrap();
     let (a, b, c) = (chain(11, 0), chain(30, 2), SftExample { prompt: vec![1, 4, 5, 6], completion: vec![7, 2] });
     let whole = collate(&[&a, &b, &c], 0, &Device::Cpu).unwrap();
     let total = whole.targets as f64;
     let big = (completion_nll(&model, &whole, 5).unwrap() / total).unwrap().backward().unwrap();
-    let mut acc = candle_core::backprop::GradStore::default();
+    let mut acc = opt.accumulator();
     for rows in [vec![&a], vec![&b, &c]] {
         let micro = collate(&rows, 0, &Device::Cpu).unwrap();
-        let g = (completion_nll(&model, &micro, 5).unwrap() / total).unwrap().backward().unwrap();
-        sft::accumulate(&mut acc, g, &vars).unwrap();
+        acc.add(&(completion_nll(&model, &micro, 5).unwrap() / total).unwrap().backward().unwrap()).unwrap();
     }
     for v in &vars {
         let x: Vec<f32> = big.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let y: Vec<f32> = acc.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = acc.get(v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "accumulated gradient differs by {diff}");
     }

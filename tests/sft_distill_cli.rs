@@ -41,7 +41,7 @@ fn lora_sft_writes_a_peft_adapter_that_loads() {
         &recipe,
         format!(
             "model = {:?}\ndata = {:?}\nformat = \"chat\"\noutput = {:?}\nsave = \"adapter\"\nlr = 1e-3\nmax_length = 128\n\
-             overlong = \"drop\"\ntoken_budget = 256\n[lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\"]\n",
+             overlong = \"drop\"\ntoken_budget = 256\nwarmup_steps = 0\n[lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\"]\n",
             model.to_str().unwrap(),
             data.to_str().unwrap(),
             out_dir.to_str().unwrap()

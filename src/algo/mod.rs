@@ -8,6 +8,7 @@ pub mod grpo_loss;
 pub mod kd;
 pub mod optimizer;
 pub mod sft;
+pub mod sft_checkpoint;
 pub mod sft_data;
 pub mod sft_recipe;
 pub mod traces;

@@ -1,4 +1,4 @@
-//! The optimiser the SFT and KD loops step, behind one constructor ([`adamw`]): the crate's own
+//! The optimiser the KD loop steps, behind one constructor ([`adamw`]): the crate's own
 //! AdamW (src/optim.rs, saveable state, no decay on norms and biases) seen through a small trait.
 
 use candle_core::backprop::GradStore;

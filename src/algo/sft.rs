@@ -1,17 +1,19 @@
 //! SFT: (prompt, completion) token pairs → token-budget batches → NLL of completion tokens → accumulated step.
 //!
-//! The same loop trains all weights or only LoRA adapters: it steps whatever `vars` it is given,
-//! and a LoRA model's base weights are plain tensors that never receive a gradient.
+//! The same loop trains all weights or only LoRA adapters: it steps whatever parameters the
+//! optimizer holds, and a LoRA model's base weights are plain tensors that never receive a
+//! gradient. Every epoch's batches follow from the seed, so the run's length is known up front
+//! (the learning-rate schedule needs it) and a cursor (epoch, micro-batch) resumes it exactly.
 
-use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use super::optimizer::{clip_grad_norm, Optimizer};
+use super::AlgoError;
 use crate::model::{token_logprobs, Qwen2, TokenBatch};
+use crate::optim::AdamW;
 
 /// One training example in token ids; the loss covers `completion` only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +51,6 @@ pub struct SftConfig {
     pub token_budget: usize,
     /// Micro-batches whose gradients make one optimiser step.
     pub grad_accum: usize,
-    /// Global gradient-norm clip; 0 disables it.
-    pub max_grad_norm: f64,
     pub seed: u64,
     pub pad_id: u32,
     /// Rows of the output projection computed at once (see `token_logprobs`).
@@ -149,42 +149,79 @@ pub fn mean_loss(model: &Qwen2, examples: &[SftExample], cfg: &SftConfig) -> Res
     Ok(nll / tokens.max(1) as f64)
 }
 
+/// Where an SFT run stands: the next micro-batch of an epoch's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SftCursor {
+    pub epoch: usize,
+    pub batch: usize,
+}
+
+/// Optimiser steps in one epoch: every epoch plans the same batches, in another order.
+pub fn steps_per_epoch(examples: &[SftExample], cfg: &SftConfig) -> usize {
+    let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
+    plan_batches(&lengths, cfg.token_budget, cfg.seed, 0).len().div_ceil(cfg.grad_accum.max(1))
+}
+
+/// Optimiser steps of the whole run (the schedule's length).
+pub fn total_steps(examples: &[SftExample], cfg: &SftConfig) -> usize {
+    cfg.epochs * steps_per_epoch(examples, cfg)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SftStepStats {
+    /// Steps taken before this one, skipped ones included.
     pub step: usize,
     pub epoch: usize,
     /// Mean NLL per completion token over the step's micro-batches.
     pub loss: f64,
     pub tokens: usize,
     pub grad_norm: f64,
+    pub lr: f64,
     /// True when the loss or gradient was not finite and the update was skipped.
     pub skipped: bool,
+    /// Where the run continues after this step.
+    pub next: SftCursor,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct SftReport {
+    /// Steps this call took.
     pub steps: usize,
     pub skipped_steps: usize,
     pub tokens: usize,
     pub last_loss: f64,
 }
 
-/// Trains `model` on `examples` (already fitted to the maximum length) by stepping `vars`,
-/// calling `on_step` after every optimiser step.
-pub fn train_sft(
+/// Trains `model` on `examples` (already fitted to the maximum length) from `start` to the end
+/// of the last epoch, stepping the parameters `opt` holds; `on_step` runs after every step
+/// (logging, checkpoints) and can stop the run with an error.
+pub fn train_sft<E: From<AlgoError>>(
     model: &Qwen2,
-    vars: &[Var],
-    opt: &mut dyn Optimizer,
+    opt: &mut AdamW,
     examples: &[SftExample],
     cfg: &SftConfig,
-    mut on_step: impl FnMut(&SftStepStats),
-) -> Result<SftReport> {
+    start: SftCursor,
+    mut on_step: impl FnMut(&SftStepStats, &AdamW) -> std::result::Result<(), E>,
+) -> std::result::Result<SftReport, E> {
     let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
+    let accum = cfg.grad_accum.max(1);
     let mut report = SftReport::default();
-    for epoch in 0..cfg.epochs {
+    let bad_cursor = |reason: String| AlgoError::BadConfig { field: "cursor".into(), reason };
+    if start.epoch > cfg.epochs || (start.epoch == cfg.epochs && start.batch > 0) {
+        return Err(bad_cursor(format!("epoch {} is past the run's {} epochs", start.epoch, cfg.epochs)).into());
+    }
+    for epoch in start.epoch..cfg.epochs {
         let batches = plan_batches(&lengths, cfg.token_budget, cfg.seed, epoch);
-        for group in batches.chunks(cfg.grad_accum.max(1)) {
-            let stats = sft_step(model, vars, opt, examples, group, cfg, report.steps, epoch)?;
+        let first = if epoch == start.epoch { start.batch } else { 0 };
+        if first > batches.len() || first % accum != 0 {
+            let reason = format!("micro-batch {first} of epoch {epoch} is not a step boundary of its {} batches (grad_accum {accum})", batches.len());
+            return Err(bad_cursor(reason).into());
+        }
+        let mut at = first;
+        for group in batches[first..].chunks(accum) {
+            at += group.len();
+            let next = if at == batches.len() { SftCursor { epoch: epoch + 1, batch: 0 } } else { SftCursor { epoch, batch: at } };
+            let stats = sft_step(model, opt, examples, group, cfg, epoch, next)?;
             report.steps += 1;
             report.tokens += stats.tokens;
             if stats.skipped {
@@ -192,58 +229,43 @@ pub fn train_sft(
             } else {
                 report.last_loss = stats.loss;
             }
-            on_step(&stats);
+            on_step(&stats, opt)?;
         }
     }
     Ok(report)
 }
 
 /// One optimiser step over the micro-batches `group`. The loss is normalised by the step's
-/// total completion tokens, so accumulation equals one big batch.
-#[allow(clippy::too_many_arguments)]
+/// total completion tokens, so accumulation equals one big batch; the optimizer clips.
 fn sft_step(
     model: &Qwen2,
-    vars: &[Var],
-    opt: &mut dyn Optimizer,
+    opt: &mut AdamW,
     examples: &[SftExample],
     group: &[Vec<usize>],
     cfg: &SftConfig,
-    step: usize,
     epoch: usize,
-) -> Result<SftStepStats> {
+    next: SftCursor,
+) -> std::result::Result<SftStepStats, AlgoError> {
+    let step = (opt.step_count() + opt.skipped_count()) as usize;
     let tokens: usize = group.iter().flatten().map(|&i| examples[i].completion.len()).sum();
-    let mut grads = GradStore::default();
+    let mut grads = opt.accumulator();
     let mut nll_sum = 0f64;
     for idx in group {
         let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
         let batch = collate(&rows, cfg.pad_id, model.device())?;
         let nll = completion_nll(model, &batch, cfg.chunk_rows)?;
         nll_sum += nll.detach().to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let micro = (nll / tokens as f64)?.backward()?;
-        accumulate(&mut grads, micro, vars)?;
+        grads.add(&(nll / tokens as f64)?.backward()?)?;
     }
     let loss = nll_sum / tokens.max(1) as f64;
-    let grad_norm = clip_grad_norm(&mut grads, vars, cfg.max_grad_norm)?;
-    let skipped = !loss.is_finite() || !grad_norm.is_finite();
-    if !skipped {
-        opt.step(&grads)?;
-    }
-    Ok(SftStepStats { step, epoch, loss, tokens, grad_norm, skipped })
-}
-
-/// Adds the gradients of `vars` in `micro` to `acc`, dropping every other tensor's gradient
-/// so the accumulated store holds only parameters.
-pub fn accumulate(acc: &mut GradStore, mut micro: GradStore, vars: &[Var]) -> Result<()> {
-    for v in vars {
-        if let Some(g) = micro.remove(v.as_tensor()) {
-            let sum = match acc.remove(v.as_tensor()) {
-                Some(prev) => (prev + g)?,
-                None => g,
-            };
-            acc.insert(v.as_tensor(), sum);
-        }
-    }
-    Ok(())
+    let (grad_norm, lr, applied) = if loss.is_finite() {
+        let r = opt.step(grads)?;
+        (r.grad_norm, r.lr, r.applied)
+    } else {
+        opt.skip();
+        (f64::NAN, opt.lr(), false)
+    };
+    Ok(SftStepStats { step, epoch, loss, tokens, grad_norm, lr, skipped: !applied, next })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::sft::Overlong;
 use super::sft_data::DataFormat;
 use crate::model::LoraConfig;
+use crate::optim::{AdamWConfig, Decay, Schedule};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +28,13 @@ pub struct SftRecipe {
     pub lr: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Decay after warmup: `cosine`, `linear` (both to 0 at the last step) or `constant`.
+    #[serde(default = "defaults::lr_schedule")]
+    pub lr_schedule: Decay,
+    /// Warmup steps (the first step has lr 0); give this or `warmup_ratio`, not both.
+    pub warmup_steps: Option<usize>,
+    /// Warmup as a fraction of all steps, rounded up; defaults to 0.03.
+    pub warmup_ratio: Option<f64>,
     #[serde(default = "defaults::one")]
     pub epochs: usize,
     #[serde(default = "defaults::max_length")]
@@ -48,6 +56,14 @@ pub struct SftRecipe {
     pub device: String,
     #[serde(default = "defaults::dtype")]
     pub dtype: String,
+    /// Optimiser steps between checkpoints; 0 (the default) saves none.
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Newest checkpoints kept; 0 keeps all.
+    #[serde(default = "defaults::keep_checkpoints")]
+    pub keep_checkpoints: usize,
+    /// Where checkpoints go; defaults to `<output>-checkpoints`.
+    pub checkpoint_dir: Option<PathBuf>,
     pub lora: Option<LoraSection>,
 }
 
@@ -89,6 +105,13 @@ mod defaults {
     pub fn max_grad_norm() -> f64 {
         1.0
     }
+    pub fn lr_schedule() -> super::Decay {
+        super::Decay::Cosine
+    }
+    pub const WARMUP_RATIO: f64 = 0.03;
+    pub fn keep_checkpoints() -> usize {
+        2
+    }
     pub fn device() -> String {
         "cpu".into()
     }
@@ -127,6 +150,14 @@ impl SftRecipe {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(format!("lr must be a positive number, got {}", self.lr));
         }
+        if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
+            return Err(format!("max_grad_norm must be 0 (no clipping) or positive, got {}", self.max_grad_norm));
+        }
+        match (self.warmup_steps, self.warmup_ratio) {
+            (Some(_), Some(_)) => return Err("give warmup_steps or warmup_ratio, not both".into()),
+            (None, Some(r)) if !(0.0..=1.0).contains(&r) => return Err(format!("warmup_ratio must be in [0, 1], got {r}")),
+            _ => {}
+        }
         match (self.save_as(), &self.lora) {
             (SaveAs::Merged | SaveAs::Adapter, None) => Err("save = \"merged\" or \"adapter\" needs a [lora] section".into()),
             _ => Ok(()),
@@ -135,6 +166,34 @@ impl SftRecipe {
 
     pub fn save_as(&self) -> SaveAs {
         self.save.unwrap_or(if self.lora.is_some() { SaveAs::Merged } else { SaveAs::Full })
+    }
+
+    /// The learning-rate schedule over a run of `total_steps` optimiser steps.
+    pub fn schedule(&self, total_steps: usize) -> Schedule {
+        match self.warmup_steps {
+            Some(warmup_steps) => Schedule { decay: self.lr_schedule, warmup_steps, total_steps },
+            None => Schedule::with_warmup_ratio(self.lr_schedule, self.warmup_ratio.unwrap_or(defaults::WARMUP_RATIO), total_steps),
+        }
+    }
+
+    /// AdamW for a run of `total_steps` optimiser steps.
+    pub fn adamw(&self, total_steps: usize) -> AdamWConfig {
+        AdamWConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
+            schedule: self.schedule(total_steps),
+            ..AdamWConfig::default()
+        }
+    }
+
+    /// Where checkpoints go.
+    pub fn checkpoint_root(&self) -> PathBuf {
+        self.checkpoint_dir.clone().unwrap_or_else(|| {
+            let mut name = self.output.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "sft".into());
+            name.push("-checkpoints");
+            self.output.with_file_name(name)
+        })
     }
 
     pub fn lora_config(&self) -> Option<LoraConfig> {
@@ -161,6 +220,19 @@ mod tests {
         let r = SftRecipe::parse(&format!("{BASE}lr = 4e-5\n[lora]\nr = 8\nalpha = 16\n")).unwrap();
         assert_eq!(r.save_as(), SaveAs::Merged);
         assert_eq!(r.lora_config().unwrap().target_modules.len(), 7);
+    }
+
+    #[test]
+    fn schedule_defaults_to_cosine_with_three_percent_warmup() {
+        let r = SftRecipe::parse(BASE).unwrap();
+        assert_eq!(r.schedule(100), Schedule { decay: Decay::Cosine, warmup_steps: 3, total_steps: 100 });
+        let r = SftRecipe::parse(&format!("{BASE}lr_schedule = \"linear\"\nwarmup_steps = 7\nmax_grad_norm = 0\n")).unwrap();
+        let opt = r.adamw(50);
+        assert_eq!(opt.schedule, Schedule { decay: Decay::Linear, warmup_steps: 7, total_steps: 50 });
+        assert_eq!(opt.max_grad_norm, None);
+        let err = SftRecipe::parse(&format!("{BASE}warmup_steps = 7\nwarmup_ratio = 0.1\n")).unwrap_err();
+        assert!(err.contains("warmup_steps or warmup_ratio"), "{err}");
+        assert_eq!(r.checkpoint_root(), PathBuf::from("out-checkpoints"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum LoraError {
     BadHyper { r: usize, dropout: f64 },
     #[error("{path}: {reason}")]
     BadAdapter { path: PathBuf, reason: String },
+    #[error("LoRA dropout RNG poisoned by a panic in another thread")]
+    Poisoned,
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
@@ -210,6 +212,17 @@ impl LoraAdapters {
             .collect()
     }
 
+    /// The dropout mask stream where it stands (a checkpoint saves it for exact resume).
+    pub fn dropout_rng(&self) -> Result<ChaCha8Rng, LoraError> {
+        Ok(self.dropout_rng.lock().map_err(|_| LoraError::Poisoned)?.clone())
+    }
+
+    /// Moves the dropout mask stream to `rng`, for every model built on these adapters.
+    pub fn set_dropout_rng(&self, rng: ChaCha8Rng) -> Result<(), LoraError> {
+        *self.dropout_rng.lock().map_err(|_| LoraError::Poisoned)? = rng;
+        Ok(())
+    }
+
     /// Module paths wrapped, sorted.
     pub fn module_paths(&self) -> impl Iterator<Item = &str> {
         self.modules.keys().map(String::as_str)
@@ -249,6 +262,15 @@ impl LoraAdapters {
     }
 
     fn write_peft(&self, dir: &Path, base_model: &str) -> Result<(), LoraError> {
+        super::export::write_json(&dir.join(ADAPTER_CONFIG), &self.peft_config(base_model))?;
+        let path = dir.join(ADAPTER_WEIGHTS);
+        candle_core::safetensors::save(&self.peft_tensors()?, &path)
+            .map_err(|e| ModelError::weights(&path, format!("cannot write: {e}")))?;
+        Ok(super::export::sync_dir_files(dir)?)
+    }
+
+    /// The contents of adapter_config.json; `base_model` goes into `base_model_name_or_path`.
+    pub fn peft_config(&self, base_model: &str) -> Value {
         let mut targets: Vec<&str> = LORA_MODULES
             .iter()
             .map(|(_, m)| *m)
@@ -257,7 +279,7 @@ impl LoraAdapters {
         targets.dedup();
         // PEFT fills every key it does not find with its default; these are the ones that
         // decide how the adapter is applied.
-        let config = json!({
+        json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",
             "base_model_name_or_path": base_model,
@@ -277,16 +299,16 @@ impl LoraAdapters {
             "init_lora_weights": true,
             "inference_mode": true,
             "revision": null,
-        });
-        super::export::write_json(&dir.join(ADAPTER_CONFIG), &config)?;
+        })
+    }
+
+    /// The contents of adapter_model.safetensors, on the CPU.
+    pub fn peft_tensors(&self) -> Result<std::collections::HashMap<String, Tensor>, LoraError> {
         let mut tensors = std::collections::HashMap::new();
         for (name, var) in self.vars() {
             tensors.insert(name, var.as_tensor().to_device(&Device::Cpu)?);
         }
-        let path = dir.join(ADAPTER_WEIGHTS);
-        candle_core::safetensors::save(&tensors, &path)
-            .map_err(|e| ModelError::weights(&path, format!("cannot write: {e}")))?;
-        Ok(super::export::sync_dir_files(dir)?)
+        Ok(tensors)
     }
 
     /// Reads a PEFT adapter directory for the model whose weights are `base`. Features this

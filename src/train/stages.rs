@@ -12,13 +12,12 @@ use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, Shutdown
 
 use crate::algo::grpo::GrpoConfig;
 use crate::algo::grpo_loss::GrpoLossConfig;
-use crate::algo::optimizer::{adamw, AdamWSettings};
-use crate::algo::sft::{fit_length, train_sft, Overlong, SftConfig, SftExample};
+use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
 use crate::generate::GenerationConfig;
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
-use crate::optim::{AdamWConfig, Decay, Schedule};
+use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
@@ -162,23 +161,24 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
     }
     let (trainable, vars) = state.weights.to_vars()?;
     let model = Qwen2::new(&state.config, &trainable)?;
-    let plain: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let mut opt = adamw(plain.clone(), &AdamWSettings { lr: s.lr, ..Default::default() })?;
     let sft = SftConfig {
         epochs: s.epochs,
         max_len: s.max_len,
         overlong: Overlong::Drop,
         token_budget: s.token_budget,
         grad_accum: s.grad_accum,
-        max_grad_norm: s.max_grad_norm,
         seed: cfg.seed,
         pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
         chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
     };
-    let report = train_sft(&model, &plain, opt.as_mut(), &fitted.examples, &sft, |st| {
+    let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: total_steps(&fitted.examples, &sft).max(1) };
+    let max_grad_norm = (s.max_grad_norm > 0.0).then_some(s.max_grad_norm);
+    let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: s.lr, max_grad_norm, schedule, ..AdamWConfig::default() })?;
+    let report = train_sft(&model, &mut opt, &fitted.examples, &sft, SftCursor::default(), |st, _: &AdamW| -> Result<()> {
         if opts.progress && st.step % 10 == 0 {
             eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
         }
+        Ok(())
     })?;
     state.weights = snapshot(&vars)?;
     Ok(report.steps as u64)

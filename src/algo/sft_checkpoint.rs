@@ -1,0 +1,140 @@
+//! SFT run ↔ disk: periodic checkpoints of `srlm sft` (full weights, or LoRA adapters over the
+//! frozen base) in the crate's checkpoint format, and the exact resume from one.
+//!
+//! Besides weights and moments, exactness needs the data cursor (epoch, next micro-batch: the
+//! plans themselves follow from the seed) and, with LoRA dropout, the mask stream's position.
+//! A LoRA checkpoint holds only the adapters (PEFT layout); the resumed run reloads the base
+//! from the original model, which the adapters never changed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Var;
+
+use super::sft::{SftConfig, SftCursor, SftExample, SftStepStats};
+use crate::checkpoint::{self, CheckpointContents, CheckpointError, ExtraFile, RngState, TrainerState, TRAINER_STATE};
+use crate::model::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+use crate::model::{LoraAdapters, LoraError, ModelConfig, Weights};
+use crate::optim::AdamW;
+use crate::tokenizer::Tokenizer;
+
+/// The key of the LoRA dropout stream in `TrainerState::rng`.
+const DROPOUT_RNG: &str = "lora_dropout";
+
+/// What an SFT run trains.
+pub enum SftParams<'a> {
+    /// Every weight, named as in the HF checkpoint.
+    Full(&'a [(String, Var)]),
+    /// Adapters over a frozen base; `base_model` is recorded in adapter_config.json.
+    Lora { adapters: &'a LoraAdapters, base_model: &'a str },
+}
+
+/// Where and how often an SFT run saves checkpoints.
+pub struct SftCheckpoints<'a> {
+    pub root: PathBuf,
+    /// Optimiser steps between checkpoints; 0 saves none.
+    pub every: usize,
+    /// Newest checkpoints kept; 0 keeps all.
+    pub keep: usize,
+    pub config: &'a ModelConfig,
+    pub tokenizer: Option<&'a Tokenizer>,
+    pub params: SftParams<'a>,
+    /// [`plan_fingerprint`] of the run; a resumed run must plan the same batches.
+    pub plan: String,
+}
+
+/// A fingerprint of everything that decides the batches: the examples' tokens, epochs, token
+/// budget, accumulation and seed.
+pub fn plan_fingerprint(examples: &[SftExample], cfg: &SftConfig) -> String {
+    let mut h = crc32fast::Hasher::new();
+    for v in [cfg.epochs as u64, cfg.token_budget as u64, cfg.grad_accum as u64, cfg.seed, examples.len() as u64] {
+        h.update(&v.to_le_bytes());
+    }
+    for e in examples {
+        h.update(&(e.prompt.len() as u64).to_le_bytes());
+        for t in e.prompt.iter().chain(&e.completion) {
+            h.update(&t.to_le_bytes());
+        }
+        h.update(&(e.completion.len() as u64).to_le_bytes());
+    }
+    format!("{:08x}", h.finalize())
+}
+
+impl SftCheckpoints<'_> {
+    /// Saves a checkpoint when `stats` completes a multiple of `every` steps.
+    pub fn after_step(&self, stats: &SftStepStats, opt: &AdamW) -> Result<Option<PathBuf>, CheckpointError> {
+        if self.every == 0 || (stats.step + 1) % self.every != 0 {
+            return Ok(None);
+        }
+        self.save(opt, stats.next).map(Some)
+    }
+
+    /// Writes `checkpoint-<step>` under `root`: the run continues at `next`.
+    pub fn save(&self, opt: &AdamW, next: SftCursor) -> Result<PathBuf, CheckpointError> {
+        let mut state = TrainerState {
+            step: opt.step_count(),
+            skipped_steps: opt.skipped_count(),
+            policy_version: opt.step_count(),
+            data_cursor: next.batch as u64,
+            epoch: next.epoch as u64,
+            config_hash: self.plan.clone(),
+            ..Default::default()
+        };
+        let (weights, extra) = match &self.params {
+            SftParams::Full(vars) => {
+                let tensors = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect::<BTreeMap<_, _>>();
+                (Some(Weights::new(tensors, &self.root)), Vec::new())
+            }
+            SftParams::Lora { adapters, base_model } => {
+                let lora = |e: LoraError| CheckpointError::Invalid { path: self.root.clone(), reason: e.to_string() };
+                state.rng.insert(DROPOUT_RNG.into(), RngState::capture(&adapters.dropout_rng().map_err(lora)?));
+                let extra = vec![
+                    ExtraFile::Json { name: ADAPTER_CONFIG.into(), value: adapters.peft_config(base_model) },
+                    ExtraFile::Tensors { name: ADAPTER_WEIGHTS.into(), tensors: adapters.peft_tensors().map_err(lora)? },
+                ];
+                (None, extra)
+            }
+        };
+        let contents = CheckpointContents {
+            config: self.config,
+            weights: weights.as_ref(),
+            tokenizer: self.tokenizer,
+            optimizer: opt,
+            state: &state,
+            extra: &extra,
+        };
+        checkpoint::save(&self.root, &contents, self.keep)
+    }
+
+    /// Restores weights (or adapters), moments, schedule position and dropout stream from the
+    /// checkpoint `dir`; returns where the run continues.
+    pub fn resume(&self, dir: &Path, opt: &mut AdamW) -> Result<SftCursor, CheckpointError> {
+        let loaded = checkpoint::load(dir, self.config)?;
+        let state_path = dir.join(TRAINER_STATE);
+        let invalid = |reason: String| CheckpointError::Invalid { path: state_path.clone(), reason };
+        if loaded.state.config_hash != self.plan {
+            return Err(invalid(format!(
+                "saved for another SFT plan (fingerprint {}, this run {}): the data, epochs, token_budget, \
+                 grad_accum or seed differ",
+                loaded.state.config_hash, self.plan
+            )));
+        }
+        match &self.params {
+            SftParams::Full(_) => loaded.restore(opt)?,
+            SftParams::Lora { adapters, .. } => {
+                loaded.restore_adapters(opt, ADAPTER_WEIGHTS)?;
+                match loaded.state.rng.get(DROPOUT_RNG) {
+                    Some(saved) => {
+                        let rng = saved.restore().map_err(|e| invalid(format!("rng.{DROPOUT_RNG}: {e}")))?;
+                        adapters.set_dropout_rng(rng).map_err(|e| invalid(e.to_string()))?;
+                    }
+                    None if adapters.config().dropout > 0.0 => {
+                        return Err(invalid(format!("no rng.{DROPOUT_RNG}, and this run's LoRA dropout needs it")));
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(SftCursor { epoch: loaded.state.epoch as usize, batch: loaded.state.data_cursor as usize })
+    }
+}

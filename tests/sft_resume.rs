@@ -1,0 +1,233 @@
+//! SFT checkpoints: N steps in one run equal N/2 + checkpoint + resume + N/2 bit for bit (full
+//! and LoRA with dropout, in the library and through `srlm sft --resume`); the learning rate
+//! follows warmup + cosine.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::{DType, Device, Var};
+use srlm::algo::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
+use srlm::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use srlm::algo::AlgoError;
+use srlm::checkpoint;
+use srlm::model::load::load_hf_weights;
+use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, Weights};
+use srlm::optim::{AdamW, AdamWConfig, Decay, Schedule};
+
+fn tiny() -> (ModelConfig, Weights) {
+    load_hf_weights(&common::fixtures().join("tiny").join("qwen2")).unwrap()
+}
+
+/// Chains x → f(x) → … (as in learner_algos) of three lengths, so batches differ in size.
+fn examples() -> Vec<SftExample> {
+    let f = |x: u32| 10 + (x * 7 + 3) % 80;
+    (10..30)
+        .map(|x| {
+            let k = x as usize % 3;
+            let links: Vec<u32> = std::iter::successors(Some(x), |&y| Some(f(y))).take(k + 4).collect();
+            SftExample { prompt: [&[1], &links[..=k]].concat(), completion: links[k + 1..].to_vec() }
+        })
+        .collect()
+}
+
+fn sft_cfg(grad_accum: usize) -> SftConfig {
+    SftConfig { epochs: 2, max_len: 16, overlong: Overlong::Truncate, token_budget: 24, grad_accum, seed: 9, pad_id: 0, chunk_rows: 16 }
+}
+
+fn adamw(total: usize) -> AdamWConfig {
+    AdamWConfig {
+        lr: 1e-2,
+        weight_decay: 0.01,
+        max_grad_norm: Some(0.5),
+        schedule: Schedule { decay: Decay::Cosine, warmup_steps: 2, total_steps: total },
+        ..AdamWConfig::default()
+    }
+}
+
+fn lora_cfg() -> LoraConfig {
+    LoraConfig { r: 4, alpha: 8.0, dropout: 0.1, target_modules: vec!["q_proj".into(), "up_proj".into()], seed: 4 }
+}
+
+fn values(vars: &[(String, Var)]) -> Vec<(String, Vec<f32>)> {
+    vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())).collect()
+}
+
+/// Trains from scratch (or from the checkpoint `resume`) to the end, saving every `every` steps
+/// under `root`; returns the trained values and the learning rate of every step taken.
+fn run(lora: bool, root: &Path, every: usize, resume: Option<&Path>) -> (Vec<(String, Vec<f32>)>, Vec<f64>) {
+    let (config, base) = tiny();
+    let data = examples();
+    let cfg = sft_cfg(2);
+    let total = total_steps(&data, &cfg);
+    let adapters = LoraAdapters::init(&lora_cfg(), &base, &config).unwrap();
+    let (trainable, full) = base.to_vars().unwrap();
+    let (model, named) = if lora {
+        (Qwen2::with_lora(&config, &base, &adapters, true).unwrap(), adapters.vars())
+    } else {
+        (Qwen2::new(&config, &trainable).unwrap(), full.clone())
+    };
+    let mut opt = AdamW::new(named.clone(), adamw(total)).unwrap();
+    let params = if lora { SftParams::Lora { adapters: &adapters, base_model: "tiny" } } else { SftParams::Full(&full) };
+    let ckpt = SftCheckpoints {
+        root: root.to_path_buf(),
+        every,
+        keep: 0,
+        config: &config,
+        tokenizer: None,
+        params,
+        plan: plan_fingerprint(&data, &cfg),
+    };
+    let start = resume.map_or(SftCursor::default(), |dir| ckpt.resume(dir, &mut opt).unwrap());
+    let mut lrs = Vec::new();
+    train_sft(&model, &mut opt, &data, &cfg, start, |s, opt| -> Result<(), AlgoError> {
+        assert!(!s.skipped);
+        lrs.push(s.lr);
+        ckpt.after_step(s, opt).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    (values(&named), lrs)
+}
+
+fn resumed_halfway_matches(lora: bool) {
+    let data = examples();
+    let spe = steps_per_epoch(&data, &sft_cfg(2));
+    assert!(spe >= 2, "the plan needs a checkpoint inside the second epoch: {spe} steps per epoch");
+    // The checkpoint falls inside the second epoch, after its first step.
+    let every = spe + 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, lrs) = run(lora, tmp.path(), every, None);
+    assert_eq!(lrs.len(), 2 * spe);
+    let ckpt = tmp.path().join(format!("checkpoint-{every:08}"));
+    let state = checkpoint::load(&ckpt, &tiny().0).unwrap().state;
+    assert_eq!((state.epoch, state.data_cursor), (1, 2), "cursor: epoch 1, after its first step of 2 micro-batches");
+    assert_eq!(state.rng.contains_key("lora_dropout"), lora);
+    let (resumed, tail) = run(lora, &tmp.path().join("again"), 0, Some(&ckpt));
+    assert_eq!(tail, lrs[every..], "the resumed run continues the schedule");
+    assert_eq!(whole.len(), resumed.len());
+    for ((name, a), (_, b)) in whole.iter().zip(&resumed) {
+        assert!(a == b, "{name} differs after resuming");
+    }
+    // Training moved the weights: the comparison is not between two untouched models.
+    let (config, base) = tiny();
+    let untouched = if lora { LoraAdapters::init(&lora_cfg(), &base, &config).unwrap().vars() } else { base.to_vars().unwrap().1 };
+    assert!(values(&untouched) != whole, "training left the weights as they were");
+}
+
+#[test]
+fn full_sft_resumed_halfway_is_bit_identical() {
+    resumed_halfway_matches(false);
+}
+
+#[test]
+fn lora_sft_with_dropout_resumed_halfway_is_bit_identical() {
+    resumed_halfway_matches(true);
+}
+
+#[test]
+fn learning_rate_follows_warmup_then_cosine() {
+    // Six examples of one length, two per micro-batch, one micro-batch per step: 3 steps an
+    // epoch, 6 in all; warmup 2 → lr · [0, 1/2, then (1 + cos(π·k/4))/2 for k = 0..3].
+    let (config, base) = tiny();
+    let data: Vec<SftExample> = (0..6).map(|i| SftExample { prompt: vec![1, 20 + i], completion: vec![30 + i, 40] }).collect();
+    let cfg = SftConfig { token_budget: 8, grad_accum: 1, ..sft_cfg(1) };
+    assert_eq!(total_steps(&data, &cfg), 6);
+    let (trainable, named) = base.to_vars().unwrap();
+    let model = Qwen2::new(&config, &trainable).unwrap();
+    let mut opt = AdamW::new(named, adamw(6)).unwrap();
+    let mut lrs = Vec::new();
+    train_sft(&model, &mut opt, &data, &cfg, SftCursor::default(), |s, _| {
+        lrs.push(s.lr);
+        Ok::<(), AlgoError>(())
+    })
+    .unwrap();
+    let want = [0.0, 5e-3, 1e-2, 1e-2 * 0.853_553_390_593_273_8, 5e-3, 1e-2 * 0.146_446_609_406_726_2];
+    assert_eq!(lrs.len(), want.len());
+    for (k, (got, want)) in lrs.iter().zip(want).enumerate() {
+        assert!((got - want).abs() < 1e-15, "step {k}: lr {got}, expected {want}");
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_plan_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(false, tmp.path(), 2, None);
+    let (config, base) = tiny();
+    let (_, full) = base.to_vars().unwrap();
+    let mut data = examples();
+    data.pop();
+    let cfg = sft_cfg(2);
+    let mut opt = AdamW::new(full.clone(), adamw(total_steps(&data, &cfg))).unwrap();
+    let ckpt = SftCheckpoints {
+        root: tmp.path().to_path_buf(),
+        every: 0,
+        keep: 0,
+        config: &config,
+        tokenizer: None,
+        params: SftParams::Full(&full),
+        plan: plan_fingerprint(&data, &cfg),
+    };
+    let err = ckpt.resume(&tmp.path().join("checkpoint-00000002"), &mut opt).err().unwrap().to_string();
+    assert!(err.contains("trainer_state.json") && err.contains("another SFT plan"), "{err}");
+}
+
+/// A tiny Qwen2 with the character tokenizer, written as an HF directory.
+fn write_tiny_model(dir: &Path) {
+    use srlm::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
+    std::fs::create_dir_all(dir).unwrap();
+    let config = tiny_qwen2_config(char_vocab_size());
+    let weights = srlm::model::init::init_weights(&config, 0.02, 1, &Device::Cpu).unwrap();
+    srlm::model::export::write_hf_files(dir, &config, &weights, None, DType::F32).unwrap();
+    write_char_tokenizer(dir).unwrap();
+}
+
+fn srlm_sft(recipe: &Path, extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_srlm"))
+        .args(["sft", "--config", recipe.to_str().unwrap()])
+        .args(extra)
+        .env("CANDLE_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    if !extra.is_empty() {
+        assert!(log.contains("resumed from"), "{log}");
+    }
+}
+
+#[test]
+fn srlm_sft_resume_reproduces_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_tiny_model(&model);
+    let data = tmp.path().join("data.jsonl");
+    let rows: Vec<String> = srlm::synthetic::arithmetic_problems(12, 20, 3)
+        .iter()
+        .map(|p| serde_json::json!({"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution()}]}).to_string())
+        .collect();
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let lora = "save = \"adapter\"\n[lora]\nr = 4\nalpha = 8\ndropout = 0.1\n";
+    for (kind, extra, weights) in [("full", "", "model.safetensors"), ("lora", lora, "adapter_model.safetensors")] {
+        let recipe = |name: &str| {
+            let path = tmp.path().join(format!("{kind}-{name}.toml"));
+            let text = format!(
+                "model = {:?}\ndata = {:?}\nformat = \"chat\"\noutput = {:?}\ncheckpoint_dir = {:?}\nlr = 1e-3\nepochs = 2\n\
+                 max_length = 64\ntoken_budget = 160\ncheckpoint_every = 3\nkeep_checkpoints = 0\nwarmup_steps = 1\n{extra}",
+                model.to_str().unwrap(),
+                data.to_str().unwrap(),
+                tmp.path().join(format!("{kind}-{name}-out")).to_str().unwrap(),
+                tmp.path().join(format!("{kind}-{name}-ckpt")).to_str().unwrap(),
+            );
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        srlm_sft(&recipe("whole"), &[]);
+        let ckpt = tmp.path().join(format!("{kind}-whole-ckpt/checkpoint-00000003"));
+        assert!(ckpt.join("manifest.json").is_file(), "{kind}: no checkpoint at step 3");
+        srlm_sft(&recipe("resumed"), &["--resume", ckpt.to_str().unwrap()]);
+        let read = |name: &str| std::fs::read(tmp.path().join(format!("{kind}-{name}-out")).join(weights)).unwrap();
+        assert!(read("whole") == read("resumed"), "{kind}: the resumed run wrote other weights");
+    }
+}
