@@ -128,6 +128,13 @@ pub fn run(b: StalenessBench) -> Result<()> {
         let dir = b.out.join(mode.name);
         let recipe = mode_recipe(&base, mode, queues, &dir, start_from.as_deref())?;
         recipe.write_checked(&dir.join("recipe.toml"))?;
+        for name in ["run-stage-0.json", "steps-stage-0.json"] {
+            // A previous bench in the same folder must not pass for this one's result.
+            let path = dir.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
         eprintln!("{}: running (log: {})", mode.name, dir.join("train.log").display());
         run_child(&dir, mode.threads)?;
         let row = ModeResult::read(&dir, 0, ModeLabel { name: mode.name, threads: mode.threads, split_cores: mode.split_cores })?;

@@ -112,7 +112,7 @@ pub fn markdown_table(rows: &[ModeResult], lockstep_mode: &str, sync_mode: &str)
         let cores = if r.split_cores { "gen core 0, learner core 1".to_string() } else { format!("both, {} threads per phase", r.threads) };
         let busy: Vec<String> = r.generator_busy.iter().map(|b| format!("{:.0}%", 100.0 * b)).collect();
         out += &format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.0}% | {:.3} | {:.3} | {} | {:.3} ({:.3} → {:.3}) | {:.1}% → {:.1}% |\n",
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {:.0}% | {:.3} | {:.3} | {} | {:.3} ({:.3} → {:.3}) | {:.1}% → {:.1}% |\n",
             r.mode,
             r.max_staleness,
             cores,
