@@ -26,6 +26,8 @@ enum BenchWhat {
     Matmul(super::bench_matmul::MatmulBench),
     /// Trained tokens/s and peak memory of one learner step (forward, backward, AdamW).
     Train(super::bench_train::TrainBench),
+    /// One GRPO workload with max_staleness 0, 1, 2 on split cores and synchronous on both cores.
+    Staleness(super::bench_staleness::StalenessBench),
 }
 
 #[derive(Args)]
@@ -51,6 +53,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Generate(b) => generate(b),
         BenchWhat::Matmul(b) => super::bench_matmul::run(b),
         BenchWhat::Train(b) => super::bench_train::run(b),
+        BenchWhat::Staleness(b) => super::bench_staleness::run(b),
     }
 }
 

@@ -3,6 +3,8 @@
 mod bench;
 mod distill;
 mod bench_matmul;
+mod bench_staleness;
+mod bench_staleness_report;
 mod bench_train;
 mod eval;
 mod export;
@@ -10,6 +12,7 @@ mod generate;
 mod grade;
 mod inspect;
 mod logprobs;
+mod recipe_edit;
 mod train;
 mod sft;
 

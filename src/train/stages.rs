@@ -334,7 +334,24 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         state.weights = Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone());
     }
     std::fs::write(cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(&summary)?)?;
+    std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r)?)?;
     Ok((summary.steps.len() as u64, summary.interrupted))
+}
+
+/// Throughput of the run as a whole (`srlm bench staleness` reads it): wall time, the time each
+/// role spent computing, and what was generated, trained and dropped.
+fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection) -> Result<String> {
+    let seconds = |d: std::time::Duration| d.as_secs_f64();
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "steps": summary.steps.len(), "elapsed_s": seconds(summary.elapsed),
+        "learner_busy_s": seconds(summary.learner_busy),
+        "generator_busy_s": summary.generator_busy.iter().map(|d| seconds(*d)).collect::<Vec<_>>(),
+        "groups_generated": summary.groups_generated, "groups_trained": summary.groups_trained,
+        "groups_dropped_stale": summary.groups_dropped_stale, "tokens_generated": summary.tokens_generated,
+        "max_staleness": r.max_staleness, "batch_groups": r.batch_groups, "group_size": r.group_size,
+        "generator_cores": r.generator_cores, "learner_core": r.learner_core,
+        "interrupted": summary.interrupted,
+    }))?)
 }
 
 /// The per-step metric series (what two deterministic runs must agree on).
