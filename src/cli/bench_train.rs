@@ -120,7 +120,7 @@ pub fn run(b: TrainBench) -> Result<()> {
         .collect();
     let (p, seq) = (prompt_ids.len(), prompt_ids.len() + b.new_tokens);
     let micro = b.micro_batch.unwrap_or(b.batch).clamp(1, b.batch.max(1));
-    let rss_after_load = peak_rss_bytes()?;
+    let load_peak = peak_rss_bytes()?;
     let step_peak_measured = reset_peak_rss();
 
     let mut step: Box<dyn FnMut(&mut AdamW) -> Result<f64>> = match b.loss {
@@ -186,11 +186,12 @@ pub fn run(b: TrainBench) -> Result<()> {
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "tokens_per_s": (tokens / seconds * 10.0).round() / 10.0,
             "tokens_per_cpu_s": (tokens / cpu_seconds * 10.0).round() / 10.0,
-            "rss_after_load_gib": gib(rss_after_load),
+            "load_peak_rss_gib": gib(load_peak),
             // Peak since the model was loaded (loading dequantises the checkpoint, a transient
             // peak of its own); null where the kernel cannot reset the high-water mark.
             "step_peak_rss_gib": if step_peak_measured { Some(gib(peak_rss_bytes()?)) } else { None },
-            "peak_rss_gib": gib(peak_rss_bytes()?),
+            // The whole process: the larger of the two.
+            "peak_rss_gib": gib(peak_rss_bytes()?.max(load_peak)),
             "loss": loss, "blas": cfg!(feature = "blas"),
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
