@@ -7,6 +7,7 @@ use candle_core::{Result, Tensor};
 
 use super::frozen_matmul::frozen_matmul;
 use super::lora::LoraBranch;
+use super::lora_matmul::lora_matmul;
 use super::matmul::matmul;
 
 #[derive(Clone)]
@@ -49,6 +50,14 @@ impl Linear {
         };
         let rows: usize = lead.iter().product();
         let x = xs.reshape((rows, inp))?;
+        if let Some((a, b, scale)) = self.lora.as_ref().and_then(|l| l.fusable_factors(&x)) {
+            let y = lora_matmul(&x, &self.weight, a, b, scale)?;
+            let y = match &self.bias {
+                Some(bias) => y.broadcast_add(bias)?,
+                None => y,
+            };
+            return y.reshape(lead.iter().copied().chain([self.weight.dims()[0]]).collect::<Vec<_>>());
+        }
         let y = match &self.weight_t {
             Some(wt) => matmul(&x, wt)?,
             // A frozen W under a trainable input (LoRA): only dx is needed.

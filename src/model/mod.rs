@@ -6,6 +6,7 @@ mod blas;
 pub mod config;
 mod custom_grad;
 mod frozen_matmul;
+mod lora_matmul;
 mod error;
 pub mod init;
 mod linear;
