@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use super::qwen2::{log_softmax, Positions, Qwen2};
-use super::target_logprobs::{target_logprobs, TargetLogProbs};
+use super::qwen2::{Positions, Qwen2};
+use super::target_logprobs::{chunked_logprobs, target_logprobs, TargetLogProbs};
 
 /// Token sequences padded into one (b, t) batch.
 pub struct TokenBatch {
@@ -102,24 +102,43 @@ fn autograd_logprobs(
     with_entropy: bool,
     chunk_rows: usize,
 ) -> Result<TargetLogProbs> {
-    let rows = hidden.dim(0)?;
-    let targets = targets.reshape((rows, 1))?;
-    let mut logps = Vec::new();
-    let mut entropies = Vec::new();
-    let chunk_rows = chunk_rows.max(1);
-    for start in (0..rows).step_by(chunk_rows) {
-        let n = chunk_rows.min(rows - start);
-        let logits = model.logits(&hidden.narrow(0, start, n)?)?;
-        let logits = logits.to_dtype(super::norm::widened(logits.dtype()))?;
-        let logits = if temperature == 1.0 { logits } else { (logits / temperature)? };
-        let logp_all = log_softmax(&logits)?;
-        logps.push(logp_all.gather(&targets.narrow(0, start, n)?, 1)?);
-        if with_entropy {
-            entropies.push((logp_all.exp()? * &logp_all)?.sum_keepdim(1)?.neg()?);
+    let targets = targets.reshape((hidden.dim(0)?, 1))?;
+    let logits = |start: usize, rows: usize| model.logits(&hidden.narrow(0, start, rows)?);
+    chunked_logprobs(&targets, temperature, with_entropy, chunk_rows, super::norm::widened(hidden.dtype()), logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::init::init_weights;
+
+    /// The recomputing path `token_logprobs` takes must give what autograd through the logits
+    /// gives, values and gradients of every weight.
+    #[test]
+    fn the_recomputing_path_equals_autograd_through_the_logits() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg = crate::synthetic::tiny_qwen2_config(40);
+        let weights = init_weights(&cfg, 0.2, 7, &dev).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let (trainable, vars) = weights.to_vars().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let model = Qwen2::new(&cfg, &trainable).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let batch = TokenBatch::right_padded(&[vec![3, 9, 27, 1, 30], vec![5, 11, 2]], 0, &dev)?;
+        let coeffs = Tensor::new(&[[0.5f32, -1.0, 2.0, 0.3], [1.5, -0.2, 0.0, 0.0]], &dev)?;
+
+        let fused = token_logprobs(&model, &batch, 0.8, false, 3)?.logprobs;
+        let (hidden, mask) = prediction_states(&model, &batch)?;
+        let targets = batch.ids.narrow(1, 1, 4)?.reshape(8)?;
+        let plain = (autograd_logprobs(&model, &hidden, &targets, 0.8, false, 3)?.logprobs.reshape((2, 4))? * &mask)?;
+        let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar() };
+        assert!(max_diff(&fused, &plain)? < 1e-5);
+
+        let g_fused = (&fused * &coeffs)?.sum_all()?.backward()?;
+        let g_plain = (&plain * &coeffs)?.sum_all()?.backward()?;
+        for (name, var) in &vars {
+            let (a, b) = (g_fused.get(var).expect(name), g_plain.get(var).expect(name));
+            // f32 sums in a different order: relative to the gradient's own size.
+            let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-3);
+            assert!(max_diff(a, b)? < 1e-4 * scale, "{name}: gradients differ by {} (max {scale})", max_diff(a, b)?);
         }
+        Ok(())
     }
-    Ok(TargetLogProbs {
-        logprobs: Tensor::cat(&logps, 0)?,
-        entropies: if with_entropy { Some(Tensor::cat(&entropies, 0)?) } else { None },
-    })
 }

@@ -11,7 +11,6 @@
 use candle_core::{DType, Result, Tensor, D};
 
 use super::custom_grad::attach_grad;
-
 use super::matmul::matmul;
 use super::norm::widened;
 use super::qwen2::log_softmax;
@@ -32,49 +31,53 @@ pub fn target_logprobs(
     with_entropy: bool,
     chunk_rows: usize,
 ) -> Result<TargetLogProbs> {
-    let n = hidden.dim(0)?;
     let chunk_rows = chunk_rows.max(1);
-    let targets = targets.reshape((n, 1))?;
+    let targets = targets.reshape((hidden.dim(0)?, 1))?;
     let (h, w) = (hidden.detach(), weight.detach());
+    let logits = |start: usize, rows: usize| matmul(&h.narrow(0, start, rows)?, &w.t()?);
+    let out = chunked_logprobs(&targets, temperature, with_entropy, chunk_rows, widened(hidden.dtype()), logits)?;
+    let backward = move |h: &Tensor, w: &Tensor, grad: &Tensor| recomputed_backward(h, w, grad, &targets, temperature, chunk_rows);
+    let logprobs = attach_grad("recomputed-target-logprobs", hidden, weight, &out.logprobs, Box::new(backward))?;
+    Ok(TargetLogProbs { logprobs, entropies: out.entropies })
+}
+
+/// Log-probs (n) of `targets` (n, 1) and entropies (n) when asked for, from `logits(start, rows)`
+/// of each chunk; differentiable exactly when the logits are. `dtype` is the result's when n = 0.
+pub(crate) fn chunked_logprobs(
+    targets: &Tensor,
+    temperature: f64,
+    with_entropy: bool,
+    chunk_rows: usize,
+    dtype: DType,
+    logits: impl Fn(usize, usize) -> Result<Tensor>,
+) -> Result<TargetLogProbs> {
+    let n = targets.dim(0)?;
     let mut logps = Vec::new();
     let mut entropies = Vec::new();
-    for start in (0..n).step_by(chunk_rows) {
-        let rows = chunk_rows.min(n - start);
-        let logp_all = log_softmax(&scaled_logits(&h.narrow(0, start, rows)?, &w, temperature)?)?;
+    for start in (0..n).step_by(chunk_rows.max(1)) {
+        let rows = chunk_rows.max(1).min(n - start);
+        let logp_all = log_softmax(&widened_and_scaled(logits(start, rows)?, temperature)?)?;
         logps.push(logp_all.gather(&targets.narrow(0, start, rows)?, 1)?.squeeze(1)?);
         if with_entropy {
             entropies.push((logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?);
         }
     }
-    let dtype = widened(hidden.dtype());
-    let logprobs = cat_or_empty(&logps, n, dtype, hidden.device())?;
-    let entropies = if with_entropy { Some(cat_or_empty(&entropies, n, dtype, hidden.device())?) } else { None };
-    let backward = move |h: &Tensor, w: &Tensor, grad: &Tensor| recomputed_backward(h, w, grad, &targets, temperature, chunk_rows);
-    let logprobs = attach_grad("recomputed-target-logprobs", hidden, weight, &logprobs, Box::new(backward))?;
-    Ok(TargetLogProbs { logprobs, entropies })
+    let cat = |parts: &[Tensor]| -> Result<Tensor> {
+        match parts {
+            [] => Tensor::zeros(n, dtype, targets.device()),
+            _ => Tensor::cat(parts, 0)?.contiguous(),
+        }
+    };
+    Ok(TargetLogProbs { logprobs: cat(&logps)?, entropies: if with_entropy { Some(cat(&entropies)?) } else { None } })
 }
 
-/// z = h Wᵀ / T in f32 (bf16 models widen before the softmax).
-fn scaled_logits(h: &Tensor, w: &Tensor, temperature: f64) -> Result<Tensor> {
-    let logits = matmul(h, &w.t()?)?;
+/// Logits in f32 for bf16 models (the softmax needs the range), divided by T.
+fn widened_and_scaled(logits: Tensor, temperature: f64) -> Result<Tensor> {
     let logits = logits.to_dtype(widened(logits.dtype()))?;
     if temperature == 1.0 {
         Ok(logits)
     } else {
         logits / temperature
-    }
-}
-
-fn cat_or_empty(
-    parts: &[Tensor],
-    n: usize,
-    dtype: DType,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    if parts.is_empty() {
-        Tensor::zeros(n, dtype, device)
-    } else {
-        Tensor::cat(parts, 0)?.contiguous()
     }
 }
 
@@ -98,7 +101,7 @@ fn recomputed_backward(
         let rows = chunk_rows.min(n - start);
         let hc = h.narrow(0, start, rows)?;
         let g = grad.narrow(0, start, rows)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scaled_logits(&hc, &w, temperature)?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&widened_and_scaled(matmul(&hc, &w.t()?)?, temperature)?)?;
         // dz = (onehot(target) − p) · g / T
         let dz = probs.broadcast_mul(&g)?.neg()?;
         let dz = dz.scatter_add(&targets.narrow(0, start, rows)?, &g, 1)?;
