@@ -5,7 +5,6 @@ mod common;
 
 use candle_core::{Device, Tensor, Var};
 use srlm::algo::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirection};
-use srlm::algo::optimizer::{adamw, AdamWSettings};
 use srlm::algo::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
 use srlm::algo::AlgoError;
 use srlm::optim::{AdamW, AdamWConfig};
@@ -177,11 +176,12 @@ fn forward_kl_steps_pull_the_student_towards_the_teacher() {
     let examples: Vec<SftExample> = (10..26).map(|x| chain(x, 1)).collect();
     let rows: Vec<&SftExample> = examples.iter().collect();
     let batch = collate(&rows, 0, &Device::Cpu).unwrap();
-    let cfg = KdConfig { temperature: 1.0, direction: KlDirection::Forward, max_grad_norm: 1.0, chunk_rows: 16 };
-    let mut opt = adamw(vars.clone(), &AdamWSettings { lr: 1e-2, ..Default::default() }).unwrap();
-    let first = kd::kd_step(&student, &teacher, &vars, opt.as_mut(), &batch, &cfg).unwrap();
+    let cfg = KdConfig { temperature: 1.0, direction: KlDirection::Forward, chunk_rows: 16 };
+    let named = vars.iter().enumerate().map(|(i, v)| (format!("param.{i}"), v.clone())).collect();
+    let mut opt = AdamW::new(named, AdamWConfig { lr: 1e-2, max_grad_norm: Some(1.0), ..Default::default() }).unwrap();
+    let first = kd::kd_step(&student, &teacher, &mut opt, &batch, &cfg).unwrap();
     for _ in 0..40 {
-        kd::kd_step(&student, &teacher, &vars, opt.as_mut(), &batch, &cfg).unwrap();
+        kd::kd_step(&student, &teacher, &mut opt, &batch, &cfg).unwrap();
     }
     let kl = token_kl(&student, &teacher, &batch.tokens, 1.0, KlDirection::Forward, 16).unwrap();
     let last = masked_mean(&kl, &batch.loss_mask).unwrap().to_scalar::<f32>().unwrap() as f64;

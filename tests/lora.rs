@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use srlm::algo::optimizer::{adamw, AdamWSettings};
+use srlm::optim::{AdamW, AdamWConfig};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{token_logprobs, LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
 
@@ -96,7 +96,7 @@ fn an_optimiser_step_moves_only_the_adapters() {
     let adapters = LoraAdapters::init(&lora, &base, &config).unwrap();
     let vars = adapters.vars();
     let model = Qwen2::with_lora(&config, &base, &adapters, true).unwrap();
-    let mut opt = adamw(vars.iter().map(|(_, v)| v.clone()).collect(), &AdamWSettings { lr: 1e-2, ..Default::default() }).unwrap();
+    let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: 1e-2, max_grad_norm: None, ..Default::default() }).unwrap();
     let batch = TokenBatch::right_padded(&[vec![1, 5, 9, 14, 20, 33], vec![1, 7, 8]], 0, &Device::Cpu).unwrap();
     let mut history = vec![snapshot(&vars)];
     for _ in 0..2 {
@@ -105,7 +105,9 @@ fn an_optimiser_step_moves_only_the_adapters() {
         for (_, t) in base.iter() {
             assert!(grads.get(t).is_none(), "a base weight received a gradient");
         }
-        opt.step(&grads).unwrap();
+        let mut acc = opt.accumulator();
+        acc.add(&grads).unwrap();
+        opt.step(acc).unwrap();
         history.push(snapshot(&vars));
     }
     let after: Vec<Vec<f32>> = base.iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();

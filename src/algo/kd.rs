@@ -7,12 +7,12 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
-use super::optimizer::{clip_grad_norm, Optimizer};
 use super::sft::{collate, SftBatch, SftExample};
 use crate::generate::{generate_group, GenerationConfig, TextDecoder};
 use crate::model::qwen2::log_softmax;
 use crate::model::logprobs::prediction_states;
 use crate::model::{Qwen2, TokenBatch};
+use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -112,7 +112,6 @@ pub fn check_shared_tokenizer(teacher: &Tokenizer, student: &Tokenizer) -> std::
 pub struct KdConfig {
     pub temperature: f64,
     pub direction: KlDirection,
-    pub max_grad_norm: f64,
     pub chunk_rows: usize,
 }
 
@@ -125,25 +124,20 @@ pub struct KdStepStats {
     pub skipped: bool,
 }
 
-/// One distillation step on `batch`: the mean KL over its completion tokens, backward, step.
-pub fn kd_step(
-    student: &Qwen2,
-    teacher: &Qwen2,
-    vars: &[candle_core::Var],
-    opt: &mut dyn Optimizer,
-    batch: &SftBatch,
-    cfg: &KdConfig,
-) -> Result<KdStepStats> {
+/// One distillation step on `batch`: the mean KL over its completion tokens, backward, one
+/// AdamW step over the student's trainable variables (clipping as `opt` is configured).
+pub fn kd_step(student: &Qwen2, teacher: &Qwen2, opt: &mut AdamW, batch: &SftBatch, cfg: &KdConfig) -> Result<KdStepStats> {
     let per_token = token_kl(student, teacher, &batch.tokens, cfg.temperature, cfg.direction, cfg.chunk_rows)?;
     let loss = masked_mean(&per_token, &batch.loss_mask)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let mut grads = loss.backward()?;
-    let grad_norm = clip_grad_norm(&mut grads, vars, cfg.max_grad_norm)?;
-    let skipped = !value.is_finite() || !grad_norm.is_finite();
-    if !skipped {
-        opt.step(&grads)?;
+    if !value.is_finite() {
+        opt.skip();
+        return Ok(KdStepStats { loss: value, grad_norm: f64::NAN, skipped: true });
     }
-    Ok(KdStepStats { loss: value, grad_norm, skipped })
+    let mut grads = opt.accumulator();
+    grads.add(&loss.backward()?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let report = opt.step(grads).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    Ok(KdStepStats { loss: value, grad_norm: report.grad_norm, skipped: !report.applied })
 }
 
 /// The student's own completions of `prompts` (`n` each, through the shared sampler), batched

@@ -1,12 +1,11 @@
 //! The learner's algorithms: group-relative advantages, the GRPO loss and step, SFT (full or
-//! LoRA), knowledge distillation, and the optimizer interface they step. Synchronous and
+//! LoRA), knowledge distillation; all step the crate AdamW (src/optim.rs). Synchronous and
 //! deterministic; the actors call these.
 
 pub mod advantages;
 pub mod grpo;
 pub mod grpo_loss;
 pub mod kd;
-pub mod optimizer;
 pub mod sft;
 pub mod sft_checkpoint;
 pub mod sft_data;

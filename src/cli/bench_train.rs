@@ -23,6 +23,9 @@ use srlm::optim::{AdamW, AdamWConfig};
 use super::bench::{peak_rss_bytes, process_cpu_seconds, reset_peak_rss, QUESTION};
 use super::ModelArgs;
 
+/// One timed learner step; returns the loss.
+type LearnerStep<'a> = Box<dyn FnMut(&mut AdamW) -> Result<f64> + 'a>;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Loss {
     /// −mean completion log-prob, as the peer computes.
@@ -123,7 +126,7 @@ pub fn run(b: TrainBench) -> Result<()> {
     let load_peak = peak_rss_bytes()?;
     let step_peak_measured = reset_peak_rss();
 
-    let mut step: Box<dyn FnMut(&mut AdamW) -> Result<f64>> = match b.loss {
+    let mut step: LearnerStep = match b.loss {
         Loss::Nll => {
             let batches = seqs
                 .chunks(micro)
