@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 /// Gradients for the two inputs from (input a, input b, gradient of the value).
 pub type Backward = dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> + Send + Sync;
 
-/// `value` (computed from `a` and `b` with detached tensors, contiguous, f32 or f64) as a
+/// `value` (computed from `a` and `b` with detached tensors; any float dtype) as a
 /// tensor whose gradient flows to `a` and `b` through `backward`.
 pub fn attach_grad(name: &'static str, a: &Tensor, b: &Tensor, value: &Tensor, backward: Box<Backward>) -> Result<Tensor> {
     // A fresh contiguous tensor: its storage is exactly the value (the CUDA forward relies on it).

@@ -50,27 +50,22 @@ impl Linear {
         };
         let rows: usize = lead.iter().product();
         let x = xs.reshape((rows, inp))?;
-        if let Some((a, b, scale)) = self.lora.as_ref().and_then(|l| l.fusable_factors(&x)) {
-            let y = lora_matmul(&x, &self.weight, a, b, scale)?;
-            let y = match &self.bias {
-                Some(bias) => y.broadcast_add(bias)?,
-                None => y,
-            };
-            return y.reshape(lead.iter().copied().chain([self.weight.dims()[0]]).collect::<Vec<_>>());
-        }
-        let y = match &self.weight_t {
-            Some(wt) => matmul(&x, wt)?,
+        let fused = self.lora.as_ref().and_then(|l| l.fusable_factors(&x));
+        let y = match (fused, &self.weight_t) {
+            (Some((a, b, scale)), _) => lora_matmul(&x, &self.weight, a, b, scale)?,
+            (None, Some(wt)) => matmul(&x, wt)?,
             // A frozen W under a trainable input (LoRA): only dx is needed.
-            None if x.track_op() && !self.weight.track_op() => frozen_matmul(&x, &self.weight)?,
-            None => matmul(&x, &self.weight.t()?)?,
+            (None, None) if x.track_op() && !self.weight.track_op() => frozen_matmul(&x, &self.weight)?,
+            (None, None) => matmul(&x, &self.weight.t()?)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
-        let y = match &self.lora {
-            Some(lora) => (y + lora.forward(&x)?)?,
-            None => y,
+        // The fused op already added the LoRA branch.
+        let y = match (&self.lora, fused) {
+            (Some(lora), None) => (y + lora.forward(&x)?)?,
+            _ => y,
         };
         let mut out_dims = lead.to_vec();
         out_dims.push(self.weight.dims()[0]);
