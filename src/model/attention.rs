@@ -10,6 +10,7 @@ use super::kv_cache::KvCache;
 use super::norm::RmsNorm;
 use super::rope::RopeSlice;
 use super::lora::LoraAttach;
+use super::train_kernels;
 use super::weights::Weights;
 use super::ModelError;
 
@@ -32,6 +33,8 @@ pub(crate) struct AttentionInputs<'a> {
     pub bias: Option<&'a Tensor>,
     /// Fused inference kernels (no backward pass).
     pub fused: bool,
+    /// (b, t): the batch and sequence length, also when hidden states come as (b·t, d) rows.
+    pub batch: (usize, usize),
 }
 
 impl Attention {
@@ -72,6 +75,9 @@ impl Attention {
         inputs: &AttentionInputs,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Result<Tensor> {
+        if !inputs.fused && cache.is_none() && train_kernels::fusable(xs) {
+            return self.forward_rows(xs, inputs);
+        }
         let (b, t, _) = xs.dims3()?;
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
@@ -108,6 +114,34 @@ impl Attention {
         let out = matmul(&probs, &v)?; // (b, kvh, rep·t, hd)
         let out = out.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
         self.o_proj.forward(&out)
+    }
+}
+
+impl Attention {
+    /// The training forward on the CPU through the fused kernels: xs (b·t, d) or (b, t, d),
+    /// output of the same rank.
+    fn forward_rows(&self, xs: &Tensor, inputs: &AttentionInputs) -> Result<Tensor> {
+        let (b, t) = inputs.batch;
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let rows = xs.reshape((b * t, xs.dim(D::Minus1)?))?;
+        let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
+            let x = proj.forward(&rows)?;
+            let x = match norm {
+                Some(norm) => norm.forward(&x.reshape((b * t * n, hd))?, false)?,
+                None => x,
+            };
+            let rotation = rotate.then(|| inputs.rope.rotation());
+            train_kernels::split_heads(&x, (b, t, n, hd), rotation) // (b, n, t, hd)
+        };
+        let q = heads(&self.q_proj, h, &self.q_norm, true)?;
+        let k = heads(&self.k_proj, kvh, &self.k_norm, true)?;
+        let v = heads(&self.v_proj, kvh, &None, false)?;
+        // Query heads that share a KV head are adjacent: (b, h, t, hd) reads as (b, kvh, rep·t, hd).
+        let scores = matmul(&q.reshape((b, kvh, (h / kvh) * t, hd))?, &k.t()?)?;
+        let probs = train_kernels::masked_softmax(&scores, inputs.bias, t, 1.0 / (hd as f64).sqrt())?;
+        let out = train_kernels::merge_heads(&matmul(&probs, &v)?, (b, t, h, hd))?;
+        let out = self.o_proj.forward(&out)?;
+        if xs.rank() == 2 { Ok(out) } else { out.reshape((b, t, out.dim(1)?)) }
     }
 }
 

@@ -49,7 +49,8 @@ impl Linear {
             None => candle_core::bail!("linear on a scalar"),
         };
         let rows: usize = lead.iter().product();
-        let x = xs.reshape((rows, inp))?;
+        // A reshape is an autograd node even when it changes nothing.
+        let x = if xs.rank() == 2 { xs.clone() } else { xs.reshape((rows, inp))? };
         let fused = self.lora.as_ref().and_then(|l| l.fusable_factors(&x));
         let y = match (fused, &self.weight_t) {
             (Some((a, b, scale)), _) => lora_matmul(&x, &self.weight, a, b, scale)?,
@@ -67,6 +68,9 @@ impl Linear {
             (Some(lora), None) => (y + lora.forward(&x)?)?,
             _ => y,
         };
+        if xs.rank() == 2 {
+            return Ok(y);
+        }
         let mut out_dims = lead.to_vec();
         out_dims.push(self.weight.dims()[0]);
         y.reshape(out_dims)

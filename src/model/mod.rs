@@ -21,6 +21,7 @@ mod norm;
 pub mod qwen2;
 mod rope;
 pub mod target_logprobs;
+mod train_kernels;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};

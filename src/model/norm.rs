@@ -18,6 +18,9 @@ impl RmsNorm {
         if fused {
             return candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps as f32);
         }
+        if super::train_kernels::fusable(xs) {
+            return super::train_kernels::rms_norm(xs, &self.weight, self.eps);
+        }
         // As HF computes it: in f32, then back to the working dtype before the weight.
         let dtype = xs.dtype();
         let x = xs.to_dtype(widened(dtype))?;

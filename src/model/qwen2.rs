@@ -12,6 +12,7 @@ use super::kv_cache::KvCache;
 use super::norm::RmsNorm;
 use super::rope::RotaryTables;
 use super::lora::{LoraAdapters, LoraAttach};
+use super::train_kernels;
 use super::weights::Weights;
 use super::ModelError;
 
@@ -44,8 +45,9 @@ impl Mlp {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(xs)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+        let (gate, up) = (self.gate_proj.forward(xs)?, self.up_proj.forward(xs)?);
+        let gated = if train_kernels::fusable(&gate) { train_kernels::swiglu(&gate, &up)? } else { (gate.silu()? * up)? };
+        self.down_proj.forward(&gated)
     }
 }
 
@@ -165,13 +167,20 @@ impl Qwen2 {
             Positions::Explicit(p) => self.rotary.gathered_positions(p, self.dtype)?,
         };
         let bias = attention_bias(b, t, past, key_mask, self.dtype, &self.device)?;
-        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), fused };
+        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), fused, batch: (b, t) };
         let mut xs = self.embed_tokens.forward(ids)?;
+        // Training on the CPU keeps hidden states as (b·t, d) rows: every reshape is a node that
+        // costs a full gradient copy in the backward pass.
+        let rows = !fused && cache.is_none() && train_kernels::fusable(&xs);
+        if rows {
+            xs = xs.reshape((b * t, self.cfg.hidden_size))?;
+        }
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
             xs = layer.forward(&xs, &inputs, layer_cache)?;
         }
-        self.norm.forward(&xs, fused)
+        let out = self.norm.forward(&xs, fused)?;
+        if rows { out.reshape((b, t, self.cfg.hidden_size)) } else { Ok(out) }
     }
 
     /// Logits (…, vocab) of hidden states (…, d).

@@ -79,6 +79,11 @@ impl RotaryTables {
 }
 
 impl RopeSlice {
+    /// The tables for the fused training kernel.
+    pub(crate) fn rotation(&self) -> super::train_kernels::Rotation<'_> {
+        super::train_kernels::Rotation { cos: &self.cos, sin: &self.sin }
+    }
+
     /// Rotates `xs` (b, h, t, hd). `fused` uses candle's kernel, which has no backward pass.
     pub fn apply(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
         if fused {
