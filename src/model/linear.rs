@@ -5,10 +5,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::frozen_matmul::frozen_matmul;
 use super::lora::LoraBranch;
 use super::lora_matmul::lora_matmul;
 use super::matmul::matmul;
+use super::xwt_matmul::xwt_matmul;
 
 #[derive(Clone)]
 pub struct Linear {
@@ -55,9 +55,8 @@ impl Linear {
         let y = match (fused, &self.weight_t) {
             (Some((a, b, scale)), _) => lora_matmul(&x, &self.weight, a, b, scale)?,
             (None, Some(wt)) => matmul(&x, wt)?,
-            // A frozen W under a trainable input (LoRA): only dx is needed.
-            (None, None) if x.track_op() && !self.weight.track_op() => frozen_matmul(&x, &self.weight)?,
-            (None, None) => matmul(&x, &self.weight.t()?)?,
+            // One node, and only the gradients needed (a frozen W under LoRA gets none).
+            (None, None) => xwt_matmul(&x, &self.weight)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

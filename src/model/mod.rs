@@ -5,7 +5,6 @@ mod attention;
 mod blas;
 pub mod config;
 mod custom_grad;
-mod frozen_matmul;
 mod lora_matmul;
 mod error;
 pub mod init;
@@ -23,6 +22,7 @@ mod rope;
 pub mod target_logprobs;
 mod train_kernels;
 pub mod weights;
+mod xwt_matmul;
 
 pub use config::{Arch, ModelConfig};
 pub use error::ModelError;

@@ -14,6 +14,7 @@ use super::custom_grad::attach_grad;
 use super::matmul::matmul;
 use super::norm::widened;
 use super::qwen2::log_softmax;
+use super::train_kernels;
 
 /// Per-row log-probs (n) in the widened dtype (f32 for bf16 models), and entropies (n) without gradient when asked for.
 pub struct TargetLogProbs {
@@ -56,7 +57,15 @@ pub(crate) fn chunked_logprobs(
     let mut entropies = Vec::new();
     for start in (0..n).step_by(chunk_rows.max(1)) {
         let rows = chunk_rows.max(1).min(n - start);
-        let logp_all = log_softmax(&widened_and_scaled(logits(start, rows)?, temperature)?)?;
+        let chunk = logits(start, rows)?;
+        if !chunk.track_op() && train_kernels::fusable(&chunk) {
+            let targets = targets.narrow(0, start, rows)?.flatten_all()?.to_vec1::<u32>()?;
+            let (lp, h) = train_kernels::vocab_logprobs(&chunk, &targets, temperature, with_entropy)?;
+            logps.push(lp);
+            entropies.extend(h);
+            continue;
+        }
+        let logp_all = log_softmax(&widened_and_scaled(chunk, temperature)?)?;
         logps.push(logp_all.gather(&targets.narrow(0, start, rows)?, 1)?.squeeze(1)?);
         if with_entropy {
             entropies.push((logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?);
@@ -101,12 +110,19 @@ fn recomputed_backward(
         let rows = chunk_rows.min(n - start);
         let hc = h.narrow(0, start, rows)?;
         let g = grad.narrow(0, start, rows)?;
-        let probs = candle_nn::ops::softmax_last_dim(&widened_and_scaled(matmul(&hc, &w.t()?)?, temperature)?)?;
+        let logits = matmul(&hc, &w.t()?)?;
         // dz = (onehot(target) − p) · g / T
-        let dz = probs.broadcast_mul(&g)?.neg()?;
-        let dz = dz.scatter_add(&targets.narrow(0, start, rows)?, &g, 1)?;
-        let dz = if temperature == 1.0 { dz } else { (dz / temperature)? };
-        let dz = dz.to_dtype(h.dtype())?;
+        let dz = if train_kernels::fusable(&logits) {
+            let t = targets.narrow(0, start, rows)?.flatten_all()?.to_vec1::<u32>()?;
+            let g = g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            train_kernels::vocab_logprob_grad(&logits, &t, &g, temperature)?
+        } else {
+            let probs = candle_nn::ops::softmax_last_dim(&widened_and_scaled(logits, temperature)?)?;
+            let dz = probs.broadcast_mul(&g)?.neg()?;
+            let dz = dz.scatter_add(&targets.narrow(0, start, rows)?, &g, 1)?;
+            let dz = if temperature == 1.0 { dz } else { (dz / temperature)? };
+            dz.to_dtype(h.dtype())?
+        };
         dh_parts.push(matmul(&dz, &w)?);
         if weight_grad_needed {
             let part = matmul(&dz.t()?, &hc)?;

@@ -11,11 +11,14 @@ mod heads;
 mod masked_softmax;
 mod rms_norm;
 mod swiglu;
+mod vocab_softmax;
 
 pub(crate) use heads::{merge_heads, split_heads, Rotation};
 pub(crate) use masked_softmax::masked_softmax;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use swiglu::swiglu;
+pub(crate) use cpu::{slice, Real};
+pub(crate) use vocab_softmax::{vocab_logprob_grad, vocab_logprobs};
 
 use candle_core::{DType, Tensor};
 
