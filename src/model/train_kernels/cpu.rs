@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, Device, Layout, Result, Shape, Storage, Tensor, Wi
 use rayon::prelude::*;
 
 /// The float types the kernels are written for.
-pub(crate) trait Real: WithDType + num_traits::Float + Send + Sync {}
+pub(crate) trait Real: WithDType + num_traits::Float + super::fast_exp::FastExp + Send + Sync {}
 impl Real for f32 {}
 impl Real for f64 {}
 

@@ -47,13 +47,12 @@ fn forward<T: Real>(s: &[T], bias: Option<&[T]>, batch: usize, t: usize, keys: u
             }
         }
         let max = out.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
-        let mut sum = T::zero();
         for o in out.iter_mut() {
-            *o = (*o - max).exp();
-            sum = sum + *o;
+            *o = (*o - max).fast_exp();
         }
+        let inv_sum = T::one() / out.iter().fold(T::zero(), |acc, &v| acc + v);
         for o in out.iter_mut() {
-            *o = *o / sum;
+            *o = *o * inv_sum;
         }
     });
     p

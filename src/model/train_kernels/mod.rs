@@ -7,6 +7,7 @@
 //! these kernels about a third of that. CUDA and half precision keep candle's ops.
 
 mod cpu;
+mod fast_exp;
 mod heads;
 mod masked_softmax;
 mod rms_norm;

@@ -19,7 +19,7 @@ struct SwiGlu;
 const CHUNK: usize = 4096;
 
 fn sigmoid<T: Real>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).fast_exp())
 }
 
 fn forward<T: Real>(gate: &[T], up: &[T]) -> Vec<T> {

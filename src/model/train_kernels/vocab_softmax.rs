@@ -5,12 +5,12 @@
 use candle_core::{DType, Result, Tensor};
 
 use super::cpu::{for_rows, tensor, with_slice, Real};
+use super::fast_exp::sum_exp;
 
 /// The max and log Σ exp of (z − max) over a row already divided by T.
 fn max_and_lse<T: Real>(row: &[T], inv_t: T) -> (T, T) {
     let max = row.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v * inv_t));
-    let sum = row.iter().fold(T::zero(), |acc, &v| acc + (v * inv_t - max).exp());
-    (max, sum.ln())
+    (max, sum_exp(row, inv_t, max).ln())
 }
 
 fn logprobs<T: Real>(z: &[T], targets: &[u32], vocab: usize, temperature: f64, with_entropy: bool) -> (Vec<T>, Option<Vec<T>>) {
@@ -26,7 +26,7 @@ fn logprobs<T: Real>(z: &[T], targets: &[u32], vocab: usize, temperature: f64, w
             // H = −Σ p log p = lse' − Σ p z', with z' = z/T − max and lse' = log Σ exp z'.
             let mean_z = row.iter().fold(T::zero(), |acc, &v| {
                 let zs = v * inv_t - max;
-                acc + (zs - lse).exp() * zs
+                acc + (zs - lse).fast_exp() * zs
             });
             out[1] = lse - mean_z;
         }
@@ -65,7 +65,7 @@ pub(crate) fn vocab_logprob_grad(logits: &Tensor, targets: &[u32], grad: &[f64],
                 let (max, lse) = max_and_lse(row, inv_t);
                 let g = T::from(grad[r]).unwrap_or_else(T::zero) * inv_t;
                 for (o, &v) in out.iter_mut().zip(row) {
-                    *o = -(v * inv_t - max - lse).exp() * g;
+                    *o = -(v * inv_t - max - lse).fast_exp() * g;
                 }
                 let t = targets[r] as usize;
                 out[t] = out[t] + g;
