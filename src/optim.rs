@@ -4,6 +4,7 @@
 //! The update is torch's `AdamW` (decoupled weight decay, bias-corrected moments); candle-nn's
 //! AdamW cannot export its moments, which exact resume needs.
 
+mod fused;
 mod schedule;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use fused::Coeffs;
 pub use schedule::{Decay, Schedule};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +88,26 @@ struct Param {
     name: String,
     var: Var,
     decay: bool,
+    /// Written in place by the fused step, so `restore` copies what it is given.
     m: Tensor,
     v: Tensor,
+}
+
+impl Param {
+    /// The update as candle tensor ops: any device and dtype, a new tensor per op.
+    fn update(&mut self, g: Tensor, c: &Coeffs) -> Result<(), OptimError> {
+        let g = if c.scale < 1.0 { (g * c.scale)? } else { g };
+        let mut w = self.var.as_tensor().detach();
+        if c.decay != 1.0 {
+            w = (w * c.decay)?;
+        }
+        self.m = ((&self.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+        self.v = ((&self.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+        let denom = ((self.v.sqrt()? / c.bc2_sqrt)? + c.eps)?;
+        let w = (w - ((&self.m / denom)? * c.step_size)?)?;
+        self.var.set(&w)?;
+        Ok(())
+    }
 }
 
 /// What one call to [`AdamW::step`] did.
@@ -108,6 +128,8 @@ pub struct AdamW {
     step: u64,
     /// Updates refused for non-finite gradients.
     skipped: u64,
+    /// Whether CPU f32/f64 tensors take the fused kernels; false forces the tensor ops (tests).
+    fused: bool,
 }
 
 impl AdamW {
@@ -125,7 +147,7 @@ impl AdamW {
                 Ok(Param { decay: decays(&name, t.rank()), m: t.zeros_like()?, v: t.zeros_like()?, name, var })
             })
             .collect::<Result<Vec<_>, OptimError>>()?;
-        Ok(AdamW { cfg, params, step: 0, skipped: 0 })
+        Ok(AdamW { cfg, params, step: 0, skipped: 0, fused: true })
     }
 
     pub fn config(&self) -> &AdamWConfig {
@@ -170,41 +192,43 @@ impl AdamW {
         let lr = self.lr();
         let mut sq = 0.0f64;
         for g in grads.sums.iter().flatten() {
-            sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            sq += match self.fused.then(|| fused::sum_sq(g)).flatten() {
+                Some(s) => s,
+                None => g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?,
+            };
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
             self.skipped += 1;
             return Ok(StepReport { applied: false, grad_norm, lr });
         }
-        // torch's clip_grad_norm_: scale by max / (norm + 1e-6) when that is below 1.
-        let scale = match self.cfg.max_grad_norm {
-            Some(max) => (max / (grad_norm + 1e-6)).min(1.0),
-            None => 1.0,
-        };
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
-        let step_size = lr / (1.0 - b1.powi(t));
-        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let coeffs = Coeffs {
+            // torch's clip_grad_norm_: scale by max / (norm + 1e-6) when that is below 1.
+            scale: self.cfg.max_grad_norm.map_or(1.0, |max| (max / (grad_norm + 1e-6)).min(1.0)),
+            decay: 1.0,
+            beta1: b1,
+            beta2: b2,
+            bc2_sqrt: (1.0 - b2.powi(t)).sqrt(),
+            eps: self.cfg.eps,
+            step_size: lr / (1.0 - b1.powi(t)),
+        };
+        let decay = 1.0 - lr * self.cfg.weight_decay;
         for (p, g) in self.params.iter_mut().zip(grads.sums) {
             // Like torch, a parameter without a gradient is left alone (no decay, no moment update).
             let Some(g) = g else { continue };
-            let g = if scale < 1.0 { (g * scale)? } else { g };
-            let mut w = p.var.as_tensor().detach();
-            if p.decay && self.cfg.weight_decay > 0.0 {
-                w = (w * (1.0 - lr * self.cfg.weight_decay))?;
+            let c = Coeffs { decay: if p.decay && self.cfg.weight_decay > 0.0 { decay } else { 1.0 }, ..coeffs };
+            if !(self.fused && fused::adamw_update(p.var.as_tensor(), &p.m, &p.v, &g, &c)?) {
+                p.update(g, &c)?;
             }
-            p.m = ((&p.m * b1)? + (&g * (1.0 - b1))?)?;
-            p.v = ((&p.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let denom = ((p.v.sqrt()? / bc2_sqrt)? + self.cfg.eps)?;
-            let w = (w - ((&p.m / denom)? * step_size)?)?;
-            p.var.set(&w)?;
         }
         Ok(StepReport { applied: true, grad_norm, lr })
     }
 
-    /// The moments, keyed `m.<name>` and `v.<name>`, for saving.
+    /// The moments, keyed `m.<name>` and `v.<name>`, for saving. They share the optimizer's
+    /// storage, which the next step overwrites in place: save (or copy) them before stepping.
     pub fn moments(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::with_capacity(2 * self.params.len());
         for p in &self.params {
@@ -234,7 +258,8 @@ impl AdamW {
                         p.m.dims()
                     )));
                 }
-                Ok(t.to_device(p.m.device())?.to_dtype(p.m.dtype())?)
+                // A storage of our own: the fused step writes the moments in place.
+                Ok(t.to_device(p.m.device())?.to_dtype(p.m.dtype())?.force_contiguous()?)
             };
             restored.push((get(format!("m.{}", p.name))?, get(format!("v.{}", p.name))?));
         }
