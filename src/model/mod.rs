@@ -18,6 +18,7 @@ pub mod kv_cache;
 pub mod load;
 pub mod logprobs;
 mod norm;
+mod packed_linear;
 pub mod qwen2;
 mod rope;
 pub mod target_logprobs;
