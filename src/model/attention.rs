@@ -3,6 +3,7 @@
 use candle_core::{Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use super::linear::Linear;
+use super::decode_attention::{decode_attention, supports};
 use super::matmul::{matmul, uses_blas};
 use super::packed_linear::{fused_projection, PackedLinear};
 
@@ -104,6 +105,9 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
+        if t == 1 && inputs.fused && inputs.bias.is_none() && supports(&q) {
+            return self.o_proj.forward(&decode_attention(&q, &k, &v)?);
+        }
         let total = k.dims()[2];
         // Heads that share a KV head are adjacent, so (b, h, t, hd) reads as (b, kvh, rep·t, hd)
         // and K/V are used as they are instead of being repeated per head.

@@ -5,6 +5,7 @@ mod attention;
 mod blas;
 pub mod config;
 mod custom_grad;
+mod decode_attention;
 mod frozen_matmul;
 mod lora_matmul;
 mod error;
