@@ -115,7 +115,12 @@ impl PackedLinear {
             let rb = ROW_BLOCK.min(rows - r0);
             // (in, rb): the rows of a tile sit side by side for each input.
             xt.clear();
-            xt.extend((0..k).flat_map(|kk| (r0..r0 + rb).map(move |r| x[r * k + kk])));
+            xt.resize(k * rb, 0.0);
+            for (r, row) in x[r0 * k..(r0 + rb) * k].chunks_exact(k).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    xt[kk * rb + r] = v;
+                }
+            }
             tiles.clear();
             tiles.resize(panels.len() * rb * PANEL, 0.0);
             tiles.par_chunks_mut(per_task * rb * PANEL).enumerate().for_each(|(task, chunk)| {
@@ -212,26 +217,31 @@ fn panel_product_with<const FMA: bool>(xt: &[f32], rows: usize, panel: &[f32], k
             let n = TILE_ROWS.min(rows - r);
             let acc = &mut tile[r * PANEL..(r + n) * PANEL];
             match n {
-                6 => row_tile::<6, FMA>(x, rows, r, w, acc),
-                5 => row_tile::<5, FMA>(x, rows, r, w, acc),
-                4 => row_tile::<4, FMA>(x, rows, r, w, acc),
-                3 => row_tile::<3, FMA>(x, rows, r, w, acc),
-                2 => row_tile::<2, FMA>(x, rows, r, w, acc),
-                _ => row_tile::<1, FMA>(x, rows, r, w, acc),
+                6 => row_tile::<6, FMA>(x, rows, r, w, acc, r == 0),
+                5 => row_tile::<5, FMA>(x, rows, r, w, acc, r == 0),
+                4 => row_tile::<4, FMA>(x, rows, r, w, acc, r == 0),
+                3 => row_tile::<3, FMA>(x, rows, r, w, acc, r == 0),
+                2 => row_tile::<2, FMA>(x, rows, r, w, acc, r == 0),
+                _ => row_tile::<1, FMA>(x, rows, r, w, acc, r == 0),
             }
             r += n;
         }
     }
 }
 
-/// Adds rows r..r + R of xᵀ·w to `out` (R, 16), keeping the sums in registers.
+/// Adds rows r..r + R of xᵀ·w to `out` (R, 16), keeping the sums in registers. The first tile
+/// of a block also prefetches the next block, one cache line (one input's 16 weights) per input,
+/// so that the weights stream from memory while the arithmetic runs.
 #[inline(always)]
-fn row_tile<const R: usize, const FMA: bool>(x: &[f32], rows: usize, r: usize, w: &[f32], out: &mut [f32]) {
+fn row_tile<const R: usize, const FMA: bool>(x: &[f32], rows: usize, r: usize, w: &[f32], out: &mut [f32], first: bool) {
     let mut acc = [[0f32; PANEL]; R];
     for (a, o) in acc.iter_mut().zip(out.chunks_exact(PANEL)) {
         a.copy_from_slice(o);
     }
     for (wk, xk) in w.chunks_exact(PANEL).zip(x.chunks_exact(rows)) {
+        if first {
+            prefetch(wk.as_ptr().wrapping_add(K_BLOCK * PANEL));
+        }
         let xk = &xk[r..r + R];
         for (a, &xv) in acc.iter_mut().zip(xk) {
             for (aj, &wj) in a.iter_mut().zip(wk) {
@@ -242,6 +252,18 @@ fn row_tile<const R: usize, const FMA: bool>(x: &[f32], rows: usize, r: usize, w
     for (a, o) in acc.iter().zip(out.chunks_exact_mut(PANEL)) {
         o.copy_from_slice(a);
     }
+}
+
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint and never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[cfg(test)]
