@@ -2,12 +2,13 @@
 //! prompts (left-padded); finished rows are dropped from the batch either way.
 
 use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::kv_cache::KvCache;
 use crate::model::qwen2::Positions;
 use crate::model::Qwen2;
-use crate::sampling::{sample, SamplingParams, SequenceRng, StopStrings};
+use crate::sampling::{sample, Sampled, SamplingParams, SequenceRng, StopStrings};
 use crate::tokenizer::Tokenizer;
 
 /// Turns completion ids into text; the tokenizer in practice, a stub vocabulary in tests.
@@ -216,7 +217,9 @@ fn sample_step(
                 }
             }
         }
-        let picked = sample(&logits[slot], &cfg.sampling, &mut rows[i].rng);
+    }
+    let picks = draw(rows, active, logits, &cfg.sampling);
+    for (&i, picked) in active.iter().zip(picks) {
         let row = &mut rows[i];
         row.ids.push(picked.token);
         row.logprobs.push(picked.logprob);
@@ -233,6 +236,22 @@ fn sample_step(
     let keep: Vec<u32> = still.iter().map(|(slot, _)| *slot).collect();
     *active = still.into_iter().map(|(_, i)| i).collect();
     Ok((shrunk && !active.is_empty()).then_some(keep))
+}
+
+/// One token for each active row (`logits[slot]` belongs to `active[slot]`), rows in parallel:
+/// each row draws from its own RNG stream, so the threads change nothing but the time.
+fn draw(rows: &mut [Row], active: &[usize], logits: &[Vec<f32>], params: &SamplingParams) -> Vec<Sampled> {
+    let mut slot_of = vec![None; rows.len()];
+    for (slot, &i) in active.iter().enumerate() {
+        slot_of[i] = Some(slot);
+    }
+    let mut jobs: Vec<(usize, &mut SequenceRng)> = rows
+        .iter_mut()
+        .zip(slot_of)
+        .filter_map(|(row, slot)| slot.map(|slot| (slot, &mut row.rng)))
+        .collect();
+    jobs.sort_unstable_by_key(|(slot, _)| *slot);
+    jobs.into_par_iter().map(|(slot, rng)| sample(&logits[slot], params, rng)).collect()
 }
 
 fn last_tokens(rows: &[Row], active: &[usize]) -> Vec<u32> {

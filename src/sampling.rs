@@ -110,16 +110,20 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `logit / T` in f64 with NaN → -inf and +inf → f32::MAX, so a bad logit never poisons the row.
-fn scaled(logit: f32, temperature: f64) -> f64 {
-    let x = if logit.is_nan() {
-        f64::NEG_INFINITY
+/// NaN → -inf and +inf → f32::MAX, so a bad logit never poisons the row.
+fn cleaned(logit: f32) -> f32 {
+    if logit.is_nan() {
+        f32::NEG_INFINITY
     } else if logit == f32::INFINITY {
-        f32::MAX as f64
+        f32::MAX
     } else {
-        logit as f64
-    };
-    x / temperature
+        logit
+    }
+}
+
+/// `cleaned(logit) / T` in f64.
+fn scaled(logit: f32, temperature: f64) -> f64 {
+    cleaned(logit) as f64 / temperature
 }
 
 /// Max and log-sum-exp of `logits / T`; `None` when every entry is -inf/NaN (or the row is empty).
@@ -190,42 +194,51 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut SequenceRng) ->
         };
     }
     let t64 = t as f64;
-    let Some((max, lse)) = max_and_lse(logits, t64) else {
-        return Sampled {
+    let truncate = (params.top_k > 0 && params.top_k < logits.len()) || params.top_p < 1.0;
+    let picked = if truncate {
+        max_and_lse(logits, t64).map(|(max, lse)| (sample_truncated(logits, params, t64, max, rng), lse))
+    } else {
+        sample_full(logits, t, rng)
+    };
+    match picked {
+        Some((token, lse)) => Sampled {
+            token,
+            logprob: (scaled(logits[token as usize], t64) - lse) as f32,
+        },
+        None => Sampled {
             token: 0,
             logprob: f32::NEG_INFINITY,
-        };
-    };
-    let truncate = (params.top_k > 0 && params.top_k < logits.len()) || params.top_p < 1.0;
-    let token = if truncate {
-        sample_truncated(logits, params, t64, max, rng)
-    } else {
-        sample_full(logits, t64, max, lse, rng)
-    };
-    Sampled {
-        token,
-        logprob: (scaled(logits[token as usize], t64) - lse) as f32,
+        },
     }
 }
 
-/// Inverse CDF in id order: no sort or allocation on the common top_k = 0, top_p = 1 path.
-fn sample_full(logits: &[f32], t: f64, max: f64, lse: f64, rng: &mut SequenceRng) -> u32 {
-    let total = (lse - max).exp();
+/// Inverse CDF in id order, and the log-sum-exp of `logits / t`; None when no logit is finite.
+///
+/// The common top_k = 0, top_p = 1 path, once per row per decoding step over the whole
+/// vocabulary: each weight exp((l - max) / t) is computed once, in f32, and summed in f64
+/// (f32 rounding of the weights moves the log-prob by ~1e-7, far inside the learner's 1e-4).
+fn sample_full(logits: &[f32], t: f32, rng: &mut SequenceRng) -> Option<(u32, f64)> {
+    let max = logits.iter().map(|&l| cleaned(l)).fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return None;
+    }
+    let weights: Vec<f32> = logits.iter().map(|&l| ((cleaned(l) - max) / t).exp()).collect();
+    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+    let lse = max as f64 / t as f64 + total.ln();
     let target = rng.uniform() * total;
     let mut cum = 0.0;
     let mut last_positive = 0u32;
-    for (i, &l) in logits.iter().enumerate() {
-        let w = (scaled(l, t) - max).exp();
+    for (i, &w) in weights.iter().enumerate() {
         if w > 0.0 {
-            cum += w;
+            cum += w as f64;
             last_positive = i as u32;
             if target < cum {
-                return i as u32;
+                return Some((i as u32, lse));
             }
         }
     }
     // Rounding can leave `target` a hair above the summed mass.
-    last_positive
+    Some((last_positive, lse))
 }
 
 fn sample_truncated(
@@ -401,6 +414,21 @@ mod tests {
             let s = sample(&[1.0, 2.0, 3.0], &SamplingParams::default(), &mut rng);
             let want = s.token as f64 + 1.0 - (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
             assert!((s.logprob as f64 - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn vocabulary_sized_rows_get_the_f64_log_softmax() {
+        // The full path sums f32 weights; on 150k logits it must still match the f64 reference.
+        let mut rng = SequenceRng::new(5, 0);
+        let logits: Vec<f32> = (0..150_000).map(|_| (rng.uniform() * 30.0 - 20.0) as f32).collect();
+        for temperature in [1.0, 0.7] {
+            let p = SamplingParams { temperature, ..Default::default() };
+            for _ in 0..20 {
+                let s = sample(&logits, &p, &mut rng);
+                let want = logprob_of(&logits, temperature, s.token);
+                assert!((s.logprob - want).abs() < 1e-5, "T={temperature}: {} vs {want}", s.logprob);
+            }
         }
     }
 

@@ -3,7 +3,9 @@
 use candle_core::{Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use super::linear::Linear;
+use super::decode_attention::{decode_attention, supports};
 use super::matmul::{matmul, uses_blas};
+use super::packed_linear::{fused_projection, PackedLinear};
 
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
@@ -19,6 +21,8 @@ pub(crate) struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// q, k and v in one product, for the inference model on the CPU.
+    qkv: Option<PackedLinear>,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     num_heads: usize,
@@ -42,7 +46,14 @@ impl Attention {
         let d = cfg.hidden_size;
         let q_out = cfg.num_heads * cfg.head_dim;
         let kv_out = cfg.num_kv_heads * cfg.head_dim;
-        let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear, ModelError> {
+        let qkv = if inference && lora.is_none() {
+            fused_projection(w, prefix, &[("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)], d, cfg.qkv_bias)?
+        } else {
+            None
+        };
+        // The fused projection replaces the separate ones' inference copies.
+        let separate = inference && qkv.is_none();
+        let linear = |name: &str, out: usize, inp: usize, bias: bool, inference: bool| -> Result<Linear, ModelError> {
             let weight = w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?;
             let bias = if bias { Some(w.get(&format!("{prefix}.{name}.bias"), &[out])?) } else { None };
             let lora = lora.and_then(|l| l.branch(&format!("{prefix}.{name}")));
@@ -56,10 +67,11 @@ impl Attention {
             Ok(Some(RmsNorm::new(weight, cfg.rms_norm_eps)))
         };
         Ok(Attention {
-            q_proj: linear("q_proj", q_out, d, cfg.qkv_bias)?,
-            k_proj: linear("k_proj", kv_out, d, cfg.qkv_bias)?,
-            v_proj: linear("v_proj", kv_out, d, cfg.qkv_bias)?,
-            o_proj: linear("o_proj", d, q_out, false)?,
+            q_proj: linear("q_proj", q_out, d, cfg.qkv_bias, separate)?,
+            k_proj: linear("k_proj", kv_out, d, cfg.qkv_bias, separate)?,
+            v_proj: linear("v_proj", kv_out, d, cfg.qkv_bias, separate)?,
+            o_proj: linear("o_proj", d, q_out, false, inference)?,
+            qkv,
             q_norm: head_norm("q_norm")?,
             k_norm: head_norm("k_norm")?,
             num_heads: cfg.num_heads,
@@ -80,21 +92,28 @@ impl Attention {
         }
         let (b, t, _) = xs.dims3()?;
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
-            let x = proj.forward(xs)?.reshape((b, t, n, hd))?;
+        let heads = |x: Tensor, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let x = x.reshape((b, t, n, hd))?;
             let x = match norm {
                 Some(norm) => norm.forward(&x, inputs.fused)?,
                 None => x,
             };
             x.transpose(1, 2)?.contiguous() // (b, n, t, hd)
         };
-        let q = inputs.rope.apply(&heads(&self.q_proj, h, &self.q_norm)?, inputs.fused)?;
-        let k = inputs.rope.apply(&heads(&self.k_proj, kvh, &self.k_norm)?, inputs.fused)?;
-        let v = heads(&self.v_proj, kvh, &None)?;
+        let [q, k, v] = match &self.qkv {
+            Some(qkv) => qkv.forward(xs)?,
+            None => [self.q_proj.forward(xs)?, self.k_proj.forward(xs)?, self.v_proj.forward(xs)?],
+        };
+        let q = inputs.rope.apply(&heads(q, h, &self.q_norm)?, inputs.fused)?;
+        let k = inputs.rope.apply(&heads(k, kvh, &self.k_norm)?, inputs.fused)?;
+        let v = heads(v, kvh, &None)?;
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
+        if t == 1 && inputs.fused && inputs.bias.is_none() && supports(&q) {
+            return self.o_proj.forward(&decode_attention(&q, &k, &v)?);
+        }
         let total = k.dims()[2];
         // Heads that share a KV head are adjacent, so (b, h, t, hd) reads as (b, kvh, rep·t, hd)
         // and K/V are used as they are instead of being repeated per head.

@@ -8,6 +8,7 @@ use candle_core::{Result, Tensor};
 use super::lora::LoraBranch;
 use super::lora_matmul::lora_matmul;
 use super::matmul::matmul;
+use super::packed_linear::PackedLinear;
 use super::xwt_matmul::xwt_matmul;
 
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct Linear {
     /// the whole matrix on every call, which dominates small-batch decoding. Never set on a
     /// trainable model, whose weights change in place.
     weight_t: Option<Tensor>,
+    /// W packed for small-batch products on the CPU: replaces `weight_t` where it applies.
+    packed: Option<PackedLinear>,
     bias: Option<Tensor>,
     /// A LoRA branch added to the output; W itself stays frozen.
     lora: Option<LoraBranch>,
@@ -25,8 +28,13 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>, inference: bool) -> Result<Self> {
-        let weight_t = if inference { Some(weight.t()?.contiguous()?) } else { None };
-        Ok(Linear { weight, weight_t, bias, lora: None })
+        let packed = if inference && PackedLinear::supports(&weight) {
+            Some(PackedLinear::new(&[(&weight, bias.as_ref())])?)
+        } else {
+            None
+        };
+        let weight_t = if inference && packed.is_none() { Some(weight.t()?.contiguous()?) } else { None };
+        Ok(Linear { weight, weight_t, packed, bias, lora: None })
     }
 
     pub(crate) fn with_lora(mut self, lora: Option<LoraBranch>) -> Self {
@@ -43,6 +51,10 @@ impl Linear {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let (Some(packed), None) = (&self.packed, &self.lora) {
+            let [y] = packed.forward(xs)?;
+            return Ok(y);
+        }
         let dims = xs.dims().to_vec();
         let (inp, lead) = match dims.split_last() {
             Some((&inp, lead)) => (inp, lead),

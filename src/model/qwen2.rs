@@ -5,6 +5,7 @@ type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use candle_nn::Embedding;
 
 use super::linear::Linear;
+use super::packed_linear::{fused_projection, PackedLinear};
 
 use super::attention::{Attention, AttentionInputs};
 use super::config::ModelConfig;
@@ -28,24 +29,37 @@ struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    /// gate and up in one product, for the inference model on the CPU.
+    gate_up: Option<PackedLinear>,
 }
 
 impl Mlp {
     fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear, ModelError> {
+        let gate_up = if inference && lora.is_none() {
+            fused_projection(w, prefix, &[("gate_proj", i), ("up_proj", i)], d, false)?
+        } else {
+            None
+        };
+        // The fused projection replaces the separate ones' inference copies.
+        let separate = inference && gate_up.is_none();
+        let linear = |name: &str, out: usize, inp: usize, inference: bool| -> Result<Linear, ModelError> {
             let linear = Linear::new(w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?, None, inference)?;
             Ok(linear.with_lora(lora.and_then(|l| l.branch(&format!("{prefix}.{name}")))))
         };
         Ok(Mlp {
-            gate_proj: linear("gate_proj", i, d)?,
-            up_proj: linear("up_proj", i, d)?,
-            down_proj: linear("down_proj", d, i)?,
+            gate_proj: linear("gate_proj", i, d, separate)?,
+            up_proj: linear("up_proj", i, d, separate)?,
+            down_proj: linear("down_proj", d, i, inference)?,
+            gate_up,
         })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (self.gate_proj.forward(xs)?, self.up_proj.forward(xs)?);
+        let [gate, up] = match &self.gate_up {
+            Some(gate_up) => gate_up.forward(xs)?,
+            None => [self.gate_proj.forward(xs)?, self.up_proj.forward(xs)?],
+        };
         let gated = if train_kernels::fusable(&gate) { train_kernels::swiglu(&gate, &up)? } else { (gate.silu()? * up)? };
         self.down_proj.forward(&gated)
     }
@@ -106,8 +120,9 @@ impl Qwen2 {
         Self::build(cfg, w, false, Some(LoraAttach { adapters, training }))
     }
 
-    /// A decoder for generation only: projection weights are also kept transposed, which makes
-    /// small-batch decoding several times faster at the cost of a second copy of the matrices.
+    /// A decoder for generation only: projection weights are also kept packed (f32 on the CPU,
+    /// q/k/v and gate/up fused) or transposed (elsewhere), which makes small-batch decoding
+    /// several times faster at the cost of a second copy of the matrices.
     pub fn for_inference(cfg: &ModelConfig, w: &Weights) -> Result<Self, ModelError> {
         Self::build(cfg, w, true, None)
     }
