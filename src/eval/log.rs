@@ -118,3 +118,17 @@ fn rewrite(path: &Path, finished: &HashMap<(Benchmark, usize), Vec<CompletionRec
     }
     super::write_atomic(path, text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Kept lines are parsed and written again on resume; their floats must come back as written.
+    #[test]
+    fn floats_survive_a_parse_and_reserialise() {
+        for text in ["0.9491207645", "0.1", "123.456789012345", "1e-7"] {
+            let v: f64 = serde_json::from_str(text).unwrap();
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{text}");
+            assert_eq!(v.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text} parsed off by an ulp");
+        }
+    }
+}
