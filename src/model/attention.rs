@@ -142,7 +142,8 @@ impl Attention {
     fn forward_rows(&self, xs: &Tensor, inputs: &AttentionInputs) -> Result<Tensor> {
         let (b, t) = inputs.batch;
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let rows = xs.reshape((b * t, xs.dim(D::Minus1)?))?;
+        // Already rows in training (Qwen2::forward flattens once); a reshape would be one more node.
+        let rows = if xs.rank() == 2 { xs.clone() } else { xs.reshape((b * t, xs.dim(D::Minus1)?))? };
         let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
             let x = proj.forward(&rows)?;
             let x = match norm {
