@@ -92,7 +92,7 @@ pub(crate) struct LoraBranch {
 impl LoraBranch {
     /// (A, B, scale) when the whole LoRA linear can run as one fused op: no dropout, CPU floats.
     pub(crate) fn fusable_factors(&self, x: &Tensor) -> Option<(&Tensor, &Tensor, f64)> {
-        (self.dropout.is_none() && super::lora_matmul::fusable(x)).then_some((&self.a, &self.b, self.scale))
+        (self.dropout.is_none() && super::train_kernels::fusable(x)).then_some((&self.a, &self.b, self.scale))
     }
 
     /// (α/r)·dropout(x) Aᵀ Bᵀ for x (rows, in).

@@ -6,11 +6,6 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::matmul::matmul;
 
-/// Whether `lora_matmul` can run this call (CPU float tensors; the CUDA path keeps candle's ops).
-pub fn fusable(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
-
 /// x (rows, in) · Wᵀ + scale · (x Aᵀ) Bᵀ for frozen W (out, in), A (r, in), B (out, r).
 pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
     let x = x.contiguous()?;
