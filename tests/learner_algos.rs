@@ -208,7 +208,7 @@ fn on_policy_batches_hold_the_students_samples_as_completions() {
         stop: Default::default(),
         seed: 9,
     };
-    let batch = kd::on_policy_batch(&student, &Digits, &[vec![1, 7], vec![1, 8, 9]], 2, &gen, 0).unwrap();
+    let batch = kd::on_policy_batch(&student, &Digits, &[vec![1, 7], vec![1, 8, 9]], 2, 0, &gen, 0).unwrap();
     assert_eq!(batch.targets, 4 * 5);
     let ids = batch.tokens.ids.to_vec2::<u32>().unwrap();
     assert_eq!(&ids[2][..3], &[1, 8, 9]);

@@ -141,18 +141,20 @@ pub fn kd_step(student: &Qwen2, teacher: &Qwen2, opt: &mut AdamW, batch: &SftBat
 }
 
 /// The student's own completions of `prompts` (`n` each, through the shared sampler), batched
-/// for a reverse-KL step: on-policy distillation.
+/// for a reverse-KL step: on-policy distillation. Prompt `i` draws from the RNG streams
+/// `first_stream + i·n …`, so successive calls can sample afresh.
 pub fn on_policy_batch(
     student: &Qwen2,
     decoder: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     n: usize,
+    first_stream: u64,
     gen: &GenerationConfig,
     pad_id: u32,
 ) -> Result<SftBatch> {
     let mut examples = Vec::with_capacity(prompts.len() * n);
     for (i, prompt) in prompts.iter().enumerate() {
-        for c in generate_group(student, decoder, prompt, n, (i * n) as u64, gen, |_, _| {})? {
+        for c in generate_group(student, decoder, prompt, n, first_stream + (i * n) as u64, gen, |_, _| {})? {
             if !c.ids.is_empty() {
                 examples.push(SftExample { prompt: prompt.clone(), completion: c.ids });
             }

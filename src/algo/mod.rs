@@ -1,11 +1,12 @@
 //! The learner's algorithms: group-relative advantages, the GRPO loss and step, SFT (full or
-//! LoRA), knowledge distillation; all step the crate AdamW (src/optim.rs). Synchronous and
-//! deterministic; the actors call these.
+//! LoRA), knowledge distillation (traces, and logit loops over the KL step); all step the crate
+//! AdamW (src/optim.rs). Synchronous and deterministic; the actors call these.
 
 pub mod advantages;
 pub mod grpo;
 pub mod grpo_loss;
 pub mod kd;
+pub mod logit_kd;
 pub mod sft;
 pub mod sft_checkpoint;
 pub mod sft_data;

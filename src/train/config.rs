@@ -127,13 +127,76 @@ impl Default for SftSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KdSection {
-    /// The teacher checkpoint (same tokenizer as the student).
+    /// The teacher checkpoint (same tokenizer as the student, checked before anything runs).
     pub teacher: String,
-    /// Samples per training prompt; only correct ones are kept.
+    #[serde(default)]
+    pub mode: KdMode,
+    /// Samples per prompt: the teacher's (traces; only correct ones are kept) or the student's
+    /// at every step (on_policy).
     #[serde(default = "default_kd_samples")]
     pub samples: usize,
+    /// Training problems used (the first N).
     #[serde(default = "default_kd_prompts")]
     pub prompts: usize,
+    // The logit modes' loop; `None` = the default (an error in traces mode, where they mean nothing).
+    /// Optimizer steps.
+    pub steps: Option<usize>,
+    /// Prompts (on_policy) or worked solutions (logits) per step.
+    pub prompts_per_step: Option<usize>,
+    pub lr: Option<f64>,
+    /// KL temperature: both distributions are softened by it (sampling keeps grpo.temperature).
+    pub temperature: Option<f64>,
+}
+
+/// What the `kd` stage trains the student on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KdMode {
+    /// The teacher's correct solutions (rejection-sampled by the accuracy reward) become SFT data.
+    #[default]
+    Traces,
+    /// Forward KL(teacher ‖ student) on the training problems' worked solutions.
+    Logits,
+    /// Each step the student samples, then reverse KL(student ‖ teacher) on those samples.
+    OnPolicy,
+}
+
+impl KdSection {
+    pub fn steps(&self) -> usize {
+        self.steps.unwrap_or(100)
+    }
+    pub fn prompts_per_step(&self) -> usize {
+        self.prompts_per_step.unwrap_or(4)
+    }
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or(1e-5)
+    }
+    pub fn temperature(&self) -> f64 {
+        self.temperature.unwrap_or(1.0)
+    }
+
+    /// Fields that mean nothing in this mode, and counts or rates that cannot run.
+    fn validate(&self) -> Result<(), String> {
+        let positive = |name: &str, x: f64| {
+            if x > 0.0 && x.is_finite() { Ok(()) } else { Err(format!("kd.{name}: {x} is not a positive number")) }
+        };
+        let at_least_one = |name: &str, n: usize| if n > 0 { Ok(()) } else { Err(format!("kd.{name}: must be at least 1")) };
+        at_least_one("prompts", self.prompts)?;
+        if self.mode == KdMode::Traces {
+            let loop_fields = [("steps", self.steps.is_some()), ("prompts_per_step", self.prompts_per_step.is_some()), ("lr", self.lr.is_some()), ("temperature", self.temperature.is_some())];
+            if let Some((name, _)) = loop_fields.iter().find(|(_, set)| *set) {
+                return Err(format!("kd.{name} applies to mode `logits` or `on_policy`, and kd.mode is `traces` (trace distillation trains with [sft])"));
+            }
+            return at_least_one("samples", self.samples);
+        }
+        if self.mode == KdMode::OnPolicy {
+            at_least_one("samples", self.samples)?;
+        }
+        at_least_one("steps", self.steps())?;
+        at_least_one("prompts_per_step", self.prompts_per_step())?;
+        positive("lr", self.lr())?;
+        positive("temperature", self.temperature())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,6 +317,9 @@ impl TrainConfig {
         }
         if self.stages.contains(&Stage::Kd) && self.kd.is_none() {
             return Err("stage `kd` needs a [kd] section with `teacher`".into());
+        }
+        if let Some(kd) = &self.kd {
+            kd.validate()?;
         }
         match self.data.task.as_str() {
             "arithmetic" => {}

@@ -21,7 +21,7 @@ use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
-use crate::train::config::{Stage, TrainConfig};
+use crate::train::config::{KdMode, Stage, TrainConfig};
 use crate::train::gold_rewarder::GoldRewarder;
 use crate::train::grpo_trainer::{GrpoTrainer, StepProgress};
 use crate::train::progress::GrpoProgress;
@@ -29,6 +29,8 @@ use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::policy_sampler::PolicySampler;
 use crate::train::problems::load_problems;
 use crate::train::snapshot::{deep_copy, snapshot};
+
+mod kd_logits;
 
 /// How this invocation runs, beside what the config says.
 #[derive(Clone, Default)]
@@ -63,6 +65,9 @@ struct State {
 pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageReport>> {
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("creating {}", cfg.out_dir.display()))?;
     let mut state = load_model(cfg)?;
+    if let (Some(kd), true) = (&cfg.kd, cfg.stages.contains(&Stage::Kd)) {
+        kd_logits::check_teacher_tokenizer(&kd.teacher, &state.tokenizer)?;
+    }
     let template = state.tokenizer.chat_template()?;
     let (train, heldout) = load_problems(cfg, &template)?;
     if train.is_empty() || heldout.is_empty() {
@@ -193,11 +198,17 @@ fn sft_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], op
     sft_on(cfg, state, examples, opts)
 }
 
-/// Trace distillation: the teacher's correct solutions become the SFT data.
 fn kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+    match cfg.kd.as_ref().map(|kd| kd.mode) {
+        Some(KdMode::Traces) => trace_kd_stage(cfg, state, train, opts),
+        _ => kd_logits::logit_kd_stage(cfg, state, train, opts),
+    }
+}
+
+/// Trace distillation: the teacher's correct solutions become the SFT data.
+fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
     let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
-    let teacher = LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
-    crate::algo::kd::check_shared_tokenizer(&teacher.tokenizer, &state.tokenizer).map_err(|e| anyhow::anyhow!("kd.teacher: {e}"))?;
+    let teacher = kd_logits::load_teacher(kd, state)?;
     let model = teacher.inference_model()?;
     let problems: Vec<_> = train
         .iter()
