@@ -1,0 +1,195 @@
+//! Logit distillation as a training mode: on-policy distillation lowers the reverse KL on
+//! held-out prompts, forward-KL distillation lowers the forward KL on held-out sequences, and
+//! the `kd` stage's logit modes run end to end, refusing bad configs and foreign tokenizers first.
+
+mod common;
+
+use candle_core::{DType, Device};
+use srlm::algo::kd::{masked_mean, on_policy_batch, token_kl, KlDirection};
+use srlm::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStep};
+use srlm::algo::sft::{collate, SftExample};
+use srlm::algo::AlgoError;
+use srlm::generate::{GenerationConfig, TextDecoder};
+use srlm::model::load::load_hf_weights;
+use srlm::model::{Qwen2, Weights};
+use srlm::optim::{AdamW, AdamWConfig};
+use srlm::train::config::TrainConfig;
+use srlm::train::stages::{run_training, RunOptions};
+
+/// The student (a tiny Qwen2) and a teacher that disagrees with it (a tiny Llama, another init).
+fn student_and_teacher() -> (Qwen2, Vec<(String, candle_core::Var)>, Qwen2) {
+    let (sc, sw) = load_hf_weights(&common::fixtures().join("tiny/qwen2")).unwrap();
+    let (tc, tw) = load_hf_weights(&common::fixtures().join("tiny/llama")).unwrap();
+    let (weights, vars): (Weights, _) = sw.to_vars().unwrap();
+    (Qwen2::new(&sc, &weights).unwrap(), vars, Qwen2::new(&tc, &tw).unwrap())
+}
+
+struct Digits;
+impl TextDecoder for Digits {
+    fn decode_text(&self, ids: &[u32]) -> Result<String, String> {
+        Ok(ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// Prompts of three tokens after BOS; `held_out` ones start with tokens training never starts with.
+fn prompts(held_out: bool) -> Vec<Vec<u32>> {
+    (10..90u32).filter(|x| (x % 5 == 0) == held_out).map(|x| vec![1, x, 10 + (x * 7) % 80, 10 + (x * 13) % 80]).collect()
+}
+
+fn generation(seed: u64) -> GenerationConfig {
+    GenerationConfig {
+        sampling: Default::default(),
+        max_new_tokens: 8,
+        min_new_tokens: 0,
+        eos_ids: vec![2],
+        stop: Default::default(),
+        seed,
+    }
+}
+
+fn optimizer(vars: Vec<(String, candle_core::Var)>, lr: f64) -> AdamW {
+    AdamW::new(vars, AdamWConfig { lr, max_grad_norm: Some(1.0), ..Default::default() }).unwrap()
+}
+
+fn mean_kl(student: &Qwen2, teacher: &Qwen2, batch: &srlm::algo::sft::SftBatch, direction: KlDirection) -> f64 {
+    let kl = token_kl(student, teacher, &batch.tokens, 1.0, direction, 64).unwrap();
+    masked_mean(&kl, &batch.loss_mask).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+/// Reverse KL on fresh student samples of the held-out prompts (streams training never uses).
+fn held_out_reverse_kl(student: &Qwen2, teacher: &Qwen2) -> f64 {
+    let batch = on_policy_batch(student, &Digits, &prompts(true), 4, 1 << 40, &generation(77), 0).unwrap();
+    mean_kl(student, teacher, &batch, KlDirection::Reverse)
+}
+
+#[test]
+fn on_policy_distillation_lowers_the_reverse_kl_on_held_out_prompts() {
+    let (student, vars, teacher) = student_and_teacher();
+    let before = held_out_reverse_kl(&student, &teacher);
+    let cfg = DistillConfig { steps: 30, per_step: 8, samples: 4, temperature: 1.0, chunk_rows: 64, pad_id: 0 };
+    let mut opt = optimizer(vars, 1e-2);
+    let mut seen = Vec::new();
+    let stats = distill_on_policy(&student, &teacher, &Digits, &prompts(false), &generation(3), &cfg, &mut opt, |s: &DistillStep| {
+        seen.push(s.kl);
+        Ok::<(), AlgoError>(())
+    })
+    .unwrap();
+    let after = held_out_reverse_kl(&student, &teacher);
+    eprintln!("on-policy: held-out reverse KL {before:.4} → {after:.4}; training KL {:.4} → {:.4} (mean {:.4}, {} skipped)", stats.first_kl, stats.last_kl, stats.mean_kl, stats.skipped);
+    assert_eq!((stats.steps, stats.skipped, seen.len()), (30, 0, 30));
+    assert!(seen.iter().all(|kl| kl.is_finite() && *kl >= 0.0), "{seen:?}");
+    assert!(before > 0.3, "the teacher differs from the student: {before}");
+    assert!(after < 0.7 * before, "held-out reverse KL {before} → {after}");
+}
+
+/// Sequences whose completions follow a fixed map of the last prompt token.
+fn sequences(held_out: bool) -> Vec<SftExample> {
+    prompts(held_out).into_iter().map(|p| {
+        let last = p[p.len() - 1];
+        SftExample { completion: vec![10 + (last * 3) % 80, 10 + (last * 11) % 80, 2], prompt: p }
+    })
+    .collect()
+}
+
+#[test]
+fn forward_kl_distillation_lowers_the_forward_kl_on_held_out_sequences() {
+    let (student, vars, teacher) = student_and_teacher();
+    let held_out = sequences(true);
+    let rows: Vec<&SftExample> = held_out.iter().collect();
+    let batch = collate(&rows, 0, &Device::Cpu).unwrap();
+    let before = mean_kl(&student, &teacher, &batch, KlDirection::Forward);
+    let cfg = DistillConfig { steps: 30, per_step: 16, samples: 1, temperature: 1.0, chunk_rows: 64, pad_id: 0 };
+    let mut opt = optimizer(vars, 1e-2);
+    let stats = distill_forward(&student, &teacher, &sequences(false), &cfg, &mut opt, |_| Ok::<(), AlgoError>(())).unwrap();
+    let after = mean_kl(&student, &teacher, &batch, KlDirection::Forward);
+    eprintln!("forward: held-out forward KL {before:.4} → {after:.4}; training KL {:.4} → {:.4}", stats.first_kl, stats.last_kl);
+    assert_eq!((stats.steps, stats.skipped), (30, 0));
+    assert!(after < 0.7 * before, "held-out forward KL {before} → {after}");
+}
+
+#[test]
+fn a_non_finite_step_is_counted_and_not_applied() {
+    let (student, vars, teacher) = student_and_teacher();
+    let cfg = DistillConfig { steps: 2, per_step: 4, samples: 1, temperature: f64::MIN_POSITIVE, chunk_rows: 64, pad_id: 0 };
+    let before: Vec<f32> = vars[0].1.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+    let mut opt = optimizer(vars.clone(), 1e-2);
+    let stats = distill_forward(&student, &teacher, &sequences(false), &cfg, &mut opt, |_| Ok::<(), AlgoError>(())).unwrap();
+    assert_eq!((stats.steps, stats.skipped), (2, 2), "{stats:?}");
+    assert!(stats.mean_kl.is_nan());
+    assert_eq!(before, vars[0].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+}
+
+const TINY: &str = "stages = [\"kd\"]\nout_dir = \"OUT\"\nseed = 1\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\nformat = \"plain\"\ngold = \"number\"\nmax_operand = 10\ntrain_size = 64\nheldout_size = 4\n[eval]\nsamples = 1\nmax_new_tokens = 12\n[grpo]\nmax_new_tokens = 12\n[sft]\nmax_len = 64\n";
+
+fn tiny_config(out: &std::path::Path, kd: &str) -> Result<TrainConfig, String> {
+    let text = format!("{}[kd]\n{kd}\n", TINY.replace("OUT", out.to_str().unwrap()));
+    TrainConfig::from_toml(&text, "kd.toml").map_err(|e| e.to_string())
+}
+
+#[test]
+fn kd_configs_that_cannot_run_are_refused_by_name() {
+    let out = std::path::Path::new("unused");
+    let cases = [
+        ("teacher = \"t\"\nmode = \"on_policy\"\nsteps = 0", "kd.steps"),
+        ("teacher = \"t\"\nmode = \"logits\"\nprompts_per_step = 0", "kd.prompts_per_step"),
+        ("teacher = \"t\"\nmode = \"on_policy\"\nsamples = 0", "kd.samples"),
+        ("teacher = \"t\"\nmode = \"on_policy\"\nlr = -1.0", "kd.lr"),
+        ("teacher = \"t\"\nmode = \"logits\"\ntemperature = 0.0", "kd.temperature"),
+        ("teacher = \"t\"\nsteps = 10", "kd.steps applies to mode `logits` or `on_policy`"),
+        ("teacher = \"t\"\nmode = \"reverse\"", "unknown variant `reverse`"),
+        ("teacher = \"t\"\nmode = \"on_policy\"\ntemprature = 2.0", "temprature"),
+        ("teacher = \"t\"\nmode = \"on_policy\"\nsteps = \"many\"", "steps"),
+    ];
+    for (kd, expected) in cases {
+        let err = tiny_config(out, kd).unwrap_err();
+        assert!(err.contains("kd.toml") && err.contains(expected), "{kd}: {err}");
+    }
+    tiny_config(out, "teacher = \"t\"\nmode = \"on_policy\"\nsteps = 5\nprompts_per_step = 2\nlr = 1e-4\ntemperature = 2.0").unwrap();
+}
+
+/// A tiny teacher directory (another init of the embedded default's model) whose tokenizer is
+/// the character tokenizer, with `extra` added to its vocabulary when given.
+fn tiny_teacher(dir: &std::path::Path, extra: Option<&str>) {
+    use srlm::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
+    let config = tiny_qwen2_config(char_vocab_size());
+    let weights = srlm::model::init::init_weights(&config, 0.3, 7, &Device::Cpu).unwrap();
+    let tok_dir = dir.join("tok");
+    std::fs::create_dir_all(&tok_dir).unwrap();
+    write_char_tokenizer(&tok_dir).unwrap();
+    let tokenizer = srlm::tokenizer::Tokenizer::from_hf_dir(&tok_dir).unwrap();
+    srlm::model::export::export_weights(&config, &weights, Some(&tokenizer), &dir.join("teacher"), DType::F32, true).unwrap();
+    if let Some(extra) = extra {
+        let path = dir.join("teacher/tokenizer.json");
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let vocab = json["model"]["vocab"].as_object_mut().unwrap();
+        vocab.insert(extra.into(), vocab.len().into());
+        std::fs::write(&path, json.to_string()).unwrap();
+    }
+}
+
+#[test]
+fn a_teacher_with_another_tokenizer_is_refused_before_any_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_teacher(tmp.path(), Some("é"));
+    let teacher = tmp.path().join("teacher");
+    let out = tmp.path().join("run");
+    let cfg = tiny_config(&out, &format!("teacher = {:?}\nmode = \"on_policy\"\nsteps = 2", teacher.to_str().unwrap())).unwrap();
+    let err = format!("{:#}", run_training(&cfg, &RunOptions::default()).unwrap_err());
+    assert!(err.contains(teacher.to_str().unwrap()) && err.contains("tokenizers differ") && err.contains("vocabulary sizes"), "{err}");
+    assert!(!out.join("stage-0-kd").exists(), "nothing was trained");
+}
+
+#[test]
+fn the_kd_stage_runs_both_logit_modes_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_teacher(tmp.path(), None);
+    let teacher = tmp.path().join("teacher");
+    for mode in ["on_policy", "logits"] {
+        let out = tmp.path().join(mode);
+        let kd = format!("teacher = {:?}\nmode = \"{mode}\"\nsteps = 3\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3", teacher.to_str().unwrap());
+        let reports = run_training(&tiny_config(&out, &kd).unwrap(), &RunOptions::default()).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].steps, 3, "{mode}");
+        assert!(out.join("stage-0-kd/model.safetensors").is_file(), "{mode}");
+    }
+}
