@@ -135,7 +135,9 @@ fn kd_configs_that_cannot_run_are_refused_by_name() {
         ("teacher = \"t\"\nmode = \"on_policy\"\nsamples = 0", "kd.samples"),
         ("teacher = \"t\"\nmode = \"on_policy\"\nlr = -1.0", "kd.lr"),
         ("teacher = \"t\"\nmode = \"logits\"\ntemperature = 0.0", "kd.temperature"),
-        ("teacher = \"t\"\nsteps = 10", "kd.steps applies to mode `logits` or `on_policy`"),
+        ("teacher = \"t\"\nsteps = 10", "kd.steps applies to mode `logits` or `on_policy`, and kd.mode is `traces`"),
+        ("teacher = \"t\"\nmode = \"logits\"\nmax_new_tokens = 64", "kd.max_new_tokens applies to mode `on_policy`"),
+        ("teacher = \"t\"\nmode = \"on_policy\"\nmax_new_tokens = 0", "kd.max_new_tokens: must be at least 1"),
         ("teacher = \"t\"\nmode = \"reverse\"", "unknown variant `reverse`"),
         ("teacher = \"t\"\nmode = \"on_policy\"\ntemprature = 2.0", "temprature"),
         ("teacher = \"t\"\nmode = \"on_policy\"\nsteps = \"many\"", "steps"),
@@ -144,7 +146,7 @@ fn kd_configs_that_cannot_run_are_refused_by_name() {
         let err = tiny_config(out, kd).unwrap_err();
         assert!(err.contains("kd.toml") && err.contains(expected), "{kd}: {err}");
     }
-    tiny_config(out, "teacher = \"t\"\nmode = \"on_policy\"\nsteps = 5\nprompts_per_step = 2\nlr = 1e-4\ntemperature = 2.0").unwrap();
+    tiny_config(out, "teacher = \"t\"\nmode = \"on_policy\"\nsteps = 5\nprompts_per_step = 2\nlr = 1e-4\ntemperature = 2.0\nmax_new_tokens = 8").unwrap();
 }
 
 /// A tiny teacher directory (another init of the embedded default's model) whose tokenizer is

@@ -138,7 +138,8 @@ pub struct KdSection {
     /// Training problems used (the first N).
     #[serde(default = "default_kd_prompts")]
     pub prompts: usize,
-    // The logit modes' loop; `None` = the default (an error in traces mode, where they mean nothing).
+    // The logit modes' loop. `None` is the default where the mode uses the field, and an error
+    // where it does not (a forgotten `mode` would otherwise ignore them silently).
     /// Optimizer steps.
     pub steps: Option<usize>,
     /// Prompts (on_policy) or worked solutions (logits) per step.
@@ -146,6 +147,8 @@ pub struct KdSection {
     pub lr: Option<f64>,
     /// KL temperature: both distributions are softened by it (sampling keeps grpo.temperature).
     pub temperature: Option<f64>,
+    /// Length of the student's samples (on_policy); grpo.max_new_tokens when absent.
+    pub max_new_tokens: Option<usize>,
 }
 
 /// What the `kd` stage trains the student on.
@@ -159,6 +162,17 @@ pub enum KdMode {
     Logits,
     /// Each step the student samples, then reverse KL(student ‖ teacher) on those samples.
     OnPolicy,
+}
+
+impl KdMode {
+    /// As the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KdMode::Traces => "traces",
+            KdMode::Logits => "logits",
+            KdMode::OnPolicy => "on_policy",
+        }
+    }
 }
 
 impl KdSection {
@@ -177,23 +191,32 @@ impl KdSection {
 
     /// Fields that mean nothing in this mode, and counts or rates that cannot run.
     fn validate(&self) -> Result<(), String> {
+        use KdMode::{Logits, OnPolicy};
+        let used_by: [(&str, bool, &[KdMode]); 5] = [
+            ("steps", self.steps.is_some(), &[Logits, OnPolicy]),
+            ("prompts_per_step", self.prompts_per_step.is_some(), &[Logits, OnPolicy]),
+            ("lr", self.lr.is_some(), &[Logits, OnPolicy]),
+            ("temperature", self.temperature.is_some(), &[Logits, OnPolicy]),
+            ("max_new_tokens", self.max_new_tokens.is_some(), &[OnPolicy]),
+        ];
+        if let Some((name, _, modes)) = used_by.iter().find(|(_, set, modes)| *set && !modes.contains(&self.mode)) {
+            let modes: Vec<String> = modes.iter().map(|m| format!("`{}`", m.name())).collect();
+            return Err(format!("kd.{name} applies to mode {}, and kd.mode is `{}`", modes.join(" or "), self.mode.name()));
+        }
+        let at_least_one = |name: &str, n: usize| if n > 0 { Ok(()) } else { Err(format!("kd.{name}: must be at least 1")) };
         let positive = |name: &str, x: f64| {
             if x > 0.0 && x.is_finite() { Ok(()) } else { Err(format!("kd.{name}: {x} is not a positive number")) }
         };
-        let at_least_one = |name: &str, n: usize| if n > 0 { Ok(()) } else { Err(format!("kd.{name}: must be at least 1")) };
         at_least_one("prompts", self.prompts)?;
-        if self.mode == KdMode::Traces {
-            let loop_fields = [("steps", self.steps.is_some()), ("prompts_per_step", self.prompts_per_step.is_some()), ("lr", self.lr.is_some()), ("temperature", self.temperature.is_some())];
-            if let Some((name, _)) = loop_fields.iter().find(|(_, set)| *set) {
-                return Err(format!("kd.{name} applies to mode `logits` or `on_policy`, and kd.mode is `traces` (trace distillation trains with [sft])"));
-            }
-            return at_least_one("samples", self.samples);
-        }
-        if self.mode == KdMode::OnPolicy {
+        if self.mode != Logits {
             at_least_one("samples", self.samples)?;
+        }
+        if self.mode == KdMode::Traces {
+            return Ok(());
         }
         at_least_one("steps", self.steps())?;
         at_least_one("prompts_per_step", self.prompts_per_step())?;
+        at_least_one("max_new_tokens", self.max_new_tokens.unwrap_or(1))?;
         positive("lr", self.lr())?;
         positive("temperature", self.temperature())
     }
@@ -459,7 +482,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 6, "only {checked} recipes found");
+        assert!(checked >= 7, "only {checked} recipes found");
     }
 
     #[test]
