@@ -16,6 +16,10 @@ pub struct TokenBatch {
     pub mask: Tensor,
     /// (b, t) u32 positions, set for left-padded batches.
     pub positions: Option<Tensor>,
+    /// The predictions whose log-probs are needed, as flat indices into (b·(t − 1)); the others
+    /// come back 0 without touching the output projection (prompt and padding rows, where
+    /// the learner's losses are masked anyway). `None`: every prediction.
+    pub scored: Option<Vec<u32>>,
 }
 
 impl TokenBatch {
@@ -33,7 +37,14 @@ impl TokenBatch {
             ids: Tensor::from_vec(ids, (b, t), device)?,
             mask: Tensor::from_vec(mask, (b, t), device)?,
             positions: None,
+            scored: None,
         })
+    }
+
+    /// Only the predictions where `mask` (b, t − 1) is non-zero will be scored.
+    pub fn scoring_only(mut self, mask: &[f32]) -> Self {
+        self.scored = Some((0..mask.len() as u32).filter(|&i| mask[i as usize] != 0.0).collect());
+        self
     }
 }
 
@@ -85,11 +96,22 @@ pub fn token_logprobs(
     let (hidden, target_mask) = prediction_states(model, batch)?;
     let rows = b * (t - 1);
     let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(rows)?;
+    let scored = batch.scored.as_ref().map(|idx| Tensor::from_slice(idx, idx.len(), hidden.device())).transpose()?;
+    let (hidden, targets) = match &scored {
+        Some(idx) => (hidden.index_select(idx, 0)?, targets.index_select(idx, 0)?),
+        None => (hidden, targets),
+    };
     let out = match model.output_weight() {
         Some(weight) => target_logprobs(&hidden, weight, &targets, temperature, with_entropy, chunk_rows)?,
         None => autograd_logprobs(model, &hidden, &targets, temperature, with_entropy, chunk_rows)?,
     };
-    let finish = |v: Tensor| -> Result<Tensor> { v.reshape((b, t - 1))?.mul(&target_mask.to_dtype(v.dtype())?) };
+    let finish = |v: Tensor| -> Result<Tensor> {
+        let v = match &scored {
+            Some(idx) => Tensor::zeros(rows, v.dtype(), v.device())?.index_add(idx, &v, 0)?,
+            None => v,
+        };
+        v.reshape((b, t - 1))?.mul(&target_mask.to_dtype(v.dtype())?)
+    };
     Ok(TokenLogProbs { logprobs: finish(out.logprobs)?, entropies: out.entropies.map(finish).transpose()? })
 }
 
@@ -138,6 +160,40 @@ mod tests {
             // f32 sums in a different order: relative to the gradient's own size.
             let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-3);
             assert!(max_diff(a, b)? < 1e-4 * scale, "{name}: gradients differ by {} (max {scale})", max_diff(a, b)?);
+        }
+        Ok(())
+    }
+
+    /// Scoring only some predictions gives exactly those log-probs (0 elsewhere), and the same
+    /// gradients as scoring all of them when the loss uses only those.
+    #[test]
+    fn scoring_only_some_predictions_changes_nothing_the_loss_sees() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg = crate::synthetic::tiny_qwen2_config(40);
+        let weights = init_weights(&cfg, 0.2, 11, &dev).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let (trainable, vars) = weights.to_vars().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let model = Qwen2::new(&cfg, &trainable).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let seqs = [vec![3, 9, 27, 1, 30], vec![5, 11, 2]];
+        let scored = [0f32, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+        let keep = Tensor::from_slice(&scored, (2, 4), &dev)?;
+        let coeffs = Tensor::new(&[[0.5f32, -1.0, 2.0, 0.3], [1.5, -0.2, 0.7, 0.0]], &dev)?;
+        for with_entropy in [false, true] {
+            let all = token_logprobs(&model, &TokenBatch::right_padded(&seqs, 0, &dev)?, 0.9, with_entropy, 3)?;
+            let some = token_logprobs(&model, &TokenBatch::right_padded(&seqs, 0, &dev)?.scoring_only(&scored), 0.9, with_entropy, 3)?;
+            let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar() };
+            let d = max_diff(&some.logprobs, &(&all.logprobs * &keep)?)?;
+            assert!(d < 1e-5, "log-probs differ by {d}: {some:?} vs {all:?}", some = some.logprobs.to_vec2::<f32>()?, all = all.logprobs.to_vec2::<f32>()?);
+            if with_entropy {
+                let (a, b) = (some.entropies.as_ref().unwrap(), all.entropies.as_ref().unwrap());
+                assert!(max_diff(a, &(b * &keep)?)? < 1e-6);
+            }
+            let g_some = (&some.logprobs * &coeffs)?.sum_all()?.backward()?;
+            let g_all = ((&all.logprobs * &keep)? * &coeffs)?.sum_all()?.backward()?;
+            for (name, var) in &vars {
+                let (a, b) = (g_some.get(var).expect(name), g_all.get(var).expect(name));
+                let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(1e-3);
+                assert!(max_diff(a, b)? < 1e-5 * scale, "{name}: gradients differ by {}", max_diff(a, b)?);
+            }
         }
         Ok(())
     }
