@@ -138,16 +138,29 @@ impl FakeStore {
     }
 }
 
+/// How the fake trainer's step fails on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeFailure {
+    /// Returns an error before touching the weights.
+    Error,
+    /// Panics before touching the weights.
+    Panic,
+    /// Changes the weights, then returns an error: a half-applied update.
+    HalfApplied,
+}
+
 pub struct FakeTrainer {
     weights: FakeWeights,
     state: RunState,
     learning_rate: f64,
     pub cost: Duration,
     pub hook: Option<StepHook>,
-    /// Steps (0-based, counted in this process) at which `step` returns an error.
-    pub fail_at: Option<u64>,
+    /// The step (0-based, counted in this process) that fails, and how.
+    pub fail_at: Option<(u64, FakeFailure)>,
     store: FakeStore,
     steps_here: u64,
+    /// A step changed the weights without completing.
+    half_applied: bool,
 }
 
 impl FakeTrainer {
@@ -157,7 +170,7 @@ impl FakeTrainer {
             Some(c) => (c.weights, c.state),
             None => (vec![0.0; 4], RunState::default()),
         };
-        Self { weights, state, learning_rate: 0.5, cost: Duration::ZERO, hook: None, fail_at: None, store, steps_here: 0 }
+        Self { weights, state, learning_rate: 0.5, cost: Duration::ZERO, hook: None, fail_at: None, store, steps_here: 0, half_applied: false }
     }
 }
 
@@ -173,8 +186,19 @@ impl Trainer for FakeTrainer {
         if let Some(hook) = &self.hook {
             hook(self.state.step, batch);
         }
-        if self.fail_at == Some(self.steps_here) {
-            return Err(FakeError(format!("trainer step {} failed on purpose", self.state.step)));
+        if let Some((at, how)) = self.fail_at {
+            if at == self.steps_here {
+                let why = format!("trainer step {} failed on purpose", self.state.step);
+                match how {
+                    FakeFailure::Error => return Err(FakeError(why)),
+                    FakeFailure::Panic => panic!("{why}"),
+                    FakeFailure::HalfApplied => {
+                        self.weights[0] += 1.0;
+                        self.half_applied = true;
+                        return Err(FakeError(why));
+                    }
+                }
+            }
         }
         self.steps_here += 1;
         burn(self.cost);
@@ -214,9 +238,14 @@ impl Trainer for FakeTrainer {
         Ok((stats, Arc::new(self.weights.clone())))
     }
 
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<(), FakeError> {
-        lock(&self.store.checkpoints).push(FakeCheckpoint { weights: self.weights.clone(), state: state.clone() });
-        Ok(())
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, FakeError> {
+        let mut saved = lock(&self.store.checkpoints);
+        saved.push(FakeCheckpoint { weights: self.weights.clone(), state: state.clone() });
+        Ok(format!("fake checkpoint #{}", saved.len() - 1))
+    }
+
+    fn consistent(&self) -> bool {
+        !self.half_applied
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use srlm_actors::fake::{checksum, prompts, FakeError, FakeRewarder, FakeSampler, FakeStore, FakeTrainer, SampleHook};
-use srlm_actors::{Pipeline, RunSummary, RuntimeConfig, RuntimeError, ShutdownHandle};
+use srlm_actors::fake::{checksum, prompts, FakeError, FakeFailure, FakeRewarder, FakeSampler, FakeStore, FakeTrainer, SampleHook};
+use srlm_actors::{FailureCheckpoint, Pipeline, RunSummary, RuntimeConfig, RuntimeError, ShutdownHandle};
 
 fn config(generators: usize, batch_groups: usize, max_staleness: u64) -> RuntimeConfig {
     RuntimeConfig {
@@ -158,21 +158,58 @@ async fn a_generator_that_keeps_failing_stops_the_run_with_a_clear_error() {
     assert!(pending.contains(&3), "prompt 3 must stay pending: {pending:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn learner_failure_checkpoints_and_stops_with_the_step() {
-    let store = FakeStore::default();
-    let mut trainer = FakeTrainer::new(store.clone(), None);
-    trainer.fail_at = Some(4);
-    let err = pipeline(config(2, 2, 1000), 40, None, trainer).run().await.unwrap_err();
-    assert!(matches!(&err, RuntimeError::Learner { step: 4, .. }), "{err}");
-    assert!(err.to_string().contains("failed on purpose"), "{err}");
+/// The run stopped at a failed step 4 (0-based) with a checkpoint of the 4 completed steps; resuming
+/// from it trains every prompt exactly once overall (the failed batch's prompts are pending).
+fn assert_checkpointed_at_step_4_and_resumable(err: &RuntimeError, store: &FakeStore) -> srlm_actors::fake::FakeCheckpoint {
+    let RuntimeError::Learner { step: 4, checkpoint: FailureCheckpoint::Written { step: 4, location }, .. } = err else {
+        panic!("expected a checkpoint of step 4: {err}");
+    };
+    let text = err.to_string();
+    assert!(text.contains("failed on purpose") && text.contains(location.as_str()), "{text}");
     let last = store.last_checkpoint().unwrap();
     assert_eq!(last.state.step, 4);
-    // The failed batch's prompts were not trained, so the checkpoint lists them as pending.
-    let trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
-    let mut covered: Vec<u64> = trained.iter().copied().chain(last.state.pending.iter().copied()).chain(last.state.cursor..40).collect();
-    covered.sort_unstable();
-    assert_eq!(covered, (0..40).collect::<Vec<_>>());
+    assert_eq!(store.trained().len(), 8, "4 steps of 2 groups before the failure");
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_error_or_panic_checkpoints_the_last_step_and_resume_trains_every_prompt_once() {
+    for how in [FakeFailure::Error, FakeFailure::Panic] {
+        let store = FakeStore::default();
+        let mut trainer = FakeTrainer::new(store.clone(), None);
+        trainer.fail_at = Some((4, how));
+        let err = pipeline(config(2, 2, 1000), 40, None, trainer).run().await.unwrap_err();
+        let checkpoint = assert_checkpointed_at_step_4_and_resumable(&err, &store);
+        let resumed = FakeTrainer::new(store.clone(), Some(checkpoint));
+        let done = pipeline(config(2, 2, 1000), 40, None, resumed).run().await.unwrap();
+        assert_eq!(done.steps.first().unwrap().step, 5, "{how:?}: the step count continues");
+        assert_each_trained_once(&store, 40);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_applied_step_is_not_checkpointed_and_the_error_names_the_newest_checkpoint() {
+    let store = FakeStore::default();
+    let mut trainer = FakeTrainer::new(store.clone(), None);
+    trainer.fail_at = Some((4, FakeFailure::HalfApplied));
+    let err = pipeline(config(2, 2, 1000), 40, None, trainer).run().await.unwrap_err();
+    assert!(matches!(&err, RuntimeError::Learner { step: 4, checkpoint: FailureCheckpoint::Earlier { step: 3, .. }, .. }), "{err}");
+    assert!(err.to_string().contains("half-way"), "{err}");
+    assert_eq!(store.last_checkpoint().unwrap().state.step, 3, "the half-updated weights were saved");
+}
+
+#[test]
+fn deterministic_harness_checkpoints_after_a_trainer_error_or_panic_and_resumes() {
+    for how in [FakeFailure::Error, FakeFailure::Panic] {
+        let store = FakeStore::default();
+        let mut trainer = FakeTrainer::new(store.clone(), None);
+        trainer.fail_at = Some((4, how));
+        let err = pipeline(config(2, 2, 1), 40, None, trainer).run_deterministic().unwrap_err();
+        let checkpoint = assert_checkpointed_at_step_4_and_resumable(&err, &store);
+        let resumed = FakeTrainer::new(store.clone(), Some(checkpoint));
+        pipeline(config(2, 2, 1), 40, None, resumed).run_deterministic().unwrap();
+        assert_each_trained_once(&store, 40);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
