@@ -35,15 +35,18 @@ pub fn burn(d: Duration) {
     }
 }
 
+/// Each prompt gets its own RNG stream (as the model's sampler does), so a group depends only on
+/// the seed, the prompt and the weights, never on what this sampler drew before: a resumed run
+/// that issues the same prompts draws the same groups.
 pub struct FakeSampler {
-    rng: ChaCha8Rng,
+    seed: u64,
     pub cost: Duration,
     pub hook: Option<SampleHook>,
 }
 
 impl FakeSampler {
     pub fn new(seed: u64) -> Self {
-        Self { rng: ChaCha8Rng::seed_from_u64(seed), cost: Duration::ZERO, hook: None }
+        Self { seed, cost: Duration::ZERO, hook: None }
     }
 
     pub fn with_hook(mut self, hook: Option<SampleHook>) -> Self {
@@ -64,16 +67,18 @@ impl Sampler for FakeSampler {
         // Tokens lean towards the parity the rewarder pays for as weights[0] grows.
         let bias = policy.weights.first().copied().unwrap_or(0.0);
         let p_right = 1.0 / (1.0 + (-bias).exp());
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(prompt.id);
         let completions = (0..group_size)
             .map(|_| {
-                let len = self.rng.gen_range(1..=8);
-                let mut token_ids: Vec<u32> = (0..len).map(|_| self.rng.gen_range(0..96)).collect();
-                let right = self.rng.gen_bool(p_right.clamp(0.0, 1.0));
+                let len = rng.gen_range(1..=8);
+                let mut token_ids: Vec<u32> = (0..len).map(|_| rng.gen_range(0..96)).collect();
+                let right = rng.gen_bool(p_right.clamp(0.0, 1.0));
                 let want = (prompt.id % 2) as u32;
                 if let Some(last) = token_ids.last_mut() {
                     *last = (*last & !1) | if right { want } else { 1 - want };
                 }
-                let behaviour_logprobs = token_ids.iter().map(|_| -self.rng.gen_range(0.01f32..3.0)).collect();
+                let behaviour_logprobs = token_ids.iter().map(|_| -rng.gen_range(0.01f32..3.0)).collect();
                 SampledCompletion { text: format!("{token_ids:?}"), token_ids, behaviour_logprobs, truncated: len == 8 }
             })
             .collect();

@@ -2,10 +2,19 @@
 //! (generators by index, then scorers, then the learner), with every RNG seeded from the run seed.
 //! Two runs with one seed produce identical step records and weights. No restarts: an error (or a
 //! trainer panic) ends the run after checkpointing what can be saved, as the threaded learner does.
+//!
+//! Resuming from a periodic checkpoint continues exactly, whatever `max_staleness`: the gate holds
+//! generators at each periodic checkpoint's version, so when it is written no group is in flight
+//! (their behaviour log-probs come from older weights no checkpoint keeps) and the round ends;
+//! the resumed run starts a round from the same ledger, gate and weights. Samplers draw from
+//! per-prompt RNG streams, so they hold no state to save. The cost: generators idle for up to
+//! `max_staleness` steps before each checkpoint. A shutdown's checkpoint has groups in flight; a
+//! resume from it re-samples them with newer weights: every prompt still trains once, not bit-exactly.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::RuntimeError;
+use crate::gate::StalenessGate;
 use crate::generator::GeneratorCore;
 use crate::learner::LearnerCore;
 use crate::ledger::Holder;
@@ -36,6 +45,7 @@ where
         let mut scorers: Vec<_> = (0..cfg.scorers)
             .map(|i| ScorerCore::new(i, rewarders(i, derive_seed(cfg.seed, Role::Scorer(i), 0))))
             .collect();
+        hold_at_next_checkpoint(&ctx.gate, &learner);
         let interrupted = loop {
             if ctx.shutdown.is_requested() {
                 ctx.ledger.close();
@@ -75,6 +85,7 @@ where
                     train(&mut learner).map_err(|e| fail(&mut learner, "trainer", e))?;
                     if learner.checkpoint_due() {
                         learner.checkpoint().map_err(|e| fail(&mut learner, "checkpoint", e.to_string()))?;
+                        hold_at_next_checkpoint(&ctx.gate, &learner);
                     }
                 }
             }
@@ -100,5 +111,11 @@ fn train<T: Trainer>(learner: &mut LearnerCore<T>) -> Result<(), String> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(panic) => Err(format!("panicked: {}", panic_message(panic))),
+    }
+}
+
+fn hold_at_next_checkpoint<T: Trainer>(gate: &StalenessGate, learner: &LearnerCore<T>) {
+    if let Some(version) = learner.next_checkpoint_version() {
+        gate.hold_at(version);
     }
 }

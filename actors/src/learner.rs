@@ -170,6 +170,12 @@ impl<T: Trainer> LearnerCore<T> {
         every > 0 && self.step % every == 0
     }
 
+    /// The policy version the next periodic checkpoint will hold, if checkpoints are periodic.
+    pub fn next_checkpoint_version(&self) -> Option<u64> {
+        let every = self.ctx.cfg.checkpoint_every;
+        (every > 0).then(|| self.version + every - self.step % every)
+    }
+
     /// Saves the trainer's checkpoint with the ledger's view of what is still to train; returns
     /// where it went.
     pub fn checkpoint(&mut self) -> Result<String, T::Error> {

@@ -261,6 +261,24 @@ fn deterministic_harness_repeats_metric_series_and_weights_for_one_seed() {
 }
 
 #[test]
+fn deterministic_resume_from_a_periodic_checkpoint_is_exact_at_any_staleness() {
+    for max_staleness in [0, 1, 2] {
+        let cfg = RuntimeConfig { seed: 5, scorers: 3, ..config(2, 3, max_staleness) };
+        let store = FakeStore::default();
+        let full = pipeline(cfg.clone(), 31, None, FakeTrainer::new(store.clone(), None)).run_deterministic().unwrap();
+        let at_6 = store.checkpoints.lock().unwrap().iter().find(|c| c.state.step == 6).cloned().unwrap();
+        assert!(at_6.state.pending.is_empty(), "s{max_staleness}: groups in flight at a periodic checkpoint: {:?}", at_6.state);
+        let again = FakeStore::default();
+        let tail = pipeline(cfg, 31, None, FakeTrainer::new(again.clone(), Some(at_6))).run_deterministic().unwrap();
+        assert_eq!(tail.steps, full.steps[6..], "s{max_staleness}: resumed steps differ from the uninterrupted run's");
+        let weights = |s: &FakeStore| checksum(&s.last_checkpoint().unwrap().weights);
+        assert_eq!(weights(&again), weights(&store), "s{max_staleness}: final weights differ");
+        let asynchronous = store.trained().iter().any(|t| t.staleness > 0);
+        assert_eq!(asynchronous, max_staleness > 0, "s{max_staleness}: groups should lag exactly when allowed to");
+    }
+}
+
+#[test]
 fn deterministic_synchronous_mode_is_on_policy_and_learns() {
     let (s, _) = deterministic(3, 3, 0);
     assert_eq!(s.groups_dropped_stale, 0);
