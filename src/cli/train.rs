@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
-use srlm::train::resume::resume_command;
+use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
-use srlm_actors::RuntimeError;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -58,7 +57,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         progress: true,
         shutdown: Default::default(),
     };
-    let reports = run_training(&cfg, &opts).map_err(with_resume_command)?;
+    let args: Vec<String> = std::env::args().collect();
+    let reports = run_training(&cfg, &opts).map_err(|e| with_resume_command(e, &args))?;
     println!("{:<6} {:>10} {:>10} {:>8} {:>8}", "stage", "before", "after", "steps", "seconds");
     for r in &reports {
         println!(
@@ -72,19 +72,4 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     println!("weights of each stage: {}/stage-*", cfg.out_dir.display());
     Ok(())
-}
-
-/// A learner failure names the checkpoint it left; add the command that continues from it.
-fn with_resume_command(e: anyhow::Error) -> anyhow::Error {
-    let checkpoint = match e.downcast_ref::<RuntimeError>() {
-        Some(RuntimeError::Learner { checkpoint, .. }) => checkpoint.location().map(str::to_string),
-        _ => None,
-    };
-    match checkpoint {
-        Some(dir) => {
-            let args: Vec<String> = std::env::args().collect();
-            anyhow::anyhow!("{e}\ncontinue from that checkpoint with:\n  {}", resume_command(&args, &dir))
-        }
-        None => e,
-    }
 }

@@ -1,5 +1,20 @@
 //! After a learner failure that left a checkpoint: the command line that continues from it.
 
+use srlm_actors::RuntimeError;
+
+/// `e` with the command that continues from the checkpoint it names, when it is a learner
+/// failure that left one; `args` is the failed invocation (program name first).
+pub fn with_resume_command(e: anyhow::Error, args: &[String]) -> anyhow::Error {
+    let checkpoint = match e.downcast_ref::<RuntimeError>() {
+        Some(RuntimeError::Learner { checkpoint, .. }) => checkpoint.location().map(str::to_string),
+        _ => None,
+    };
+    match checkpoint {
+        Some(dir) => anyhow::anyhow!("{e}\ncontinue from that checkpoint with:\n  {}", resume_command(args, &dir)),
+        None => e,
+    }
+}
+
 /// `args` (the failed invocation, program name first) with any `--resume` replaced by
 /// `--resume <checkpoint>`, quoted for a POSIX shell.
 pub fn resume_command(args: &[String], checkpoint: &str) -> String {
@@ -28,6 +43,20 @@ fn quote(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use srlm_actors::FailureCheckpoint;
+
+    #[test]
+    fn a_learner_failure_ends_with_the_resume_command() {
+        let args = ["srlm", "train", "--deterministic"].map(String::from).to_vec();
+        let written = FailureCheckpoint::Written { step: 4, location: "out/checkpoints-stage-1/checkpoint-00000004".into() };
+        let failed = RuntimeError::Learner { step: 4, reason: "GRPO step 4: out of memory".into(), checkpoint: written };
+        let text = with_resume_command(failed.into(), &args).to_string();
+        assert!(text.starts_with("learner failed at step 4: GRPO step 4: out of memory; checkpoint of step 4"), "{text}");
+        assert!(text.ends_with("srlm train --deterministic --resume out/checkpoints-stage-1/checkpoint-00000004"), "{text}");
+        let missing = FailureCheckpoint::Missing { why: "none".into() };
+        let failed = RuntimeError::Learner { step: 0, reason: "bad".into(), checkpoint: missing };
+        assert!(!with_resume_command(failed.into(), &args).to_string().contains("--resume"));
+    }
 
     #[test]
     fn replaces_an_earlier_resume_and_quotes_what_needs_it() {
