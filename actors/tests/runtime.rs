@@ -116,7 +116,10 @@ async fn groups_beyond_max_staleness_are_dropped_and_counted() {
     assert!(trained.iter().all(|t| t.staleness <= 1), "{trained:?}");
     assert_eq!(summary.groups_trained + summary.groups_dropped_stale, 12);
     assert_eq!(trained.len() as u64, summary.groups_trained);
-    assert_eq!(summary.steps.last().unwrap().dropped_stale_so_far, summary.groups_dropped_stale);
+    // The step records carry the drop count so far; prompt 0's drop may come after the last step
+    // (the gate lets the other 11 prompts finish first), so the last record may not include it.
+    let counts: Vec<u64> = summary.steps.iter().map(|r| r.dropped_stale_so_far).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]) && counts.last().unwrap() <= &summary.groups_dropped_stale, "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +266,9 @@ fn deterministic_harness_repeats_metric_series_and_weights_for_one_seed() {
 #[test]
 fn deterministic_resume_from_a_periodic_checkpoint_is_exact_at_any_staleness() {
     for max_staleness in [0, 1, 2] {
-        let cfg = RuntimeConfig { seed: 5, scorers: 3, ..config(2, 3, max_staleness) };
+        // One scorer for two generators: groups queue up, so without the gate's barrier some would be
+        // in flight at a checkpoint.
+        let cfg = RuntimeConfig { seed: 5, scorers: 1, ..config(2, 3, max_staleness) };
         let store = FakeStore::default();
         let full = pipeline(cfg.clone(), 31, None, FakeTrainer::new(store.clone(), None)).run_deterministic().unwrap();
         let at_6 = store.checkpoints.lock().unwrap().iter().find(|c| c.state.step == 6).cloned().unwrap();
