@@ -35,15 +35,18 @@ pub fn burn(d: Duration) {
     }
 }
 
+/// Each prompt gets its own RNG stream (as the model's sampler does), so a group depends only on
+/// the seed, the prompt and the weights, never on what this sampler drew before: a resumed run
+/// that issues the same prompts draws the same groups.
 pub struct FakeSampler {
-    rng: ChaCha8Rng,
+    seed: u64,
     pub cost: Duration,
     pub hook: Option<SampleHook>,
 }
 
 impl FakeSampler {
     pub fn new(seed: u64) -> Self {
-        Self { rng: ChaCha8Rng::seed_from_u64(seed), cost: Duration::ZERO, hook: None }
+        Self { seed, cost: Duration::ZERO, hook: None }
     }
 
     pub fn with_hook(mut self, hook: Option<SampleHook>) -> Self {
@@ -64,16 +67,18 @@ impl Sampler for FakeSampler {
         // Tokens lean towards the parity the rewarder pays for as weights[0] grows.
         let bias = policy.weights.first().copied().unwrap_or(0.0);
         let p_right = 1.0 / (1.0 + (-bias).exp());
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(prompt.id);
         let completions = (0..group_size)
             .map(|_| {
-                let len = self.rng.gen_range(1..=8);
-                let mut token_ids: Vec<u32> = (0..len).map(|_| self.rng.gen_range(0..96)).collect();
-                let right = self.rng.gen_bool(p_right.clamp(0.0, 1.0));
+                let len = rng.gen_range(1..=8);
+                let mut token_ids: Vec<u32> = (0..len).map(|_| rng.gen_range(0..96)).collect();
+                let right = rng.gen_bool(p_right.clamp(0.0, 1.0));
                 let want = (prompt.id % 2) as u32;
                 if let Some(last) = token_ids.last_mut() {
                     *last = (*last & !1) | if right { want } else { 1 - want };
                 }
-                let behaviour_logprobs = token_ids.iter().map(|_| -self.rng.gen_range(0.01f32..3.0)).collect();
+                let behaviour_logprobs = token_ids.iter().map(|_| -rng.gen_range(0.01f32..3.0)).collect();
                 SampledCompletion { text: format!("{token_ids:?}"), token_ids, behaviour_logprobs, truncated: len == 8 }
             })
             .collect();
@@ -138,16 +143,29 @@ impl FakeStore {
     }
 }
 
+/// How the fake trainer's step fails on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeFailure {
+    /// Returns an error before touching the weights.
+    Error,
+    /// Panics before touching the weights.
+    Panic,
+    /// Changes the weights, then returns an error: a half-applied update.
+    HalfApplied,
+}
+
 pub struct FakeTrainer {
     weights: FakeWeights,
     state: RunState,
     learning_rate: f64,
     pub cost: Duration,
     pub hook: Option<StepHook>,
-    /// Steps (0-based, counted in this process) at which `step` returns an error.
-    pub fail_at: Option<u64>,
+    /// The step (0-based, counted in this process) that fails, and how.
+    pub fail_at: Option<(u64, FakeFailure)>,
     store: FakeStore,
     steps_here: u64,
+    /// A step changed the weights without completing.
+    half_applied: bool,
 }
 
 impl FakeTrainer {
@@ -157,7 +175,7 @@ impl FakeTrainer {
             Some(c) => (c.weights, c.state),
             None => (vec![0.0; 4], RunState::default()),
         };
-        Self { weights, state, learning_rate: 0.5, cost: Duration::ZERO, hook: None, fail_at: None, store, steps_here: 0 }
+        Self { weights, state, learning_rate: 0.5, cost: Duration::ZERO, hook: None, fail_at: None, store, steps_here: 0, half_applied: false }
     }
 }
 
@@ -173,8 +191,19 @@ impl Trainer for FakeTrainer {
         if let Some(hook) = &self.hook {
             hook(self.state.step, batch);
         }
-        if self.fail_at == Some(self.steps_here) {
-            return Err(FakeError(format!("trainer step {} failed on purpose", self.state.step)));
+        if let Some((at, how)) = self.fail_at {
+            if at == self.steps_here {
+                let why = format!("trainer step {} failed on purpose", self.state.step);
+                match how {
+                    FakeFailure::Error => return Err(FakeError(why)),
+                    FakeFailure::Panic => panic!("{why}"),
+                    FakeFailure::HalfApplied => {
+                        self.weights[0] += 1.0;
+                        self.half_applied = true;
+                        return Err(FakeError(why));
+                    }
+                }
+            }
         }
         self.steps_here += 1;
         burn(self.cost);
@@ -214,9 +243,14 @@ impl Trainer for FakeTrainer {
         Ok((stats, Arc::new(self.weights.clone())))
     }
 
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<(), FakeError> {
-        lock(&self.store.checkpoints).push(FakeCheckpoint { weights: self.weights.clone(), state: state.clone() });
-        Ok(())
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, FakeError> {
+        let mut saved = lock(&self.store.checkpoints);
+        saved.push(FakeCheckpoint { weights: self.weights.clone(), state: state.clone() });
+        Ok(format!("fake checkpoint #{}", saved.len() - 1))
+    }
+
+    fn consistent(&self) -> bool {
+        !self.half_applied
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
-use crate::error::RuntimeError;
+use crate::error::{FailureCheckpoint, RuntimeError};
 use crate::ledger::Holder;
 use crate::messages::{Policy, ScoredGroup, WeightsPublished};
 use crate::metrics as m;
@@ -28,6 +28,11 @@ pub struct LearnerCore<T: Trainer> {
     started: Instant,
     busy: Duration,
     history: Vec<StepRecord>,
+    /// The step and location of the newest checkpoint this run wrote.
+    last_saved: Option<(u64, String)>,
+    /// The trainer finished a step whose bookkeeping here did not finish (a panic in between):
+    /// its state is then one step ahead of the ledger's, and must not be checkpointed with it.
+    unrecorded_step: bool,
 }
 
 /// What happened to an offered group.
@@ -54,6 +59,8 @@ impl<T: Trainer> LearnerCore<T> {
             started: Instant::now(),
             busy: Duration::ZERO,
             history: Vec::new(),
+            last_saved: None,
+            unrecorded_step: false,
         }
     }
 
@@ -86,6 +93,7 @@ impl<T: Trainer> LearnerCore<T> {
     pub fn train(&mut self) -> Result<WeightsPublished, T::Error> {
         let t = Instant::now();
         let (stats, weights) = self.trainer.step(&self.batch)?;
+        self.unrecorded_step = true;
         let took = t.elapsed();
         self.busy += took;
         self.step += 1;
@@ -99,6 +107,7 @@ impl<T: Trainer> LearnerCore<T> {
         self.trained += batch.len() as u64;
         let record = self.record(&batch, stats, took);
         self.history.push(record);
+        self.unrecorded_step = false;
         Ok(published)
     }
 
@@ -161,15 +170,47 @@ impl<T: Trainer> LearnerCore<T> {
         every > 0 && self.step % every == 0
     }
 
-    /// Saves the trainer's checkpoint with the ledger's view of what is still to train.
-    pub fn checkpoint(&mut self) -> Result<(), T::Error> {
+    /// The policy version the next periodic checkpoint will hold, if checkpoints are periodic.
+    pub fn next_checkpoint_version(&self) -> Option<u64> {
+        let every = self.ctx.cfg.checkpoint_every;
+        (every > 0).then(|| self.version + every - self.step % every)
+    }
+
+    /// Saves the trainer's checkpoint with the ledger's view of what is still to train; returns
+    /// where it went.
+    pub fn checkpoint(&mut self) -> Result<String, T::Error> {
         let state = self.ctx.ledger.snapshot(self.step, self.version);
         let t = Instant::now();
-        self.trainer.save_checkpoint(&state)?;
+        let location = self.trainer.save_checkpoint(&state)?;
         let took = t.elapsed();
         self.busy += took;
         metrics::histogram!(m::CHECKPOINT_SECONDS).record(took.as_secs_f64());
-        Ok(())
+        self.last_saved = Some((self.step, location.clone()));
+        Ok(location)
+    }
+
+    /// After a failed step (or any failure that ends the run): checkpoints the last completed
+    /// step when the trainer's state is still exactly that. The failed batch's prompts are still
+    /// outstanding in the ledger, so the checkpoint lists them as pending and a resume trains them.
+    pub fn checkpoint_after_failure(&mut self) -> FailureCheckpoint {
+        if self.unrecorded_step {
+            return self.newest_checkpoint(format!("the trainer finished step {} but the learner did not record it", self.step));
+        }
+        if !self.trainer.consistent() {
+            return self.newest_checkpoint("the failed step may have changed the weights or optimizer half-way".into());
+        }
+        match self.checkpoint() {
+            Ok(location) => FailureCheckpoint::Written { step: self.step, location },
+            Err(e) => self.newest_checkpoint(format!("writing one failed: {e}")),
+        }
+    }
+
+    /// The newest checkpoint this run wrote, since none can be written now (`why`).
+    pub fn newest_checkpoint(&self, why: String) -> FailureCheckpoint {
+        match &self.last_saved {
+            Some((step, location)) => FailureCheckpoint::Earlier { step: *step, location: location.clone(), why },
+            None => FailureCheckpoint::Missing { why: format!("{why}, and this run wrote none before") },
+        }
     }
 
     pub fn step(&self) -> u64 {
@@ -208,9 +249,11 @@ impl<T> Default for Learner<T> {
     }
 }
 
+/// The supervisor spawns the worker and keeps a handle too, to checkpoint should this actor fail.
 pub struct LearnerArgs<T: Trainer> {
-    pub core: LearnerCore<T>,
-    pub pin_core: Option<usize>,
+    pub worker: Worker<LearnerCore<T>>,
+    pub ctx: Arc<Context<T::Weights>>,
+    pub step: u64,
 }
 
 pub struct LearnerState<T: Trainer> {
@@ -237,11 +280,8 @@ impl<T: Trainer> Actor for Learner<T> {
     type Arguments = LearnerArgs<T>;
 
     async fn pre_start(&self, myself: ActorRef<LearnerMsg>, args: LearnerArgs<T>) -> Result<Self::State, ActorProcessingErr> {
-        let ctx = Arc::clone(&args.core.ctx);
-        let step = args.core.step;
-        let worker = Worker::spawn("srlm-learner", args.pin_core, args.core)?;
         myself.send_message(LearnerMsg::Next)?;
-        Ok(LearnerState { worker, ctx, step })
+        Ok(LearnerState { worker: args.worker, ctx: args.ctx, step: args.step })
     }
 
     async fn handle(&self, myself: ActorRef<LearnerMsg>, msg: LearnerMsg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -314,25 +354,30 @@ impl<T: Trainer> LearnerState<T> {
 
     async fn finish(&mut self, ending: Ending) {
         let interrupted = matches!(ending, Ending::Interrupted);
-        let outcome = self
-            .call(move |core| {
-                core.checkpoint().map_err(|e| e.to_string())?;
-                Ok(core.summary(interrupted))
-            })
-            .await
-            .and_then(|r| r)
-            .map_err(|reason| RuntimeError::Learner { step: self.step, reason, checkpoint: "the final checkpoint failed".into() });
+        let outcome = self.call(move |core| match core.checkpoint() {
+            Ok(_) => Ok(core.summary(interrupted)),
+            Err(e) => {
+                let reason = format!("final checkpoint: {e}");
+                Err(RuntimeError::Learner { step: core.step(), reason, checkpoint: core.newest_checkpoint("it failed".into()) })
+            }
+        });
+        let outcome = outcome.await.unwrap_or_else(|reason| {
+            Err(RuntimeError::Learner { step: self.step, reason, checkpoint: FailureCheckpoint::Missing { why: "the final one was never written".into() } })
+        });
         self.ctx.finish(outcome);
     }
 
-    /// A step failed: save what can be saved (the last consistent state), then end the run.
     async fn fail(&mut self, reason: String) {
-        let checkpoint = match self.call(|core| core.checkpoint().map_err(|e| e.to_string())).await {
-            Ok(Ok(())) => format!("checkpoint written at step {}", self.step),
-            Ok(Err(e)) => format!("checkpoint failed too: {e}"),
-            Err(e) => format!("no checkpoint: {e}"),
-        };
-        tracing::error!(step = self.step, %reason, %checkpoint, "learner failed");
-        self.ctx.finish(Err(RuntimeError::Learner { step: self.step, reason, checkpoint }));
+        end_after_failure(&self.worker, &self.ctx, self.step, reason).await;
     }
+}
+
+/// Ends the run after a learner failure (a step's error or panic, or the learner actor's own
+/// failure): checkpoints what can be saved, then records an error naming the step, the reason and
+/// the checkpoint. `last_step` is the fallback step count should the worker thread be gone.
+pub(crate) async fn end_after_failure<T: Trainer>(worker: &Worker<LearnerCore<T>>, ctx: &Context<T::Weights>, last_step: u64, reason: String) {
+    let saved = worker.call(|core| (core.step(), core.checkpoint_after_failure())).await;
+    let (step, checkpoint) = saved.unwrap_or_else(|e| (last_step, FailureCheckpoint::Missing { why: format!("saving it failed: {e}") }));
+    tracing::error!(step, %reason, %checkpoint, "learner failed");
+    ctx.finish(Err(RuntimeError::Learner { step, reason, checkpoint }));
 }

@@ -30,7 +30,7 @@ pub mod worker;
 
 pub use broadcast::{Broadcast, CopyToDevice};
 pub use config::RuntimeConfig;
-pub use error::RuntimeError;
+pub use error::{FailureCheckpoint, RuntimeError};
 pub use messages::{
     GroupRewards, Policy, PolicyVersion, Prompt, RolloutGroup, RunState, SampledCompletion, SampledGroup, ScoredGroup,
     Timings, WeightsPublished,

@@ -11,11 +11,12 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use crate::context::Context;
 use crate::error::RuntimeError;
 use crate::generator::{Generator, GeneratorArgs, GeneratorCore};
-use crate::learner::{Learner, LearnerArgs, LearnerCore};
+use crate::learner::{end_after_failure, Learner, LearnerArgs, LearnerCore};
 use crate::ledger::Holder;
 use crate::metrics as m;
 use crate::scorer::{Scorer, ScorerArgs, ScorerCore};
 use crate::traits::{Rewarder, Sampler, Trainer};
+use crate::worker::Worker;
 
 /// Builds the sampler (or rewarder) of slot `index` from a seed; called again on every restart.
 pub type Factory<X> = Arc<dyn Fn(usize, u64) -> X + Send + Sync>;
@@ -78,10 +79,13 @@ pub struct SupervisorArgs<S: Sampler, R: Rewarder, T: Trainer<Weights = S::Weigh
     pub learner: Mutex<Option<LearnerCore<T>>>,
 }
 
-pub struct SupervisorState<S: Sampler, R: Rewarder> {
+pub struct SupervisorState<S: Sampler, R: Rewarder, T: Trainer> {
     ctx: Arc<Context<S::Weights>>,
     samplers: Factory<S>,
     rewarders: Factory<R>,
+    /// The learner's worker thread, which outlives a failed learner actor so that what it
+    /// trained can still be checkpointed.
+    learner: Worker<LearnerCore<T>>,
     children: HashMap<ActorId, Role>,
     failures: HashMap<Role, u32>,
 }
@@ -97,15 +101,18 @@ where
     T: Trainer<Weights = S::Weights>,
 {
     type Msg = SupervisorMsg;
-    type State = SupervisorState<S, R>;
+    type State = SupervisorState<S, R, T>;
     type Arguments = SupervisorArgs<S, R, T>;
 
     async fn pre_start(&self, myself: ActorRef<SupervisorMsg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
         let learner = args.learner.lock().map_err(|_| "learner slot poisoned")?.take().ok_or("learner already started")?;
+        let step = learner.step();
+        let learner = Worker::spawn("srlm-learner", args.ctx.cfg.learner_core, learner)?;
         let mut state = SupervisorState {
             ctx: args.ctx,
             samplers: args.samplers,
             rewarders: args.rewarders,
+            learner,
             children: HashMap::new(),
             failures: HashMap::new(),
         };
@@ -119,8 +126,8 @@ where
         for i in 0..state.ctx.cfg.scorers {
             state.spawn(Role::Scorer(i), cell.clone()).await?;
         }
-        let pin_core = state.ctx.cfg.learner_core;
-        let (learner, _) = Actor::spawn_linked(None, Learner::<T>::default(), LearnerArgs { core: learner, pin_core }, cell).await?;
+        let args = LearnerArgs { worker: state.learner.clone(), ctx: Arc::clone(&state.ctx), step };
+        let (learner, _) = Actor::spawn_linked(None, Learner::<T>::default(), args, cell).await?;
         state.children.insert(learner.get_id(), Role::Learner);
         Ok(state)
     }
@@ -141,11 +148,14 @@ where
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 state.children.remove(&cell.get_id());
             }
-            SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some(role) = state.children.remove(&cell.get_id()) {
-                    state.failed(&myself, role, err.to_string());
+            SupervisionEvent::ActorFailed(cell, err) => match state.children.remove(&cell.get_id()) {
+                Some(Role::Learner) => {
+                    let reason = format!("the learner actor failed: {err}");
+                    end_after_failure(&state.learner, &state.ctx, 0, reason).await;
                 }
-            }
+                Some(role) => state.failed(&myself, role, err.to_string()),
+                None => {}
+            },
             _ => {}
         }
         if state.ctx.stop.is_stopped() && state.children.is_empty() {
@@ -155,7 +165,7 @@ where
     }
 }
 
-impl<S: Sampler, R: Rewarder> SupervisorState<S, R> {
+impl<S: Sampler, R: Rewarder, T: Trainer> SupervisorState<S, R, T> {
     async fn spawn(&mut self, role: Role, supervisor: ActorCell) -> Result<(), ActorProcessingErr> {
         let incarnation = self.failures.get(&role).copied().unwrap_or(0);
         let seed = derive_seed(self.ctx.cfg.seed, role, incarnation);
@@ -176,13 +186,10 @@ impl<S: Sampler, R: Rewarder> SupervisorState<S, R> {
         Ok(())
     }
 
+    /// A generator or scorer failed: re-queue its prompts and restart it after a backoff.
     fn failed(&mut self, myself: &ActorRef<SupervisorMsg>, role: Role, reason: String) {
         let ctx = &self.ctx;
-        let Some(holder) = role.holder() else {
-            let err = RuntimeError::Learner { step: 0, reason, checkpoint: "no checkpoint: the learner actor itself failed".into() };
-            ctx.finish(Err(err));
-            return;
-        };
+        let Some(holder) = role.holder() else { return };
         for _ in 0..ctx.ledger.requeue_held_by(holder) {
             ctx.gate.refund();
         }

@@ -70,8 +70,14 @@ pub trait Trainer: Send + 'static {
     fn start(&mut self) -> Result<Start<Self::Weights>, Self::Error>;
     /// One optimizer step on `batch`; returns its statistics and the new weights.
     fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Self::Weights>), Self::Error>;
-    /// Write a checkpoint holding the weights, optimizer and `state` (atomically: temp then rename).
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<(), Self::Error>;
+    /// Write a checkpoint holding the weights, optimizer and `state` (atomically: temp then rename);
+    /// returns where it went (a path, or what names it), for messages and `--resume`.
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, Self::Error>;
+    /// Whether the weights and optimizer are exactly as the last completed `step` left them. Always
+    /// true between steps; after a `step` that returned an error or panicked, false whenever it may
+    /// have changed them (a half-applied update). The learner checkpoints after a failure only when
+    /// this holds, so a checkpoint never pairs half-updated weights with the previous step's state.
+    fn consistent(&self) -> bool;
 }
 
 /// The training prompts in a fixed order; `None` past the end.

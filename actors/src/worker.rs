@@ -7,8 +7,7 @@ use std::thread;
 
 use crate::error::RuntimeError;
 
-/// Returns whether the job panicked, after which the thread stops.
-type Job<T> = Box<dyn FnOnce(&mut T) -> bool + Send>;
+type Job<T> = Box<dyn FnOnce(&mut T) + Send>;
 
 /// The job panicked (the message is the panic payload) or the thread is gone.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -18,9 +17,16 @@ pub struct WorkerFailed {
     pub what: String,
 }
 
+/// A handle to the thread; clones share it, and the thread ends when the last one is dropped.
 pub struct Worker<T> {
     name: String,
     jobs: mpsc::Sender<Job<T>>,
+}
+
+impl<T> Clone for Worker<T> {
+    fn clone(&self) -> Self {
+        Self { name: self.name.clone(), jobs: self.jobs.clone() }
+    }
 }
 
 impl<T: Send + 'static> Worker<T> {
@@ -46,17 +52,17 @@ impl<T: Send + 'static> Worker<T> {
     }
 
     /// Runs `f` on the worker thread and awaits its result. A panic inside `f` is caught and
-    /// returned, and the thread then exits, dropping the state it may have left half-updated.
+    /// returned; the state it may have left half-updated stays on the thread, because only the
+    /// caller knows what it is still good for: a failed generator or scorer drops its handle and
+    /// is restarted with fresh state, while the learner asks its trainer whether the last
+    /// completed step can still be checkpointed.
     pub async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut T) -> R + Send + 'static,
     ) -> Result<R, WorkerFailed> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job<T> = Box::new(move |state| {
-            let result = catch_unwind(AssertUnwindSafe(|| f(state))).map_err(panic_message);
-            let panicked = result.is_err();
-            let _ = tx.send(result);
-            panicked
+            let _ = tx.send(catch_unwind(AssertUnwindSafe(|| f(state))).map_err(panic_message));
         });
         let gone = || WorkerFailed { thread: self.name.clone(), what: "has stopped".into() };
         self.jobs.send(job).map_err(|_| gone())?;
@@ -70,13 +76,11 @@ impl<T: Send + 'static> Worker<T> {
 
 fn run_jobs<T>(mut state: T, inbox: mpsc::Receiver<Job<T>>) {
     while let Ok(job) = inbox.recv() {
-        if job(&mut state) {
-            return;
-        }
+        job(&mut state);
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
+use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
 
 #[derive(Args)]
@@ -56,7 +57,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         progress: true,
         shutdown: Default::default(),
     };
-    let reports = run_training(&cfg, &opts)?;
+    let args: Vec<String> = std::env::args().collect();
+    let reports = run_training(&cfg, &opts).map_err(|e| with_resume_command(e, &args))?;
     println!("{:<6} {:>10} {:>10} {:>8} {:>8}", "stage", "before", "after", "steps", "seconds");
     for r in &reports {
         println!(

@@ -43,6 +43,10 @@ pub struct GrpoTrainer {
     latest: Arc<Mutex<Option<Arc<Weights>>>>,
     rollout_log: Option<(PathBuf, u64)>,
     tokens_so_far: u64,
+    /// The optimizer's (applied, skipped) update counts when the last step completed. AdamW
+    /// counts an update before it writes any weight, so a failed step that left the applied
+    /// count unchanged left weights and moments as that step found them.
+    completed: (u64, u64),
 }
 
 /// What the progress display shows after each step.
@@ -90,6 +94,7 @@ impl GrpoTrainer {
             latest: Arc::new(Mutex::new(None)),
             rollout_log: None,
             tokens_so_far: 0,
+            completed: (0, 0),
         })
     }
 
@@ -97,6 +102,7 @@ impl GrpoTrainer {
     pub fn resume_from(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
         let loaded = checkpoint::load(dir, &self.config).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         loaded.restore(&mut self.optimizer).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         let s = &loaded.state;
         let pending = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
         self.start = RunState { step: s.step, version: s.policy_version, cursor: s.data_cursor, pending };
@@ -205,14 +211,20 @@ impl Trainer for GrpoTrainer {
         };
         let published = Arc::new(self.weights()?);
         *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&published));
+        self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         Ok((out, published))
     }
 
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<(), TrainError> {
+    fn consistent(&self) -> bool {
+        self.optimizer.step_count() == self.completed.0
+    }
+
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainError> {
         let weights = self.weights()?;
         let trainer_state = TrainerState {
             step: state.step,
-            skipped_steps: self.optimizer.skipped_count(),
+            // As of the last completed step: a failed step's refused updates are retried on resume.
+            skipped_steps: self.completed.1,
             policy_version: state.version,
             data_cursor: state.cursor,
             extra: serde_json::json!({ "pending": state.pending }),
@@ -226,7 +238,7 @@ impl Trainer for GrpoTrainer {
             state: &trainer_state,
             extra: &[],
         };
-        checkpoint::save(&self.checkpoint_dir, &contents, self.keep_last).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        Ok(())
+        let dir = checkpoint::save(&self.checkpoint_dir, &contents, self.keep_last).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        Ok(dir.display().to_string())
     }
 }

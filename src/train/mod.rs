@@ -10,3 +10,4 @@ pub mod grpo_trainer;
 pub mod snapshot;
 pub mod stages;
 pub mod problems;
+pub mod resume;

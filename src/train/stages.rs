@@ -279,7 +279,12 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     )?;
     if let Some(dir) = &opts.resume {
         trainer.resume_from(dir)?;
-        say(opts, &format!("grpo: resumed from {}", dir.display()));
+        let exactness = if opts.deterministic {
+            "exactly, if it is a periodic checkpoint"
+        } else {
+            "every remaining prompt trains once, but not bit-identically to an uninterrupted run (--deterministic resumes exactly)"
+        };
+        say(opts, &format!("grpo: resumed from {}: {exactness}", dir.display()));
     }
     if r.log_rollouts_every > 0 {
         trainer.log_rollouts(cfg.out_dir.join("rollouts.jsonl"), r.log_rollouts_every);
