@@ -46,7 +46,7 @@ fn tiny_models_match_transformers_on_cuda() {
         let diff = max_abs_diff(&flat(&fused.logits(&hidden).unwrap()), &golden);
         assert!(diff < 1e-4, "{dir}: CUDA fused-kernel logits differ from HF by {diff}");
 
-        let batch = TokenBatch { ids, mask, positions: None };
+        let batch = TokenBatch { ids, mask, positions: None, scored: None };
         let out = token_logprobs(&Qwen2::new(&cfg, &w).unwrap(), &batch, 1.0, true, 4).unwrap();
         let diff = max_abs_diff(&flat(&out.logprobs), &leaves(&g["logprobs"]));
         assert!(diff < 1e-4, "{dir}: CUDA log-probs differ from HF by {diff}");
@@ -62,7 +62,7 @@ fn bf16_on_cuda_stays_close_to_transformers() {
     let g = read_json(&fixtures().join("tiny/qwen2/golden.json"));
     let ids = ids_on(&ids_2d(&g["input_ids"]), &dev);
     let mask = ids_on(&ids_2d(&g["attention_mask"]), &dev).to_dtype(DType::BF16).unwrap();
-    let batch = TokenBatch { ids, mask, positions: None };
+    let batch = TokenBatch { ids, mask, positions: None, scored: None };
     let out = token_logprobs(&Qwen2::new(&cfg, &w).unwrap(), &batch, 1.0, false, 512).unwrap();
     let got = flat(&out.logprobs);
     let want = leaves(&g["logprobs"]);
@@ -83,6 +83,7 @@ fn weighted_logprob_sum(model: &Qwen2, dev: &Device) -> Tensor {
         ids: Tensor::new(&[[0u32, 0, 7, 31, 64, 2], [11, 45, 90, 3, 27, 50]], dev).unwrap(),
         mask: Tensor::new(&[[0f32, 0., 1., 1., 1., 1.], [1., 1., 1., 1., 1., 1.]], dev).unwrap(),
         positions: Some(Tensor::new(&[[0u32, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]], dev).unwrap()),
+        scored: None,
     };
     let out = token_logprobs(model, &batch, 0.8, false, 3).unwrap();
     let coeff = Tensor::new(&[[0.3f32, -1.2, 0.7, 2.0, -0.4], [1.1, 0.5, -0.9, 0.2, 1.5]], dev).unwrap();

@@ -27,6 +27,7 @@ fn fd_loss(model: &Qwen2, cfg: &GrpoLossConfig, fixed: &Tensor) -> Tensor {
         ids: Tensor::new(&[[5u32, 17, 3, 88, 41, 9, 60], [11, 45, 90, 3, 27, 0, 0], [7, 31, 64, 2, 50, 12, 0]], &dev).unwrap(),
         mask: Tensor::new(&[[1f64, 1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 1., 0., 0.], [1., 1., 1., 1., 1., 1., 0.]], &dev).unwrap(),
         positions: None,
+        scored: None,
     };
     let out = token_logprobs(model, &batch, 0.9, false, 4).unwrap();
     // Completion tokens: row 0 from token 3, row 1 from token 2, row 2 from token 4.
@@ -56,6 +57,7 @@ fn grpo_loss_gradients_through_the_model_match_finite_differences() {
         ids: Tensor::new(&[[5u32, 17, 3, 88, 41, 9, 60], [11, 45, 90, 3, 27, 0, 0], [7, 31, 64, 2, 50, 12, 0]], &Device::Cpu).unwrap(),
         mask: Tensor::new(&[[1f64, 1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 1., 0., 0.], [1., 1., 1., 1., 1., 1., 0.]], &Device::Cpu).unwrap(),
         positions: None,
+        scored: None,
     };
     let fixed = token_logprobs(&model, &batch, 0.9, false, 4).unwrap().logprobs.detach();
     let probes = [

@@ -41,7 +41,7 @@ fn check_against_hf(golden_dir: &str, weights_dir: &str) {
     let diff = max_abs_diff(&flat(&fused.logits(&hidden).unwrap()), &golden_logits);
     assert!(diff < 1e-4, "{golden_dir}: fused-kernel logits differ from HF by {diff}");
 
-    let batch = TokenBatch { ids, mask, positions: None };
+    let batch = TokenBatch { ids, mask, positions: None, scored: None };
     // Chunks of 4 rows so that the chunked output projection is exercised across rows.
     let out = token_logprobs(&model, &batch, 1.0, true, 4).unwrap();
     let diff = max_abs_diff(&flat(&out.logprobs), &leaves(&g["logprobs"]));
@@ -57,6 +57,7 @@ fn check_against_hf(golden_dir: &str, weights_dir: &str) {
         ids: tensor_2d(&ids_2d(&left["input_ids"])),
         mask: mask_of(&ids_2d(&left["attention_mask"])),
         positions: Some(tensor_2d(&ids_2d(&left["position_ids"]))),
+        scored: None,
     };
     let hidden = model
         .forward(&batch.ids, Positions::Explicit(batch.positions.as_ref().unwrap()), Some(&batch.mask), None, false)
@@ -134,6 +135,7 @@ fn weighted_logprob_sum(model: &Qwen2) -> Tensor {
         ids: Tensor::new(&[[0u32, 0, 7, 31, 64, 2], [11, 45, 90, 3, 27, 50]], &dev).unwrap(),
         mask: Tensor::new(&[[0f64, 0., 1., 1., 1., 1.], [1., 1., 1., 1., 1., 1.]], &dev).unwrap(),
         positions: Some(Tensor::new(&[[0u32, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]], &dev).unwrap()),
+        scored: None,
     };
     let out = token_logprobs(model, &batch, 0.8, false, 3).unwrap();
     let coeff = Tensor::new(&[[0.3f64, -1.2, 0.7, 2.0, -0.4], [1.1, 0.5, -0.9, 0.2, 1.5]], &dev).unwrap();

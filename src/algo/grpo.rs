@@ -231,6 +231,7 @@ fn micro_batch(rows: &[ScoredSequence], batch_rows: usize, cfg: &GrpoConfig, dev
     let width = t - 1;
     let mut behaviour = vec![0f32; rows.len() * width];
     let mut mask = vec![0f32; rows.len() * width];
+    let mut completion = vec![0f32; rows.len() * width];
     for (r, s) in rows.iter().enumerate() {
         let keep = !(cfg.mask_truncated && s.truncated);
         // Token j is predicted at output position j − 1.
@@ -238,8 +239,11 @@ fn micro_batch(rows: &[ScoredSequence], batch_rows: usize, cfg: &GrpoConfig, dev
             let at = r * width + s.prompt_len + k - 1;
             behaviour[at] = lp;
             mask[at] = if keep { 1.0 } else { 0.0 };
+            completion[at] = 1.0;
         }
     }
+    // Prompt predictions never enter the loss: skip their output projection.
+    let tokens = tokens.scoring_only(&completion);
     let advantages: Vec<f32> = rows.iter().map(|s| s.advantage).collect();
     let weight = match cfg.loss.loss_type {
         LossType::Dapo => 1.0,

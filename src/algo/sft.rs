@@ -127,6 +127,8 @@ pub fn collate(examples: &[&SftExample], pad_id: u32, device: &Device) -> Result
         mask.extend((1..t).map(|pos| if pos >= e.prompt.len() && pos < e.len() { 1f32 } else { 0.0 }));
     }
     let targets = examples.iter().map(|e| e.completion.len()).sum();
+    // Prompt and padding predictions never enter the loss: skip their output projection.
+    let tokens = tokens.scoring_only(&mask);
     Ok(SftBatch { loss_mask: Tensor::from_vec(mask, (examples.len(), t - 1), device)?, tokens, targets })
 }
 

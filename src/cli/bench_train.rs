@@ -130,7 +130,7 @@ pub fn run(b: TrainBench) -> Result<()> {
         Loss::Nll => {
             let batches = seqs
                 .chunks(micro)
-                .map(|rows| TokenBatch::right_padded(rows, 0, model.device()))
+                .map(|rows| Ok(TokenBatch::right_padded(rows, 0, model.device())?.scoring_only(&completion_mask(rows.len(), p, seq))))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let model = &model;
             Box::new(move |opt: &mut AdamW| {
@@ -212,7 +212,8 @@ fn on_policy_group(
 ) -> Result<Vec<ScoredSequence>> {
     let mut out = Vec::with_capacity(seqs.len());
     for (i, tokens) in seqs.iter().enumerate() {
-        let batch = TokenBatch::right_padded(std::slice::from_ref(tokens), 0, model.device())?;
+        let batch = TokenBatch::right_padded(std::slice::from_ref(tokens), 0, model.device())?
+            .scoring_only(&completion_mask(1, prompt_len, tokens.len()));
         let lp = token_logprobs(model, &batch, 1.0, false, chunk_rows)?
             .logprobs
             .detach();
@@ -229,4 +230,10 @@ fn on_policy_group(
         });
     }
     Ok(out)
+}
+
+/// (rows, seq − 1) predictions of the completion tokens: positions p − 1 .. seq − 2 of each row.
+fn completion_mask(rows: usize, prompt_len: usize, seq: usize) -> Vec<f32> {
+    let row: Vec<f32> = (0..seq - 1).map(|i| if i + 1 >= prompt_len { 1.0 } else { 0.0 }).collect();
+    row.repeat(rows)
 }

@@ -16,6 +16,10 @@ pub struct TokenBatch {
     pub mask: Tensor,
     /// (b, t) u32 positions, set for left-padded batches.
     pub positions: Option<Tensor>,
+    /// The predictions whose log-probs are needed, as flat indices into (b·(t − 1)); the others
+    /// come back 0 without touching the output projection (prompt and padding rows, where
+    /// the learner's losses are masked anyway). `None`: every prediction.
+    pub scored: Option<Vec<u32>>,
 }
 
 impl TokenBatch {
@@ -33,7 +37,14 @@ impl TokenBatch {
             ids: Tensor::from_vec(ids, (b, t), device)?,
             mask: Tensor::from_vec(mask, (b, t), device)?,
             positions: None,
+            scored: None,
         })
+    }
+
+    /// Only the predictions where `mask` (b, t − 1) is non-zero will be scored.
+    pub fn scoring_only(mut self, mask: &[f32]) -> Self {
+        self.scored = Some((0..mask.len() as u32).filter(|&i| mask[i as usize] != 0.0).collect());
+        self
     }
 }
 
@@ -85,11 +96,22 @@ pub fn token_logprobs(
     let (hidden, target_mask) = prediction_states(model, batch)?;
     let rows = b * (t - 1);
     let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(rows)?;
+    let scored = batch.scored.as_ref().map(|idx| Tensor::from_slice(idx, idx.len(), hidden.device())).transpose()?;
+    let (hidden, targets) = match &scored {
+        Some(idx) => (hidden.index_select(idx, 0)?, targets.index_select(idx, 0)?),
+        None => (hidden, targets),
+    };
     let out = match model.output_weight() {
         Some(weight) => target_logprobs(&hidden, weight, &targets, temperature, with_entropy, chunk_rows)?,
         None => autograd_logprobs(model, &hidden, &targets, temperature, with_entropy, chunk_rows)?,
     };
-    let finish = |v: Tensor| -> Result<Tensor> { v.reshape((b, t - 1))?.mul(&target_mask.to_dtype(v.dtype())?) };
+    let finish = |v: Tensor| -> Result<Tensor> {
+        let v = match &scored {
+            Some(idx) => Tensor::zeros(rows, v.dtype(), v.device())?.index_add(idx, &v, 0)?,
+            None => v,
+        };
+        v.reshape((b, t - 1))?.mul(&target_mask.to_dtype(v.dtype())?)
+    };
     Ok(TokenLogProbs { logprobs: finish(out.logprobs)?, entropies: out.entropies.map(finish).transpose()? })
 }
 

@@ -1,12 +1,15 @@
 //! Log-probs of target tokens straight from hidden states and the output projection, with a
-//! backward pass that recomputes each chunk's logits instead of keeping them.
+//! backward pass that recomputes each chunk's logits instead of keeping them, unless all of
+//! them fit `KEPT_LOGITS_BYTES`.
 //!
 //! Autograd through `log_softmax(h Wᵀ)` keeps every (rows × vocab) logits chunk alive until
 //! backward: 16 × 200 tokens × 151,936 vocab is 1.9 GB per copy in f32, and the graph holds
 //! several. Here the forward pass runs without a graph, and `attach_grad` gives the result a
 //! backward that rebuilds one chunk at a time:
 //!   d lp_i / d z_i = (onehot(t_i) − softmax(z_i)) / T,  z_i = h_i Wᵀ / T,
-//! so dh = dz W and dW = dzᵀ h, accumulated chunk by chunk.
+//! so dh = dz W and dW = dzᵀ h, accumulated chunk by chunk. A small batch (one GRPO
+//! micro-batch, a few hundred completion rows) keeps its one logits tensor instead, which saves
+//! the recomputation: a quarter of the output projection's products.
 
 use candle_core::{DType, Result, Tensor, D};
 
@@ -22,8 +25,13 @@ pub struct TargetLogProbs {
     pub entropies: Option<Tensor>,
 }
 
+/// Logits up to this size (all rows × vocab) are computed in one chunk and kept for the
+/// backward pass rather than recomputed.
+pub const KEPT_LOGITS_BYTES: usize = 512 << 20;
+
 /// log softmax(h Wᵀ / T)[target] for each row of `hidden` (n, d), `weight` (vocab, d),
-/// `targets` (n) u32, processed `chunk_rows` rows at a time in both directions.
+/// `targets` (n) u32, processed `chunk_rows` rows at a time in both directions (or in one
+/// kept chunk when it fits `KEPT_LOGITS_BYTES`).
 pub fn target_logprobs(
     hidden: &Tensor,
     weight: &Tensor,
@@ -32,12 +40,25 @@ pub fn target_logprobs(
     with_entropy: bool,
     chunk_rows: usize,
 ) -> Result<TargetLogProbs> {
-    let chunk_rows = chunk_rows.max(1);
-    let targets = targets.reshape((hidden.dim(0)?, 1))?;
+    let n = hidden.dim(0)?;
+    let keep = hidden.track_op() || weight.track_op();
+    let keep = keep && n * weight.dim(0)? * hidden.dtype().size_in_bytes() <= KEPT_LOGITS_BYTES;
+    let chunk_rows = if keep { n.max(1) } else { chunk_rows.max(1) };
+    let targets = targets.reshape((n, 1))?;
     let (h, w) = (hidden.detach(), weight.detach());
-    let logits = |start: usize, rows: usize| matmul(&h.narrow(0, start, rows)?, &w.t()?);
+    let kept = std::cell::RefCell::new(None);
+    let logits = |start: usize, rows: usize| {
+        let z = matmul(&h.narrow(0, start, rows)?, &w.t()?)?;
+        if keep {
+            *kept.borrow_mut() = Some(z.clone());
+        }
+        Ok(z)
+    };
     let out = chunked_logprobs(&targets, temperature, with_entropy, chunk_rows, widened(hidden.dtype()), logits)?;
-    let backward = move |h: &Tensor, w: &Tensor, grad: &Tensor| recomputed_backward(h, w, grad, &targets, temperature, chunk_rows);
+    let kept = kept.into_inner();
+    let backward = move |h: &Tensor, w: &Tensor, grad: &Tensor| {
+        recomputed_backward(h, w, grad, &targets, temperature, chunk_rows, kept.as_ref())
+    };
     let logprobs = attach_grad("recomputed-target-logprobs", hidden, weight, &out.logprobs, Box::new(backward))?;
     Ok(TargetLogProbs { logprobs, entropies: out.entropies })
 }
@@ -90,7 +111,8 @@ fn widened_and_scaled(logits: Tensor, temperature: f64) -> Result<Tensor> {
     }
 }
 
-/// d lp / d(h, W) for the rows of `hidden`, one chunk of logits at a time.
+/// d lp / d(h, W) for the rows of `hidden`, one chunk of logits at a time (the `kept` logits
+/// of all rows when there are, recomputed otherwise).
 fn recomputed_backward(
     hidden: &Tensor,
     weight: &Tensor,
@@ -98,6 +120,7 @@ fn recomputed_backward(
     targets: &Tensor,
     temperature: f64,
     chunk_rows: usize,
+    kept: Option<&Tensor>,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let (h, w) = (hidden.detach(), weight.detach());
     // A frozen output projection (LoRA runs) needs no gradient: skip its vocab-sized product.
@@ -110,7 +133,10 @@ fn recomputed_backward(
         let rows = chunk_rows.min(n - start);
         let hc = h.narrow(0, start, rows)?;
         let g = grad.narrow(0, start, rows)?;
-        let logits = matmul(&hc, &w.t()?)?;
+        let logits = match kept {
+            Some(z) if z.dim(0)? == rows => z.clone(),
+            _ => matmul(&hc, &w.t()?)?,
+        };
         // dz = (onehot(target) − p) · g / T
         let dz = if train_kernels::fusable(&logits) {
             let t = targets.narrow(0, start, rows)?.flatten_all()?.to_vec1::<u32>()?;

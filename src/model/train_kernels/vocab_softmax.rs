@@ -9,7 +9,14 @@ use super::fast_exp::sum_exp;
 
 /// The max and log Σ exp of (z − max) over a row already divided by T.
 fn max_and_lse<T: Real>(row: &[T], inv_t: T) -> (T, T) {
-    let max = row.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v * inv_t));
+    // Eight running maxima so the loop vectorises (max is exact, so the order does not matter).
+    let mut lanes = [T::neg_infinity(); 8];
+    for chunk in row.chunks(8) {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v * inv_t > *m { v * inv_t } else { *m };
+        }
+    }
+    let max = lanes.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
     (max, sum_exp(row, inv_t, max).ln())
 }
 
