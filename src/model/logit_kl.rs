@@ -56,13 +56,12 @@ pub fn logit_kl(
     let (h, w) = (hidden.detach(), weight.detach());
     let (ht, wt) = (teacher_hidden.detach(), teacher_weight.detach());
     let mut kls = Vec::new();
-    // d KL / d z_s per chunk for a unit upstream gradient, when kept.
-    let mut kept = Vec::new();
+    let mut reused = Vec::new();
     for (start, rows) in row_chunks(n, chunk_rows) {
-        let unit = keep.then(|| Tensor::ones(rows, DType::F64, h.device())).transpose()?;
-        let (kl, dz) = kl_and_grad(&chunk_logits(&h, &w, start, rows)?, &chunk_logits(&ht, &wt, start, rows)?, temperature, direction, unit.as_ref())?;
+        let (zs, zt) = (chunk_logits(&h, &w, start, rows)?, chunk_logits(&ht, &wt, start, rows)?);
+        let (kl, reuse) = chunk_forward(&zs, &zt, temperature, direction, keep)?;
         kls.push(kl);
-        kept.extend(dz);
+        reused.push(reuse);
     }
     let value = if kls.is_empty() { Tensor::zeros(n, wide, h.device())? } else { Tensor::cat(&kls, 0)? };
     let backward = move |hidden: &Tensor, weight: &Tensor, grad: &Tensor| {
@@ -71,12 +70,11 @@ pub fn logit_kl(
         let w = weight.detach();
         project_back(hidden, weight, chunk_rows, |chunk, start, rows, hc| {
             let g = grad.narrow(0, start, rows)?;
-            let dz = match kept.get(chunk) {
-                Some(unit) => unit.broadcast_mul(&g.to_dtype(unit.dtype())?)?,
-                None => {
+            let dz = match &reused[chunk] {
+                Reuse::Kept(unit) => unit.broadcast_mul(&g)?,
+                reuse => {
                     let zs = matmul(hc, &w.t()?)?;
-                    let (_, dz) = kl_and_grad(&zs, &chunk_logits(&ht, &wt, start, rows)?, temperature, direction, Some(&g))?;
-                    dz.ok_or_else(|| candle_core::Error::Msg("KL: no gradient".into()))?
+                    chunk_grad(&zs, &chunk_logits(&ht, &wt, start, rows)?, reuse, &g, temperature, direction)?
                 }
             };
             dz.to_dtype(dtype)
@@ -85,20 +83,64 @@ pub fn logit_kl(
     attach_grad("recomputed-logit-kl", hidden, weight, &value, Box::new(backward))
 }
 
+/// What a chunk's backward takes from its forward pass besides recomputed logits.
+enum Reuse {
+    /// d KL / d z_s for a unit upstream gradient: no logits needed.
+    Kept(Tensor),
+    /// The fused kernel's per-row shifts and KL: the gradient in one pass over the logits.
+    Rows(Vec<train_kernels::KlRow>),
+    /// Nothing: candle's ops recompute the softmaxes.
+    Nothing,
+}
+
 /// Logits (rows, vocab) of rows `start ..` of `hidden`.
 fn chunk_logits(hidden: &Tensor, weight: &Tensor, start: usize, rows: usize) -> Result<Tensor> {
     matmul(&hidden.narrow(0, start, rows)?, &weight.t()?)
 }
 
-/// KL per row of two logits chunks and, given g per row, d(Σ g·KL)/d z_s: the fused kernel on
-/// CPU floats, candle's ops elsewhere. Both come widened; the teacher is taken as a constant.
-fn kl_and_grad(student: &Tensor, teacher: &Tensor, temperature: f64, direction: KlDirection, grad: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+/// Student and teacher logits in the student's widened dtype, the teacher as a constant.
+fn widened_pair(student: &Tensor, teacher: &Tensor) -> Result<(Tensor, Tensor)> {
     let wide = widened(student.dtype());
-    let (zs, zt) = (student.to_dtype(wide)?, teacher.detach().to_dtype(wide)?);
-    if !zs.track_op() && train_kernels::fusable(&zs) {
-        let g = grad.map(|g| g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()).transpose()?;
-        return train_kernels::vocab_kl(&zs, &zt, temperature, direction, g.as_deref());
+    Ok((student.to_dtype(wide)?, teacher.detach().to_dtype(wide)?))
+}
+
+/// KL per row of a chunk of logits, and what its backward reuses (d KL / d z_s itself when
+/// `keep`): the fused kernel on CPU floats, candle's ops elsewhere.
+fn chunk_forward(student: &Tensor, teacher: &Tensor, temperature: f64, direction: KlDirection, keep: bool) -> Result<(Tensor, Reuse)> {
+    let (zs, zt) = widened_pair(student, teacher)?;
+    if train_kernels::fusable(&zs) {
+        let (kl, rows) = train_kernels::vocab_kl(&zs, &zt, temperature, direction)?;
+        if keep {
+            let unit = train_kernels::vocab_kl_grad(&zs, &zt, &rows, &vec![1.0; rows.len()], temperature, direction)?;
+            return Ok((kl, Reuse::Kept(unit)));
+        }
+        return Ok((kl, Reuse::Rows(rows)));
     }
+    let unit = keep.then(|| Tensor::ones(zs.dim(0)?, zs.dtype(), zs.device())).transpose()?;
+    let (kl, dz) = kl_by_ops(&zs, &zt, temperature, direction, unit.as_ref())?;
+    Ok((kl, dz.map_or(Reuse::Nothing, Reuse::Kept)))
+}
+
+/// d(Σ g·KL)/d z_s of a chunk from its recomputed logits, g (rows, 1).
+fn chunk_grad(student: &Tensor, teacher: &Tensor, reuse: &Reuse, g: &Tensor, temperature: f64, direction: KlDirection) -> Result<Tensor> {
+    let (zs, zt) = widened_pair(student, teacher)?;
+    match reuse {
+        Reuse::Kept(unit) => unit.broadcast_mul(g),
+        Reuse::Rows(rows) => {
+            let g = g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            train_kernels::vocab_kl_grad(&zs, &zt, rows, &g, temperature, direction)
+        }
+        Reuse::Nothing => kl_by_ops(&zs, &zt, temperature, direction, Some(g))?
+            .1
+            .ok_or_else(|| candle_core::Error::Msg("KL: no gradient".into())),
+    }
+}
+
+/// KL per row of two logits chunks and, given g per row, d(Σ g·KL)/d z_s, through candle's
+/// ops: differentiable in `student` when it tracks. The teacher is taken as a constant.
+fn kl_by_ops(student: &Tensor, teacher: &Tensor, temperature: f64, direction: KlDirection, grad: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+    let (zs, zt) = widened_pair(student, teacher)?;
+    let wide = zs.dtype();
     let log_s = log_softmax(&widened_and_scaled(zs, temperature)?)?;
     let log_t = log_softmax(&widened_and_scaled(zt, temperature)?)?;
     let (log_p, log_q) = match direction {
@@ -143,7 +185,7 @@ pub(crate) fn autograd_kl(
 /// KL per row of two logits chunks (n, v) → (n,) through candle's ops, differentiable in
 /// `student` only: the autograd formulation, for output projections that are not a plain matrix.
 pub fn chunk_kl(student: &Tensor, teacher: &Tensor, temperature: f64, direction: KlDirection) -> Result<Tensor> {
-    Ok(kl_and_grad(student, teacher, temperature, direction, None)?.0)
+    Ok(kl_by_ops(student, teacher, temperature, direction, None)?.0)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub(crate) use masked_softmax::masked_softmax;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use swiglu::swiglu;
 pub(crate) use cpu::{slice, Real};
-pub(crate) use vocab_kl::vocab_kl;
+pub(crate) use vocab_kl::{vocab_kl, vocab_kl_grad, KlRow};
 pub(crate) use vocab_softmax::{vocab_logprob_grad, vocab_logprobs};
 
 use candle_core::{DType, Tensor};
