@@ -5,24 +5,17 @@
 //! are not multiplied by τ² (as TRL's GKD). The output projection runs `chunk_rows` rows at a
 //! time, so a (tokens × vocab) logits tensor is never built for the whole batch.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 use super::sft::{collate, SftBatch, SftExample};
 use crate::generate::{generate_group, GenerationConfig, TextDecoder};
-use crate::model::qwen2::log_softmax;
-use crate::model::logprobs::prediction_states;
+pub use crate::model::logit_kl::{chunk_kl, KlDirection};
+use crate::model::logit_kl::{autograd_kl, logit_kl};
+use crate::model::logprobs::{prediction_states, ScoredRows};
+use crate::model::target_logprobs::KEPT_LOGITS_BYTES;
 use crate::model::{Qwen2, TokenBatch};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KlDirection {
-    /// KL(teacher ‖ student) = Σ p_t (log p_t − log p_s): mass-covering, on given sequences.
-    Forward,
-    /// KL(student ‖ teacher) = Σ p_s (log p_s − log p_t): mode-seeking, on student samples.
-    Reverse,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KdError {
@@ -30,24 +23,14 @@ pub enum KdError {
     TokenizerMismatch(String),
 }
 
-/// KL per row of two logits chunks (n, v) → (n,), differentiable in `student` only.
-pub fn chunk_kl(student: &Tensor, teacher: &Tensor, temperature: f64, direction: KlDirection) -> Result<Tensor> {
-    let scale = |x: &Tensor| -> Result<Tensor> {
-        let x = x.to_dtype(DType::F32)?;
-        if temperature == 1.0 { Ok(x) } else { x / temperature }
-    };
-    let log_s = log_softmax(&scale(student)?)?;
-    let log_t = log_softmax(&scale(&teacher.detach())?)?;
-    let (log_p, log_q) = match direction {
-        KlDirection::Forward => (log_t, log_s),
-        KlDirection::Reverse => (log_s, log_t),
-    };
-    (log_p.exp()? * (&log_p - log_q)?)?.sum(D::Minus1)
-}
-
 /// KL of each next-token prediction (b, t − 1) between `student` and `teacher` on `batch`;
-/// 0 where the target or the token before it is padding. Logits are compared over the vocab
-/// the two share (a larger model may pad its embedding rows beyond the tokenizer).
+/// 0 where the target or the token before it is padding, and at predictions `batch.scored`
+/// leaves out. Logits are compared over the vocab the two share (a larger model may pad its
+/// embedding rows beyond the tokenizer).
+///
+/// When both output projections are plain matrices, the backward recomputes each chunk's logits
+/// (`logit_kl`), so memory does not grow with rows × vocab; otherwise (a bias or a LoRA branch
+/// on `lm_head`) autograd runs through each chunk's logits.
 pub fn token_kl(
     student: &Qwen2,
     teacher: &Qwen2,
@@ -56,20 +39,16 @@ pub fn token_kl(
     direction: KlDirection,
     chunk_rows: usize,
 ) -> Result<Tensor> {
-    let (b, t) = batch.ids.dims2()?;
     let (hs, pair_mask) = prediction_states(student, batch)?;
     let (ht, _) = prediction_states(teacher, batch)?;
-    let ht = ht.detach();
+    let scored = ScoredRows::of(batch, hs.device())?;
+    let (hs, ht) = (scored.pick(&hs)?, scored.pick(&ht.detach())?);
     let vocab = student.config().vocab_size.min(teacher.config().vocab_size);
-    let rows = b * (t - 1);
-    let mut parts = Vec::new();
-    for start in (0..rows).step_by(chunk_rows.max(1)) {
-        let n = chunk_rows.max(1).min(rows - start);
-        let ls = student.logits(&hs.narrow(0, start, n)?)?.narrow(1, 0, vocab)?;
-        let lt = teacher.logits(&ht.narrow(0, start, n)?)?.narrow(1, 0, vocab)?.detach();
-        parts.push(chunk_kl(&ls, &lt, temperature, direction)?);
-    }
-    Tensor::cat(&parts, 0)?.reshape((b, t - 1))? * pair_mask
+    let kl = match (student.output_weight(), teacher.output_weight()) {
+        (Some(ws), Some(wt)) => logit_kl(&hs, &ws.narrow(0, 0, vocab)?, &ht, &wt.narrow(0, 0, vocab)?, temperature, direction, chunk_rows, KEPT_LOGITS_BYTES)?,
+        _ => autograd_kl(student, teacher, &hs, &ht, temperature, direction, chunk_rows)?,
+    };
+    scored.spread(kl, &pair_mask)
 }
 
 /// Mean of `per_token` over the predictions `loss_mask` selects (scalar).
@@ -165,4 +144,58 @@ pub fn on_policy_batch(
     }
     let rows: Vec<&SftExample> = examples.iter().collect();
     collate(&rows, pad_id, student.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+    use crate::model::init::init_weights;
+    use crate::synthetic::tiny_qwen2_config;
+
+    fn tiny(vocab: usize, seed: u64, dtype: DType) -> Result<(Qwen2, Vec<(String, Var)>)> {
+        let err = |e: crate::model::ModelError| candle_core::Error::Msg(e.to_string());
+        let cfg = tiny_qwen2_config(vocab);
+        let weights = init_weights(&cfg, 0.2, seed, &Device::Cpu)?.to(dtype, &Device::Cpu).map_err(err)?;
+        let (trainable, vars) = weights.to_vars().map_err(err)?;
+        Ok((Qwen2::new(&cfg, &trainable).map_err(err)?, vars))
+    }
+
+    /// The recomputing path `token_kl` takes, on the scored rows only, gives what autograd
+    /// through every row's logits gives on those rows: values and gradients of every weight,
+    /// both directions, T ≠ 1, chunks that do not divide the rows, a teacher with a larger vocab.
+    #[test]
+    fn the_recomputing_path_equals_autograd_through_the_logits() -> Result<()> {
+        let dev = Device::Cpu;
+        for dtype in [DType::F64, DType::F32] {
+            let (student, vars) = tiny(40, 7, dtype)?;
+            let (teacher, _) = tiny(48, 8, dtype)?;
+            let mut batch = TokenBatch::right_padded(&[vec![3, 9, 27, 1, 30], vec![5, 11, 2]], 0, &dev)?;
+            batch.scored = Some(vec![1, 2, 3, 4, 5]);
+            let picked = Tensor::new(&[[0f32, 1., 1., 1.], [1., 1., 0., 0.]], &dev)?.to_dtype(dtype)?;
+            let coeffs = (Tensor::new(&[[0.5f32, -1.0, 2.0, 0.3], [1.5, -0.2, 0.7, 0.9]], &dev)?.to_dtype(dtype)? * &picked)?;
+            for direction in [KlDirection::Forward, KlDirection::Reverse] {
+                let ours = token_kl(&student, &teacher, &batch, 0.8, direction, 2)?;
+                let (hs, mask) = prediction_states(&student, &batch)?;
+                let (ht, _) = prediction_states(&teacher, &batch)?;
+                let all = autograd_kl(&student, &teacher, &hs, &ht.detach(), 0.8, direction, 3)?;
+                let reference = ((all.reshape((2, 4))? * mask.to_dtype(dtype)?)? * &picked)?;
+                let max_diff = |a: &Tensor, b: &Tensor| -> Result<f64> { (a - b)?.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar() };
+                let tol = if dtype == DType::F64 { 1e-10 } else { 1e-5 };
+                assert!(max_diff(&ours, &reference)? < tol, "{dtype:?} {direction:?}: KL differs by {}", max_diff(&ours, &reference)?);
+
+                let g_ours = (&ours * &coeffs)?.sum_all()?.backward()?;
+                let g_ref = (&reference * &coeffs)?.sum_all()?.backward()?;
+                for (name, var) in &vars {
+                    let (a, b) = (g_ours.get(var).expect(name), g_ref.get(var).expect(name));
+                    // Sums in a different order: relative to the gradient's own size.
+                    let scale = b.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.max(1e-3);
+                    let rel = if dtype == DType::F64 { 1e-9 } else { 1e-4 };
+                    assert!(max_diff(a, b)? < rel * scale, "{dtype:?} {direction:?} {name}: gradients differ by {} (max {scale})", max_diff(a, b)?);
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -80,6 +80,36 @@ pub fn prediction_states(model: &Qwen2, batch: &TokenBatch) -> Result<(Tensor, T
     Ok((hidden, target_mask))
 }
 
+/// The predictions `TokenBatch::scored` names, as an index into the b·(t − 1) rows.
+pub(crate) struct ScoredRows {
+    index: Option<Tensor>,
+}
+
+impl ScoredRows {
+    pub(crate) fn of(batch: &TokenBatch, device: &Device) -> Result<Self> {
+        let index = batch.scored.as_ref().map(|idx| Tensor::from_slice(idx, idx.len(), device)).transpose()?;
+        Ok(ScoredRows { index })
+    }
+
+    /// The scored rows of `x` (b·(t − 1), …).
+    pub(crate) fn pick(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.index {
+            Some(idx) => x.index_select(idx, 0),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// Per-row values of the scored rows back at their places in (b, t − 1), times `pair_mask`
+    /// (b, t − 1); 0 at the rows not scored.
+    pub(crate) fn spread(&self, v: Tensor, pair_mask: &Tensor) -> Result<Tensor> {
+        let v = match &self.index {
+            Some(idx) => Tensor::zeros(pair_mask.elem_count(), v.dtype(), v.device())?.index_add(idx, &v, 0)?,
+            None => v,
+        };
+        v.reshape(pair_mask.dims())?.mul(&pair_mask.to_dtype(v.dtype())?)
+    }
+}
+
 /// Log-probs of each next token under `model`, logits divided by `temperature`.
 ///
 /// When the output projection is a plain matrix, its backward recomputes logits chunk by chunk
@@ -94,24 +124,14 @@ pub fn token_logprobs(
 ) -> Result<TokenLogProbs> {
     let (b, t) = batch.ids.dims2()?;
     let (hidden, target_mask) = prediction_states(model, batch)?;
-    let rows = b * (t - 1);
-    let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(rows)?;
-    let scored = batch.scored.as_ref().map(|idx| Tensor::from_slice(idx, idx.len(), hidden.device())).transpose()?;
-    let (hidden, targets) = match &scored {
-        Some(idx) => (hidden.index_select(idx, 0)?, targets.index_select(idx, 0)?),
-        None => (hidden, targets),
-    };
+    let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(b * (t - 1))?;
+    let scored = ScoredRows::of(batch, hidden.device())?;
+    let (hidden, targets) = (scored.pick(&hidden)?, scored.pick(&targets)?);
     let out = match model.output_weight() {
         Some(weight) => target_logprobs(&hidden, weight, &targets, temperature, with_entropy, chunk_rows)?,
         None => autograd_logprobs(model, &hidden, &targets, temperature, with_entropy, chunk_rows)?,
     };
-    let finish = |v: Tensor| -> Result<Tensor> {
-        let v = match &scored {
-            Some(idx) => Tensor::zeros(rows, v.dtype(), v.device())?.index_add(idx, &v, 0)?,
-            None => v,
-        };
-        v.reshape((b, t - 1))?.mul(&target_mask.to_dtype(v.dtype())?)
-    };
+    let finish = |v: Tensor| scored.spread(v, &target_mask);
     Ok(TokenLogProbs { logprobs: finish(out.logprobs)?, entropies: out.entropies.map(finish).transpose()? })
 }
 

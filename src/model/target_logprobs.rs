@@ -15,6 +15,7 @@ use candle_core::{DType, Result, Tensor, D};
 
 use super::custom_grad::attach_grad;
 use super::matmul::matmul;
+use super::projection_grad::{project_back, row_chunks};
 use super::norm::widened;
 use super::qwen2::log_softmax;
 use super::train_kernels;
@@ -89,8 +90,7 @@ pub(crate) fn chunked_logprobs(
     let n = targets.dim(0)?;
     let mut logps = Vec::new();
     let mut entropies = Vec::new();
-    for start in (0..n).step_by(chunk_rows.max(1)) {
-        let rows = chunk_rows.max(1).min(n - start);
+    for (start, rows) in row_chunks(n, chunk_rows) {
         let chunk = logits(start, rows)?;
         if !chunk.track_op() && train_kernels::fusable(&chunk) {
             let targets = targets.narrow(0, start, rows)?.flatten_all()?.to_vec1::<u32>()?;
@@ -115,7 +115,7 @@ pub(crate) fn chunked_logprobs(
 }
 
 /// Logits in f32 for bf16 models (the softmax needs the range), divided by T.
-fn widened_and_scaled(logits: Tensor, temperature: f64) -> Result<Tensor> {
+pub(crate) fn widened_and_scaled(logits: Tensor, temperature: f64) -> Result<Tensor> {
     let logits = logits.to_dtype(widened(logits.dtype()))?;
     if temperature == 1.0 {
         Ok(logits)
@@ -135,44 +135,27 @@ fn recomputed_backward(
     chunk_rows: usize,
     kept: Option<&Tensor>,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let (h, w) = (hidden.detach(), weight.detach());
-    // A frozen output projection (LoRA runs) needs no gradient: skip its vocab-sized product.
-    let weight_grad_needed = weight.track_op();
-    let n = h.dim(0)?;
-    let grad = grad.detach().to_dtype(widened(h.dtype()))?.reshape((n, 1))?;
-    let mut dh_parts = Vec::new();
-    let mut dw: Option<Tensor> = None;
-    for start in (0..n).step_by(chunk_rows) {
-        let rows = chunk_rows.min(n - start);
-        let hc = h.narrow(0, start, rows)?;
+    let w = weight.detach();
+    let dtype = hidden.dtype();
+    let grad = grad.detach().to_dtype(widened(dtype))?.reshape((hidden.dim(0)?, 1))?;
+    project_back(hidden, weight, chunk_rows, |_, start, rows, hc| {
         let g = grad.narrow(0, start, rows)?;
         let logits = match kept {
             Some(z) if z.dim(0)? == rows => z.clone(),
-            _ => matmul(&hc, &w.t()?)?,
+            _ => matmul(hc, &w.t()?)?,
         };
         // dz = (onehot(target) − p) · g / T
-        let dz = if train_kernels::fusable(&logits) {
+        if train_kernels::fusable(&logits) {
             let t = targets.narrow(0, start, rows)?.flatten_all()?.to_vec1::<u32>()?;
             let g = g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-            train_kernels::vocab_logprob_grad(&logits, &t, &g, temperature)?
-        } else {
-            let probs = candle_nn::ops::softmax_last_dim(&widened_and_scaled(logits, temperature)?)?;
-            let dz = probs.broadcast_mul(&g)?.neg()?;
-            let dz = dz.scatter_add(&targets.narrow(0, start, rows)?, &g, 1)?;
-            let dz = if temperature == 1.0 { dz } else { (dz / temperature)? };
-            dz.to_dtype(h.dtype())?
-        };
-        dh_parts.push(matmul(&dz, &w)?);
-        if weight_grad_needed {
-            let part = matmul(&dz.t()?, &hc)?;
-            dw = Some(match dw {
-                Some(acc) => (acc + part)?,
-                None => part,
-            });
+            return train_kernels::vocab_logprob_grad(&logits, &t, &g, temperature);
         }
-    }
-    let dh = if dh_parts.is_empty() { h.zeros_like()? } else { Tensor::cat(&dh_parts, 0)? };
-    Ok((Some(dh), dw))
+        let probs = candle_nn::ops::softmax_last_dim(&widened_and_scaled(logits, temperature)?)?;
+        let dz = probs.broadcast_mul(&g)?.neg()?;
+        let dz = dz.scatter_add(&targets.narrow(0, start, rows)?, &g, 1)?;
+        let dz = if temperature == 1.0 { dz } else { (dz / temperature)? };
+        dz.to_dtype(dtype)
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod heads;
 mod masked_softmax;
 mod rms_norm;
 mod swiglu;
+mod vocab_kl;
 mod vocab_softmax;
 
 pub(crate) use heads::{merge_heads, split_heads, Rotation};
@@ -19,6 +20,7 @@ pub(crate) use masked_softmax::masked_softmax;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use swiglu::swiglu;
 pub(crate) use cpu::{slice, Real};
+pub(crate) use vocab_kl::{vocab_kl, vocab_kl_grad, KlRow};
 pub(crate) use vocab_softmax::{vocab_logprob_grad, vocab_logprobs};
 
 use candle_core::{DType, Tensor};
@@ -29,4 +31,4 @@ pub(crate) fn fusable(x: &Tensor) -> bool {
 }
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;

@@ -8,7 +8,7 @@ use super::cpu::{for_rows, tensor, with_slice, Real};
 use super::fast_exp::sum_exp;
 
 /// The max and log Σ exp of (z − max) over a row already divided by T.
-fn max_and_lse<T: Real>(row: &[T], inv_t: T) -> (T, T) {
+pub(super) fn max_and_lse<T: Real>(row: &[T], inv_t: T) -> (T, T) {
     // Eight running maxima so the loop vectorises (max is exact, so the order does not matter).
     let mut lanes = [T::neg_infinity(); 8];
     for chunk in row.chunks(8) {
