@@ -17,7 +17,7 @@ use candle_core::{DType, Result, Tensor, D};
 use super::custom_grad::attach_grad;
 use super::matmul::matmul;
 use super::norm::widened;
-use super::projection_grad::{project_back, row_chunks};
+use super::projection_grad::{project_back, row_chunks, worth_keeping};
 use super::qwen2::{log_softmax, Qwen2};
 use super::target_logprobs::widened_and_scaled;
 use super::train_kernels;
@@ -52,7 +52,7 @@ pub fn logit_kl(
         candle_core::bail!("KL: student {:?} × {:?}, teacher {:?} × {:?}", hidden.dims(), weight.dims(), teacher_hidden.dims(), teacher_weight.dims());
     }
     let wide = widened(hidden.dtype());
-    let keep = (hidden.track_op() || weight.track_op()) && n * weight.dim(0)? * wide.size_in_bytes() <= kept_bytes;
+    let keep = worth_keeping(hidden, weight, wide.size_in_bytes(), kept_bytes)?;
     let (h, w) = (hidden.detach(), weight.detach());
     let (ht, wt) = (teacher_hidden.detach(), teacher_weight.detach());
     let mut kls = Vec::new();

@@ -5,6 +5,13 @@ use candle_core::{Result, Tensor};
 
 use super::matmul::matmul;
 
+/// Whether a backward pass will run and all n × vocab values of `bytes_per_value` fit
+/// `kept_bytes`: then the forward keeps them for it instead of the backward recomputing them.
+pub(crate) fn worth_keeping(hidden: &Tensor, weight: &Tensor, bytes_per_value: usize, kept_bytes: usize) -> Result<bool> {
+    let backward = hidden.track_op() || weight.track_op();
+    Ok(backward && hidden.dim(0)? * weight.dim(0)? * bytes_per_value <= kept_bytes)
+}
+
 /// (start, rows) of each chunk of `n` rows, `chunk_rows` at a time (at least one).
 pub(crate) fn row_chunks(n: usize, chunk_rows: usize) -> impl Iterator<Item = (usize, usize)> {
     let chunk_rows = chunk_rows.max(1);

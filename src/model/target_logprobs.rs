@@ -15,7 +15,7 @@ use candle_core::{DType, Result, Tensor, D};
 
 use super::custom_grad::attach_grad;
 use super::matmul::matmul;
-use super::projection_grad::{project_back, row_chunks};
+use super::projection_grad::{project_back, row_chunks, worth_keeping};
 use super::norm::widened;
 use super::qwen2::log_softmax;
 use super::train_kernels;
@@ -55,8 +55,7 @@ fn logprobs_keeping(
     kept_bytes: usize,
 ) -> Result<TargetLogProbs> {
     let n = hidden.dim(0)?;
-    let keep = hidden.track_op() || weight.track_op();
-    let keep = keep && n * weight.dim(0)? * hidden.dtype().size_in_bytes() <= kept_bytes;
+    let keep = worth_keeping(hidden, weight, hidden.dtype().size_in_bytes(), kept_bytes)?;
     let chunk_rows = if keep { n.max(1) } else { chunk_rows.max(1) };
     let targets = targets.reshape((n, 1))?;
     let (h, w) = (hidden.detach(), weight.detach());
