@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Learner throughput (forward + backward + AdamW on a G × (prompt + N) batch): the PyTorch peer
 # and srlm alternated ROUNDS times in one run, for SmolLM2 and Qwen 0.5B, so the ratio is read
-# under the same machine load. BLAS=1 also runs srlm built with --features blas.
+# under the same machine load. Each round runs srlm twice: the whole batch as one micro-batch on
+# all cores, and two half-batch micro-batches in two lanes (`--lanes 2`, one core each).
+# BLAS=1 also runs srlm built with --features blas.
 # Usage: scripts/bench_train.sh [G] [N] [ROUNDS]   (pip install torch transformers gguf accelerate;
 #        the peer times generation first, then its training step).
 set -euo pipefail
@@ -19,6 +21,7 @@ for f in smollm2-135m-instruct-q4_1.gguf qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
   for _ in $(seq "$ROUNDS"); do
     python3 "$PEER" "$MODELS" "$f" "$G" "$N" 2>/dev/null | grep '"train"' || echo '{"peer": "torch", "what": "train", "model": "'"$f"'", "failed": true}'
     "$BIN/srlm" bench train --model "$MODELS/$f" --batch "$G" --new-tokens "$N" --steps 3
+    "$BIN/srlm" bench train --model "$MODELS/$f" --batch "$G" --new-tokens "$N" --steps 3 --micro-batch $(( (G + 1) / 2 )) --lanes 2
     if [ -x "$BIN/srlm-blas" ]; then
       "$BIN/srlm-blas" bench train --model "$MODELS/$f" --batch "$G" --new-tokens "$N" --steps 3
     fi

@@ -5,6 +5,7 @@
 //! AdamW cannot export its moments, which exact resume needs.
 
 mod fused;
+mod grad_sum;
 mod schedule;
 
 use std::collections::HashMap;
@@ -183,7 +184,7 @@ impl AdamW {
 
     /// An empty gradient sum over this optimizer's parameters.
     pub fn accumulator(&self) -> GradAccumulator {
-        GradAccumulator { sums: vec![None; self.params.len()], vars: self.params.iter().map(|p| p.var.clone()).collect() }
+        GradAccumulator { sums: vec![None; self.params.len()], owned: vec![false; self.params.len()], vars: self.params.iter().map(|p| p.var.clone()).collect() }
     }
 
     /// Clips and applies the accumulated gradient. A non-finite gradient norm skips the update
@@ -276,6 +277,9 @@ impl AdamW {
 /// The sum of the gradients of several backward passes (micro-batches), per parameter.
 pub struct GradAccumulator {
     sums: Vec<Option<Tensor>>,
+    /// Whether the sum is a buffer of the accumulator's own, added into in place, rather than
+    /// the first micro-batch's gradient.
+    owned: Vec<bool>,
     vars: Vec<Var>,
 }
 
@@ -286,15 +290,24 @@ impl GradAccumulator {
         self.sums[i].as_ref()
     }
 
-    /// Adds the gradients `grads` holds for the optimizer's parameters.
-    pub fn add(&mut self, grads: &GradStore) -> Result<(), OptimError> {
-        for (sum, var) in self.sums.iter_mut().zip(&self.vars) {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                *sum = Some(match sum.take() {
-                    None => g.detach(),
-                    Some(s) => (s + g)?.detach(),
-                });
-            }
+    /// Adds the gradients `grads` holds for the optimizer's parameters. The second micro-batch's
+    /// sum goes into a buffer of the accumulator's own and later ones are added into it in
+    /// place, in parallel. (Adding into the first micro-batch's own buffers instead kept them
+    /// alive across the step, and the Qwen 0.5B GRPO step with micro-batch 1 took 18 % longer.)
+    pub fn add(&mut self, grads: GradStore) -> Result<(), OptimError> {
+        for ((sum, owned), var) in self.sums.iter_mut().zip(&mut self.owned).zip(&self.vars) {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            *sum = Some(match sum.take() {
+                None => g.detach(),
+                Some(s) if *owned && grad_sum::add_assign(&s, g)? => s,
+                Some(s) => match grad_sum::sum(&s, g) {
+                    Some(fresh) => {
+                        *owned = true;
+                        fresh
+                    }
+                    None => (s + g)?.detach(),
+                },
+            });
         }
         Ok(())
     }

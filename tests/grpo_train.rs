@@ -87,12 +87,17 @@ fn values(vars: &[(String, Var)]) -> Vec<Vec<f64>> {
 }
 
 fn one_step(loss_type: LossType, micro_batch_size: usize, batch: &[ScoredSequence]) -> Vec<Vec<f64>> {
+    one_step_in_lanes(loss_type, micro_batch_size, 1, batch)
+}
+
+fn one_step_in_lanes(loss_type: LossType, micro_batch_size: usize, lanes: usize, batch: &[ScoredSequence]) -> Vec<Vec<f64>> {
     let (mcfg, w, vars) = tiny(DType::F64);
     let model = Qwen2::new(&mcfg, &w).unwrap();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: 1e-2, max_grad_norm: None, ..AdamWConfig::default() }).unwrap();
     let cfg = GrpoConfig {
         loss: GrpoLossConfig { loss_type, max_completion_len: 6, ..Default::default() },
         micro_batch_size,
+        lanes,
         mask_truncated: true,
         ..GrpoConfig::default()
     };
@@ -110,6 +115,16 @@ fn micro_batches_accumulate_to_the_full_batch_update() {
         let split = one_step(loss_type, 2, &batch);
         let diff = whole.iter().flatten().zip(split.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(diff < 1e-9, "{}: micro-batched update differs by {diff}", loss_type.name());
+    }
+}
+
+#[test]
+fn micro_batches_in_lanes_give_the_same_update_as_one_at_a_time() {
+    // Five micro-batches: lanes of 2 and 4 leave a short last round.
+    let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(4), 2, 5, 5);
+    let one_at_a_time = one_step_in_lanes(LossType::Dapo, 2, 1, &batch);
+    for lanes in [2, 4] {
+        assert!(one_step_in_lanes(LossType::Dapo, 2, lanes, &batch) == one_at_a_time, "{lanes} lanes: update differs");
     }
 }
 
@@ -144,11 +159,13 @@ fn non_finite_loss_skips_the_step_and_leaves_weights_alone() {
     // A behaviour log-prob so low that the ratio overflows to infinity.
     batch[2].behaviour_logprobs[0] = -1e30;
     let before = values(&vars);
-    let stats = grpo_step(&model, None, &batch, &GrpoConfig { micro_batch_size: 2, ..GrpoConfig::default() }, &mut opt).unwrap();
-    assert_eq!(stats.skipped, 1);
-    assert!(!stats.iterations[0].applied);
-    assert_eq!((opt.step_count(), opt.skipped_count()), (0, 1));
-    assert_eq!(values(&vars), before);
+    for (lanes, skipped) in [(1, 1), (2, 2)] {
+        let stats = grpo_step(&model, None, &batch, &GrpoConfig { micro_batch_size: 2, lanes, ..GrpoConfig::default() }, &mut opt).unwrap();
+        assert_eq!(stats.skipped, 1);
+        assert!(!stats.iterations[0].applied);
+        assert_eq!((opt.step_count(), opt.skipped_count()), (0, skipped), "{lanes} lanes");
+        assert_eq!(values(&vars), before);
+    }
 }
 
 #[test]

@@ -34,6 +34,7 @@ fn sft_cfg(epochs: usize) -> SftConfig {
         seed: 5,
         pad_id: 0,
         chunk_rows: 16,
+        lanes: 1,
     }
 }
 
@@ -64,6 +65,21 @@ fn full_sft_lowers_held_out_loss() {
     assert_eq!(steps, report.steps);
     assert!(before > 4.0, "starts near ln(96): {before}");
     assert!(after < 0.25 * before, "held-out loss {before} → {after}");
+}
+
+#[test]
+fn sft_with_micro_batches_in_lanes_trains_the_same_weights() {
+    let train_in = |lanes: usize| -> Vec<Vec<f32>> {
+        let (config, base) = tiny("qwen2");
+        let (weights, named) = base.to_vars().unwrap();
+        let model = Qwen2::new(&config, &weights).unwrap();
+        let mut opt = AdamW::new(named.clone(), AdamWConfig { lr: 3e-3, ..Default::default() }).unwrap();
+        let cfg = SftConfig { grad_accum: 3, lanes, ..sft_cfg(1) };
+        sft::train_sft(&model, &mut opt, &split().0, &cfg, SftCursor::default(), |_, _| -> Result<(), AlgoError> { Ok(()) }).unwrap();
+        named.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect()
+    };
+    let one_at_a_time = train_in(1);
+    assert!(train_in(2) == one_at_a_time, "2 lanes trained other weights");
 }
 
 #[test]
@@ -105,9 +121,10 @@ fn accumulated_micro_batches_give_the_big_batch_gradient() {
     let total = whole.targets as f64;
     let big = (completion_nll(&model, &whole, 5).unwrap() / total).unwrap().backward().unwrap();
     let mut acc = opt.accumulator();
-    for rows in [vec![&a], vec![&b, &c]] {
+    // Three micro-batches: the accumulator's first sum and then its in-place add.
+    for rows in [vec![&a], vec![&b], vec![&c]] {
         let micro = collate(&rows, 0, &Device::Cpu).unwrap();
-        acc.add(&(completion_nll(&model, &micro, 5).unwrap() / total).unwrap().backward().unwrap()).unwrap();
+        acc.add((completion_nll(&model, &micro, 5).unwrap() / total).unwrap().backward().unwrap()).unwrap();
     }
     for v in &vars {
         let x: Vec<f32> = big.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();

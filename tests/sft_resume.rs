@@ -33,7 +33,7 @@ fn examples() -> Vec<SftExample> {
 }
 
 fn sft_cfg(grad_accum: usize) -> SftConfig {
-    SftConfig { epochs: 2, max_len: 16, overlong: Overlong::Truncate, token_budget: 24, grad_accum, seed: 9, pad_id: 0, chunk_rows: 16 }
+    SftConfig { epochs: 2, max_len: 16, overlong: Overlong::Truncate, token_budget: 24, grad_accum, seed: 9, pad_id: 0, chunk_rows: 16, lanes: 1 }
 }
 
 fn adamw(total: usize) -> AdamWConfig {

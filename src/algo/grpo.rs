@@ -6,6 +6,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::lanes::Lanes;
 use super::grpo_loss::{grpo_loss, GrpoLossConfig, LossInputs, LossStats, LossType};
 use super::AlgoError;
 use crate::model::logprobs::DEFAULT_CHUNK_ROWS;
@@ -36,6 +37,9 @@ pub struct GrpoConfig {
     pub iterations: usize,
     /// Rows per forward/backward; their gradients are accumulated into one update.
     pub micro_batch_size: usize,
+    /// Micro-batches computed at once, each on one thread of its own (`lanes`); 1 runs them one
+    /// after another, each using every thread.
+    pub lanes: usize,
     /// The sampling temperature: log-probs are taken of logits / temperature, as generated.
     pub temperature: f64,
     /// Exclude completions that hit the length limit from the loss (DAPO's overlong filtering).
@@ -55,6 +59,7 @@ impl Default for GrpoConfig {
             loss: GrpoLossConfig::default(),
             iterations: 1,
             micro_batch_size: 4,
+            lanes: 1,
             temperature: 1.0,
             mask_truncated: false,
             pad_id: 0,
@@ -134,12 +139,14 @@ pub fn grpo_step(
         _ => None,
     };
 
+    let lanes = Lanes::new(cfg.lanes)?;
     let mut iterations = Vec::with_capacity(cfg.iterations);
     let mut skipped = 0;
     for _ in 0..cfg.iterations {
         let mut grads = opt.accumulator();
         let mut parts = Vec::with_capacity(micro.len());
-        for (k, mb) in micro.iter().enumerate() {
+        // Each micro-batch's loss stats and, when the loss is finite, its gradients.
+        let work = |k: usize, mb: &MicroBatch| -> Result<_, AlgoError> {
             let out = token_logprobs(policy, &mb.tokens, cfg.temperature, cfg.entropy, cfg.chunk_rows)?;
             let dtype = out.logprobs.dtype();
             let inputs = LossInputs {
@@ -152,13 +159,15 @@ pub fn grpo_step(
                 global_tokens: Some(tokens as f64),
             };
             let loss = grpo_loss(&inputs, &cfg.loss)?;
-            let finite = loss.stats.loss.is_finite();
-            parts.push((mb.weight, loss.stats));
-            if !finite {
-                break;
-            }
-            grads.add(&(loss.loss * mb.weight)?.backward()?)?;
-        }
+            let grads = if loss.stats.loss.is_finite() { Some((loss.loss * mb.weight)?.backward()?) } else { None };
+            Ok((mb.weight, loss.stats, grads))
+        };
+        lanes.fold_in_order(&micro, work, |(weight, stats, store)| {
+            parts.push((weight, stats));
+            let Some(store) = store else { return Ok(false) };
+            grads.add(store)?;
+            Ok(true)
+        })?;
         let loss = combine(&parts);
         let stats = if loss.loss.is_finite() && parts.len() == micro.len() {
             let report = opt.step(grads)?;
@@ -195,6 +204,9 @@ fn validate(batch: &ScoredBatch, cfg: &GrpoConfig) -> Result<(), AlgoError> {
     }
     if cfg.micro_batch_size == 0 {
         return bad("micro_batch_size", "must be at least 1");
+    }
+    if cfg.lanes == 0 {
+        return bad("lanes", "must be at least 1");
     }
     if !(cfg.temperature > 0.0 && cfg.temperature.is_finite()) {
         return bad("temperature", "must be a finite value > 0");

@@ -6,6 +6,7 @@ pub mod advantages;
 pub mod grpo;
 pub mod grpo_loss;
 pub mod kd;
+pub mod lanes;
 pub mod logit_kd;
 pub mod sft;
 pub mod sft_checkpoint;

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
+use super::lanes::Lanes;
 use super::AlgoError;
 use crate::model::{token_logprobs, Qwen2, TokenBatch};
 use crate::optim::AdamW;
@@ -55,6 +56,8 @@ pub struct SftConfig {
     pub pad_id: u32,
     /// Rows of the output projection computed at once (see `token_logprobs`).
     pub chunk_rows: usize,
+    /// Micro-batches computed at once, one thread each (see `GrpoConfig::lanes`).
+    pub lanes: usize,
 }
 
 /// Examples cut to the maximum length, with what it cost.
@@ -252,13 +255,18 @@ fn sft_step(
     let tokens: usize = group.iter().flatten().map(|&i| examples[i].completion.len()).sum();
     let mut grads = opt.accumulator();
     let mut nll_sum = 0f64;
-    for idx in group {
+    let work = |_: usize, idx: &Vec<usize>| -> std::result::Result<_, AlgoError> {
         let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
         let batch = collate(&rows, cfg.pad_id, model.device())?;
         let nll = completion_nll(model, &batch, cfg.chunk_rows)?;
-        nll_sum += nll.detach().to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        grads.add(&(nll / tokens as f64)?.backward()?)?;
-    }
+        let value = nll.detach().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok((value, (nll / tokens as f64)?.backward()?))
+    };
+    Lanes::new(cfg.lanes)?.fold_in_order(group, work, |(value, store)| {
+        nll_sum += value;
+        grads.add(store)?;
+        Ok(true)
+    })?;
     let loss = nll_sum / tokens.max(1) as f64;
     let (grad_norm, lr, applied) = if loss.is_finite() {
         let r = opt.step(grads)?;

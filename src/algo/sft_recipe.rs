@@ -46,6 +46,9 @@ pub struct SftRecipe {
     pub token_budget: usize,
     #[serde(default = "defaults::one")]
     pub grad_accum: usize,
+    /// Micro-batches computed at once, one thread each (README: CPU speed settings).
+    #[serde(default = "defaults::one")]
+    pub lanes: usize,
     #[serde(default = "defaults::max_grad_norm")]
     pub max_grad_norm: f64,
     #[serde(default)]
@@ -144,8 +147,8 @@ impl SftRecipe {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0 || self.grad_accum == 0 || self.max_length < 2 || self.token_budget == 0 {
-            return Err("epochs, grad_accum and token_budget must be at least 1, max_length at least 2".into());
+        if self.epochs == 0 || self.grad_accum == 0 || self.lanes == 0 || self.max_length < 2 || self.token_budget == 0 {
+            return Err("epochs, grad_accum, lanes and token_budget must be at least 1, max_length at least 2".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(format!("lr must be a positive number, got {}", self.lr));

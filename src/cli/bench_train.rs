@@ -6,13 +6,15 @@
 //! learner's real `grpo_step` (on-policy behaviour log-probs, ±1 advantages, β = 0).
 //! `--lora-rank R` trains LoRA adapters on every projection instead of all weights.
 
-use std::time::Instant;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use candle_core::D;
 use clap::{Args, ValueEnum};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use srlm::algo::lanes::Lanes;
 use srlm::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use srlm::chat::Message;
 use srlm::model::logprobs::DEFAULT_CHUNK_ROWS;
@@ -59,6 +61,9 @@ pub struct TrainBench {
     /// one update. Defaults to the whole batch.
     #[arg(long = "micro-batch")]
     micro_batch: Option<usize>,
+    /// Micro-batches computed at once, one per thread (see `[grpo] lanes`).
+    #[arg(long, default_value_t = 1)]
+    lanes: usize,
     /// Train rank-R LoRA adapters (α = 2R) on every attention and MLP projection instead of
     /// all weights.
     #[arg(long = "lora-rank")]
@@ -126,6 +131,10 @@ pub fn run(b: TrainBench) -> Result<()> {
     let load_peak = peak_rss_bytes()?;
     let step_peak_measured = reset_peak_rss();
 
+    let lanes = Lanes::new(b.lanes)?;
+    let lanes = &lanes;
+    let phases = RefCell::new(Phases::default());
+    let phases = &phases;
     let mut step: LearnerStep = match b.loss {
         Loss::Nll => {
             let batches = seqs
@@ -136,20 +145,27 @@ pub fn run(b: TrainBench) -> Result<()> {
             Box::new(move |opt: &mut AdamW| {
                 let mut grads = opt.accumulator();
                 let mut total = 0.0;
-                for batch in &batches {
+                let work = |_: usize, batch: &TokenBatch| -> Result<_> {
+                    let t = Instant::now();
                     let lp = token_logprobs(model, batch, 1.0, false, b.chunk_rows)?;
                     // Predictions of the completion tokens: positions p − 1 .. seq − 2 of (b, seq − 1).
                     let share = batch.ids.dim(0)? as f64 / b.batch as f64;
-                    let loss = (lp
-                        .logprobs
-                        .narrow(D::Minus1, p - 1, b.new_tokens)?
-                        .mean_all()?
-                        .neg()?
-                        * share)?;
-                    total += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                    grads.add(&loss.backward()?)?;
-                }
+                    let loss = (lp.logprobs.narrow(D::Minus1, p - 1, b.new_tokens)?.mean_all()?.neg()? * share)?;
+                    let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    let forward_done = Instant::now();
+                    let g = loss.backward()?;
+                    Ok((value, g, forward_done - t, forward_done.elapsed()))
+                };
+                lanes.fold_in_order(&batches, work, |(value, g, forward, backward)| {
+                    total += value;
+                    let t = Instant::now();
+                    grads.add(g)?;
+                    phases.borrow_mut().add([forward, backward, t.elapsed()]);
+                    Ok(true)
+                })?;
+                let t = Instant::now();
                 opt.step(grads)?;
+                phases.borrow_mut().optimizer += t.elapsed();
                 Ok(total)
             })
         }
@@ -157,6 +173,7 @@ pub fn run(b: TrainBench) -> Result<()> {
             let batch = on_policy_group(&model, &seqs, p, b.chunk_rows)?;
             let cfg = GrpoConfig {
                 micro_batch_size: micro,
+                lanes: b.lanes,
                 chunk_rows: b.chunk_rows,
                 ..GrpoConfig::default()
             };
@@ -170,6 +187,7 @@ pub fn run(b: TrainBench) -> Result<()> {
     for _ in 0..b.warmup {
         step(&mut opt)?;
     }
+    *phases.borrow_mut() = Phases::default();
     let (start, cpu_start) = (Instant::now(), process_cpu_seconds()?);
     let mut loss = 0.0;
     for _ in 0..b.steps.max(1) {
@@ -185,7 +203,7 @@ pub fn run(b: TrainBench) -> Result<()> {
         json!({
             "impl": "srlm", "what": "train", "model": b.model.model, "G": b.batch, "seq": seq,
             "loss_kind": match b.loss { Loss::Nll => "nll", Loss::Grpo => "grpo" },
-            "micro_batch": micro, "lora_rank": b.lora_rank, "trainable_params": trainable,
+            "micro_batch": micro, "lanes": lanes.count(), "lora_rank": b.lora_rank, "trainable_params": trainable,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "tokens_per_s": (tokens / seconds * 10.0).round() / 10.0,
             "tokens_per_cpu_s": (tokens / cpu_seconds * 10.0).round() / 10.0,
@@ -196,10 +214,37 @@ pub fn run(b: TrainBench) -> Result<()> {
             // The whole process: the larger of the two.
             "peak_rss_gib": gib(peak_rss_bytes()?.max(load_peak)),
             "loss": loss, "blas": cfg!(feature = "blas"),
+            // Seconds per step in each part (nll only; null for grpo); with lanes, forward and
+            // backward add up the lanes' times, which overlap.
+            "phases_s": phases.borrow().per_step(steps),
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     );
     Ok(())
+}
+
+/// Wall time of the parts of the timed steps.
+#[derive(Default)]
+struct Phases {
+    forward: Duration,
+    backward: Duration,
+    accumulate: Duration,
+    optimizer: Duration,
+}
+
+impl Phases {
+    fn add(&mut self, [forward, backward, accumulate]: [Duration; 3]) {
+        self.forward += forward;
+        self.backward += backward;
+        self.accumulate += accumulate;
+    }
+
+    fn per_step(&self, steps: f64) -> Option<serde_json::Value> {
+        let s = |d: Duration| (d.as_secs_f64() / steps * 1000.0).round() / 1000.0;
+        (self.optimizer > Duration::ZERO).then(|| {
+            json!({"forward": s(self.forward), "backward": s(self.backward), "accumulate": s(self.accumulate), "optimizer": s(self.optimizer)})
+        })
+    }
 }
 
 /// The group as the learner receives it: behaviour log-probs from the current weights

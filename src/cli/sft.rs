@@ -67,6 +67,7 @@ pub fn run(args: SftArgs) -> Result<()> {
         seed: recipe.seed,
         pad_id: loaded.tokenizer.pad_token_id().or(loaded.tokenizer.eos_token_id()).unwrap_or(0),
         chunk_rows: srlm::model::logprobs::DEFAULT_CHUNK_ROWS,
+        lanes: recipe.lanes,
     };
     let steps = total_steps(&fitted.examples, &cfg);
     let opt_cfg = recipe.adamw(steps);

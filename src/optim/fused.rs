@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Storage, Tensor, WithDT
 use rayon::prelude::*;
 
 /// Elements per rayon task: big enough to amortise the scheduling, small enough to balance.
-const CHUNK: usize = 1 << 15;
+pub(super) const CHUNK: usize = 1 << 15;
 
 /// The constants of one AdamW update, shared by the fused and the tensor path.
 #[derive(Debug, Clone, Copy)]
@@ -109,13 +109,13 @@ fn data_ptr(t: &Tensor) -> usize {
 }
 
 /// The elements a contiguous layout covers.
-fn range(l: &Layout) -> candle_core::Result<Range<usize>> {
+pub(super) fn range(l: &Layout) -> candle_core::Result<Range<usize>> {
     let (start, end) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adamw: strided operand".into()))?;
     Ok(start..end)
 }
 
 /// Runs `f` on a tensor's CPU storage under the tensor's write lock: candle's safe in-place write.
-fn in_place<F>(t: &Tensor, f: F) -> candle_core::Result<()>
+pub(super) fn in_place<F>(t: &Tensor, f: F) -> candle_core::Result<()>
 where
     F: FnMut(&mut CpuStorage, &Layout) -> candle_core::Result<()>,
 {

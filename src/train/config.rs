@@ -114,6 +114,9 @@ pub struct SftSection {
     pub token_budget: usize,
     #[serde(default = "one_usize")]
     pub grad_accum: usize,
+    /// Micro-batches computed at once, one thread each (README: CPU speed settings).
+    #[serde(default = "one_usize")]
+    pub lanes: usize,
     #[serde(default = "one")]
     pub max_grad_norm: f64,
 }
@@ -244,6 +247,9 @@ pub struct GrpoSection {
     pub iterations: usize,
     #[serde(default = "default_micro_batch")]
     pub micro_batch_size: usize,
+    /// Micro-batches the learner computes at once, one thread each (README: CPU speed settings).
+    #[serde(default = "one_usize")]
+    pub lanes: usize,
     #[serde(default)]
     pub mask_truncated: bool,
     #[serde(default = "one")]

@@ -175,6 +175,7 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
         seed: cfg.seed,
         pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
         chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
+        lanes: s.lanes,
     };
     let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: total_steps(&fitted.examples, &sft).max(1) };
     let max_grad_norm = (s.max_grad_norm > 0.0).then_some(s.max_grad_norm);
@@ -250,6 +251,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         loss,
         iterations: g.iterations,
         micro_batch_size: g.micro_batch_size,
+        lanes: g.lanes,
         temperature: g.temperature,
         mask_truncated: g.mask_truncated,
         pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
