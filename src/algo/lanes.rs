@@ -3,7 +3,7 @@
 //! A learner step on a small model is a chain of modest matrix products and many element-wise
 //! passes (norms, activations, candle's gradient sums). Splitting each product across cores
 //! leaves the element-wise passes on one core and costs a synchronisation per product; giving
-//! each core a whole micro-batch keeps both busy for all of it (+15 % tokens/s for SmolLM2-135M
+//! each core a whole micro-batch keeps both busy for all of it (+4–9 % tokens/s for SmolLM2-135M
 //! on 2 cores, BENCHMARKS.md). It costs memory: `lanes` micro-batches' activations and
 //! gradients are alive at once.
 //!
@@ -19,7 +19,7 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// `lanes` micro-batches at a time (0 and 1 both mean one at a time).
+    /// `lanes` micro-batches at a time (configs refuse 0; here it means one at a time).
     pub fn new(lanes: usize) -> candle_core::Result<Self> {
         let pools = if lanes <= 1 {
             Vec::new()

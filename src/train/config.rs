@@ -365,6 +365,9 @@ impl TrainConfig {
         if self.runtime.group_size < 2 && self.stages.contains(&Stage::Grpo) {
             return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
         }
+        if self.grpo.lanes == 0 || self.sft.lanes == 0 {
+            return Err(format!("{}.lanes: must be at least 1", if self.grpo.lanes == 0 { "grpo" } else { "sft" }));
+        }
         if self.grpo.beta < 0.0 || !self.grpo.beta.is_finite() {
             return Err(format!("grpo.beta: {} is not a non-negative number", self.grpo.beta));
         }
@@ -507,6 +510,8 @@ mod tests {
         assert!(err.contains("brevity"), "{err}");
         let err = TrainConfig::from_toml(&base.replace("\"arithmetic\"", "\"gsm8k\""), "f.toml").unwrap_err().to_string();
         assert!(err.contains("data.train"), "{err}");
+        let err = TrainConfig::from_toml(&format!("{base}[sft]\nlanes = 0\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("sft.lanes"), "{err}");
         let err = TrainConfig::from_toml(&format!("{base}[runtime]\ngroup_size = 1\n"), "f.toml").unwrap_err().to_string();
         assert!(err.contains("group_size"), "{err}");
     }
