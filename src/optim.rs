@@ -294,7 +294,7 @@ impl GradAccumulator {
     /// sum goes into a buffer of the accumulator's own and later ones are added into it in
     /// place, in parallel. (Adding into the first micro-batch's own buffers instead kept them
     /// alive across the step, and the Qwen 0.5B GRPO step with micro-batch 1 took 18 % longer.)
-    pub fn add(&mut self, grads: GradStore) -> Result<(), OptimError> {
+    pub fn add(&mut self, grads: &GradStore) -> Result<(), OptimError> {
         for ((sum, owned), var) in self.sums.iter_mut().zip(&mut self.owned).zip(&self.vars) {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
             *sum = Some(match sum.take() {

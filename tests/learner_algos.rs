@@ -124,7 +124,7 @@ fn accumulated_micro_batches_give_the_big_batch_gradient() {
     // Three micro-batches: the accumulator's first sum and then its in-place add.
     for rows in [vec![&a], vec![&b], vec![&c]] {
         let micro = collate(&rows, 0, &Device::Cpu).unwrap();
-        acc.add((completion_nll(&model, &micro, 5).unwrap() / total).unwrap().backward().unwrap()).unwrap();
+        acc.add(&(completion_nll(&model, &micro, 5).unwrap() / total).unwrap().backward().unwrap()).unwrap();
     }
     for v in &vars {
         let x: Vec<f32> = big.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();

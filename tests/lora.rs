@@ -106,7 +106,7 @@ fn an_optimiser_step_moves_only_the_adapters() {
             assert!(grads.get(t).is_none(), "a base weight received a gradient");
         }
         let mut acc = opt.accumulator();
-        acc.add(grads).unwrap();
+        acc.add(&grads).unwrap();
         opt.step(acc).unwrap();
         history.push(snapshot(&vars));
     }

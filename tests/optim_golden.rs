@@ -58,7 +58,7 @@ fn adamw_steps_match_torch() {
     let (mut opt, vars) = optimizer(&g);
     for (k, step) in g["steps"].as_array().unwrap().iter().enumerate() {
         let mut acc = opt.accumulator();
-        acc.add(linear_loss(&vars, &step["grads"], 1.0).backward().unwrap()).unwrap();
+        acc.add(&linear_loss(&vars, &step["grads"], 1.0).backward().unwrap()).unwrap();
         let report = opt.step(acc).unwrap();
         assert!(report.applied);
         assert!((report.lr - step["lr"].as_f64().unwrap()).abs() < 1e-15, "step {k}: lr {}", report.lr);
@@ -80,11 +80,11 @@ fn accumulating_micro_batches_equals_one_batch() {
     let (mut split, split_vars) = optimizer(&g);
     for step in g["steps"].as_array().unwrap() {
         let mut acc = whole.accumulator();
-        acc.add(linear_loss(&whole_vars, &step["grads"], 1.0).backward().unwrap()).unwrap();
+        acc.add(&linear_loss(&whole_vars, &step["grads"], 1.0).backward().unwrap()).unwrap();
         whole.step(acc).unwrap();
         let mut acc = split.accumulator();
         for part in [0.25, 0.75] {
-            acc.add(linear_loss(&split_vars, &step["grads"], part).backward().unwrap()).unwrap();
+            acc.add(&linear_loss(&split_vars, &step["grads"], part).backward().unwrap()).unwrap();
         }
         split.step(acc).unwrap();
     }
@@ -101,7 +101,7 @@ fn non_finite_gradient_is_skipped_and_counted() {
     let before: Vec<Vec<f64>> = vars.iter().map(|(_, v)| flat(v.as_tensor())).collect();
     let mut acc = opt.accumulator();
     let loss = (linear_loss(&vars, &g["steps"][0]["grads"], 1.0) * f64::NAN).unwrap();
-    acc.add(loss.backward().unwrap()).unwrap();
+    acc.add(&loss.backward().unwrap()).unwrap();
     let report = opt.step(acc).unwrap();
     assert!(!report.applied && report.grad_norm.is_nan());
     assert_eq!((opt.step_count(), opt.skipped_count()), (0, 1));
@@ -114,7 +114,7 @@ fn moments_round_trip_through_restore() {
     let g = read_json(&fixtures().join("optim_golden.json"));
     let (mut opt, vars) = optimizer(&g);
     let mut acc = opt.accumulator();
-    acc.add(linear_loss(&vars, &g["steps"][1]["grads"], 1.0).backward().unwrap()).unwrap();
+    acc.add(&linear_loss(&vars, &g["steps"][1]["grads"], 1.0).backward().unwrap()).unwrap();
     opt.step(acc).unwrap();
     let (mut other, _) = optimizer(&g);
     other.restore(opt.step_count(), 0, &opt.moments()).unwrap();

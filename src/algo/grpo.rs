@@ -165,7 +165,7 @@ pub fn grpo_step(
         lanes.fold_in_order(&micro, work, |(weight, stats, store)| {
             parts.push((weight, stats));
             let Some(store) = store else { return Ok(false) };
-            grads.add(store)?;
+            grads.add(&store)?;
             Ok(true)
         })?;
         let loss = combine(&parts);

@@ -114,7 +114,7 @@ pub fn kd_step(student: &Qwen2, teacher: &Qwen2, opt: &mut AdamW, batch: &SftBat
         return Ok(KdStepStats { loss: value, grad_norm: f64::NAN, skipped: true });
     }
     let mut grads = opt.accumulator();
-    grads.add(loss.backward()?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    grads.add(&loss.backward()?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let report = opt.step(grads).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     Ok(KdStepStats { loss: value, grad_norm: report.grad_norm, skipped: !report.applied })
 }

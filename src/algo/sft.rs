@@ -264,7 +264,7 @@ fn sft_step(
     };
     Lanes::new(cfg.lanes)?.fold_in_order(group, work, |(value, store)| {
         nll_sum += value;
-        grads.add(store)?;
+        grads.add(&store)?;
         Ok(true)
     })?;
     let loss = nll_sum / tokens.max(1) as f64;

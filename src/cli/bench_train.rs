@@ -159,7 +159,7 @@ pub fn run(b: TrainBench) -> Result<()> {
                 lanes.fold_in_order(&batches, work, |(value, g, forward, backward)| {
                     total += value;
                     let t = Instant::now();
-                    grads.add(g)?;
+                    grads.add(&g)?;
                     phases.borrow_mut().add([forward, backward, t.elapsed()]);
                     Ok(true)
                 })?;

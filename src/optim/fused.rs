@@ -66,9 +66,7 @@ fn sum_sq_chunk<T: WithDType>(xs: &[T]) -> f64 {
 /// (f32 or f64) in four separate storages.
 pub(super) fn adamw_update(w: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, c: &Coeffs) -> candle_core::Result<bool> {
     let all = [w, m, v, g];
-    let dtype = w.dtype();
-    let fits = |t: &&Tensor| t.device().is_cpu() && t.dtype() == dtype && t.is_contiguous() && t.shape() == w.shape();
-    if !matches!(dtype, DType::F32 | DType::F64) || !all.iter().all(fits) {
+    if !same_cpu_floats(&all) {
         return Ok(false);
     }
     if w.elem_count() == 0 {
@@ -97,6 +95,14 @@ pub(super) fn adamw_update(w: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, c: &C
         })
     })?;
     Ok(true)
+}
+
+/// Whether all are contiguous CPU tensors of one shape and one dtype, f32 or f64: what the raw
+/// slice kernels here and in `grad_sum` take.
+pub(super) fn same_cpu_floats(all: &[&Tensor]) -> bool {
+    let Some(first) = all.first() else { return true };
+    let alike = |t: &&Tensor| t.device().is_cpu() && t.dtype() == first.dtype() && t.is_contiguous() && t.shape() == first.shape();
+    matches!(first.dtype(), DType::F32 | DType::F64) && all.iter().all(alike)
 }
 
 /// The address of a CPU f32/f64 tensor's whole buffer (0 for any other tensor).
