@@ -1,5 +1,7 @@
 //! Generation: G completions of one prompt (prefilled once), or one completion each of several
-//! prompts (left-padded); finished rows are dropped from the batch either way.
+//! prompts (left-padded); finished rows are dropped from the batch either way. Tokens are drawn
+//! on the host from a copy of the logits on the CPU, and beside the logits on a GPU
+//! (`sampling::on_device`), so only ids and log-probs cross to the host there.
 
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::kv_cache::KvCache;
 use crate::model::qwen2::Positions;
 use crate::model::Qwen2;
-use crate::sampling::{sample, Sampled, SamplingParams, SequenceRng, StopStrings};
+use crate::sampling::{on_device, sample, Sampled, SamplingParams, SequenceRng, StopStrings};
 use crate::tokenizer::Tokenizer;
 
 /// Turns completion ids into text; the tokenizer in practice, a stub vocabulary in tests.
@@ -55,6 +57,26 @@ pub struct Completion {
     pub logprobs: Vec<f32>,
 }
 
+/// Where the next tokens are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerPlace {
+    /// From a host copy of the logits, rows in parallel: the CPU path.
+    Host,
+    /// Beside the logits, with tensor ops: the GPU path (also runs on CPU tensors).
+    Device,
+}
+
+impl SamplerPlace {
+    /// `Host` for the CPU, where the logits already are; `Device` elsewhere.
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() {
+            Self::Host
+        } else {
+            Self::Device
+        }
+    }
+}
+
 /// One sequence being generated.
 struct Row {
     ids: Vec<u32>,
@@ -75,6 +97,22 @@ pub fn generate_group(
     n: usize,
     first_stream: u64,
     cfg: &GenerationConfig,
+    on_token: impl FnMut(usize, u32),
+) -> Result<Vec<Completion>> {
+    let place = SamplerPlace::for_device(model.device());
+    generate_group_with(model, tokenizer, prompt, n, first_stream, cfg, place, on_token)
+}
+
+/// `generate_group` with the sampler's place chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_group_with(
+    model: &Qwen2,
+    tokenizer: &dyn TextDecoder,
+    prompt: &[u32],
+    n: usize,
+    first_stream: u64,
+    cfg: &GenerationConfig,
+    place: SamplerPlace,
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Completion>> {
     if prompt.is_empty() {
@@ -83,15 +121,16 @@ pub fn generate_group(
     let device = model.device();
     let mut cache = model.new_cache();
     let prompt_t = Tensor::new(prompt, device)?.unsqueeze(0)?;
-    let first = model.decode(&prompt_t, &mut cache)?.to_vec2::<f32>()?.remove(0);
+    let first = model.decode(&prompt_t, &mut cache)?.repeat((n, 1))?;
     let mut cache = cache.expand(n)?;
     let rows = new_rows((0..n as u64).map(|i| first_stream + i), cfg);
-    decode_rows(rows, vec![first; n], tokenizer, cfg, &mut on_token, |keep, last| {
+    let sampler = Drawer::new(place, device);
+    decode_rows(rows, first, sampler, tokenizer, cfg, &mut on_token, |keep, last| {
         if let Some(keep) = keep {
             cache = cache.retain(keep)?;
         }
         let input = Tensor::new(last, device)?.unsqueeze(1)?;
-        model.decode(&input, &mut cache)?.to_vec2::<f32>()
+        model.decode(&input, &mut cache)
     })
 }
 
@@ -134,7 +173,8 @@ pub fn generate_batch(
     let mut cache = model.new_cache();
     let first = last_logits(model, &ids, &positions, &key_mask(&pads, width, device)?, &mut cache)?;
     let rows = new_rows(streams.iter().copied(), cfg);
-    decode_rows(rows, first, tokenizer, cfg, &mut on_token, |keep, last| {
+    let sampler = Drawer::new(SamplerPlace::for_device(device), device);
+    decode_rows(rows, first, sampler, tokenizer, cfg, &mut on_token, |keep, last| {
         if let Some(keep) = keep {
             cache = cache.retain(keep)?;
             pads = keep.iter().map(|&slot| pads[slot as usize]).collect();
@@ -152,16 +192,17 @@ pub fn generate_batch(
 /// last token of each active row)`.
 fn decode_rows(
     mut rows: Vec<Row>,
-    mut logits: Vec<Vec<f32>>,
+    mut logits: Tensor,
+    mut sampler: Drawer,
     tokenizer: &dyn TextDecoder,
     cfg: &GenerationConfig,
     on_token: &mut impl FnMut(usize, u32),
-    mut advance: impl FnMut(Option<&[u32]>, &[u32]) -> Result<Vec<Vec<f32>>>,
+    mut advance: impl FnMut(Option<&[u32]>, &[u32]) -> Result<Tensor>,
 ) -> Result<Vec<Completion>> {
     // Indices of the rows still generating, in cache order.
     let mut active: Vec<usize> = (0..rows.len()).collect();
     loop {
-        let keep = sample_step(&mut rows, &mut active, &mut logits, tokenizer, cfg, on_token)?;
+        let keep = sample_step(&mut rows, &mut active, &logits, &mut sampler, tokenizer, cfg, on_token)?;
         if active.is_empty() {
             break;
         }
@@ -171,11 +212,11 @@ fn decode_rows(
 }
 
 /// Logits (b, vocab) at the last position of `ids`, appending to `cache`.
-fn last_logits(model: &Qwen2, ids: &Tensor, positions: &Tensor, mask: &Tensor, cache: &mut KvCache) -> Result<Vec<Vec<f32>>> {
+fn last_logits(model: &Qwen2, ids: &Tensor, positions: &Tensor, mask: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
     let hidden = model.forward(ids, Positions::Explicit(positions), Some(mask), Some(cache), true)?;
     let t = hidden.dim(1)?;
     let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-    model.logits(&last)?.to_dtype(DType::F32)?.to_vec2::<f32>()
+    model.logits(&last)?.to_dtype(DType::F32)
 }
 
 /// (b, total) with 0 over each row's left padding and 1 over its real keys.
@@ -199,26 +240,18 @@ fn new_rows(streams: impl Iterator<Item = u64>, cfg: &GenerationConfig) -> Vec<R
         .collect()
 }
 
-/// Samples one token for every active row (`logits[slot]` belongs to `active[slot]`), then drops
-/// finished rows from `active`. Returns the cache slots to keep when some row finished.
+/// Samples one token for every active row (logits row `slot` belongs to `active[slot]`), then
+/// drops finished rows from `active`. Returns the cache slots to keep when some row finished.
 fn sample_step(
     rows: &mut [Row],
     active: &mut Vec<usize>,
-    logits: &mut [Vec<f32>],
+    logits: &Tensor,
+    sampler: &mut Drawer,
     tokenizer: &dyn TextDecoder,
     cfg: &GenerationConfig,
     on_token: &mut impl FnMut(usize, u32),
 ) -> Result<Option<Vec<u32>>> {
-    for (slot, &i) in active.iter().enumerate() {
-        if rows[i].ids.len() < cfg.min_new_tokens {
-            for &eos in &cfg.eos_ids {
-                if let Some(l) = logits[slot].get_mut(eos as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-        }
-    }
-    let picks = draw(rows, active, logits, &cfg.sampling);
+    let picks = sampler.draw(rows, active, logits, cfg)?;
     for (&i, picked) in active.iter().zip(picks) {
         let row = &mut rows[i];
         row.ids.push(picked.token);
@@ -238,9 +271,76 @@ fn sample_step(
     Ok((shrunk && !active.is_empty()).then_some(keep))
 }
 
+/// Draws the next token of each active row where `place` says, hiding end-of-sequence ids from
+/// rows shorter than `min_new_tokens`.
+struct Drawer {
+    place: SamplerPlace,
+    /// (1, vocab) u8, 1 at the end-of-sequence ids; built at the first step that needs it.
+    eos_columns: Option<Tensor>,
+    device: Device,
+}
+
+impl Drawer {
+    fn new(place: SamplerPlace, device: &Device) -> Self {
+        Self { place, eos_columns: None, device: device.clone() }
+    }
+
+    fn draw(&mut self, rows: &mut [Row], active: &[usize], logits: &Tensor, cfg: &GenerationConfig) -> Result<Vec<Sampled>> {
+        let short: Vec<bool> = active.iter().map(|&i| rows[i].ids.len() < cfg.min_new_tokens).collect();
+        match self.place {
+            SamplerPlace::Host => {
+                let mut host = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                for (row, _) in host.iter_mut().zip(&short).filter(|(_, &s)| s) {
+                    for &eos in &cfg.eos_ids {
+                        if let Some(l) = row.get_mut(eos as usize) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+                Ok(draw_on_host(rows, active, &host, &cfg.sampling))
+            }
+            SamplerPlace::Device => {
+                let logits = self.hide_eos(logits, &short, &cfg.eos_ids)?;
+                let mut is_active = vec![false; rows.len()];
+                for &i in active {
+                    is_active[i] = true;
+                }
+                // `active` is ascending, so this is slot order.
+                let mut rngs: Vec<&mut SequenceRng> =
+                    rows.iter_mut().zip(is_active).filter(|(_, a)| *a).map(|(row, _)| &mut row.rng).collect();
+                on_device::sample_rows(&logits, &cfg.sampling, &mut rngs)
+            }
+        }
+    }
+
+    /// `logits` with -inf at the end-of-sequence ids of the `short` rows.
+    fn hide_eos(&mut self, logits: &Tensor, short: &[bool], eos_ids: &[u32]) -> Result<Tensor> {
+        if eos_ids.is_empty() || !short.contains(&true) {
+            return Ok(logits.clone());
+        }
+        let (n, vocab) = logits.dims2()?;
+        let columns = match &self.eos_columns {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = vec![0u8; vocab];
+                for &e in eos_ids.iter().filter(|&&e| (e as usize) < vocab) {
+                    c[e as usize] = 1;
+                }
+                let c = Tensor::from_vec(c, (1, vocab), &self.device)?;
+                self.eos_columns = Some(c.clone());
+                c
+            }
+        };
+        let rows = Tensor::from_vec(short.iter().map(|&s| u8::from(s)).collect::<Vec<_>>(), (n, 1), &self.device)?;
+        let hidden = rows.broadcast_mul(&columns)?;
+        let minus_inf = Tensor::full(f32::NEG_INFINITY, (n, vocab), &self.device)?.to_dtype(logits.dtype())?;
+        hidden.where_cond(&minus_inf, logits)
+    }
+}
+
 /// One token for each active row (`logits[slot]` belongs to `active[slot]`), rows in parallel:
 /// each row draws from its own RNG stream, so the threads change nothing but the time.
-fn draw(rows: &mut [Row], active: &[usize], logits: &[Vec<f32>], params: &SamplingParams) -> Vec<Sampled> {
+fn draw_on_host(rows: &mut [Row], active: &[usize], logits: &[Vec<f32>], params: &SamplingParams) -> Vec<Sampled> {
     let mut slot_of = vec![None; rows.len()];
     for (slot, &i) in active.iter().enumerate() {
         slot_of[i] = Some(slot);

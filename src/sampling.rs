@@ -8,6 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
+pub mod on_device;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SamplingError {
     #[error("temperature must be finite and > 0 when not greedy, got {0}")]

@@ -97,16 +97,19 @@ fn gradients(dev: &Device) -> Vec<(String, Vec<f32>)> {
     vars.iter().map(|(n, v): &(String, Var)| (n.clone(), flat(grads.get(v.as_tensor()).unwrap()))).collect()
 }
 
-#[test]
-fn cuda_gradients_equal_cpu_gradients() {
-    let cpu = gradients(&Device::Cpu);
-    let cuda = gradients(&gpu());
+/// Every named tensor of `cuda` within 1e-4 of `cpu`'s, relative to the tensor's largest value.
+fn assert_relatively_close(cpu: &[(String, Vec<f32>)], cuda: &[(String, Vec<f32>)], what: &str) {
     assert_eq!(cpu.len(), cuda.len());
-    for ((name, a), (_, b)) in cpu.iter().zip(&cuda) {
+    for ((name, a), (_, b)) in cpu.iter().zip(cuda) {
         let scale = a.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
         let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff / scale < 1e-4, "{name}: CUDA gradient differs from CPU by {diff} (scale {scale})");
+        assert!(diff / scale < 1e-4, "{name}: CUDA {what} differs from CPU by {diff} (scale {scale})");
     }
+}
+
+#[test]
+fn cuda_gradients_equal_cpu_gradients() {
+    assert_relatively_close(&gradients(&Device::Cpu), &gradients(&gpu()), "gradient");
 }
 
 #[test]
@@ -128,5 +131,79 @@ fn cached_decoding_on_cuda_equals_full_recomputation() {
             let diff = flat(logits).iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(diff < 1e-4, "{dir}: CUDA step {k} differs from recomputation by {diff}");
         }
+    }
+}
+
+fn grpo_updated_weights(dev: &Device) -> Vec<(String, Vec<f32>)> {
+    use rand::SeedableRng;
+    use srlm::algo::{grpo_step, GrpoConfig, GrpoLossConfig, LossType};
+    use srlm::optim::{AdamW, AdamWConfig};
+    let (cfg, w) = tiny_on("qwen2", DType::F32, dev);
+    let (w, vars) = w.to_vars().unwrap();
+    let model = Qwen2::new(&cfg, &w).unwrap();
+    let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: 1e-2, ..AdamWConfig::default() }).unwrap();
+    let batch = synthetic_batch(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3), 2, 3, 5);
+    let grpo = GrpoConfig { loss: GrpoLossConfig { loss_type: LossType::Dapo, ..Default::default() }, micro_batch_size: 2, ..GrpoConfig::default() };
+    let stats = grpo_step(&model, None, &batch, &grpo, &mut opt).unwrap();
+    assert_eq!(stats.skipped, 0);
+    vars.iter().map(|(n, v)| (n.clone(), flat(v.as_tensor()))).collect()
+}
+
+#[test]
+fn a_grpo_step_on_cuda_updates_the_weights_as_on_the_cpu() {
+    assert_relatively_close(&grpo_updated_weights(&Device::Cpu), &grpo_updated_weights(&gpu()), "update");
+}
+
+#[test]
+fn the_device_sampler_on_cuda_draws_what_it_draws_on_cpu_tensors() {
+    use srlm::sampling::{on_device::sample_rows, SamplingParams, SequenceRng};
+    let (rows, vocab) = (64, 151_936);
+    let mut rng = SequenceRng::new(11, 0);
+    let logits: Vec<f32> = (0..rows * vocab).map(|_| (rng.uniform() * 12.0 - 8.0) as f32).collect();
+    let on = |dev: &Device, params: &SamplingParams| {
+        let t = Tensor::from_vec(logits.clone(), (rows, vocab), dev).unwrap();
+        let mut rngs: Vec<SequenceRng> = (0..rows as u64).map(|i| SequenceRng::new(5, i)).collect();
+        let mut refs: Vec<&mut SequenceRng> = rngs.iter_mut().collect();
+        sample_rows(&t, params, &mut refs).unwrap()
+    };
+    for params in [SamplingParams::default(), SamplingParams { temperature: 0.6, top_p: 0.95, ..Default::default() }, SamplingParams::greedy()] {
+        let (cpu, cuda) = (on(&Device::Cpu, &params), on(&gpu(), &params));
+        let same = cpu.iter().zip(&cuda).filter(|(a, b)| a.token == b.token).count();
+        assert!(same * 100 >= rows * 95, "{params:?}: {same}/{rows} tokens agree");
+        for (a, b) in cpu.iter().zip(&cuda).filter(|(a, b)| a.token == b.token) {
+            assert!((a.logprob - b.logprob).abs() < 1e-4, "{params:?}: {a:?} vs {b:?}");
+        }
+    }
+}
+
+#[test]
+fn generation_on_cuda_samples_the_cpu_generations_tokens() {
+    use srlm::generate::{generate_group, GenerationConfig, TextDecoder};
+    use srlm::sampling::{SamplingParams, StopStrings};
+    struct Ids;
+    impl TextDecoder for Ids {
+        fn decode_text(&self, ids: &[u32]) -> Result<String, String> {
+            Ok(ids.iter().map(|i| format!("{i} ")).collect())
+        }
+    }
+    let cfg = GenerationConfig {
+        sampling: SamplingParams { temperature: 0.8, ..Default::default() },
+        max_new_tokens: 12,
+        min_new_tokens: 4,
+        eos_ids: vec![2],
+        stop: StopStrings::default(),
+        seed: 3,
+    };
+    let run = |dev: &Device| {
+        let (mcfg, w) = tiny_on("qwen2", DType::F32, dev);
+        generate_group(&Qwen2::for_inference(&mcfg, &w).unwrap(), &Ids, &[5, 17, 3, 88], 16, 0, &cfg, |_, _| {}).unwrap()
+    };
+    let (cpu, cuda) = (run(&Device::Cpu), run(&gpu()));
+    let same = cpu.iter().zip(&cuda).filter(|(a, b)| a.ids == b.ids).count();
+    assert!(same >= 14, "only {same}/16 completions agree");
+    for (a, b) in cpu.iter().zip(&cuda).filter(|(a, b)| a.ids == b.ids) {
+        assert!(a.ids.len() >= 4);
+        let diff = a.logprobs.iter().zip(&b.logprobs).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff < 1e-4, "behaviour log-probs differ by {diff}");
     }
 }

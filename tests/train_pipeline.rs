@@ -103,3 +103,31 @@ fn config_errors_name_the_file_and_key_before_any_work() {
         assert!(!out.exists(), "work started before the config was checked");
     }
 }
+
+#[test]
+fn a_generator_on_a_device_of_its_own_gets_each_version_copied_and_timed() {
+    // `cpu:1` is the CPU as a slot of its own: the runtime copies every version the generator
+    // adopts (in bf16, the generator's dtype), exactly as it would to a GPU. Deterministic, so
+    // the generator adopts each published version: one copy per version sampled with.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = short_config(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]")
+        + "generator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n";
+    assert!(text.ends_with("log_rollouts_every = 10\ngenerator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n"), "[runtime] must be the last section");
+    std::fs::write(&cfg, text).unwrap();
+    let run = tmp.path().join("run");
+    let o = srlm(&["train", "--config", cfg.to_str().unwrap(), "--deterministic", "--grpo-steps", "3"], &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&read(&run.join("run-stage-0.json"))).unwrap();
+    assert_eq!(summary["devices"], serde_json::json!(["cpu", "cpu:1"]));
+    assert_eq!(summary["generator_slots"], serde_json::json!([1]));
+    let syncs = summary["weight_syncs"].as_u64().unwrap();
+    assert!((2..=4).contains(&syncs), "{syncs} copies for 3 steps: {summary}");
+    assert!(summary["weight_sync_s"].as_f64().unwrap() > 0.0);
+    // A list that does not match the generator count is refused by name before any work.
+    let bad = std::fs::read_to_string(&cfg).unwrap().replace("[\"cpu:1\"]", "[\"cpu:1\", \"cpu:2\"]");
+    std::fs::write(&cfg, bad).unwrap();
+    let o = srlm(&["train", "--config", cfg.to_str().unwrap()], &tmp.path().join("bad"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("runtime.generator_devices"), "{stderr}");
+}

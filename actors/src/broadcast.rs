@@ -1,10 +1,13 @@
 //! Broadcast: learner → generators. Hands out the newest weights as `Arc` clones (shared, not
-//! copied, on the learner's device) and calls a per-device copy hook once per version elsewhere.
+//! copied, on the learner's device) and calls a per-device copy hook once per version elsewhere,
+//! timing each copy (`srlm_weight_sync_seconds`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::messages::{Policy, PolicyVersion, WeightsPublished};
+use crate::metrics as m;
 
 /// Copies weights to device `d`; called at most once per (version, device).
 pub type CopyToDevice<W> = Box<dyn Fn(&W, usize) -> W + Send + Sync>;
@@ -17,6 +20,14 @@ pub struct Broadcast<W> {
     copies: Mutex<HashMap<usize, Arc<Mutex<Option<Policy<W>>>>>>,
     copy: CopyToDevice<W>,
     published: tokio::sync::watch::Sender<PolicyVersion>,
+    syncs: Mutex<WeightSyncs>,
+}
+
+/// Copies made to foreign devices and the time they took, for the run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WeightSyncs {
+    pub copies: u64,
+    pub seconds: Duration,
 }
 
 impl<W: Send + Sync + 'static> Broadcast<W> {
@@ -28,7 +39,12 @@ impl<W: Send + Sync + 'static> Broadcast<W> {
             copies: Mutex::new(HashMap::new()),
             copy,
             published,
+            syncs: Mutex::new(WeightSyncs::default()),
         }
+    }
+
+    pub fn syncs(&self) -> WeightSyncs {
+        *lock(&self.syncs)
     }
 
     pub fn publish(&self, policy: Policy<W>) -> WeightsPublished {
@@ -53,7 +69,13 @@ impl<W: Send + Sync + 'static> Broadcast<W> {
         match &*slot {
             Some(copy) if copy.version == latest.version => copy.clone(),
             _ => {
+                let started = Instant::now();
                 let copied = Policy { version: latest.version, weights: Arc::new((self.copy)(&latest.weights, device)) };
+                let took = started.elapsed();
+                metrics::histogram!(m::WEIGHT_SYNC_SECONDS, "device" => device.to_string()).record(took.as_secs_f64());
+                let mut syncs = lock(&self.syncs);
+                syncs.copies += 1;
+                syncs.seconds += took;
                 *slot = Some(copied.clone());
                 copied
             }
@@ -103,5 +125,6 @@ mod tests {
             assert_eq!(*b.policy_for(2).weights, vec![202.0]);
         }
         assert_eq!(copies.load(Ordering::SeqCst), 4);
+        assert_eq!(b.syncs().copies, 4);
     }
 }

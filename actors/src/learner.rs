@@ -237,6 +237,7 @@ impl<T: Trainer> LearnerCore<T> {
                 (ctx.scored.name(), ctx.scored.max_depth(), ctx.scored.capacity()),
             ],
             full_waits: vec![(ctx.rollouts.name(), ctx.rollouts.full_waits()), (ctx.scored.name(), ctx.scored.full_waits())],
+            weight_syncs: ctx.broadcast.syncs(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod supervisor;
 pub mod traits;
 pub mod worker;
 
-pub use broadcast::{Broadcast, CopyToDevice};
+pub use broadcast::{Broadcast, CopyToDevice, WeightSyncs};
 pub use config::RuntimeConfig;
 pub use error::{FailureCheckpoint, RuntimeError};
 pub use messages::{

@@ -34,6 +34,7 @@ pub const GRAD_NORM: &str = "srlm_learner_grad_norm";
 pub const LEARNING_RATE: &str = "srlm_learner_learning_rate";
 pub const RESTARTS: &str = "srlm_actor_restarts_total";
 pub const CHECKPOINT_SECONDS: &str = "srlm_checkpoint_seconds";
+pub const WEIGHT_SYNC_SECONDS: &str = "srlm_weight_sync_seconds";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -83,6 +84,7 @@ pub const METRICS: &[MetricDef] = &[
     def(LEARNING_RATE, Gauge, None, &[], "Learning rate of the last step."),
     def(RESTARTS, Counter, None, &["role"], "Actor restarts after a panic or error."),
     def(CHECKPOINT_SECONDS, Histogram, Some(Unit::Seconds), &[], "Time to write one checkpoint."),
+    def(WEIGHT_SYNC_SECONDS, Histogram, Some(Unit::Seconds), &["device"], "Time to copy one published policy version to a generator device."),
 ];
 
 /// Histogram bucket bounds: seconds-long steps and groups on CPU, versions for staleness.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::broadcast::WeightSyncs;
 use crate::messages::RunState;
 use crate::traits::StepStats;
 
@@ -39,6 +40,8 @@ pub struct RunSummary {
     pub max_queue_depth: Vec<(&'static str, usize, usize)>,
     /// Sends that found a queue full and waited, per queue.
     pub full_waits: Vec<(&'static str, u64)>,
+    /// Policy copies to generator devices other than the learner's.
+    pub weight_syncs: WeightSyncs,
 }
 
 impl RunSummary {

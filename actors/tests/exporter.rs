@@ -36,6 +36,8 @@ fn exposition() -> &'static String {
             group_size: 4,
             batch_groups: 2,
             generators: 2,
+            // The second generator has a device of its own, so weight syncs are exported too.
+            generator_devices: vec![0, 1],
             checkpoint_every: 2,
             restart_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(5),
@@ -58,13 +60,14 @@ fn exposition() -> &'static String {
             }
             Ok(())
         });
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             cfg,
             Arc::new(prompts(24)),
             Arc::new(move |_, seed| FakeSampler::new(seed).with_hook(Some(hook.clone()))),
             Arc::new(|_, _| FakeRewarder::default()),
             trainer,
         );
+        pipeline.copy_to_device = Some(Box::new(|w: &Vec<f64>, _: usize| w.clone()));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let summary = rt.block_on(pipeline.run()).unwrap();
         assert_eq!(summary.restarts, 1);

@@ -24,7 +24,7 @@ CUDA_HOME="$TK/x/nvidia/cu13"
 # GPU machine the real libraries (same sonames) are loaded instead. Symbols come from cudarc's
 # compiled rlib, so the first build (which fails to link) is run to produce it.
 stubs() {
-  local rlib; rlib=$(ls -t target/release/deps/libcudarc-*.rlib 2>/dev/null | head -1)
+  local rlib; rlib=$(ls -t target/release/deps/libcudarc-*.rlib 2>/dev/null | head -1 || true)
   python3 - "$rlib" "$TK/stubs" <<'PY'
 import subprocess, sys
 rlib, out = sys.argv[1], sys.argv[2]
@@ -56,7 +56,7 @@ PATCH=(--config "patch.crates-io.candle-kernels.path=\"$CK\"")
 stubs
 cargo build --release --features cuda "${PATCH[@]}" || { stubs; cargo build --release --features cuda "${PATCH[@]}"; }
 TEST=$(cargo test --release --features cuda "${PATCH[@]}" --test cuda_parity --no-run --message-format=json \
-  | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+  | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "cuda_parity"][-1])')
 mkdir -p .gpu && cp target/release/srlm .gpu/srlm && cp "$TEST" .gpu/cuda_parity && strip .gpu/srlm .gpu/cuda_parity
 tar cJf .gpu/bin.tar.xz -C .gpu srlm cuda_parity && rm .gpu/srlm .gpu/cuda_parity
 echo "$ROOT" > .gpu/build_root

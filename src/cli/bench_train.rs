@@ -77,6 +77,7 @@ pub fn run(b: TrainBench) -> Result<()> {
         tokenizer,
         ..
     } = b.model.load()?;
+    let weights_params: usize = weights.iter().map(|(_, t)| t.elem_count()).sum();
     let (model, params, _adapters) = match b.lora_rank {
         Some(r) => {
             let targets = [
@@ -106,6 +107,8 @@ pub fn run(b: TrainBench) -> Result<()> {
         }
     };
     let trainable: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
+    let total_params = if b.lora_rank.is_some() { weights_params } else { trainable };
+    let model_device = model.device().clone();
     let mut opt = AdamW::new(
         params,
         AdamWConfig {
@@ -193,10 +196,15 @@ pub fn run(b: TrainBench) -> Result<()> {
     for _ in 0..b.steps.max(1) {
         loss = step(&mut opt)?;
     }
+    // A GPU step is done when the device has run it, not when its launches return.
+    model_device.synchronize()?;
     let steps = b.steps.max(1) as f64;
     let seconds = start.elapsed().as_secs_f64() / steps;
     let cpu_seconds = (process_cpu_seconds()? - cpu_start) / steps;
     let tokens = (b.batch * seq) as f64;
+    // Model FLOPs utilisation against an H100/H200's dense bf16 peak (989 TFLOP/s): 6 FLOPs per
+    // parameter per trained token (forward 2, backward 4), as the issue and the peer count them.
+    let flops_per_s = 6.0 * total_params as f64 * tokens / seconds;
     let gib = |bytes: u64| (bytes as f64 / (1u64 << 30) as f64 * 100.0).round() / 100.0;
     println!(
         "{}",
@@ -218,6 +226,8 @@ pub fn run(b: TrainBench) -> Result<()> {
             // backward add up the lanes' times, which overlap.
             "phases_s": phases.borrow().per_step(steps),
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "device": b.model.device, "dtype": b.model.dtype, "params": total_params,
+            "tflops": (flops_per_s / 1e10).round() / 100.0, "mfu_989": (flops_per_s / 989e12 * 1e4).round() / 1e4,
         })
     );
     Ok(())

@@ -6,6 +6,7 @@ mod bench_matmul;
 mod bench_staleness;
 mod bench_staleness_report;
 mod bench_train;
+mod bench_sync;
 mod eval;
 mod export;
 mod generate;

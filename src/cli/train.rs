@@ -23,6 +23,9 @@ pub struct TrainArgs {
     /// Override `out_dir` of the config.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Override `[model] device` (the learner's device; `cuda:N` needs a `--features cuda` build).
+    #[arg(long)]
+    device: Option<String>,
     /// Override the number of GRPO steps.
     #[arg(long)]
     grpo_steps: Option<u64>,
@@ -42,6 +45,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     if let Some(out) = a.out {
         cfg.out_dir = out;
+    }
+    if let Some(device) = a.device {
+        cfg.model.device = device;
     }
     if let Some(steps) = a.grpo_steps {
         cfg.grpo.steps = steps;

@@ -166,18 +166,20 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     Ok(files)
 }
 
-/// `cpu`, `cuda` or `cuda:N` (the latter need the `cuda` cargo feature).
+/// `cpu`, `cuda` or `cuda:N` (the latter need the `cuda` cargo feature). `cpu:N` is the CPU
+/// too: a separate placement slot, so a generator there keeps its own copy of the weights.
 pub fn parse_device(spec: &str) -> Result<Device, String> {
+    let cpu_slot = spec.strip_prefix("cpu:").is_some_and(|n| n.parse::<usize>().is_ok());
     match spec {
-        "cpu" => Ok(Device::Cpu),
+        _ if spec == "cpu" || cpu_slot => Ok(Device::Cpu),
         _ => {
             let ordinal = match spec.strip_prefix("cuda") {
                 Some("") => 0,
                 Some(rest) => rest
                     .strip_prefix(':')
                     .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| format!("bad device '{spec}': expected cpu, cuda or cuda:N"))?,
-                None => return Err(format!("bad device '{spec}': expected cpu, cuda or cuda:N")),
+                    .ok_or_else(|| format!("bad device '{spec}': expected cpu, cpu:N, cuda or cuda:N"))?,
+                None => return Err(format!("bad device '{spec}': expected cpu, cpu:N, cuda or cuda:N")),
             };
             if !candle_core::utils::cuda_is_available() {
                 return Err(format!("device '{spec}' needs a build with `--features cuda`"));
@@ -219,6 +221,8 @@ mod tests {
     #[test]
     fn devices_and_dtypes_parse() {
         assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
+        assert!(matches!(parse_device("cpu:1"), Ok(Device::Cpu)));
+        assert!(parse_device("cpu:x").unwrap_err().contains("cpu:x"));
         assert!(parse_device("gpu").is_err());
         assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
         assert!(parse_dtype("f8").unwrap_err().contains("f8"));

@@ -303,6 +303,13 @@ pub struct RuntimeSection {
     pub generator_cores: Vec<usize>,
     #[serde(default)]
     pub learner_core: Option<usize>,
+    /// Device of each generator (`cpu`, `cpu:N`, `cuda:N`), one per generator; empty: all on
+    /// the learner's device, `[model] device`. Each other device gets one copy per policy version.
+    #[serde(default)]
+    pub generator_devices: Vec<String>,
+    /// Dtype generators compute in (e.g. `bf16` beside an f32 learner); the learner's when absent.
+    #[serde(default)]
+    pub generator_dtype: Option<String>,
 }
 
 impl Default for RuntimeSection {
@@ -372,6 +379,14 @@ impl TrainConfig {
             return Err(format!("grpo.beta: {} is not a non-negative number", self.grpo.beta));
         }
         crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
+        let r = &self.runtime;
+        if !r.generator_devices.is_empty() && r.generator_devices.len() != r.generators {
+            return Err(format!(
+                "runtime.generator_devices names {} devices but runtime.generators is {}: name one device per generator",
+                r.generator_devices.len(),
+                r.generators
+            ));
+        }
         Ok(())
     }
 }

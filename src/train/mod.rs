@@ -7,6 +7,7 @@ pub mod policy_sampler;
 pub mod progress;
 pub mod gold_rewarder;
 pub mod grpo_trainer;
+pub mod placement;
 pub mod snapshot;
 pub mod stages;
 pub mod problems;

@@ -16,6 +16,7 @@ use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, 
 use crate::generate::GenerationConfig;
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
+use crate::train::placement::Placement;
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
 use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
 use crate::sampling::{SamplingParams, StopStrings};
@@ -302,7 +303,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
             Prompt { id: i, text: p.prompt.clone(), reference: p.gold.clone() }
         })
         .collect();
+    let placement = Placement::new(&cfg.model.device, &r.generator_devices, r.generators, r.generator_dtype.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let runtime = RuntimeConfig {
+        generator_devices: placement.generator_slots.clone(),
+        learner_device: 0,
         group_size: r.group_size,
         batch_groups: r.batch_groups,
         max_staleness: r.max_staleness,
@@ -326,6 +331,9 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold));
     let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
     pipeline.shutdown = opts.shutdown.clone();
+    if placement.has_foreign_generators() {
+        pipeline.copy_to_device = Some(placement.copy_hook());
+    }
     let summary: RunSummary = if opts.deterministic {
         pipeline.run_deterministic()?
     } else {
@@ -352,13 +360,13 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         state.weights = Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone());
     }
     std::fs::write(cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(&summary)?)?;
-    std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r)?)?;
+    std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?)?;
     Ok((summary.steps.len() as u64, summary.interrupted))
 }
 
 /// Throughput of the run as a whole (`srlm bench staleness` reads it): wall time, the time each
 /// role spent computing, and what was generated, trained and dropped.
-fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection) -> Result<String> {
+fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, placement: &Placement) -> Result<String> {
     let seconds = |d: std::time::Duration| d.as_secs_f64();
     Ok(serde_json::to_string_pretty(&serde_json::json!({
         "steps": summary.steps.len(), "elapsed_s": seconds(summary.elapsed),
@@ -369,6 +377,8 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection) -> R
         "max_staleness": r.max_staleness, "batch_groups": r.batch_groups, "group_size": r.group_size,
         "generator_cores": r.generator_cores, "learner_core": r.learner_core,
         "interrupted": summary.interrupted,
+        "devices": placement.names, "generator_slots": placement.generator_slots,
+        "weight_syncs": summary.weight_syncs.copies, "weight_sync_s": seconds(summary.weight_syncs.seconds),
     }))?)
 }
 
