@@ -143,6 +143,15 @@ fn eval_writes_report_and_resumes_without_regenerating() {
         let regraded = srlm::eval::regrade_line(r).unwrap();
         assert_eq!((&regraded["extracted"], &regraded["correct"]), (&r["extracted"], &r["correct"]));
     }
+    // Each line records the prompt as rendered: the question in the boxed format through the
+    // model's own chat template (what `srlm train` with format = "boxed" renders too).
+    let loaded = srlm::model::LoadedModel::load(s(&model), &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
+    let template = loaded.tokenizer.chat_template().unwrap();
+    let questions = srlm::data::read_records(&fixtures().join("data/gsm8k_head.parquet")).unwrap();
+    for (r, (_, q)) in records.iter().zip(questions.rows.iter()) {
+        let want = srlm::data::PromptFormat::Boxed.render(&template, q["question"].as_str().unwrap()).unwrap();
+        assert_eq!(r["prompt"], json!(want));
+    }
     let rep = report(&first);
     let b = &rep["benchmarks"][0];
     assert_eq!((b["n"].clone(), b["k"].clone(), b["resumed"].clone()), (json!(2), json!(1), json!(0)));

@@ -247,7 +247,7 @@ fn teacher_and_student_must_share_a_tokenizer() {
 
 #[test]
 fn trace_distillation_writes_only_correct_traces() {
-    use srlm::algo::sft_data::question_messages;
+    use srlm::data::question_messages;
     use srlm::algo::traces::{distill_traces, Problem};
     use srlm::reward::{grade, Benchmark, Gold};
     let Some(path) = common::real_model(common::SMOL_GGUF) else { return };

@@ -7,13 +7,8 @@ use serde_json::Value;
 
 use super::sft::SftExample;
 use crate::chat::{ChatTemplate, Message};
+use crate::data::question_messages;
 use crate::tokenizer::Tokenizer;
-
-/// The system prompt asking for the `<think>…</think><answer>…</answer>` layout the format rewards check.
-pub const REASONING_SYSTEM_PROMPT: &str = "A conversation between User and Assistant. The user asks a question, and \
-the Assistant solves it. The Assistant first thinks about the reasoning process and then gives the answer. The \
-reasoning process and the answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, \
-i.e., <think>\nreasoning process here\n</think>\n<answer>\nanswer here\n</answer>";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -57,13 +52,6 @@ fn strip_annotations(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The prompt messages for a question: the reasoning system prompt (when given) and the user turn.
-pub fn question_messages(question: &str, system: Option<&str>) -> Vec<Message> {
-    let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
-    messages.push(Message::new("user", question));
-    messages
 }
 
 /// One row as a conversation ending with the assistant's answer.
@@ -138,7 +126,7 @@ mod tests {
     fn rewritten_solution_passes_the_strict_format_and_the_accuracy_reward() {
         use crate::reward::{format::format_score, format::FormatMode, grade, Benchmark, Gold};
         let row = serde_json::json!({"question": "q", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"});
-        let conv = row_conversation(&row, DataFormat::Gsm8k, Some(REASONING_SYSTEM_PROMPT)).unwrap();
+        let conv = row_conversation(&row, DataFormat::Gsm8k, crate::data::PromptFormat::R1.system_prompt()).unwrap();
         let solution = &conv.last().unwrap().content;
         assert_eq!(format_score(solution, FormatMode::Strict), 1.0);
         assert!(grade(Benchmark::Gsm8k, solution, &Gold::gsm8k(row["answer"].as_str().unwrap()).unwrap()).correct);

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::sft::Overlong;
 use super::sft_data::DataFormat;
+use crate::data::PromptFormat;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, Decay, Schedule};
 
@@ -17,7 +18,10 @@ pub struct SftRecipe {
     /// JSONL training data.
     pub data: PathBuf,
     pub format: DataFormat,
-    /// System prompt put before each question (GSM8K); defaults to the reasoning-format prompt.
+    /// Prompt format of GSM8K questions (`plain`, `r1`, `boxed`: the prompts `srlm train`,
+    /// `distill` and `eval` render); defaults to `r1`.
+    pub prompt_format: Option<PromptFormat>,
+    /// A custom system prompt before each GSM8K question instead of the format's.
     pub system_prompt: Option<String>,
     /// Where the result goes (an HF directory or a PEFT adapter directory).
     pub output: PathBuf,
@@ -146,7 +150,22 @@ impl SftRecipe {
         Ok(recipe)
     }
 
+    /// The system prompt before each GSM8K question (chat rows carry their own).
+    pub fn system(&self) -> Option<&str> {
+        match (&self.system_prompt, self.format) {
+            (_, DataFormat::Chat) => None,
+            (Some(s), _) => Some(s.as_str()),
+            (None, DataFormat::Gsm8k) => self.prompt_format.unwrap_or(PromptFormat::R1).system_prompt(),
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if self.prompt_format.is_some() && self.system_prompt.is_some() {
+            return Err("give prompt_format or system_prompt, not both".into());
+        }
+        if self.format == DataFormat::Chat && (self.prompt_format.is_some() || self.system_prompt.is_some()) {
+            return Err("prompt_format and system_prompt apply to format = \"gsm8k\"; chat rows carry their own messages".into());
+        }
         if self.epochs == 0 || self.grad_accum == 0 || self.lanes == 0 || self.max_length < 2 || self.token_budget == 0 {
             return Err("epochs, grad_accum, lanes and token_budget must be at least 1, max_length at least 2".into());
         }

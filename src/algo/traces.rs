@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::algo::sft_data::{read_jsonl, DataError};
 use crate::chat::{ChatTemplate, Message};
+use crate::data::question_messages;
 use crate::generate::{generate_group, GenerationConfig};
 use crate::model::Qwen2;
 use crate::reward::{grade, Benchmark, Gold};
@@ -17,6 +19,19 @@ pub enum TraceError {
     Prompt { index: usize, reason: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// The problems of a JSONL file with a `question` (or `problem`) field and `benchmark`'s gold
+/// field, each asked with `system` before it (`data::prompt`, as every command asks).
+pub fn read_problems(path: &Path, benchmark: Benchmark, system: Option<&str>) -> Result<Vec<Problem>, DataError> {
+    read_jsonl(path, |row| {
+        let question = ["question", "problem"]
+            .iter()
+            .find_map(|k| row.get(*k).and_then(serde_json::Value::as_str))
+            .ok_or("missing string field 'question' (or 'problem')")?;
+        let gold = benchmark.gold_from_json(row).map_err(|e| e.to_string())?;
+        Ok(Problem { messages: question_messages(question, system), gold })
+    })
 }
 
 /// A training prompt (system and user turns) and the answer a trace must reach.

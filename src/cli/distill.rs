@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use serde_json::Value;
-use srlm::algo::sft_data::{question_messages, read_jsonl, REASONING_SYSTEM_PROMPT};
-use srlm::algo::traces::{distill_traces, Problem};
+use srlm::algo::traces::{distill_traces, read_problems};
+use srlm::data::PromptFormat;
 use srlm::generate::GenerationConfig;
 use srlm::model::load::{parse_device, parse_dtype};
 use srlm::model::LoadedModel;
@@ -33,7 +32,10 @@ pub struct DistillArgs {
     /// Which gold field and answer checker: gsm8k, math500, minerva_math, olympiadbench, amc23.
     #[arg(long, default_value = "gsm8k")]
     benchmark: String,
-    /// System prompt; defaults to the <think>/<answer> reasoning prompt. "" for none.
+    /// Prompt format (plain, r1, boxed): the prompts `srlm train` and `srlm eval` render.
+    #[arg(long, default_value = "r1")]
+    format: PromptFormat,
+    /// A custom system prompt instead of the format's; "" for none.
     #[arg(long)]
     system: Option<String>,
     #[arg(long, default_value_t = 0.7)]
@@ -60,16 +62,9 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let system = match args.system.as_deref() {
         Some("") => None,
         Some(s) => Some(s),
-        None => Some(REASONING_SYSTEM_PROMPT),
+        None => args.format.system_prompt(),
     };
-    let mut problems = read_jsonl(&args.data, |row| {
-        let question = ["question", "problem"]
-            .iter()
-            .find_map(|k| row.get(*k).and_then(Value::as_str))
-            .ok_or("missing string field 'question' (or 'problem')")?;
-        let gold = benchmark.gold_from_json(row).map_err(|e| e.to_string())?;
-        Ok(Problem { messages: question_messages(question, system), gold })
-    })?;
+    let mut problems = read_problems(&args.data, benchmark, system)?;
     problems.truncate(args.limit.unwrap_or(usize::MAX));
     let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let dtype = parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use srlm::algo::sft::{fit_length, total_steps, train_sft, SftConfig, SftCursor, SftStepStats};
 use srlm::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
-use srlm::algo::sft_data::{read_conversations, tokenize_conversation, DataFormat, REASONING_SYSTEM_PROMPT};
+use srlm::algo::sft_data::{read_conversations, tokenize_conversation};
 use srlm::algo::sft_recipe::{SaveAs, SftRecipe};
 use srlm::model::export::export_hf;
 use srlm::model::load::{parse_device, parse_dtype};
@@ -33,12 +33,7 @@ pub fn run(args: SftArgs) -> Result<()> {
     let dtype = parse_dtype(&recipe.dtype).map_err(anyhow::Error::msg)?;
     let mut loaded = LoadedModel::load(&recipe.model, &device, dtype).with_context(|| format!("loading model '{}'", recipe.model))?;
 
-    let system = match (&recipe.system_prompt, recipe.format) {
-        (Some(s), _) => Some(s.as_str()),
-        (None, DataFormat::Gsm8k) => Some(REASONING_SYSTEM_PROMPT),
-        (None, DataFormat::Chat) => None,
-    };
-    let mut conversations = read_conversations(&recipe.data, recipe.format, system)?;
+    let mut conversations = read_conversations(&recipe.data, recipe.format, recipe.system())?;
     conversations.truncate(recipe.limit.unwrap_or(usize::MAX));
     let template = loaded.tokenizer.chat_template()?;
     let examples = conversations

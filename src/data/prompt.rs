@@ -1,7 +1,11 @@
-//! Prompt formats: a question → chat messages → prompt text through the model's chat template.
+//! The one prompt layer: a question → chat messages → prompt text through the model's chat
+//! template. `srlm train`, `sft`, `distill` and `eval` all ask here, so one question in one
+//! format is one prompt, byte for byte, whichever command renders it.
 //!
-//! `r1` asks for reasoning in `<think>` and the answer in `<answer>` (what the format reward
-//! trains for); `boxed` is the instruction of the published math evaluations.
+//! `plain` is the question alone; `r1` puts the `<think>`/`<answer>` instruction (what the format
+//! reward trains for; DeepSeek-R1-Zero's wording, as open-r1 and TRL's GRPO recipes use it) in a
+//! system message; `boxed` puts the instruction of the published math evaluations (Qwen2.5-Math)
+//! in a system message.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,45 +14,61 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 
-pub const R1_SYSTEM_PROMPT: &str = "A conversation between User and Assistant. The User asks a question and the \
-Assistant solves it. The Assistant first thinks through the reasoning and then gives the answer. The reasoning \
-goes inside <think> </think> tags and the final answer inside <answer> </answer> tags, like this: \
-<think> reasoning here </think> <answer> answer here </answer>.";
+pub const R1_SYSTEM_PROMPT: &str = "A conversation between User and Assistant. The user asks a question, and the \
+Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user \
+with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, \
+respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>.";
 
 pub const BOXED_INSTRUCTION: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PromptFormat {
+    Plain,
     R1,
     Boxed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown prompt format '{0}' (known: r1, boxed)")]
+#[error("unknown prompt format '{0}' (known: plain, r1, boxed)")]
 pub struct UnknownPromptFormat(pub String);
 
 impl PromptFormat {
     pub fn name(self) -> &'static str {
         match self {
+            PromptFormat::Plain => "plain",
             PromptFormat::R1 => "r1",
             PromptFormat::Boxed => "boxed",
         }
     }
 
-    /// The conversation asking `question`: a system message with the instruction, then the question.
+    /// The system message this format puts before the question.
+    pub fn system_prompt(self) -> Option<&'static str> {
+        match self {
+            PromptFormat::Plain => None,
+            PromptFormat::R1 => Some(R1_SYSTEM_PROMPT),
+            PromptFormat::Boxed => Some(BOXED_INSTRUCTION),
+        }
+    }
+
+    /// The conversation asking `question`.
     pub fn messages(self, question: &str) -> Vec<Message> {
-        let system = match self {
-            PromptFormat::R1 => R1_SYSTEM_PROMPT,
-            PromptFormat::Boxed => BOXED_INSTRUCTION,
-        };
-        vec![Message::new("system", system), Message::new("user", question)]
+        question_messages(question, self.system_prompt())
     }
 
     /// The prompt text, ending where the assistant's reply begins.
     pub fn render(self, template: &ChatTemplate, question: &str) -> Result<String, ChatError> {
         template.render(&self.messages(question), true)
     }
+}
+
+/// The prompt turns for a question: a system message (when given), then the question. Formats
+/// call this with their own system prompt; `srlm sft`'s `system_prompt` and `srlm distill
+/// --system` with a custom one.
+pub fn question_messages(question: &str, system: Option<&str>) -> Vec<Message> {
+    let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
+    messages.push(Message::new("user", question));
+    messages
 }
 
 impl fmt::Display for PromptFormat {
@@ -62,6 +82,7 @@ impl FromStr for PromptFormat {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
+            "plain" => Ok(PromptFormat::Plain),
             "r1" => Ok(PromptFormat::R1),
             "boxed" => Ok(PromptFormat::Boxed),
             _ => Err(UnknownPromptFormat(s.to_string())),
@@ -89,12 +110,15 @@ mod tests {
         assert!(r1.starts_with("<|im_start|>system\nA conversation between User and Assistant."));
         assert!(r1.contains("<think> </think>") && r1.contains("<answer> </answer>"));
         assert!(r1.ends_with("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"));
+        let plain = PromptFormat::Plain.render(&t, "Q").unwrap();
+        assert_eq!(plain, "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]
     fn names_parse() {
         assert_eq!("r1".parse(), Ok(PromptFormat::R1));
         assert_eq!("Boxed".parse(), Ok(PromptFormat::Boxed));
+        assert_eq!("plain".parse(), Ok(PromptFormat::Plain));
         assert_eq!("chatml".parse::<PromptFormat>(), Err(UnknownPromptFormat("chatml".into())));
         assert_eq!(serde_json::to_string(&PromptFormat::R1).unwrap(), "\"r1\"");
     }

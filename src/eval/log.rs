@@ -27,6 +27,9 @@ pub struct CompletionRecord {
     pub sample: usize,
     /// The answer field as the data holds it.
     pub gold: Value,
+    /// The prompt as rendered for the model (chat template applied), as `srlm train` logs it.
+    #[serde(default)]
+    pub prompt: String,
     pub completion: String,
     pub extracted: Option<String>,
     pub correct: bool,

@@ -72,13 +72,11 @@ impl Evaluator<'_> {
         let cfg = self.generation_config();
         let chunk = if k == 1 { self.batch_size.max(1) } else { 1 };
         for batch in pending.chunks(chunk) {
-            let prompts = batch
+            let texts = batch
                 .iter()
-                .map(|&i| {
-                    let text = self.settings.format.render(&template, &problems[i].question)?;
-                    Ok(self.tokenizer.encode(&text, false)?)
-                })
-                .collect::<Result<Vec<_>, EvalError>>()?;
+                .map(|&i| self.settings.format.render(&template, &problems[i].question))
+                .collect::<Result<Vec<_>, _>>()?;
+            let prompts = texts.iter().map(|t| self.tokenizer.encode(t, false)).collect::<Result<Vec<_>, _>>()?;
             let start = Instant::now();
             // Sample s of problem i draws from stream i·k + s, whether batched or grouped.
             let completions: Vec<Vec<Completion>> = if k == 1 {
@@ -91,8 +89,8 @@ impl Evaluator<'_> {
                 vec![generate_group(self.model, self.tokenizer, &prompts[0], k, (batch[0] * k) as u64, &cfg, |_, _| {})?]
             };
             let seconds = start.elapsed().as_secs_f64() / (batch.len() * k) as f64;
-            for (&index, samples) in batch.iter().zip(completions) {
-                let records = grade_samples(&problems[index], index, samples, seconds);
+            for ((&index, samples), prompt) in batch.iter().zip(completions).zip(texts) {
+                let records = grade_samples(&problems[index], index, &prompt, samples, seconds);
                 count(&mut state, &records);
                 log.append(records)?;
                 progress(state);
@@ -107,7 +105,7 @@ impl Evaluator<'_> {
     }
 }
 
-fn grade_samples(problem: &Problem, index: usize, samples: Vec<Completion>, seconds: f64) -> Vec<CompletionRecord> {
+fn grade_samples(problem: &Problem, index: usize, prompt: &str, samples: Vec<Completion>, seconds: f64) -> Vec<CompletionRecord> {
     samples
         .into_iter()
         .enumerate()
@@ -119,6 +117,7 @@ fn grade_samples(problem: &Problem, index: usize, samples: Vec<Completion>, seco
                 problem_id: problem.id.clone(),
                 sample,
                 gold: problem.answer.clone(),
+                prompt: prompt.to_string(),
                 completion: c.text,
                 extracted: verdict.extracted,
                 correct: verdict.correct,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::algo::grpo_loss::{LossType, RatioLevel};
+use crate::data::PromptFormat;
 use crate::train::gold_rewarder::GoldFormat;
 
 /// The embedded default: a tiny model learns arithmetic (SFT warm-up, then GRPO).
@@ -73,9 +74,10 @@ pub struct DataSection {
     pub train_size: usize,
     #[serde(default = "default_heldout_size")]
     pub heldout_size: usize,
-    /// Prompt format: `plain` (the question alone), `r1` (think/answer system prompt) or `boxed`.
+    /// Prompt format: `plain` (the question alone), `r1` (think/answer system prompt) or `boxed`
+    /// (the evaluations' instruction as a system prompt); the prompts `srlm eval --format` renders.
     #[serde(default = "default_format")]
-    pub format: String,
+    pub format: PromptFormat,
     #[serde(default = "default_gold")]
     pub gold: GoldFormat,
 }
@@ -363,9 +365,6 @@ impl TrainConfig {
             "gsm8k" => return Err("data.train: task `gsm8k` needs the path of a GSM8K-layout JSONL".into()),
             other => return Err(format!("data.task: unknown task '{other}' (known: arithmetic, gsm8k)")),
         }
-        if !["plain", "r1", "boxed"].contains(&self.data.format.as_str()) {
-            return Err(format!("data.format: unknown format '{}' (known: plain, r1, boxed)", self.data.format));
-        }
         if self.model.source == "tiny" && self.data.task != "arithmetic" {
             return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
         }
@@ -415,8 +414,8 @@ fn default_train_size() -> usize {
 fn default_heldout_size() -> usize {
     64
 }
-fn default_format() -> String {
-    "r1".into()
+fn default_format() -> PromptFormat {
+    PromptFormat::R1
 }
 fn default_gold() -> GoldFormat {
     GoldFormat::Gsm8k
