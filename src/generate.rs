@@ -1,5 +1,5 @@
-//! Generation: G completions of one prompt (prefilled once), or one completion each of several
-//! prompts (left-padded); finished rows are dropped from the batch either way. Tokens are drawn
+//! Generation: G completions of one prompt (prefilled once), or groups of several prompts in
+//! flight together (`continuous`); finished rows are dropped from the batch either way. Tokens are drawn
 //! on the host from a copy of the logits on the CPU, and beside the logits on a GPU
 //! (`sampling::on_device`), so only ids and log-probs cross to the host there.
 
@@ -12,6 +12,8 @@ use crate::model::qwen2::Positions;
 use crate::model::Qwen2;
 use crate::sampling::{on_device, sample, Sampled, SamplingParams, SequenceRng, StopStrings};
 use crate::tokenizer::Tokenizer;
+
+pub mod continuous;
 
 /// Turns completion ids into text; the tokenizer in practice, a stub vocabulary in tests.
 pub trait TextDecoder {
@@ -134,12 +136,13 @@ pub fn generate_group_with(
     })
 }
 
-/// Generates one completion of each of several different prompts as one batch.
+/// Generates one completion of each of several different prompts, all decoding together.
 ///
-/// Prompts are left-padded to a common length; each row gets its own positions and a key mask
-/// hiding its padding, so a row's tokens are those it would get alone (up to float rounding).
-/// Row `i` draws from the RNG stream `streams[i]`, so a prompt sampled here or in a group with the
-/// same stream gets the same tokens. `on_token(i, id)` is called for every sampled token of prompt `i`.
+/// Each prompt is prefilled alone and joins the batch left-padded; each row gets its own
+/// positions and a key mask hiding its padding, so a row's tokens are those it would get alone
+/// (up to float rounding). Row `i` draws from the RNG stream `streams[i]`, so a prompt sampled
+/// here or in a group with the same stream gets the same tokens. `on_token(i, id)` is called
+/// for every sampled token of prompt `i`. (`continuous::generate_groups` with groups of one.)
 pub fn generate_batch(
     model: &Qwen2,
     tokenizer: &dyn TextDecoder,
@@ -148,46 +151,15 @@ pub fn generate_batch(
     cfg: &GenerationConfig,
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Completion>> {
-    if prompts.iter().any(|p| p.is_empty()) {
-        candle_core::bail!("cannot generate from an empty prompt");
-    }
-    let n = prompts.len();
-    if streams.len() != n {
-        candle_core::bail!("{n} prompts but {} RNG streams", streams.len());
-    }
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let device = model.device();
-    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    // Padding per row; padded slots hold token 0 at position 0 and are masked as keys.
-    let mut pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
-    let mut ids = Vec::with_capacity(n * width);
-    let mut positions = Vec::with_capacity(n * width);
-    for (p, &pad) in prompts.iter().zip(&pads) {
-        ids.extend(std::iter::repeat_n(0u32, pad).chain(p.iter().copied()));
-        positions.extend((0..width).map(|j| j.saturating_sub(pad) as u32));
-    }
-    let ids = Tensor::from_vec(ids, (n, width), device)?;
-    let positions = Tensor::from_vec(positions, (n, width), device)?;
-    let mut cache = model.new_cache();
-    let first = last_logits(model, &ids, &positions, &key_mask(&pads, width, device)?, &mut cache)?;
-    let rows = new_rows(streams.iter().copied(), cfg);
-    let sampler = Drawer::new(SamplerPlace::for_device(device), device);
-    decode_rows(rows, first, sampler, tokenizer, cfg, &mut on_token, |keep, last| {
-        if let Some(keep) = keep {
-            cache = cache.retain(keep)?;
-            pads = keep.iter().map(|&slot| pads[slot as usize]).collect();
-        }
-        let input = Tensor::new(last, device)?.unsqueeze(1)?;
-        let len = cache.len();
-        let pos: Vec<u32> = pads.iter().map(|&pad| (len - pad) as u32).collect();
-        let pos = Tensor::from_vec(pos, (pads.len(), 1), device)?;
-        last_logits(model, &input, &pos, &key_mask(&pads, len + 1, device)?, &mut cache)
-    })
+    let mut done: Vec<Option<Completion>> = vec![None; prompts.len()];
+    continuous::generate_groups(model, tokenizer, prompts, streams, 1, prompts.len().max(1), cfg, |i, mut c| {
+        done[i] = c.pop();
+        Ok(())
+    }, |i, _, id| on_token(i, id))?;
+    Ok(done.into_iter().map(|c| c.expect("every prompt's group is handed out")).collect())
 }
 
-/// The decode loop both entry points share: sample every active row from its logits, drop the
+/// The decode loop of a single group: sample every active row from its logits, drop the
 /// finished ones, and get the next logits from `advance(kept cache slots if some row finished,
 /// last token of each active row)`.
 fn decode_rows(

@@ -58,6 +58,42 @@ fn lora_sft_writes_a_peft_adapter_that_loads() {
     // One step from B = 0 moves B away from zero.
     let (_, b) = adapters.factors("model.layers.0.self_attn.q_proj").unwrap();
     assert!(b.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+
+    // `--adapter` everywhere: logprobs over the adapter equal the unmerged LoRA forward's.
+    let (prompt, completion) = ("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n", "2 + 2 = 4");
+    let (m, a) = (model.to_str().unwrap(), out_dir.to_str().unwrap());
+    let out = srlm().args(["logprobs", "--model", m, "--adapter", a, "--prompt", prompt, "--completion", completion, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u32> = ["prompt_ids", "completion_ids"].iter().flat_map(|k| got[*k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32)).collect();
+    let lora = srlm::model::Qwen2::with_lora(&loaded.config, &loaded.weights, &adapters, false).unwrap();
+    let batch = srlm::model::TokenBatch::right_padded(&[ids], 0, &candle_core::Device::Cpu).unwrap();
+    let want: Vec<f32> = srlm::model::token_logprobs(&lora, &batch, 1.0, false, 512).unwrap().logprobs.squeeze(0).unwrap().to_vec1().unwrap();
+    let p = got["prompt_ids"].as_array().unwrap().len();
+    let got: Vec<f64> = got["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(got.len(), want.len() - (p - 1));
+    for (g, w) in got.iter().zip(&want[p - 1..]) {
+        assert!((g - *w as f64).abs() < 1e-4, "merged {g} vs LoRA forward {w}");
+    }
+    // Greedy generation over the adapter equals the merged checkpoint's (`srlm export --adapter`).
+    let merged = dir.path().join("merged");
+    let out = srlm().args(["export", "--model", m, "--adapter", a, "--out", merged.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let generate = |args: &[&str]| {
+        let out = srlm().args(["generate", "--message", "What is 2 + 2?", "--greedy", "--max-new-tokens", "12", "--json"]).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["completions"][0]["ids"].clone()
+    };
+    assert_eq!(generate(&["--model", m, "--adapter", a]), generate(&["--model", merged.to_str().unwrap()]));
+    // And the adapter is not a no-op: the base model's log-probs differ from the adapted ones.
+    let base = srlm().args(["logprobs", "--model", m, "--prompt", prompt, "--completion", completion, "--json"]).output().unwrap();
+    let base: serde_json::Value = serde_json::from_slice(&base.stdout).unwrap();
+    let moved = base["logprobs"].as_array().unwrap().iter().zip(&got).map(|(b, g)| (b.as_f64().unwrap() - g).abs()).fold(0.0, f64::max);
+    assert!(moved > 1e-6, "the adapter changed nothing ({moved})");
+    // A directory without an adapter is refused by name.
+    let out = srlm().args(["generate", "--model", m, "--adapter", dir.path().to_str().unwrap(), "--message", "hi"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("adapter_config.json"), "{err}");
 }
 
 #[test]

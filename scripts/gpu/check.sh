@@ -4,7 +4,8 @@
 # Needs .gpu/ (built here by scripts/gpu/build.sh): bin.tar.xz (srlm + cuda_parity), build_root,
 # and qwen-src/ (config.json + tokenizer files of Qwen2.5-0.5B, from `srlm export`). Steps, most
 # important first, each cut at its own limit and at the call's deadline:
-#   CUDA tests; group generation G = 16, 64, 256 × 512 tokens beside transformers `generate`;
+#   CUDA tests; group generation G = 16, 64, 256 × 512 tokens beside transformers `generate`,
+#   and 16 groups of 16 in flight (continuous batching);
 #   a learner step on 16 × 1,024 tokens beside a PyTorch step; weight-sync seconds;
 #   20 GRPO steps of the tiny default on CUDA; 3 GRPO steps with the learner on the CPU and a
 #   generator on cuda:0 (Qwen2.5-0.5B shapes).
@@ -55,6 +56,9 @@ for G in 16 64 256; do
     | sed "s/^{/{\"arch\":\"qwen\",/" | tee -a "$J"
   step "torch gen G=$G" 100 python3 scripts/gpu/peer_gpu.py $M $G 512 bf16 2>/dev/null | sed "s/^{/{\"arch\":\"qwen\",/" | tee -a "$J"
 done
+# 256 rows in flight as 16 groups of 16 (continuous batching, as a generator runs them).
+step "srlm gen 16 groups x 16" 120 peak "srlm_gen_16x16" $S bench generate --model $M --device cuda:0 --dtype bf16 --n 16 --groups 16 \
+  --new-tokens 512 --runs 1 | sed "s/^{/{\"arch\":\"qwen\",/" | tee -a "$J"
 # 16 × 1,024 tokens: the chat prompt (68 tokens) + 956 completion tokens.
 step "torch train bf16" 90 python3 scripts/gpu/peer_train_gpu.py $M 16 956 bf16 2 2>/dev/null | tee -a "$J"
 for dt in bf16 f32; do

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use srlm::chat::Message;
+use srlm::generate::continuous::generate_groups;
 use srlm::generate::{generate_group, GenerationConfig};
 use srlm::sampling::{SamplingParams, StopStrings};
 
@@ -51,6 +52,10 @@ struct GenerateBench {
     /// Nucleus mass (1: no cut).
     #[arg(long = "top-p", default_value_t = 1.0)]
     top_p: f32,
+    /// Groups of G decoding together through continuous batching (`generate::continuous`):
+    /// GROUPS prompts, their groups in flight at once; absent: one group, `generate_group`.
+    #[arg(long)]
+    groups: Option<usize>,
 }
 
 pub(super) const QUESTION: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in \
@@ -83,25 +88,43 @@ fn generate(b: GenerateBench) -> Result<()> {
     };
     // The warm-up (caches, kernels) needs a few tokens, not a whole run.
     let warm = GenerationConfig { max_new_tokens: b.new_tokens.min(16), min_new_tokens: b.new_tokens.min(16), ..cfg.clone() };
-    generate_group(&model, &m.tokenizer, &ids, b.n, 0, &warm, |_, _| {})?;
+    let groups = b.groups.unwrap_or(1);
+    anyhow::ensure!(groups >= 1, "--groups must be at least 1");
+    let run = |cfg: &GenerationConfig| -> Result<usize> {
+        let mut tokens = 0;
+        match b.groups {
+            None => tokens += generate_group(&model, &m.tokenizer, &ids, b.n, 0, cfg, |_, _| {})?.iter().map(|c| c.ids.len()).sum::<usize>(),
+            Some(groups) => {
+                let prompts = vec![ids.clone(); groups];
+                let streams: Vec<u64> = (0..groups as u64).map(|i| i * b.n as u64).collect();
+                generate_groups(&model, &m.tokenizer, &prompts, &streams, b.n, groups * b.n, cfg, |_, done| {
+                    tokens += done.iter().map(|c| c.ids.len()).sum::<usize>();
+                    Ok(())
+                }, |_, _, _| {})?;
+            }
+        }
+        Ok(tokens)
+    };
+    run(&warm)?;
     // Wall and CPU seconds of the fastest timed run; CPU time depends less on the machine's load.
     let (mut best, mut best_cpu) = (f64::INFINITY, f64::INFINITY);
+    let expected = groups * b.n * b.new_tokens;
     for _ in 0..b.runs.max(1) {
         let (start, cpu_start) = (Instant::now(), process_cpu_seconds()?);
-        let out = generate_group(&model, &m.tokenizer, &ids, b.n, 0, &cfg, |_, _| {})?;
+        let tokens = run(&cfg)?;
         let (seconds, cpu) = (start.elapsed().as_secs_f64(), process_cpu_seconds()? - cpu_start);
-        let tokens: usize = out.iter().map(|c| c.ids.len()).sum();
-        anyhow::ensure!(tokens == b.n * b.new_tokens, "expected {} tokens, got {tokens}", b.n * b.new_tokens);
+        anyhow::ensure!(tokens == expected, "expected {expected} tokens, got {tokens}");
         if seconds < best {
             (best, best_cpu) = (seconds, cpu);
         }
     }
-    let tokens = (b.n * b.new_tokens) as f64;
+    let tokens = expected as f64;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "{}",
         json!({
-            "impl": "srlm", "what": "gen", "model": b.model.model, "G": b.n, "N": b.new_tokens,
+            "impl": "srlm", "what": "gen", "model": b.model.model, "G": b.n, "N": b.new_tokens, "groups": groups,
+            "rows_in_flight": groups * b.n,
             "prompt_tokens": ids.len(), "seconds": (best * 1000.0).round() / 1000.0,
             "tokens_per_s": (tokens / best * 10.0).round() / 10.0,
             "tokens_per_cpu_s": (tokens / best_cpu * 10.0).round() / 10.0,

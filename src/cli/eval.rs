@@ -55,7 +55,8 @@ pub struct EvalArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Prompts generated together when k = 1.
+    /// Problems decoding together (each a group of k rows); a finished problem's rows go to the
+    /// next one at once (continuous batching).
     #[arg(long = "batch-size", default_value_t = 8)]
     batch_size: usize,
 }
@@ -71,6 +72,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let files = data_files(&args)?;
     let settings = EvalSettings {
         model: args.model.model.clone(),
+        adapter: args.model.adapter.as_ref().map(|d| d.display().to_string()),
         format: args.format,
         k: args.k,
         greedy: args.greedy,

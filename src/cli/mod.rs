@@ -17,10 +17,12 @@ mod recipe_edit;
 mod train;
 mod sft;
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use srlm::model::load::{parse_device, parse_dtype};
-use srlm::model::LoadedModel;
+use srlm::model::{LoadedModel, LoraAdapters};
 
 #[derive(Parser)]
 #[command(name = "srlm", version, about = "Train small reasoning language models with GRPO, SFT and distillation")]
@@ -80,12 +82,23 @@ pub struct ModelArgs {
     /// Working precision: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors) over
+    /// `--model`, e.g. what `srlm sft` writes with `save = "adapter"`; folded into the weights in
+    /// memory when loading, so the model runs at the base model's speed and nothing is written.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
         let device = parse_device(&self.device).map_err(anyhow::Error::msg)?;
         let dtype = parse_dtype(&self.dtype).map_err(anyhow::Error::msg)?;
-        LoadedModel::load(&self.model, &device, dtype).with_context(|| format!("loading model '{}'", self.model))
+        let mut m = LoadedModel::load(&self.model, &device, dtype).with_context(|| format!("loading model '{}'", self.model))?;
+        if let Some(dir) = &self.adapter {
+            let adapters = LoraAdapters::load_peft(dir, &m.weights, &m.config)
+                .with_context(|| format!("loading adapter '{}' over '{}'", dir.display(), self.model))?;
+            m.weights = adapters.merged(&m.weights)?;
+        }
+        Ok(m)
     }
 }

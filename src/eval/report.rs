@@ -12,6 +12,9 @@ use crate::reward::Benchmark;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalSettings {
     pub model: String,
+    /// The LoRA adapter over `model`, if any (absent from settings written without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     pub format: PromptFormat,
     /// Samples per problem; pass@1 is their mean.
     pub k: usize,

@@ -1,5 +1,6 @@
-//! Running one benchmark: problems → prompts → completions (batched when k = 1, a group of k
-//! otherwise) → graded records appended to the log, skipping problems the log already holds.
+//! Running one benchmark: problems → prompts → groups of k completions, `batch_size` groups in
+//! flight (continuous batching: a finished group's rows go to the next problem) → graded records
+//! appended to the log as each group finishes, skipping problems the log already holds.
 
 use std::time::Instant;
 
@@ -7,7 +8,8 @@ use super::log::{CompletionLog, CompletionRecord};
 use super::report::EvalSettings;
 use super::EvalError;
 use crate::data::Problem;
-use crate::generate::{generate_batch, generate_group, Completion, GenerationConfig};
+use crate::generate::continuous::generate_groups;
+use crate::generate::{Completion, GenerationConfig};
 use crate::model::Qwen2;
 use crate::reward::grade;
 use crate::sampling::{SamplingParams, StopStrings};
@@ -27,7 +29,7 @@ pub struct Evaluator<'a> {
     pub model: &'a Qwen2,
     pub tokenizer: &'a Tokenizer,
     pub settings: &'a EvalSettings,
-    /// Prompts generated together when k = 1.
+    /// Groups (problems) decoding at once.
     pub batch_size: usize,
 }
 
@@ -70,32 +72,32 @@ impl Evaluator<'_> {
         let resumed = problems.len() - pending.len();
         progress(state);
         let cfg = self.generation_config();
-        let chunk = if k == 1 { self.batch_size.max(1) } else { 1 };
-        for batch in pending.chunks(chunk) {
-            let texts = batch
-                .iter()
-                .map(|&i| self.settings.format.render(&template, &problems[i].question))
-                .collect::<Result<Vec<_>, _>>()?;
-            let prompts = texts.iter().map(|t| self.tokenizer.encode(t, false)).collect::<Result<Vec<_>, _>>()?;
-            let start = Instant::now();
-            // Sample s of problem i draws from stream i·k + s, whether batched or grouped.
-            let completions: Vec<Vec<Completion>> = if k == 1 {
-                let streams: Vec<u64> = batch.iter().map(|&i| i as u64).collect();
-                generate_batch(self.model, self.tokenizer, &prompts, &streams, &cfg, |_, _| {})?
-                    .into_iter()
-                    .map(|c| vec![c])
-                    .collect()
-            } else {
-                vec![generate_group(self.model, self.tokenizer, &prompts[0], k, (batch[0] * k) as u64, &cfg, |_, _| {})?]
-            };
-            let seconds = start.elapsed().as_secs_f64() / (batch.len() * k) as f64;
-            for ((&index, samples), prompt) in batch.iter().zip(completions).zip(texts) {
-                let records = grade_samples(&problems[index], index, &prompt, samples, seconds);
-                count(&mut state, &records);
-                log.append(records)?;
-                progress(state);
+        let template = &template;
+        let prompts = pending
+            .iter()
+            .map(|&i| self.settings.format.render(template, &problems[i].question))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = prompts.iter().map(|t| self.tokenizer.encode(t, false)).collect::<Result<Vec<_>, _>>()?;
+        // Sample s of problem i draws from stream i·k + s, however many are in flight.
+        let streams: Vec<u64> = pending.iter().map(|&i| (i * k) as u64).collect();
+        let rows = self.batch_size.max(1) * k;
+        let mut last = Instant::now();
+        let mut failed = None;
+        generate_groups(self.model, self.tokenizer, &ids, &streams, k, rows, &cfg, |j, samples| {
+            // The wall time since the previous group finished, shared among this group's samples.
+            let seconds = last.elapsed().as_secs_f64() / k as f64;
+            last = Instant::now();
+            let index = pending[j];
+            let records = grade_samples(&problems[index], index, &prompts[j], samples, seconds);
+            count(&mut state, &records);
+            if let Err(e) = log.append(records) {
+                failed = Some(e);
+                candle_core::bail!("writing the completion log failed");
             }
-        }
+            progress(state);
+            Ok(())
+        }, |_, _, _| {})
+        .map_err(|e| failed.take().unwrap_or(EvalError::from(e)))?;
         let records = problems
             .iter()
             .enumerate()

@@ -35,6 +35,9 @@ pub(crate) struct AttentionInputs<'a> {
     pub rope: &'a RopeSlice,
     /// Additive bias (b, 1, 1, t, T): 0 where a query may attend, a large negative elsewhere.
     pub bias: Option<&'a Tensor>,
+    /// Where each row's real keys begin, when its left padding is skipped rather than masked
+    /// (single-token decoding on the CPU); `bias` is then None.
+    pub key_starts: Option<&'a [usize]>,
     /// Fused inference kernels (no backward pass).
     pub fused: bool,
     /// (b, t): the batch and sequence length, also when hidden states come as (b·t, d) rows.
@@ -112,7 +115,7 @@ impl Attention {
             None => (k, v),
         };
         if t == 1 && inputs.fused && inputs.bias.is_none() && supports(&q) {
-            return self.o_proj.forward(&decode_attention(&q, &k, &v)?);
+            return self.o_proj.forward(&decode_attention(&q, &k, &v, inputs.key_starts.unwrap_or(&[]))?);
         }
         let total = k.dims()[2];
         // Heads that share a KV head are adjacent, so (b, h, t, hd) reads as (b, kvh, rep·t, hd)

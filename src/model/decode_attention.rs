@@ -3,7 +3,8 @@
 //! candle runs a decode step's attention as scale, two batched matmuls of b·kvh tiny products
 //! each, softmax and a copy of V out of the cache: five ops and about a hundred gemm calls per
 //! layer. Here each (row, KV head) reads its keys and values once, in place, for all the query
-//! heads that share them.
+//! heads that share them. A row's left padding (rows of different lengths decoding together) is
+//! skipped by starting that row's keys later, instead of masking them with a bias.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -14,12 +15,15 @@ pub fn supports(q: &Tensor) -> bool {
 }
 
 /// softmax(q·Kᵀ / √hd)·V for q (b, h, 1, hd) and k, v (b, kvh, T, hd) with rows of hd contiguous
-/// (the cache's narrowed buffers); query head i reads KV head i / (h / kvh). → (b, 1, h·hd).
-pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    q.contiguous()?.apply_op3_no_bwd(k, v, &DecodeAttention)
+/// (the cache's narrowed buffers); query head i reads KV head i / (h / kvh). Row r attends to
+/// keys `starts[r]..T` (all keys when `starts` is empty). → (b, 1, h·hd).
+pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, starts: &[usize]) -> Result<Tensor> {
+    q.contiguous()?.apply_op3_no_bwd(k, v, &DecodeAttention { starts: starts.to_vec() })
 }
 
-struct DecodeAttention;
+struct DecodeAttention {
+    starts: Vec<usize>,
+}
 
 /// Where the (b, kvh) blocks of T rows of a key or value tensor start, and the row stride.
 struct Rows<'a> {
@@ -62,6 +66,9 @@ impl CustomOp3 for DecodeAttention {
         if t != 1 || kb != b || khd != hd || lv.dims() != lk.dims() || kvh == 0 || h % kvh != 0 {
             candle_core::bail!("decode attention: q {:?}, k {:?}, v {:?}", lq.dims(), lk.dims(), lv.dims());
         }
+        if !(self.starts.is_empty() || self.starts.len() == b && self.starts.iter().all(|&s| s < total)) {
+            candle_core::bail!("decode attention: key starts {:?} for {b} rows of {total} keys", self.starts);
+        }
         let Some((q0, q1)) = lq.contiguous_offsets() else { candle_core::bail!("decode attention: q is not contiguous") };
         let q = &sq.as_slice::<f32>()?[q0..q1];
         let (keys, values) = (Rows::of(sk, lk, hd)?, Rows::of(sv, lv, hd)?);
@@ -73,7 +80,9 @@ impl CustomOp3 for DecodeAttention {
             || vec![0f32; rep * total],
             |scores, (task, out)| {
                 let (bi, g) = (task / kvh, task % kvh);
-                let group = Group { q: &q[(bi * h + g * rep) * hd..][..rep * hd], keys: &keys, values: &values, b: bi, g, hd, total, scale };
+                let first = self.starts.get(bi).copied().unwrap_or(0);
+                let q = &q[(bi * h + g * rep) * hd..][..rep * hd];
+                let group = Group { q, keys: &keys, values: &values, b: bi, g, hd, first, total, scale };
                 group.attend(scores, out);
             },
         );
@@ -90,6 +99,8 @@ struct Group<'a> {
     b: usize,
     g: usize,
     hd: usize,
+    /// Keys `first..total` are attended to.
+    first: usize,
     total: usize,
     scale: f32,
 }
@@ -114,9 +125,12 @@ impl Group<'_> {
     /// Each key and value row is read once for all the heads of the group.
     #[inline(always)]
     fn attend_with<const FMA: bool>(&self, scores: &mut [f32], out: &mut [f32]) {
-        let (hd, total) = (self.hd, self.total);
+        let (hd, first) = (self.hd, self.first);
+        // Scores of keys first..total, `total` of them per head.
+        let total = self.total - first;
+        let scores = &mut scores[..self.q.len() / hd * total];
         for j in 0..total {
-            let k = self.keys.row(self.b, self.g, j, hd);
+            let k = self.keys.row(self.b, self.g, first + j, hd);
             for (r, qh) in self.q.chunks_exact(hd).enumerate() {
                 scores[r * total + j] = dot::<FMA>(qh, k) * self.scale;
             }
@@ -133,7 +147,7 @@ impl Group<'_> {
             }
         }
         for j in 0..total {
-            let v = self.values.row(self.b, self.g, j, hd);
+            let v = self.values.row(self.b, self.g, first + j, hd);
             for (r, o) in out.chunks_exact_mut(hd).enumerate() {
                 axpy::<FMA>(scores[r * total + j], v, o);
             }
@@ -180,7 +194,7 @@ mod tests {
         let kbuf = Tensor::randn(0f32, 1.0, (b, kvh, cap, hd), &dev).unwrap();
         let vbuf = Tensor::randn(0f32, 1.0, (b, kvh, cap, hd), &dev).unwrap();
         let (k, v) = (kbuf.narrow(2, 0, total).unwrap(), vbuf.narrow(2, 0, total).unwrap());
-        let got = decode_attention(&q, &k, &v).unwrap();
+        let got = decode_attention(&q, &k, &v, &[]).unwrap();
         assert_eq!(got.dims(), &[b, 1, h * hd]);
         let rep = h / kvh;
         let expand = |t: &Tensor| t.unsqueeze(2).unwrap().repeat((1, 1, rep, 1, 1)).unwrap().reshape((b, h, total, hd)).unwrap();
@@ -190,5 +204,16 @@ mod tests {
         let want = probs.matmul(&v).unwrap().reshape((b, 1, h * hd)).unwrap();
         let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "{diff}");
+        // Rows starting later attend as if their first keys were not there.
+        let (k, v) = (kbuf.narrow(2, 0, total).unwrap(), vbuf.narrow(2, 0, total).unwrap());
+        let starts = [0, 4, 10];
+        let got = decode_attention(&q, &k, &v, &starts).unwrap();
+        for (row, &s) in starts.iter().enumerate() {
+            let one = |t: &Tensor| t.narrow(0, row, 1).unwrap();
+            let alone = decode_attention(&one(&q), &one(&k).narrow(2, s, total - s).unwrap(), &one(&v).narrow(2, s, total - s).unwrap(), &[]).unwrap();
+            let diff = (one(&got) - alone).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-6, "row {row}: {diff}");
+        }
+        assert!(decode_attention(&q, &k, &v, &[0, 11, 0]).is_err());
     }
 }

@@ -51,7 +51,7 @@ impl KvCache {
             Some(entry) => grow(entry, start + t)?,
             None => {
                 let (b, kvh, _, hd) = k.dims4()?;
-                let cap = (start + t).next_power_of_two().max(16);
+                let cap = capacity(start + t);
                 let shape = (b, kvh, cap, hd);
                 LayerKv {
                     k: Tensor::zeros(shape, k.dtype(), k.device())?,
@@ -89,6 +89,66 @@ impl KvCache {
         })
     }
 
+    /// Puts `n` empty (zero) positions before every row's tokens: rows joining a longer batch are
+    /// left-padded to its length (the padding is masked as keys).
+    pub fn pad_left(&self, n: usize) -> Result<KvCache> {
+        if n == 0 {
+            return Ok(self.clone());
+        }
+        let len = self.len;
+        let out = self.map_rows(|t| {
+            let (b, kvh, _, hd) = t.dims4()?;
+            let buf = Tensor::zeros((b, kvh, capacity(len + n), hd), t.dtype(), t.device())?;
+            buf.slice_set(&t.narrow(2, 0, len)?.contiguous()?, 2, n)?;
+            Ok(buf)
+        })?;
+        Ok(KvCache { len: len + n, ..out })
+    }
+
+    /// Drops the first `n` positions of every row (padding no row needs any more).
+    pub fn trim_left(&self, n: usize) -> Result<KvCache> {
+        if n == 0 {
+            return Ok(self.clone());
+        }
+        if n > self.len {
+            candle_core::bail!("cannot trim {n} positions from a cache of {}", self.len);
+        }
+        let len = self.len - n;
+        let out = self.map_rows(|t| {
+            let (b, kvh, _, hd) = t.dims4()?;
+            let buf = Tensor::zeros((b, kvh, capacity(len), hd), t.dtype(), t.device())?;
+            buf.slice_set(&t.narrow(2, n, len)?.contiguous()?, 2, 0)?;
+            Ok(buf)
+        })?;
+        Ok(KvCache { len, ..out })
+    }
+
+    /// `self`'s rows, then `other`'s: two caches of the same length as one batch.
+    pub fn concat_rows(&self, other: &KvCache) -> Result<KvCache> {
+        if self.len != other.len || self.layers.len() != other.layers.len() {
+            candle_core::bail!("cannot join caches of {} and {} positions", self.len, other.len);
+        }
+        let len = self.len;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (a, b) in self.layers.iter().zip(&other.layers) {
+            layers.push(match (a, b) {
+                (Some(a), Some(b)) => {
+                    let join = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
+                        let rows = Tensor::cat(&[x.narrow(2, 0, len)?, y.narrow(2, 0, len)?], 0)?;
+                        let (n, kvh, _, hd) = rows.dims4()?;
+                        let buf = Tensor::zeros((n, kvh, capacity(len), hd), rows.dtype(), rows.device())?;
+                        buf.slice_set(&rows, 2, 0)?;
+                        Ok(buf)
+                    };
+                    Some(LayerKv { k: join(&a.k, &b.k)?, v: join(&a.v, &b.v)? })
+                }
+                (None, None) => None,
+                _ => candle_core::bail!("cannot join a filled cache with an empty one"),
+            });
+        }
+        Ok(KvCache { layers, len })
+    }
+
     fn map_rows(&self, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<KvCache> {
         let mut layers = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
@@ -99,6 +159,11 @@ impl KvCache {
         }
         Ok(KvCache { layers, len: self.len })
     }
+}
+
+/// Buffer positions for `needed` tokens: a power of two, at least 16, so appends rarely copy.
+fn capacity(needed: usize) -> usize {
+    needed.next_power_of_two().max(16)
 }
 
 /// Doubles the buffers when `needed` positions do not fit.
@@ -145,5 +210,35 @@ mod tests {
         let last: Vec<f32> = k.narrow(2, 19, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(last, vec![300.0, 100.0]);
         assert_eq!(k.dtype(), DType::F32);
+    }
+
+    fn keys(cache: &KvCache) -> Vec<Vec<f32>> {
+        let k = cache.layers[0].as_ref().unwrap().k.narrow(2, 0, cache.len()).unwrap();
+        k.squeeze(3).unwrap().squeeze(1).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn rows_join_after_left_padding_and_padding_trims_away() {
+        let dev = Device::Cpu;
+        let filled = |values: &[f32], rows: usize| {
+            let mut c = KvCache::new(1);
+            let t = Tensor::new(values, &dev).unwrap().reshape((1, 1, values.len(), 1)).unwrap();
+            c.append(0, &t, &t).unwrap();
+            c.expand(rows).unwrap()
+        };
+        let long = filled(&[1.0, 2.0, 3.0, 4.0], 1);
+        let short = filled(&[7.0, 8.0], 2).pad_left(2).unwrap();
+        assert_eq!(short.len(), 4);
+        let joined = long.concat_rows(&short).unwrap();
+        assert_eq!(joined.batch_size(), 3);
+        assert_eq!(keys(&joined), vec![vec![1.0, 2.0, 3.0, 4.0], vec![0.0, 0.0, 7.0, 8.0], vec![0.0, 0.0, 7.0, 8.0]]);
+        // Appends still land at the end of every row.
+        let mut grown = joined.retain(&[1, 2]).unwrap();
+        let step = Tensor::new(&[9f32, 10.0], &dev).unwrap().reshape((2, 1, 1, 1)).unwrap();
+        grown.append(0, &step, &step).unwrap();
+        let trimmed = grown.trim_left(2).unwrap();
+        assert_eq!(keys(&trimmed), vec![vec![7.0, 8.0, 9.0], vec![7.0, 8.0, 10.0]]);
+        assert!(long.concat_rows(&filled(&[1.0], 1)).is_err());
+        assert!(trimmed.trim_left(4).is_err());
     }
 }

@@ -181,8 +181,17 @@ impl Qwen2 {
             Positions::Offset(offset) => self.rotary.contiguous_positions(offset, t, self.dtype)?,
             Positions::Explicit(p) => self.rotary.gathered_positions(p, self.dtype)?,
         };
-        let bias = attention_bias(b, t, past, key_mask, self.dtype, &self.device)?;
-        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), fused, batch: (b, t) };
+        // Decoding on the CPU skips each row's left padding in the attention kernel instead of
+        // masking it, which keeps rows of different lengths on the fast path.
+        let key_starts = match key_mask {
+            Some(mask) if t == 1 && fused && self.device.is_cpu() && self.dtype == DType::F32 => left_padding(mask)?,
+            _ => None,
+        };
+        let bias = match key_starts {
+            Some(_) => None,
+            None => attention_bias(b, t, past, key_mask, self.dtype, &self.device)?,
+        };
+        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), key_starts: key_starts.as_deref(), fused, batch: (b, t) };
         let mut xs = self.embed_tokens.forward(ids)?;
         // Training on the CPU keeps hidden states as (b·t, d) rows: every reshape is a node that
         // costs a full gradient copy in the backward pass.
@@ -221,6 +230,19 @@ impl Qwen2 {
         let t = hidden.dim(1)?;
         self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?.to_dtype(DType::F32)
     }
+}
+
+/// Where each row's keys begin when `key_mask` (b, T) is left padding (zeros, then ones, at least
+/// one real key); None for any other mask.
+fn left_padding(key_mask: &Tensor) -> Result<Option<Vec<usize>>> {
+    let rows = key_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let pad = row.iter().take_while(|&&m| m == 0.0).count();
+            (pad < row.len() && row[pad..].iter().all(|&m| m == 1.0)).then_some(pad)
+        })
+        .collect())
 }
 
 /// Additive attention bias (b, 1, 1, t, T) for causal attention over `past` cached keys and `t`
