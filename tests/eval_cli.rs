@@ -44,6 +44,7 @@ fn grade_keeps_input_order_and_reports_null_extractions() {
     std::fs::write(&input, text).unwrap();
     let out = srlm(&["grade", "--input", s(&input)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2/4 correct (50.0%)"), "{}", String::from_utf8_lossy(&out.stderr));
     let graded: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let verdicts: Vec<(Value, Value)> = graded.iter().map(|g| (g["extracted"].clone(), g["correct"].clone())).collect();
     assert_eq!(

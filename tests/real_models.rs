@@ -87,6 +87,9 @@ fn export_reloads_with_identical_logprobs() {
     for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
         assert!(out.join(f).is_file(), "{f} missing from the export");
     }
+    // The weights are as readable as their siblings (not owner-only).
+    let mode = |f: &str| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(out.join(f)).unwrap().permissions());
+    assert_eq!(mode("model.safetensors"), mode("config.json"));
     // Exporting over an existing directory needs an explicit overwrite.
     assert!(srlm::model::export::export_hf(&original, &out, DType::F32, false).is_err());
     let reloaded = LoadedModel::load(out.to_str().unwrap(), &Device::Cpu, DType::F32).unwrap();

@@ -105,6 +105,26 @@ fn config_errors_name_the_file_and_key_before_any_work() {
 }
 
 #[test]
+fn groups_in_flight_train_every_batch_threaded() {
+    // Several groups per generator call (continuous batching), on the threaded runtime.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = short_config(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]") + "groups_in_flight = 4\n";
+    std::fs::write(&cfg, text).unwrap();
+    let run = tmp.path().join("run");
+    let o = srlm(&["train", "--config", cfg.to_str().unwrap(), "--grpo-steps", "3"], &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&read(&run.join("run-stage-0.json"))).unwrap();
+    assert_eq!(summary["steps"], serde_json::json!(3));
+    let groups = summary["groups_trained"].as_u64().unwrap() + summary["groups_dropped_stale"].as_u64().unwrap();
+    assert!(groups >= 24, "3 steps of 8 groups: {summary}");
+    let bad = std::fs::read_to_string(&cfg).unwrap().replace("groups_in_flight = 4", "groups_in_flight = 0");
+    std::fs::write(&cfg, bad).unwrap();
+    let o = srlm(&["train", "--config", cfg.to_str().unwrap()], &tmp.path().join("bad"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("runtime.groups_in_flight"));
+}
+
+#[test]
 fn a_generator_on_a_device_of_its_own_gets_each_version_copied_and_timed() {
     // `cpu:1` is the CPU as a slot of its own: the runtime copies every version the generator
     // adopts (in bf16, the generator's dtype), exactly as it would to a GPU. Deterministic, so

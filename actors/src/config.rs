@@ -14,6 +14,9 @@ pub struct RuntimeConfig {
     /// Oldest policy lag (in versions) a trained group may have; 0 is synchronous on-policy.
     pub max_staleness: u64,
     pub generators: usize,
+    /// Groups one generator samples together (continuous batching where the sampler can); the
+    /// deterministic harness samples one at a time.
+    pub groups_in_flight: usize,
     pub scorers: usize,
     /// Capacity of the generator → scorer queue.
     pub rollout_capacity: usize,
@@ -49,6 +52,7 @@ impl Default for RuntimeConfig {
             batch_groups: 4,
             max_staleness: 1,
             generators: 1,
+            groups_in_flight: 1,
             scorers: 2,
             rollout_capacity: 8,
             scored_capacity: 8,
@@ -73,6 +77,7 @@ impl RuntimeConfig {
             ("group_size", self.group_size),
             ("batch_groups", self.batch_groups),
             ("generators", self.generators),
+            ("groups_in_flight", self.groups_in_flight),
             ("scorers", self.scorers),
             ("rollout_capacity", self.rollout_capacity),
             ("scored_capacity", self.scored_capacity),

@@ -42,11 +42,13 @@ pub struct FakeSampler {
     seed: u64,
     pub cost: Duration,
     pub hook: Option<SampleHook>,
+    /// Prompts per `sample_groups` call, when a test wants to see how groups were batched.
+    pub batches: Option<Arc<Mutex<Vec<usize>>>>,
 }
 
 impl FakeSampler {
     pub fn new(seed: u64) -> Self {
-        Self { seed, cost: Duration::ZERO, hook: None }
+        Self { seed, cost: Duration::ZERO, hook: None, batches: None }
     }
 
     pub fn with_hook(mut self, hook: Option<SampleHook>) -> Self {
@@ -83,6 +85,13 @@ impl Sampler for FakeSampler {
             })
             .collect();
         Ok(SampledGroup { prompt_token_ids: vec![(prompt.id % 96) as u32], completions })
+    }
+
+    fn sample_groups(&mut self, prompts: &[Prompt], policy: &Policy<FakeWeights>, group_size: usize) -> Result<Vec<SampledGroup>, FakeError> {
+        if let Some(batches) = &self.batches {
+            lock(batches).push(prompts.len());
+        }
+        prompts.iter().map(|p| self.sample(p, policy, group_size)).collect()
     }
 }
 

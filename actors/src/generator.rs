@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
 use crate::ledger::Holder;
-use crate::messages::{Prompt, RolloutGroup, Timings};
+use crate::messages::{PolicyVersion, Prompt, RolloutGroup, SampledGroup, Timings};
 use crate::metrics as m;
 use crate::traits::Sampler;
 use crate::worker::Worker;
@@ -37,17 +37,33 @@ impl<S: Sampler> GeneratorCore<S> {
         let policy = self.ctx.broadcast.policy_for(self.device);
         let t = Instant::now();
         let sampled = self.sampler.sample(&prompt, &policy, self.ctx.cfg.group_size)?;
-        let sampling = t.elapsed();
+        Ok(self.rollout(prompt, sampled, policy.version, t.elapsed()))
+    }
+
+    /// Samples a group of each prompt together with the newest weights; each group is charged
+    /// an equal share of the time.
+    pub fn generate_many(&mut self, prompts: Vec<Prompt>) -> Result<Vec<RolloutGroup>, S::Error> {
+        if prompts.len() == 1 {
+            return Ok(vec![self.generate(prompts.into_iter().next().expect("one prompt"))?]);
+        }
+        let policy = self.ctx.broadcast.policy_for(self.device);
+        let t = Instant::now();
+        let sampled = self.sampler.sample_groups(&prompts, &policy, self.ctx.cfg.group_size)?;
+        let share = t.elapsed() / prompts.len().max(1) as u32;
+        Ok(prompts.into_iter().zip(sampled).map(|(p, s)| self.rollout(p, s, policy.version, share)).collect())
+    }
+
+    fn rollout(&mut self, prompt: Prompt, sampled: SampledGroup, version: PolicyVersion, sampling: Duration) -> RolloutGroup {
         let group = RolloutGroup {
             prompt,
             prompt_token_ids: sampled.prompt_token_ids,
             completions: sampled.completions,
-            policy_version: policy.version,
+            policy_version: version,
             generator: self.index,
             timings: Timings { sampling },
         };
         self.record(&group);
-        Ok(group)
+        group
     }
 
     fn record(&mut self, group: &RolloutGroup) {
@@ -118,14 +134,15 @@ impl<S: Sampler> Actor for Generator<S> {
 }
 
 impl<S: Sampler> GeneratorState<S> {
-    /// One group from prompt to queue; `false` once the run is stopping.
+    /// One group (or up to `groups_in_flight` groups, sampled together) from prompt to queue;
+    /// `false` once the run is stopping.
     async fn next_group(&mut self) -> Result<bool, ActorProcessingErr> {
         let ctx = Arc::clone(&self.ctx);
         if ctx.gate.acquire(&ctx.stop).await.is_none() {
             return Ok(false);
         }
         let holder = Holder::Generator(self.index);
-        let prompt = loop {
+        let first = loop {
             let mut changed = ctx.ledger.subscribe();
             if let Some(p) = ctx.ledger.next_prompt(holder) {
                 break p;
@@ -136,13 +153,25 @@ impl<S: Sampler> GeneratorState<S> {
                 _ = ctx.stop.stopped() => return Ok(false),
             }
         };
-        let id = prompt.id;
-        let group = self.worker.call(move |core| core.generate(prompt)).await??;
-        ctx.ledger.hand_over(id, Holder::Queued);
-        let Some(waited) = ctx.rollouts.send(group, &ctx.stop).await else {
-            return Ok(false);
-        };
-        metrics::histogram!(m::GENERATOR_WAIT, "generator" => self.index.to_string()).record(waited.as_secs_f64());
+        // More groups join only if the gate and the ledger have them now: never wait for them.
+        let mut prompts = vec![first];
+        while prompts.len() < ctx.cfg.groups_in_flight && ctx.gate.try_acquire() {
+            match ctx.ledger.next_prompt(holder) {
+                Some(p) => prompts.push(p),
+                None => {
+                    ctx.gate.refund();
+                    break;
+                }
+            }
+        }
+        let groups = self.worker.call(move |core| core.generate_many(prompts)).await??;
+        for group in groups {
+            ctx.ledger.hand_over(group.prompt.id, Holder::Queued);
+            let Some(waited) = ctx.rollouts.send(group, &ctx.stop).await else {
+                return Ok(false);
+            };
+            metrics::histogram!(m::GENERATOR_WAIT, "generator" => self.index.to_string()).record(waited.as_secs_f64());
+        }
         Ok(true)
     }
 }

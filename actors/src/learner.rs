@@ -160,7 +160,10 @@ impl<T: Trainer> LearnerCore<T> {
             reward_means,
             accuracy,
             prompts: batch.iter().map(|g| g.group.prompt.id).collect(),
+            completions: batch.iter().map(|g| g.group.completions.len() as u64).sum(),
             tokens,
+            // `version` already counts this step's update; the groups trained version − 1.
+            max_staleness: batch.iter().map(|g| (self.version - 1).saturating_sub(g.group.policy_version)).max().unwrap_or(0),
             dropped_stale_so_far: self.dropped_stale,
         }
     }

@@ -18,7 +18,11 @@ pub struct StepRecord {
     pub accuracy: Option<f64>,
     /// Prompt ids trained in this step, in batch order.
     pub prompts: Vec<u64>,
+    /// Completions trained in this step and their generated tokens.
+    pub completions: u64,
     pub tokens: u64,
+    /// Largest lag (in versions) of a trained group behind the policy it trained.
+    pub max_staleness: u64,
     pub dropped_stale_so_far: u64,
 }
 

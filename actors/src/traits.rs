@@ -18,6 +18,17 @@ pub trait Sampler: Send + 'static {
         policy: &Policy<Self::Weights>,
         group_size: usize,
     ) -> Result<SampledGroup, Self::Error>;
+
+    /// A group for each prompt, in prompt order, sampled together where the sampler can (many
+    /// groups in one decode batch); the default samples them one after another.
+    fn sample_groups(
+        &mut self,
+        prompts: &[Prompt],
+        policy: &Policy<Self::Weights>,
+        group_size: usize,
+    ) -> Result<Vec<SampledGroup>, Self::Error> {
+        prompts.iter().map(|p| self.sample(p, policy, group_size)).collect()
+    }
 }
 
 /// Scores the completions of a group. Runs on its scorer's own thread.

@@ -43,6 +43,19 @@ fn assert_each_trained_once(store: &FakeStore, n: u64) {
     assert_eq!(ids, (0..n).collect::<Vec<_>>());
 }
 
+/// A sample hook that panics the first time it sees prompt `id`, and whether it has.
+fn panic_once_on(id: u64) -> (SampleHook, Arc<AtomicBool>) {
+    let panicked = Arc::new(AtomicBool::new(false));
+    let once = panicked.clone();
+    let hook: SampleHook = Arc::new(move |p, _| {
+        if p.id == id && !once.swap(true, Ordering::SeqCst) {
+            panic!("sampler blew up on prompt {id}");
+        }
+        Ok(())
+    });
+    (hook, panicked)
+}
+
 /// Polls `cond` for up to 60 s: a guard against hangs, not a timing assertion.
 fn wait_until(cond: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -133,15 +146,44 @@ async fn synchronous_mode_trains_only_current_policy_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn panicking_generator_is_restarted_and_every_prompt_trained_once() {
-    let panicked = Arc::new(AtomicBool::new(false));
-    let once = panicked.clone();
-    let hook: SampleHook = Arc::new(move |p, _| {
-        if p.id == 7 && !once.swap(true, Ordering::SeqCst) {
-            panic!("sampler blew up on prompt 7");
+async fn groups_sampled_together_train_each_prompt_once_within_the_gate() {
+    // One generator takes up to 3 groups per call; the gate (max_staleness 0, batches of 2)
+    // admits at most 2 before each step, so no call may hold more than 2. A panic inside a
+    // multi-group call requeues all of its prompts.
+    for (staleness, most) in [(0, 2), (1000, 3)] {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (hook, _) = panic_once_on(9);
+        let cfg = RuntimeConfig { groups_in_flight: 3, ..config(1, 2, staleness) };
+        let store = FakeStore::default();
+        let seen = batches.clone();
+        let summary = Pipeline::new(
+            cfg,
+            Arc::new(prompts(30)),
+            Arc::new(move |_, seed| {
+                let mut s = FakeSampler::new(seed).with_hook(Some(hook.clone()));
+                s.batches = Some(seen.clone());
+                s
+            }),
+            Arc::new(|_, _| FakeRewarder::default()),
+            FakeTrainer::new(store.clone(), None),
+        )
+        .run()
+        .await
+        .unwrap();
+        assert_each_trained_once(&store, 30);
+        assert_eq!(summary.restarts, 1);
+        let sizes = batches.lock().unwrap().clone();
+        assert!(sizes.iter().all(|&n| (1..=most).contains(&n)), "staleness {staleness}: {sizes:?}");
+        assert!(sizes.iter().any(|&n| n > 1), "staleness {staleness}: never more than one group at once: {sizes:?}");
+        if staleness == 0 {
+            assert!(store.trained().iter().all(|t| t.staleness == 0));
         }
-        Ok(())
-    });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_generator_is_restarted_and_every_prompt_trained_once() {
+    let (hook, panicked) = panic_once_on(7);
     let store = FakeStore::default();
     let summary = pipeline(config(2, 2, 1000), 30, Some(hook), FakeTrainer::new(store.clone(), None)).run().await.unwrap();
     assert!(panicked.load(Ordering::SeqCst));

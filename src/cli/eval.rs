@@ -98,7 +98,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for (bench, path, problems) in sets {
         let start = Instant::now();
         let bar = progress_bar(bench, problems.len());
-        let (records, resumed) = evaluator.run(&problems, &mut log, |p| show(&bar, p))?;
+        let mut first = None;
+        let (records, resumed) = evaluator.run(&problems, &mut log, |p| show(&bar, bench, p, &mut first))?;
         bar.finish_and_clear();
         let summary = summarise(bench, path.display().to_string(), &records, args.k, start.elapsed().as_secs_f64(), resumed);
         eprintln!(
@@ -173,9 +174,23 @@ fn progress_bar(bench: Benchmark, total: usize) -> ProgressBar {
     bar
 }
 
-fn show(bar: &ProgressBar, p: Progress) {
+fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<usize>) {
     bar.set_position(p.done as u64);
+    let accuracy = 100.0 * p.correct as f64 / p.samples.max(1) as f64;
     if p.samples > 0 {
-        bar.set_message(format!("acc {:.1}%", 100.0 * p.correct as f64 / p.samples as f64));
+        bar.set_message(format!("acc {accuracy:.1}%"));
+    }
+    // The first report is what the completion log already held; without a terminal, a line
+    // every tenth of the way (and at the end) stands in for the bar.
+    let resumed = *first.get_or_insert(p.done);
+    if p.done == resumed {
+        if resumed > 0 {
+            eprintln!("{bench}: resuming, {resumed}/{} problems already in the completion log", p.total);
+        }
+        return;
+    }
+    let step = p.total.div_ceil(10).max(1);
+    if bar.is_hidden() && (p.done % step == 0 || p.done == p.total) {
+        eprintln!("{bench}: {}/{} problems, accuracy {accuracy:.1}% so far", p.done, p.total);
     }
 }

@@ -20,6 +20,7 @@ pub struct GradeArgs {
 pub fn run(args: GradeArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let mut out = String::new();
+    let (mut lines, mut correct) = (0usize, 0usize);
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -27,6 +28,8 @@ pub fn run(args: GradeArgs) -> Result<()> {
         let at = || format!("{}:{}", args.input.display(), i + 1);
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow!("{}: invalid JSON ({e})", at()))?;
         let graded = regrade_line(&value).map_err(|e| anyhow!("{}: {e}", at()))?;
+        lines += 1;
+        correct += usize::from(graded["correct"] == serde_json::Value::Bool(true));
         out.push_str(&serde_json::to_string(&graded)?);
         out.push('\n');
     }
@@ -34,5 +37,8 @@ pub fn run(args: GradeArgs) -> Result<()> {
         Some(path) => write_atomic(path, out.as_bytes())?,
         None => std::io::stdout().lock().write_all(out.as_bytes())?,
     }
+    // The summary goes to stderr, so stdout stays one graded line per input line.
+    let share = if lines > 0 { 100.0 * correct as f64 / lines as f64 } else { 0.0 };
+    eprintln!("{correct}/{lines} correct ({share:.1}%)");
     Ok(())
 }

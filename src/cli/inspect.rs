@@ -50,10 +50,20 @@ pub fn run(args: InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&facts)?);
         return Ok(());
     }
-    if let serde_json::Value::Object(map) = facts {
-        for (k, v) in map {
-            println!("{k:>24}: {v}");
+    print_facts("", &facts);
+    Ok(())
+}
+
+/// One `key: value` line per fact, strings unquoted, nested facts as `outer.inner`.
+fn print_facts(prefix: &str, facts: &serde_json::Value) {
+    let serde_json::Value::Object(map) = facts else { return };
+    for (k, v) in map {
+        let key = format!("{prefix}{k}");
+        match v {
+            serde_json::Value::Object(_) => print_facts(&format!("{key}."), v),
+            serde_json::Value::String(s) => println!("{key:>24}: {s}"),
+            serde_json::Value::Null => println!("{key:>24}: -"),
+            other => println!("{key:>24}: {other}"),
         }
     }
-    Ok(())
 }

@@ -71,6 +71,9 @@ pub fn write_hf_files(
     let weights_path = dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &weights_path)
         .map_err(|e| ModelError::weights(&weights_path, format!("cannot write: {e}")))?;
+    // The safetensors writer creates its file owner-only; give it its siblings' permissions.
+    let like = std::fs::metadata(dir.join("config.json")).map_err(|e| ModelError::io(dir, e))?;
+    std::fs::set_permissions(&weights_path, like.permissions()).map_err(|e| ModelError::io(&weights_path, e))?;
 
     let mut generation = json!({ "_from_model_config": false, "do_sample": true });
     if let Some(bos) = tokenizer.and_then(|t| t.bos_token_id()).or(cfg.bos_token_id) {

@@ -284,6 +284,10 @@ pub struct RuntimeSection {
     pub max_staleness: u64,
     #[serde(default = "one_usize")]
     pub generators: usize,
+    /// Groups each generator samples together in one decode batch (continuous batching; worth
+    /// it on a GPU); `--deterministic` samples one at a time.
+    #[serde(default = "one_usize")]
+    pub groups_in_flight: usize,
     #[serde(default = "one_usize")]
     pub scorers: usize,
     #[serde(default = "default_capacity")]
@@ -370,6 +374,9 @@ impl TrainConfig {
         }
         if self.runtime.group_size < 2 && self.stages.contains(&Stage::Grpo) {
             return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
+        }
+        if self.runtime.groups_in_flight == 0 {
+            return Err("runtime.groups_in_flight: must be at least 1".into());
         }
         if self.grpo.lanes == 0 || self.sft.lanes == 0 {
             return Err(format!("{}.lanes: must be at least 1", if self.grpo.lanes == 0 { "grpo" } else { "sft" }));

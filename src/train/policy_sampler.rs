@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use srlm_actors::{Policy, Prompt, SampledCompletion, SampledGroup, Sampler};
 
-use crate::generate::{generate_group, FinishReason, GenerationConfig};
+use crate::generate::continuous::generate_groups;
+use crate::generate::{generate_group, Completion, FinishReason, GenerationConfig};
 use crate::model::{ModelConfig, Qwen2, Weights};
 use crate::tokenizer::Tokenizer;
 
@@ -48,27 +49,52 @@ impl Sampler for PolicySampler {
     type Error = SampleError;
 
     fn sample(&mut self, prompt: &Prompt, policy: &Policy<Weights>, group_size: usize) -> Result<SampledGroup, SampleError> {
-        let ids = self
-            .tokenizer
-            .encode(&prompt.text, false)
-            .map_err(|e| SampleError::Prompt { id: prompt.id, message: e.to_string() })?;
+        let ids = self.encode(prompt)?;
         let tokenizer = Arc::clone(&self.tokenizer);
         let generation = self.generation.clone();
         let model = self.model(policy)?;
         let first_stream = prompt.id * group_size as u64;
         let completions = generate_group(model, tokenizer.as_ref(), &ids, group_size, first_stream, &generation, |_, _| {})
             .map_err(|e| SampleError::Generate { id: prompt.id, message: e.to_string() })?;
-        Ok(SampledGroup {
-            prompt_token_ids: ids,
-            completions: completions
-                .into_iter()
-                .map(|c| SampledCompletion {
-                    truncated: c.finish_reason == FinishReason::Length,
-                    text: c.text,
-                    token_ids: c.ids,
-                    behaviour_logprobs: c.logprobs,
-                })
-                .collect(),
-        })
+        Ok(sampled_group(ids, completions))
+    }
+
+    /// Every prompt's group in one decode batch (continuous batching): the same RNG streams as
+    /// `sample`, so a prompt gets the same tokens either way (up to float rounding).
+    fn sample_groups(&mut self, prompts: &[Prompt], policy: &Policy<Weights>, group_size: usize) -> Result<Vec<SampledGroup>, SampleError> {
+        let ids = prompts.iter().map(|p| self.encode(p)).collect::<Result<Vec<_>, _>>()?;
+        let streams: Vec<u64> = prompts.iter().map(|p| p.id * group_size as u64).collect();
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let generation = self.generation.clone();
+        let model = self.model(policy)?;
+        let mut done: Vec<Option<Vec<Completion>>> = vec![None; prompts.len()];
+        let rows = prompts.len() * group_size;
+        generate_groups(model, tokenizer.as_ref(), &ids, &streams, group_size, rows, &generation, |i, c| {
+            done[i] = Some(c);
+            Ok(())
+        }, |_, _, _| {})
+        .map_err(|e| SampleError::Generate { id: prompts[0].id, message: format!("(with {} other prompts) {e}", prompts.len() - 1) })?;
+        Ok(ids.into_iter().zip(done).map(|(ids, c)| sampled_group(ids, c.expect("every group is handed out"))).collect())
+    }
+}
+
+impl PolicySampler {
+    fn encode(&self, prompt: &Prompt) -> Result<Vec<u32>, SampleError> {
+        self.tokenizer.encode(&prompt.text, false).map_err(|e| SampleError::Prompt { id: prompt.id, message: e.to_string() })
+    }
+}
+
+fn sampled_group(prompt_token_ids: Vec<u32>, completions: Vec<Completion>) -> SampledGroup {
+    SampledGroup {
+        prompt_token_ids,
+        completions: completions
+            .into_iter()
+            .map(|c| SampledCompletion {
+                truncated: c.finish_reason == FinishReason::Length,
+                text: c.text,
+                token_ids: c.ids,
+                behaviour_logprobs: c.logprobs,
+            })
+            .collect(),
     }
 }

@@ -312,6 +312,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         batch_groups: r.batch_groups,
         max_staleness: r.max_staleness,
         generators: r.generators,
+        groups_in_flight: r.groups_in_flight,
         scorers: r.scorers,
         rollout_capacity: r.rollout_capacity,
         scored_capacity: r.scored_capacity,
@@ -392,7 +393,8 @@ fn steps_json(summary: &RunSummary) -> Result<String> {
                 "step": s.step, "version": s.version, "loss": s.stats.loss, "kl": s.stats.kl,
                 "clip_fraction": s.stats.clip_fraction, "grad_norm": s.stats.grad_norm,
                 "lr": s.stats.learning_rate, "rewards": s.reward_means, "accuracy": s.accuracy,
-                "prompts": s.prompts, "tokens": s.tokens,
+                "prompts": s.prompts, "completions": s.completions, "tokens": s.tokens,
+                "max_staleness": s.max_staleness,
             })
         })
         .collect();
