@@ -13,6 +13,7 @@ pub mod sampling;
 pub mod tokenizer;
 pub mod chat;
 pub mod generate;
+pub mod plot;
 mod id_list;
 pub mod synthetic;
 pub mod train;

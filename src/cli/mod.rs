@@ -13,6 +13,7 @@ mod generate;
 mod grade;
 mod inspect;
 mod logprobs;
+mod plot;
 mod recipe_edit;
 mod train;
 mod sft;
@@ -41,6 +42,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a checkpoint as an HF directory (config.json, model.safetensors, tokenizer files).
     Export(export::ExportArgs),
+    /// PNG charts of training runs (reward, accuracy, format, KL, clipping, length, staleness
+    /// per step) and evaluation reports (accuracy per benchmark, side by side).
+    Plot(plot::PlotArgs),
     /// Train: SFT, KD and GRPO stages on the actor runtime (the embedded default without --config).
     Train(train::TrainArgs),
     /// Accuracy on math benchmarks (pass@1 over k samples), resumable; writes a JSON report.
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logprobs(a) => logprobs::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Grade(a) => grade::run(a),
         Command::Bench(a) => bench::run(a),

@@ -1,0 +1,62 @@
+//! `srlm plot` end to end: the charts a training run and two evaluation reports give, as real
+//! PNG files, and a directory with nothing to plot refused by name.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+fn srlm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_srlm")).args(args).output().unwrap()
+}
+
+fn report(accuracy: f64) -> serde_json::Value {
+    let bench = |name: &str| {
+        json!({"benchmark": name, "data_file": "d.jsonl", "n": 10, "k": 1, "correct": (accuracy * 10.0) as u64,
+               "accuracy": accuracy, "ci95": [accuracy / 2.0, (accuracy + 0.2).min(1.0)], "mean_completion_tokens": 100.0,
+               "truncated": 0, "generation_seconds": 1.0, "wall_seconds": 1.0, "resumed": 0})
+    };
+    json!({"settings": {"model": "m", "format": "boxed", "k": 1, "greedy": true, "temperature": 0.6, "top_p": 0.95,
+                        "max_new_tokens": 64, "seed": 0},
+           "benchmarks": [bench("gsm8k"), bench("math500")]})
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 1000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+#[test]
+fn a_run_and_two_reports_give_curves_and_one_bar_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let steps: Vec<_> = (1..=6)
+        .map(|i| json!({"step": i, "loss": 0.1, "kl": 0.01 * i as f64, "clip_fraction": 0.0, "accuracy": 0.1 * i as f64,
+                        "rewards": [["accuracy", 0.1 * i as f64], ["format", 0.8], ["total", 0.3]],
+                        "completions": 32, "tokens": 3200, "max_staleness": 1}))
+        .collect();
+    std::fs::write(run.join("steps-stage-1.json"), serde_json::to_string(&steps).unwrap()).unwrap();
+    for (name, acc) in [("before", 0.3), ("after", 0.45)] {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        std::fs::write(dir.path().join(name).join("report.json"), report(acc).to_string()).unwrap();
+    }
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let out = srlm(&["plot", &p("run"), &p("before"), &p("after")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plots = run.join("plots");
+    for metric in ["reward", "accuracy", "format", "kl", "clip", "length", "staleness", "loss"] {
+        assert!(is_png(&plots.join(format!("stage-1-{metric}.png"))), "{metric}");
+    }
+    assert!(is_png(&plots.join("eval.png")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 9);
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = srlm(&["plot", empty.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("empty") && err.contains("nothing to plot"), "{err}");
+    // A damaged report names its file.
+    std::fs::write(dir.path().join("before/report.json"), "{").unwrap();
+    let out = srlm(&["plot", &p("before")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report.json"));
+}
