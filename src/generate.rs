@@ -331,15 +331,17 @@ fn last_tokens(rows: &[Row], active: &[usize]) -> Vec<u32> {
 }
 
 fn finish(rows: Vec<Row>, tokenizer: &dyn TextDecoder) -> Result<Vec<Completion>> {
-    rows.into_iter()
-        .map(|row| {
-            let (finish_reason, text) = match row.done {
-                Some(done) => done,
-                None => (FinishReason::Length, decode(tokenizer, &row.ids)?),
-            };
-            Ok(Completion { ids: row.ids, text, finish_reason, logprobs: row.logprobs })
-        })
-        .collect()
+    rows.into_iter().map(|mut row| completion(&mut row, tokenizer)).collect()
+}
+
+/// The row's completion, taken out of it.
+fn completion(row: &mut Row, tokenizer: &dyn TextDecoder) -> Result<Completion> {
+    let ids = std::mem::take(&mut row.ids);
+    let (finish_reason, text) = match row.done.take() {
+        Some(done) => done,
+        None => (FinishReason::Length, decode(tokenizer, &ids)?),
+    };
+    Ok(Completion { ids, text, finish_reason, logprobs: std::mem::take(&mut row.logprobs) })
 }
 
 /// Whether `row` has just finished, and its final text if so.

@@ -9,7 +9,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{key_mask, last_logits, new_rows, sample_step, Completion, Drawer, GenerationConfig, Row, SamplerPlace, TextDecoder};
+use super::{completion, key_mask, last_logits, new_rows, sample_step, Completion, Drawer, GenerationConfig, Row, SamplerPlace, TextDecoder};
 use crate::model::kv_cache::KvCache;
 use crate::model::Qwen2;
 
@@ -113,15 +113,6 @@ fn run(
         batch = Some(b);
     }
     Ok(())
-}
-
-fn completion(row: &mut Row, tokenizer: &dyn TextDecoder) -> Result<Completion> {
-    let ids = std::mem::take(&mut row.ids);
-    let (finish_reason, text) = match row.done.take() {
-        Some(done) => done,
-        None => (super::FinishReason::Length, super::decode(tokenizer, &ids)?),
-    };
-    Ok(Completion { ids, text, finish_reason, logprobs: std::mem::take(&mut row.logprobs) })
 }
 
 /// A prompt prefilled alone and expanded to its group's rows.

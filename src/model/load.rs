@@ -184,9 +184,22 @@ pub fn parse_device(spec: &str) -> Result<Device, String> {
             if !candle_core::utils::cuda_is_available() {
                 return Err(format!("device '{spec}' needs a build with `--features cuda`"));
             }
-            Device::new_cuda(ordinal).map_err(|e| format!("device '{spec}': {e}"))
+            cuda_device(ordinal).map_err(|e| format!("device '{spec}': {e}"))
         }
     }
+}
+
+/// One candle device per CUDA ordinal for the whole process: candle treats two `new_cuda(0)`
+/// handles as different devices (ops between their tensors fail, copies go through the host).
+fn cuda_device(ordinal: usize) -> candle_core::Result<Device> {
+    static DEVICES: std::sync::Mutex<Vec<(usize, Device)>> = std::sync::Mutex::new(Vec::new());
+    let mut devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, d)) = devices.iter().find(|(o, _)| *o == ordinal) {
+        return Ok(d.clone());
+    }
+    let device = Device::new_cuda(ordinal)?;
+    devices.push((ordinal, device.clone()));
+    Ok(device)
 }
 
 /// `f32` (default), `bf16` or `f16`.

@@ -385,15 +385,7 @@ impl TrainConfig {
             return Err(format!("grpo.beta: {} is not a non-negative number", self.grpo.beta));
         }
         crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
-        let r = &self.runtime;
-        if !r.generator_devices.is_empty() && r.generator_devices.len() != r.generators {
-            return Err(format!(
-                "runtime.generator_devices names {} devices but runtime.generators is {}: name one device per generator",
-                r.generator_devices.len(),
-                r.generators
-            ));
-        }
-        Ok(())
+        crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.generators)
     }
 }
 

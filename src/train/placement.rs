@@ -25,12 +25,7 @@ pub struct Placement {
 impl Placement {
     /// `generators` devices named by `generator_devices` (empty: all on `learner`).
     pub fn new(learner: &str, generator_devices: &[String], generators: usize, generator_dtype: Option<&str>) -> Result<Self, String> {
-        if !generator_devices.is_empty() && generator_devices.len() != generators {
-            return Err(format!(
-                "runtime.generator_devices names {} devices but runtime.generators is {generators}: name one device per generator",
-                generator_devices.len()
-            ));
-        }
+        check_count(generator_devices, generators)?;
         let generator_dtype = generator_dtype
             .map(|d| parse_dtype(d).map_err(|e| format!("runtime.generator_dtype: {e}")))
             .transpose()?;
@@ -74,6 +69,17 @@ impl Placement {
             copied
         })
     }
+}
+
+/// One device per generator, or none listed (all on the learner's).
+pub fn check_count(generator_devices: &[String], generators: usize) -> Result<(), String> {
+    if generator_devices.is_empty() || generator_devices.len() == generators {
+        return Ok(());
+    }
+    Err(format!(
+        "runtime.generator_devices names {} devices but runtime.generators is {generators}: name one device per generator",
+        generator_devices.len()
+    ))
 }
 
 /// `w` on `device` in `dtype` (its own when None), sharing no storage with `w`. Moves to the
