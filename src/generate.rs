@@ -126,7 +126,7 @@ pub fn generate_group_with(
     let first = model.decode(&prompt_t, &mut cache)?.repeat((n, 1))?;
     let mut cache = cache.expand(n)?;
     let rows = new_rows((0..n as u64).map(|i| first_stream + i), cfg);
-    let sampler = Drawer::new(place, device);
+    let sampler = Drawer::new(place);
     decode_rows(rows, first, sampler, tokenizer, cfg, &mut on_token, |keep, last| {
         if let Some(keep) = keep {
             cache = cache.retain(keep)?;
@@ -249,12 +249,11 @@ struct Drawer {
     place: SamplerPlace,
     /// (1, vocab) u8, 1 at the end-of-sequence ids; built at the first step that needs it.
     eos_columns: Option<Tensor>,
-    device: Device,
 }
 
 impl Drawer {
-    fn new(place: SamplerPlace, device: &Device) -> Self {
-        Self { place, eos_columns: None, device: device.clone() }
+    fn new(place: SamplerPlace) -> Self {
+        Self { place, eos_columns: None }
     }
 
     fn draw(&mut self, rows: &mut [Row], active: &[usize], logits: &Tensor, cfg: &GenerationConfig) -> Result<Vec<Sampled>> {
@@ -291,6 +290,7 @@ impl Drawer {
             return Ok(logits.clone());
         }
         let (n, vocab) = logits.dims2()?;
+        let device = logits.device();
         let columns = match &self.eos_columns {
             Some(c) => c.clone(),
             None => {
@@ -298,14 +298,14 @@ impl Drawer {
                 for &e in eos_ids.iter().filter(|&&e| (e as usize) < vocab) {
                     c[e as usize] = 1;
                 }
-                let c = Tensor::from_vec(c, (1, vocab), &self.device)?;
+                let c = Tensor::from_vec(c, (1, vocab), device)?;
                 self.eos_columns = Some(c.clone());
                 c
             }
         };
-        let rows = Tensor::from_vec(short.iter().map(|&s| u8::from(s)).collect::<Vec<_>>(), (n, 1), &self.device)?;
+        let rows = Tensor::from_vec(short.iter().map(|&s| u8::from(s)).collect::<Vec<_>>(), (n, 1), device)?;
         let hidden = rows.broadcast_mul(&columns)?;
-        let minus_inf = Tensor::full(f32::NEG_INFINITY, (n, vocab), &self.device)?.to_dtype(logits.dtype())?;
+        let minus_inf = Tensor::full(f32::NEG_INFINITY, (n, vocab), device)?.to_dtype(logits.dtype())?;
         hidden.where_cond(&minus_inf, logits)
     }
 }

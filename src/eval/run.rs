@@ -72,10 +72,9 @@ impl Evaluator<'_> {
         let resumed = problems.len() - pending.len();
         progress(state);
         let cfg = self.generation_config();
-        let template = &template;
         let prompts = pending
             .iter()
-            .map(|&i| self.settings.format.render(template, &problems[i].question))
+            .map(|&i| self.settings.format.render(&template, &problems[i].question))
             .collect::<Result<Vec<_>, _>>()?;
         let ids = prompts.iter().map(|t| self.tokenizer.encode(t, false)).collect::<Result<Vec<_>, _>>()?;
         // Sample s of problem i draws from stream i·k + s, however many are in flight.

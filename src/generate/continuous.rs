@@ -63,24 +63,19 @@ fn run(
     if g == 0 || max_rows < g {
         candle_core::bail!("max_rows ({max_rows}) must hold at least one group of {g} (and g ≥ 1)");
     }
-    let device = model.device();
-    let mut drawer = Drawer::new(SamplerPlace::for_device(device), device);
-    // Every admitted row, by admission order: prompt i's rows are owner[..] == i.
+    let mut drawer = Drawer::new(SamplerPlace::for_device(model.device()));
+    // Every admitted row, in admission order: prompts join in order, g rows each, so row r is
+    // sample r % g of prompt r / g.
     let mut rows: Vec<Row> = Vec::new();
-    let mut owner: Vec<usize> = Vec::new();
-    // The first row of each admitted prompt, and how many of its rows are still generating.
-    let mut starts: Vec<usize> = Vec::with_capacity(prompts.len());
+    // How many rows of each prompt are still generating.
     let mut left: Vec<usize> = vec![g; prompts.len()];
     let mut batch: Option<Batch> = None;
     let mut next = 0;
     loop {
         while next < prompts.len() && batch.as_ref().map_or(0, |b| b.active.len()) + g <= max_rows {
             let joining = Group::prefill(model, &prompts[next], g)?;
-            let first = rows.len();
             rows.extend(new_rows((0..g as u64).map(|s| first_streams[next] + s), cfg));
-            owner.extend(std::iter::repeat_n(next, g));
-            starts.push(first);
-            let slots: Vec<usize> = (first..first + g).collect();
+            let slots: Vec<usize> = (next * g..(next + 1) * g).collect();
             batch = Some(match batch.take() {
                 Some(b) => b.join(joining, slots)?,
                 None => Batch { cache: joining.cache, pads: vec![0; g], active: slots, logits: joining.logits },
@@ -89,15 +84,13 @@ fn run(
         }
         let Some(mut b) = batch.take() else { break };
         let before: Vec<usize> = b.active.clone();
-        let keep = sample_step(&mut rows, &mut b.active, &b.logits, &mut drawer, tokenizer, cfg, &mut |i, id| {
-            on_token(owner[i], i - starts[owner[i]], id)
-        })?;
+        let keep = sample_step(&mut rows, &mut b.active, &b.logits, &mut drawer, tokenizer, cfg, &mut |i, id| on_token(i / g, i % g, id))?;
         let finished: Vec<usize> = before.into_iter().filter(|&i| rows[i].done.is_some()).collect();
         for i in finished {
-            let p = owner[i];
+            let p = i / g;
             left[p] -= 1;
             if left[p] == 0 {
-                let done = (starts[p]..starts[p] + g).map(|r| completion(&mut rows[r], tokenizer)).collect::<Result<Vec<_>>>()?;
+                let done = (p * g..(p + 1) * g).map(|r| completion(&mut rows[r], tokenizer)).collect::<Result<Vec<_>>>()?;
                 on_group(p, done)?;
             }
         }

@@ -96,12 +96,7 @@ impl KvCache {
             return Ok(self.clone());
         }
         let len = self.len;
-        let out = self.map_rows(|t| {
-            let (b, kvh, _, hd) = t.dims4()?;
-            let buf = Tensor::zeros((b, kvh, capacity(len + n), hd), t.dtype(), t.device())?;
-            buf.slice_set(&t.narrow(2, 0, len)?.contiguous()?, 2, n)?;
-            Ok(buf)
-        })?;
+        let out = self.map_rows(|t| placed(t, 0, len, n))?;
         Ok(KvCache { len: len + n, ..out })
     }
 
@@ -114,12 +109,7 @@ impl KvCache {
             candle_core::bail!("cannot trim {n} positions from a cache of {}", self.len);
         }
         let len = self.len - n;
-        let out = self.map_rows(|t| {
-            let (b, kvh, _, hd) = t.dims4()?;
-            let buf = Tensor::zeros((b, kvh, capacity(len), hd), t.dtype(), t.device())?;
-            buf.slice_set(&t.narrow(2, n, len)?.contiguous()?, 2, 0)?;
-            Ok(buf)
-        })?;
+        let out = self.map_rows(|t| placed(t, n, len, 0))?;
         Ok(KvCache { len, ..out })
     }
 
@@ -133,13 +123,7 @@ impl KvCache {
         for (a, b) in self.layers.iter().zip(&other.layers) {
             layers.push(match (a, b) {
                 (Some(a), Some(b)) => {
-                    let join = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
-                        let rows = Tensor::cat(&[x.narrow(2, 0, len)?, y.narrow(2, 0, len)?], 0)?;
-                        let (n, kvh, _, hd) = rows.dims4()?;
-                        let buf = Tensor::zeros((n, kvh, capacity(len), hd), rows.dtype(), rows.device())?;
-                        buf.slice_set(&rows, 2, 0)?;
-                        Ok(buf)
-                    };
+                    let join = |x: &Tensor, y: &Tensor| placed(&Tensor::cat(&[x.narrow(2, 0, len)?, y.narrow(2, 0, len)?], 0)?, 0, len, 0);
                     Some(LayerKv { k: join(&a.k, &b.k)?, v: join(&a.v, &b.v)? })
                 }
                 (None, None) => None,
@@ -164,6 +148,15 @@ impl KvCache {
 /// Buffer positions for `needed` tokens: a power of two, at least 16, so appends rarely copy.
 fn capacity(needed: usize) -> usize {
     needed.next_power_of_two().max(16)
+}
+
+/// A fresh zero buffer holding positions `from..from + len` of `t` (b, kvh, T, hd) at `at..`,
+/// with room to append after them.
+fn placed(t: &Tensor, from: usize, len: usize, at: usize) -> Result<Tensor> {
+    let (b, kvh, _, hd) = t.dims4()?;
+    let buf = Tensor::zeros((b, kvh, capacity(at + len), hd), t.dtype(), t.device())?;
+    buf.slice_set(&t.narrow(2, from, len)?.contiguous()?, 2, at)?;
+    Ok(buf)
 }
 
 /// Doubles the buffers when `needed` positions do not fit.
