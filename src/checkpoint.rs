@@ -114,6 +114,8 @@ pub struct TrainerState {
     pub rng: BTreeMap<String, RngState>,
     /// Hash of the run's config; a resumed run can refuse a changed config.
     pub config_hash: String,
+    /// The run that wrote it: retention deletes only its own run's checkpoints.
+    pub run_id: String,
     /// Algorithm-specific state.
     pub extra: Value,
 }
@@ -143,7 +145,9 @@ struct ManifestEntry {
 }
 
 /// Writes `checkpoint-<step>` under `root` atomically, then keeps only the newest `keep_last`
-/// checkpoints (0 keeps all). Returns the checkpoint's path.
+/// checkpoints of the same run (0 keeps all), newest by writing time; another run's
+/// checkpoints are never deleted.
+/// Returns the checkpoint's path.
 pub fn save(root: &Path, contents: &CheckpointContents, keep_last: usize) -> Result<PathBuf, CheckpointError> {
     let dir = root.join(format!("{PREFIX}{:08}", contents.state.step));
     let tmp = temporary_sibling(&dir)?;
@@ -157,8 +161,15 @@ pub fn save(root: &Path, contents: &CheckpointContents, keep_last: usize) -> Res
         return Err(e);
     }
     if keep_last > 0 {
-        let all = list(root)?;
-        for (_, old) in all.iter().take(all.len().saturating_sub(keep_last)) {
+        // Newest by writing time, not step: after a resume from an earlier checkpoint, the
+        // abandoned steps beyond it are the oldest.
+        let mut ours: Vec<_> = list(root)?
+            .into_iter()
+            .filter(|(_, d)| run_id_of(d).as_deref() == Some(contents.state.run_id.as_str()))
+            .map(|(step, d)| (std::fs::metadata(d.join(MANIFEST)).and_then(|m| m.modified()).ok(), step, d))
+            .collect();
+        ours.sort();
+        for (_, _, old) in ours.iter().take(ours.len().saturating_sub(keep_last)) {
             std::fs::remove_dir_all(old).map_err(io(old))?;
         }
     }
@@ -251,6 +262,12 @@ pub fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
 }
 
 /// The newest checkpoint under `root`, if any.
+/// The `run_id` in `dir`'s trainer state; None when unreadable (never taken for this run's).
+fn run_id_of(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(TRAINER_STATE)).ok()?;
+    Some(serde_json::from_str::<TrainerState>(&text).ok()?.run_id)
+}
+
 pub fn latest(root: &Path) -> Result<Option<PathBuf>, CheckpointError> {
     Ok(list(root)?.pop().map(|(_, p)| p))
 }

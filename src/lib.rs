@@ -3,6 +3,7 @@
 //! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
 
 pub mod algo;
+pub mod atomic_file;
 pub mod checkpoint;
 pub mod data;
 pub mod eval;

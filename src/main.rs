@@ -21,8 +21,12 @@ fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<srlm::train::resume::Interrupted>().is_some() => {
+            eprintln!("{}", cli::error_text(&e));
+            std::process::ExitCode::from(srlm::train::resume::INTERRUPTED_EXIT_STATUS)
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -217,6 +217,29 @@ fn only_the_last_k_checkpoints_are_kept() {
 }
 
 #[test]
+fn retention_never_deletes_another_runs_checkpoints() {
+    // An older run left higher step numbers in the same folder: keeping "the newest" by step
+    // alone would delete every checkpoint the new run writes.
+    let root = tempfile::tempdir().unwrap();
+    let mut old = start();
+    train(&mut old, 5);
+    let mut state = state_of(&old);
+    state.run_id = "old-run".into();
+    let contents = CheckpointContents { config: &old.cfg, weights: Some(&old.weights), tokenizer: None, optimizer: &old.opt, state: &state, extra: &[] };
+    checkpoint::save(root.path(), &contents, 0).unwrap();
+    let mut run = start();
+    for _ in 0..3 {
+        train(&mut run, 1);
+        let mut state = state_of(&run);
+        state.run_id = "new-run".into();
+        let contents = CheckpointContents { config: &run.cfg, weights: Some(&run.weights), tokenizer: None, optimizer: &run.opt, state: &state, extra: &[] };
+        checkpoint::save(root.path(), &contents, 2).unwrap();
+    }
+    let steps: Vec<u64> = checkpoint::list(root.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(steps, vec![4, 6, 10], "the new run keeps its last two (steps 4, 6); the old run's step 10 stays");
+}
+
+#[test]
 fn extra_files_round_trip_and_are_verified() {
     let root = tempfile::tempdir().unwrap();
     let run = start();

@@ -69,7 +69,7 @@ fn on_policy_distillation_lowers_the_reverse_kl_on_held_out_prompts() {
     let cfg = DistillConfig { steps: 30, per_step: 8, samples: 4, temperature: 1.0, chunk_rows: 64, pad_id: 0 };
     let mut opt = optimizer(vars, 1e-2);
     let mut seen = Vec::new();
-    let stats = distill_on_policy(&student, &teacher, &Digits, &prompts(false), &generation(3), &cfg, &mut opt, |s: &DistillStep| {
+    let stats = distill_on_policy(&student, &teacher, &Digits, &prompts(false), &generation(3), &cfg, &mut opt, |s: &DistillStep, _: &AdamW| {
         seen.push(s.kl);
         Ok::<(), AlgoError>(())
     })
@@ -100,7 +100,7 @@ fn forward_kl_distillation_lowers_the_forward_kl_on_held_out_sequences() {
     let before = mean_kl(&student, &teacher, &batch, KlDirection::Forward);
     let cfg = DistillConfig { steps: 30, per_step: 16, samples: 1, temperature: 1.0, chunk_rows: 64, pad_id: 0 };
     let mut opt = optimizer(vars, 1e-2);
-    let stats = distill_forward(&student, &teacher, &sequences(false), &cfg, &mut opt, |_| Ok::<(), AlgoError>(())).unwrap();
+    let stats = distill_forward(&student, &teacher, &sequences(false), &cfg, &mut opt, |_, _: &AdamW| Ok::<(), AlgoError>(())).unwrap();
     let after = mean_kl(&student, &teacher, &batch, KlDirection::Forward);
     eprintln!("forward: held-out forward KL {before:.4} → {after:.4}; training KL {:.4} → {:.4}", stats.first_kl, stats.last_kl);
     assert_eq!((stats.steps, stats.skipped), (30, 0));
@@ -113,7 +113,7 @@ fn a_non_finite_step_is_counted_and_not_applied() {
     let cfg = DistillConfig { steps: 2, per_step: 4, samples: 1, temperature: f64::MIN_POSITIVE, chunk_rows: 64, pad_id: 0 };
     let before: Vec<f32> = vars[0].1.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
     let mut opt = optimizer(vars.clone(), 1e-2);
-    let stats = distill_forward(&student, &teacher, &sequences(false), &cfg, &mut opt, |_| Ok::<(), AlgoError>(())).unwrap();
+    let stats = distill_forward(&student, &teacher, &sequences(false), &cfg, &mut opt, |_, _: &AdamW| Ok::<(), AlgoError>(())).unwrap();
     assert_eq!((stats.steps, stats.skipped), (2, 2), "{stats:?}");
     assert!(stats.mean_kl.is_nan());
     assert_eq!(before, vars[0].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap());
@@ -193,5 +193,41 @@ fn the_kd_stage_runs_both_logit_modes_end_to_end() {
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].steps, 3, "{mode}");
         assert!(out.join("stage-0-kd/model.safetensors").is_file(), "{mode}");
+    }
+}
+
+#[test]
+fn sigterm_in_each_logit_kd_mode_checkpoints_and_the_resume_is_exact() {
+    use common::running::{named_checkpoint, Running};
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_teacher(tmp.path(), None);
+    let teacher = tmp.path().join("teacher");
+    for mode in ["on_policy", "logits"] {
+        let kd = format!("teacher = {:?}\nmode = \"{mode}\"\nsteps = 60\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3", teacher.to_str().unwrap());
+        let config = tmp.path().join(format!("{mode}.toml"));
+        std::fs::write(&config, format!("{}[kd]\n{kd}\n", TINY.replace("OUT", "unused"))).unwrap();
+        let srlm = || {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_srlm"));
+            c.env("CANDLE_NUM_THREADS", "1").args(["train", "--config", config.to_str().unwrap(), "--out"]);
+            c
+        };
+        let (whole, stopped) = (tmp.path().join(format!("{mode}-whole")), tmp.path().join(format!("{mode}-stopped")));
+        assert!(srlm().arg(&whole).status().unwrap().success(), "{mode}");
+        let mut r = Running::start(srlm(), &[stopped.to_str().unwrap()]);
+        r.wait_for("kd step    3/60");
+        r.signal("INT");
+        let (code, text) = r.finish();
+        assert_eq!(code, Some(75), "{mode}: {text}");
+        assert!(!stopped.join("stage-0-kd").exists(), "{mode}: an unfinished stage is not exported");
+        let ckpt = named_checkpoint(&text);
+        let resumed = srlm().arg(&stopped).arg("--resume").arg(&ckpt).output().unwrap();
+        let resumed_err = String::from_utf8_lossy(&resumed.stderr);
+        assert!(resumed.status.success(), "{mode}: {resumed_err}");
+        assert!(!resumed_err.contains("kd step    1/60"), "{mode}: the resumed stage starts again from step 1: {resumed_err}");
+        assert_eq!(
+            std::fs::read(whole.join("stage-0-kd/model.safetensors")).unwrap(),
+            std::fs::read(stopped.join("stage-0-kd/model.safetensors")).unwrap(),
+            "{mode}: stopped + resumed KD differs from the uninterrupted run"
+        );
     }
 }

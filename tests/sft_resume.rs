@@ -78,6 +78,8 @@ fn run(lora: bool, root: &Path, every: usize, resume: Option<&Path>) -> (Vec<(St
         tokenizer: None,
         params,
         plan: plan_fingerprint(&data, &cfg),
+        run_id: String::new(),
+        extra_json: Vec::new(),
     };
     let start = resume.map_or(SftCursor::default(), |dir| ckpt.resume(dir, &mut opt).unwrap());
     let mut lrs = Vec::new();
@@ -168,6 +170,8 @@ fn a_checkpoint_of_another_plan_is_refused() {
         tokenizer: None,
         params: SftParams::Full(&full),
         plan: plan_fingerprint(&data, &cfg),
+        run_id: String::new(),
+        extra_json: Vec::new(),
     };
     let err = ckpt.resume(&tmp.path().join("checkpoint-00000002"), &mut opt).err().unwrap().to_string();
     assert!(err.contains("trainer_state.json") && err.contains("another SFT plan"), "{err}");

@@ -75,6 +75,10 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("resumed from"), "{stderr}");
+    // Progress counts on from the checkpoint, and staleness stays within max_staleness.
+    assert!(stderr.contains("grpo step    3/4") && !stderr.contains("grpo step    1/4"), "{stderr}");
+    let staleness: Vec<u64> = stderr.split("staleness ≤").skip(1).map(|t| t.split_whitespace().next().unwrap().parse().unwrap()).collect();
+    assert!(!staleness.is_empty() && staleness.iter().all(|&s| s <= 1), "{staleness:?}: {stderr}");
     // Steps 2 and 3 again, from the checkpoint: the same series as the uninterrupted run's tail.
     let full: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
     let tail: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();

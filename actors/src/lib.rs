@@ -36,7 +36,7 @@ pub use messages::{
     Timings, WeightsPublished,
 };
 pub use pipeline::Pipeline;
-pub use shutdown::{on_signals, ShutdownHandle};
+pub use shutdown::{on_signals, on_signals_in_background, ShutdownHandle};
 pub use summary::{RunSummary, StepRecord};
 pub use supervisor::Factory;
 pub use traits::{group_normalized, PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

@@ -59,6 +59,25 @@ pub fn on_signals(handle: ShutdownHandle) -> std::io::Result<tokio::task::JoinHa
     }))
 }
 
+/// [`on_signals`] for a whole program that is not inside one tokio runtime for its whole life
+/// (stages before and after the actor runtime): the handler lives on a thread of its own and is
+/// installed when this returns.
+pub fn on_signals_in_background(handle: ShutdownHandle) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (installed, wait) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        runtime.block_on(async move {
+            let listening = on_signals(handle);
+            let ok = listening.is_ok();
+            let _ = installed.send(listening.map(|_| ()));
+            if ok {
+                std::future::pending::<()>().await;
+            }
+        })
+    })?;
+    wait.recv().unwrap_or_else(|_| Err(std::io::Error::other("the signal thread ended before installing its handlers")))
+}
+
 /// Run-internal: tells every actor the run is over.
 #[derive(Clone)]
 pub struct Stop(tokio::sync::watch::Sender<bool>);

@@ -49,7 +49,8 @@ pub struct DistillStats {
 
 /// On-policy distillation: each step the student samples `samples` completions of the next
 /// `per_step` prompts (through the shared sampler, fresh RNG streams every step), then one
-/// reverse-KL step towards the teacher on them. `on_step` runs after every step.
+/// reverse-KL step towards the teacher on them. `on_step` runs after every step. A restored
+/// optimizer continues at its step.
 #[allow(clippy::too_many_arguments)]
 pub fn distill_on_policy<E: From<AlgoError>>(
     student: &Qwen2,
@@ -59,7 +60,7 @@ pub fn distill_on_policy<E: From<AlgoError>>(
     gen: &GenerationConfig,
     cfg: &DistillConfig,
     opt: &mut AdamW,
-    on_step: impl FnMut(&DistillStep) -> Result<(), E>,
+    on_step: impl FnMut(&DistillStep, &AdamW) -> Result<(), E>,
 ) -> Result<DistillStats, E> {
     check(cfg, prompts.len(), "prompts")?;
     if cfg.samples == 0 {
@@ -80,7 +81,7 @@ pub fn distill_forward<E: From<AlgoError>>(
     sequences: &[SftExample],
     cfg: &DistillConfig,
     opt: &mut AdamW,
-    on_step: impl FnMut(&DistillStep) -> Result<(), E>,
+    on_step: impl FnMut(&DistillStep, &AdamW) -> Result<(), E>,
 ) -> Result<DistillStats, E> {
     check(cfg, sequences.len(), "sequences")?;
     run(student, teacher, cfg, KlDirection::Forward, opt, on_step, |step| {
@@ -95,13 +96,15 @@ fn run<E: From<AlgoError>>(
     cfg: &DistillConfig,
     direction: KlDirection,
     opt: &mut AdamW,
-    mut on_step: impl FnMut(&DistillStep) -> Result<(), E>,
+    mut on_step: impl FnMut(&DistillStep, &AdamW) -> Result<(), E>,
     mut batch_for: impl FnMut(usize) -> candle_core::Result<SftBatch>,
 ) -> Result<DistillStats, E> {
     let kd = KdConfig { temperature: cfg.temperature, direction, chunk_rows: cfg.chunk_rows };
     let mut stats = DistillStats::default();
     let (mut applied, mut sum) = (0usize, 0.0);
-    for step in 0..cfg.steps {
+    // One optimizer update (or skip) per step: a restored optimizer says where a resumed run is.
+    let first = (opt.step_count() + opt.skipped_count()) as usize;
+    for step in first..cfg.steps {
         let batch = batch_for(step).map_err(AlgoError::from)?;
         let s = kd_step(student, teacher, opt, &batch, &kd).map_err(AlgoError::from)?;
         stats.steps += 1;
@@ -116,7 +119,7 @@ fn run<E: From<AlgoError>>(
             sum += s.loss;
             applied += 1;
         }
-        on_step(&DistillStep { step: step + 1, kl: s.loss, grad_norm: s.grad_norm, tokens: batch.targets, skipped: s.skipped })?;
+        on_step(&DistillStep { step: step + 1, kl: s.loss, grad_norm: s.grad_norm, tokens: batch.targets, skipped: s.skipped }, opt)?;
     }
     stats.mean_kl = if applied == 0 { f64::NAN } else { sum / applied as f64 };
     Ok(stats)

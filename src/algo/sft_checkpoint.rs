@@ -41,6 +41,10 @@ pub struct SftCheckpoints<'a> {
     pub params: SftParams<'a>,
     /// [`plan_fingerprint`] of the run; a resumed run must plan the same batches.
     pub plan: String,
+    /// The run that owns the checkpoints (retention keeps to its own run); empty for none.
+    pub run_id: String,
+    /// JSON files every checkpoint carries besides the model (e.g. `srlm train`'s stage stamp).
+    pub extra_json: Vec<(String, serde_json::Value)>,
 }
 
 /// A fingerprint of everything that decides the batches: the examples' tokens, epochs, token
@@ -78,9 +82,10 @@ impl SftCheckpoints<'_> {
             data_cursor: next.batch as u64,
             epoch: next.epoch as u64,
             config_hash: self.plan.clone(),
+            run_id: self.run_id.clone(),
             ..Default::default()
         };
-        let (weights, extra) = match &self.params {
+        let (weights, mut extra) = match &self.params {
             SftParams::Full(vars) => {
                 let tensors = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect::<BTreeMap<_, _>>();
                 (Some(Weights::new(tensors, &self.root)), Vec::new())
@@ -95,6 +100,7 @@ impl SftCheckpoints<'_> {
                 (None, extra)
             }
         };
+        extra.extend(self.extra_json.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }));
         let contents = CheckpointContents {
             config: self.config,
             weights: weights.as_ref(),

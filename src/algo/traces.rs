@@ -1,6 +1,5 @@
 //! Trace distillation: teacher samples → accuracy reward keeps the correct ones → chat JSONL for SFT.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::algo::sft_data::{read_jsonl, DataError};
@@ -90,16 +89,7 @@ pub fn distill_traces(
     Ok(stats)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+/// [`crate::atomic_file::write_atomic`], its failure naming `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
-    let io = |source| TraceError::Io { path: path.to_path_buf(), source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::atomic_file::write_atomic(path, bytes).map_err(|source| TraceError::Io { path: path.to_path_buf(), source })
 }

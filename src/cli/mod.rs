@@ -7,6 +7,7 @@ mod bench_staleness;
 mod bench_staleness_report;
 mod bench_train;
 mod bench_sync;
+mod error_text;
 mod eval;
 mod export;
 mod generate;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+pub use error_text::error_text;
 use srlm::model::load::{parse_device, parse_dtype};
 use srlm::model::{LoadedModel, LoraAdapters};
 

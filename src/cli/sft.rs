@@ -76,6 +76,8 @@ pub fn run(args: SftArgs) -> Result<()> {
         tokenizer: Some(&loaded.tokenizer),
         params,
         plan: plan.clone(),
+        run_id: String::new(),
+        extra_json: Vec::new(),
     };
     let run = |model: &Qwen2, opt: &mut AdamW, ckpt: &SftCheckpoints| -> Result<()> {
         let start = match &args.resume {

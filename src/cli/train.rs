@@ -14,9 +14,14 @@ pub struct TrainArgs {
     /// A TOML recipe (see configs/); the embedded default when absent.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue the GRPO stage from a checkpoint directory (earlier stages are skipped).
+    /// Continue from a checkpoint (`checkpoints-stage-N/checkpoint-M`: that stage goes on) or
+    /// a finished stage (`stage-N-…`: the next stage starts); earlier stages are skipped.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// When `--out` holds another run's outputs, delete them and start over (without it, the
+    /// run is refused).
+    #[arg(long)]
+    force: bool,
     /// Step every actor on one thread in a fixed order: identical runs for one seed.
     #[arg(long)]
     deterministic: bool,
@@ -57,12 +62,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         // oversubscribe the cores (measured 2.6× more work per CPU-second with one thread).
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    let opts = RunOptions {
-        deterministic: a.deterministic,
-        resume: a.resume,
-        progress: true,
-        shutdown: Default::default(),
-    };
+    let opts = RunOptions { deterministic: a.deterministic, resume: a.resume, force: a.force, progress: true, shutdown: Default::default() };
+    // From the first stage on: a stop at any step boundary checkpoints and names the resume command.
+    srlm_actors::on_signals_in_background(opts.shutdown.clone())?;
     let args: Vec<String> = std::env::args().collect();
     let reports = run_training(&cfg, &opts).map_err(|e| with_resume_command(e, &args))?;
     println!("{:<6} {:>10} {:>10} {:>8} {:>8}", "stage", "before", "after", "steps", "seconds");

@@ -40,16 +40,9 @@ pub enum EvalError {
     SettingsChanged { path: PathBuf, field: String },
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+/// [`crate::atomic_file::write_atomic`], its failure naming `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    use std::io::Write;
-    let io = |source| EvalError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::atomic_file::write_atomic(path, bytes).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })
 }
 
 /// Records `settings` in `path`, or checks that the run already there used the same ones.

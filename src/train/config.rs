@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo_loss::{LossType, RatioLevel};
 use crate::data::PromptFormat;
@@ -13,7 +13,7 @@ use crate::train::gold_rewarder::GoldFormat;
 /// The embedded default: a tiny model learns arithmetic (SFT warm-up, then GRPO).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../configs/default.toml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Seeds data order, initialisation and every sampler's RNG streams.
@@ -40,7 +40,7 @@ pub struct TrainConfig {
     pub runtime: RuntimeSection,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Sft,
@@ -48,7 +48,7 @@ pub enum Stage {
     Grpo,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// `tiny` (a fresh tiny Qwen2 with a character tokenizer), an HF directory, a .gguf file,
@@ -60,7 +60,7 @@ pub struct ModelSection {
     pub dtype: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
     /// `arithmetic` (synthetic, built in) or `gsm8k` (a GSM8K-layout JSONL at `train`).
@@ -82,7 +82,7 @@ pub struct DataSection {
     pub gold: GoldFormat,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSection {
     /// Samples per held-out problem (pass@1 is averaged over them).
@@ -100,7 +100,7 @@ impl Default for EvalSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SftSection {
     #[serde(default = "default_sft_lr")]
@@ -129,7 +129,7 @@ impl Default for SftSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KdSection {
     /// The teacher checkpoint (same tokenizer as the student, checked before anything runs).
@@ -157,7 +157,7 @@ pub struct KdSection {
 }
 
 /// What the `kd` stage trains the student on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KdMode {
     /// The teacher's correct solutions (rejection-sampled by the accuracy reward) become SFT data.
@@ -227,7 +227,7 @@ impl KdSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrpoSection {
     #[serde(default = "default_grpo_lr")]
@@ -273,7 +273,7 @@ impl Default for GrpoSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
     #[serde(default = "default_group_size")]

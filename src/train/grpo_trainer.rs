@@ -9,7 +9,7 @@ use candle_core::Var;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
 use crate::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
-use crate::checkpoint::{self, CheckpointContents, TrainerState};
+use crate::checkpoint::{self, CheckpointContents, ExtraFile, TrainerState};
 use crate::model::{ModelConfig, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
@@ -47,6 +47,10 @@ pub struct GrpoTrainer {
     /// counts an update before it writes any weight, so a failed step that left the applied
     /// count unchanged left weights and moments as that step found them.
     completed: (u64, u64),
+    /// The run that owns the checkpoints, and JSON files each one carries (the stage stamp).
+    run_id: String,
+    stamp: Vec<(String, serde_json::Value)>,
+    last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
 }
 
 /// What the progress display shows after each step.
@@ -95,6 +99,9 @@ impl GrpoTrainer {
             rollout_log: None,
             tokens_so_far: 0,
             completed: (0, 0),
+            run_id: String::new(),
+            stamp: Vec::new(),
+            last_checkpoint: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -107,6 +114,17 @@ impl GrpoTrainer {
         let pending = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
         self.start = RunState { step: s.step, version: s.policy_version, cursor: s.data_cursor, pending };
         Ok(())
+    }
+
+    /// Every checkpoint records `run_id` (retention keeps to its own run) and carries `files`.
+    pub fn stamp_checkpoints(&mut self, run_id: &str, files: Vec<(String, serde_json::Value)>) {
+        self.run_id = run_id.into();
+        self.stamp = files;
+    }
+
+    /// Where the newest checkpoint of this trainer went, readable after the run.
+    pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
+        Arc::clone(&self.last_checkpoint)
     }
 
     /// The current weights (a copy), e.g. for evaluation or export.
@@ -190,7 +208,8 @@ impl Trainer for GrpoTrainer {
         if let Some(f) = self.on_step.as_mut() {
             let totals: Vec<f32> = batch.iter().flat_map(|g| g.rewards.total.iter().copied()).collect();
             let correct: Vec<bool> = batch.iter().flat_map(|g| g.rewards.correct.iter().flatten().copied()).collect();
-            let version = self.start.version + step;
+            // Both counters were restored on resume: count this run's steps once.
+            let version = self.start.version + step.saturating_sub(self.start.step);
             f(&StepProgress {
                 step,
                 loss: loss.map_or(f64::NAN, |l| l.loss),
@@ -228,17 +247,20 @@ impl Trainer for GrpoTrainer {
             policy_version: state.version,
             data_cursor: state.cursor,
             extra: serde_json::json!({ "pending": state.pending }),
+            run_id: self.run_id.clone(),
             ..Default::default()
         };
+        let extra: Vec<ExtraFile> = self.stamp.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
         let contents = CheckpointContents {
             config: &self.config,
             weights: Some(&weights),
             tokenizer: Some(&self.tokenizer),
             optimizer: &self.optimizer,
             state: &trainer_state,
-            extra: &[],
+            extra: &extra,
         };
         let dir = checkpoint::save(&self.checkpoint_dir, &contents, self.keep_last).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
         Ok(dir.display().to_string())
     }
 }

@@ -25,7 +25,8 @@ pub struct HeldoutScore {
     pub samples: usize,
 }
 
-/// Samples `k` completions of every problem (streams disjoint from training's) and grades them.
+/// Samples `k` completions of every problem (streams disjoint from training's) and grades them;
+/// None when `stop` says so between problems.
 pub fn heldout_accuracy(
     cfg: &ModelConfig,
     weights: &Weights,
@@ -34,11 +35,15 @@ pub fn heldout_accuracy(
     gold: GoldFormat,
     k: usize,
     generation: &GenerationConfig,
-) -> anyhow::Result<HeldoutScore> {
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<HeldoutScore>> {
     let model = Qwen2::for_inference(cfg, weights)?;
     let extract = crate::reward::ExtractConfig::default();
     let (mut correct, mut formatted, mut n) = (0usize, 0usize, 0usize);
     for (i, p) in problems.iter().enumerate() {
+        if stop() {
+            return Ok(None);
+        }
         let ids = tokenizer.encode(&p.prompt, false)?;
         let gold = gold.parse(&p.gold).map_err(anyhow::Error::msg)?;
         // Streams above 2^40 never meet the training prompts' streams (prompt id × G).
@@ -50,5 +55,5 @@ pub fn heldout_accuracy(
         }
     }
     let frac = |x: usize| if n == 0 { 0.0 } else { x as f64 / n as f64 };
-    Ok(HeldoutScore { accuracy: frac(correct), format: frac(formatted), samples: n })
+    Ok(Some(HeldoutScore { accuracy: frac(correct), format: frac(formatted), samples: n }))
 }

@@ -11,4 +11,7 @@ pub mod placement;
 pub mod snapshot;
 pub mod stages;
 pub mod problems;
+pub mod recipe;
 pub mod resume;
+pub mod resume_point;
+pub mod run_dir;

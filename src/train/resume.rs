@@ -1,10 +1,45 @@
-//! After a learner failure that left a checkpoint: the command line that continues from it.
+//! After a stop or a learner failure that left a checkpoint: the command line that continues
+//! from it.
+
+use std::path::PathBuf;
 
 use srlm_actors::RuntimeError;
+
+/// The exit status of a run stopped by SIGINT or SIGTERM after saving where it stood
+/// (EX_TEMPFAIL: try again, with `--resume`). A second signal exits at once with 130.
+pub const INTERRUPTED_EXIT_STATUS: u8 = 75;
+
+/// A run stopped by a signal at a step boundary, before finishing.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// What was running: a stage's name, or the held-out evaluation.
+    pub during: String,
+    /// A checkpoint or finished stage to continue from; None when nothing was trained yet.
+    pub resume_from: Option<PathBuf>,
+    /// The command that continues, once the invocation is known.
+    pub command: Option<String>,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by a signal during {}", self.during)?;
+        match (&self.resume_from, &self.command) {
+            (Some(_), Some(command)) => write!(f, "; continue with:\n  {command}"),
+            (Some(dir), None) => write!(f, "; continue with --resume {}", dir.display()),
+            (None, _) => write!(f, "; nothing was saved yet: run the same command again"),
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// `e` with the command that continues from the checkpoint it names, when it is a learner
 /// failure that left one; `args` is the failed invocation (program name first).
 pub fn with_resume_command(e: anyhow::Error, args: &[String]) -> anyhow::Error {
+    if let Some(stop) = e.downcast_ref::<Interrupted>() {
+        let command = stop.resume_from.as_ref().map(|dir| resume_command(args, &dir.display().to_string()));
+        return Interrupted { during: stop.during.clone(), resume_from: stop.resume_from.clone(), command }.into();
+    }
     let checkpoint = match e.downcast_ref::<RuntimeError>() {
         Some(RuntimeError::Learner { checkpoint, .. }) => checkpoint.location().map(str::to_string),
         _ => None,
@@ -56,6 +91,17 @@ mod tests {
         let missing = FailureCheckpoint::Missing { why: "none".into() };
         let failed = RuntimeError::Learner { step: 0, reason: "bad".into(), checkpoint: missing };
         assert!(!with_resume_command(failed.into(), &args).to_string().contains("--resume"));
+    }
+
+    #[test]
+    fn a_stop_names_the_resume_command_or_says_nothing_was_saved() {
+        let args = ["srlm", "train", "--out", "r"].map(String::from).to_vec();
+        let stop = Interrupted { during: "sft".into(), resume_from: Some("r/checkpoints-stage-0/checkpoint-00000007".into()), command: None };
+        let e = with_resume_command(stop.into(), &args);
+        assert!(e.downcast_ref::<Interrupted>().is_some(), "stays an Interrupted (the exit status depends on it)");
+        assert_eq!(e.to_string(), "stopped by a signal during sft; continue with:\n  srlm train --out r --resume r/checkpoints-stage-0/checkpoint-00000007");
+        let early = Interrupted { during: "the held-out evaluation".into(), resume_from: None, command: None };
+        assert!(with_resume_command(early.into(), &args).to_string().ends_with("nothing was saved yet: run the same command again"));
     }
 
     #[test]

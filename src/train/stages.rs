@@ -13,6 +13,7 @@ use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, Shutdown
 use crate::algo::grpo::GrpoConfig;
 use crate::algo::grpo_loss::GrpoLossConfig;
 use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
+use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::generate::GenerationConfig;
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
@@ -29,6 +30,10 @@ use crate::train::progress::GrpoProgress;
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::policy_sampler::PolicySampler;
 use crate::train::problems::load_problems;
+use crate::train::recipe::Recipe;
+use crate::train::resume::Interrupted;
+use crate::train::resume_point::{ResumeAt, ResumePoint, StageStamp, STAGE_STAMP};
+use crate::train::run_dir::{Claim, RunDir};
 use crate::train::snapshot::{deep_copy, snapshot};
 
 mod kd_logits;
@@ -38,10 +43,13 @@ mod kd_logits;
 pub struct RunOptions {
     /// Step every actor on this thread in a fixed order (identical runs for one seed).
     pub deterministic: bool,
-    /// Continue the GRPO stage from this checkpoint directory (earlier stages are skipped).
+    /// Continue from a checkpoint of a stage, or after a finished stage's export.
     pub resume: Option<PathBuf>,
+    /// Replace another run's outputs in `out_dir` instead of refusing.
+    pub force: bool,
     /// Print progress lines (a bar when stderr is a terminal).
     pub progress: bool,
+    /// Asked (by SIGINT/SIGTERM) to stop: each stage checkpoints at its next step boundary.
     pub shutdown: ShutdownHandle,
 }
 
@@ -52,7 +60,6 @@ pub struct StageReport {
     pub after: HeldoutScore,
     pub seconds: f64,
     pub steps: u64,
-    pub interrupted: bool,
 }
 
 /// The model being trained between stages.
@@ -63,8 +70,33 @@ struct State {
     device: Device,
 }
 
+/// One stage of this run: where its checkpoints go, what they carry, where it resumes.
+struct StageRun<'a> {
+    index: usize,
+    name: String,
+    checkpoints: PathBuf,
+    run_id: &'a str,
+    stamp: StageStamp,
+    /// The checkpoint this stage continues from.
+    resume: Option<&'a Path>,
+}
+
+impl StageRun<'_> {
+    fn stopped(&self, checkpoint: PathBuf) -> anyhow::Error {
+        Interrupted { during: format!("stage {} ({})", self.index, self.name), resume_from: Some(checkpoint), command: None }.into()
+    }
+}
+
+/// Runs the configured stages. A stop (`opts.shutdown`) ends with an [`Interrupted`] error
+/// naming what to resume from; an interrupted stage is never exported as finished.
 pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageReport>> {
-    std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("creating {}", cfg.out_dir.display()))?;
+    let recipe = Recipe::of(cfg);
+    let resume = opts.resume.as_deref().map(|dir| ResumePoint::open(dir, cfg, &recipe)).transpose()?;
+    let claim = match &resume {
+        Some(point) => Claim::Resume { run_id: &point.run_id },
+        None => Claim::Fresh,
+    };
+    let run = RunDir::claim(&cfg.out_dir, claim, &recipe.hash(), opts.force)?;
     let mut state = load_model(cfg)?;
     if let (Some(kd), true) = (&cfg.kd, cfg.stages.contains(&Stage::Kd)) {
         kd_logits::check_teacher_tokenizer(&kd.teacher, &state.tokenizer)?;
@@ -74,37 +106,61 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     if train.is_empty() || heldout.is_empty() {
         bail!("no training or held-out problems (check [data])");
     }
+    if let Some(point) = &resume {
+        state.weights = resumed_weights(point, &state)?;
+        say(opts, &format!("resuming from {}: stage {} ({:?}) onwards", point.dir().display(), point.first_stage(), cfg.stages.get(point.first_stage())));
+    }
+    // What a stop during an evaluation leaves to resume from.
+    let mut resume_from = resume.as_ref().map(|p| p.dir().to_path_buf());
     let eval_gen = generation(cfg, &state.tokenizer, cfg.eval.temperature, 1.0, cfg.eval.max_new_tokens);
-    let evaluate = |s: &State| {
-        heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen)
+    let evaluate = |s: &State, resume_from: &Option<PathBuf>| -> Result<HeldoutScore> {
+        let stop = || opts.shutdown.is_requested();
+        heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen, &stop)?
+            .ok_or_else(|| Interrupted { during: "the held-out evaluation".into(), resume_from: resume_from.clone(), command: None }.into())
     };
     let mut reports = Vec::new();
-    let mut score = evaluate(&state)?;
-    say(opts, &format!("held-out before training: accuracy {:.1}% (format {:.1}%, {} samples)", 100.0 * score.accuracy, 100.0 * score.format, score.samples));
-    let first = match &opts.resume {
-        Some(_) => cfg.stages.iter().position(|s| *s == Stage::Grpo).context("--resume continues a GRPO stage, and the config has none")?,
-        None => 0,
-    };
+    let mut score = evaluate(&state, &resume_from)?;
+    let when = if resume.is_some() { "at the resume point" } else { "before training" };
+    say(opts, &format!("held-out {when}: accuracy {:.1}% (format {:.1}%, {} samples)", 100.0 * score.accuracy, 100.0 * score.format, score.samples));
+    let first = resume.as_ref().map_or(0, ResumePoint::first_stage);
     for (index, &stage) in cfg.stages.iter().enumerate().skip(first) {
         let start = Instant::now();
-        let (steps, interrupted) = match stage {
-            Stage::Sft => (sft_stage(cfg, &mut state, &train, opts)?, false),
-            Stage::Kd => (kd_stage(cfg, &mut state, &train, opts)?, false),
-            Stage::Grpo if cfg.grpo.steps == 0 => (0, false),
-            Stage::Grpo => grpo_stage(cfg, &mut state, &train, opts, index)?,
+        let name = format!("{stage:?}").to_lowercase();
+        let stage_run = StageRun {
+            index,
+            checkpoints: cfg.out_dir.join(format!("checkpoints-stage-{index}")),
+            run_id: &run.run_id,
+            stamp: StageStamp::new(&run.run_id, index, &recipe),
+            resume: resume.as_ref().and_then(|p| p.checkpoint_for(index)),
+            name: name.clone(),
         };
-        let after = evaluate(&state)?;
-        say(opts, &format!("held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%", 100.0 * after.accuracy, 100.0 * score.accuracy, 100.0 * after.format));
-        let dir = cfg.out_dir.join(format!("stage-{index}-{}", format!("{stage:?}").to_lowercase()));
+        let steps = match stage {
+            Stage::Sft => sft_stage(cfg, &mut state, &train, opts, &stage_run)?,
+            Stage::Kd => kd_stage(cfg, &mut state, &train, opts, &stage_run)?,
+            Stage::Grpo if cfg.grpo.steps == 0 => 0,
+            Stage::Grpo => grpo_stage(cfg, &mut state, &train, opts, &stage_run)?,
+        };
+        let dir = cfg.out_dir.join(format!("stage-{index}-{name}"));
         crate::model::export::export_weights(&state.config, &state.weights, Some(&state.tokenizer), &dir, DType::F32, true)?;
-        reports.push(StageReport { stage, before: score, after, seconds: start.elapsed().as_secs_f64(), steps, interrupted });
+        stage_run.stamp.write_into(&dir)?;
+        resume_from = Some(dir);
+        let after = evaluate(&state, &resume_from)?;
+        say(opts, &format!("held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%", 100.0 * after.accuracy, 100.0 * score.accuracy, 100.0 * after.format));
+        reports.push(StageReport { stage, before: score, after, seconds: start.elapsed().as_secs_f64(), steps });
         score = after;
-        if interrupted {
-            say(opts, "stopped by a signal; resume with --resume <checkpoint>");
-            break;
-        }
     }
     Ok(reports)
+}
+
+/// The weights at the resume point: the checkpoint's (checked against this model) or the
+/// finished stage's export.
+fn resumed_weights(point: &ResumePoint, state: &State) -> Result<Weights> {
+    let weights = match &point.at {
+        ResumeAt::Inside { dir, .. } => crate::checkpoint::load(dir, &state.config)?.weights,
+        ResumeAt::After { dir, .. } => Some(crate::model::load::load_hf_weights(dir).with_context(|| format!("--resume {}", dir.display()))?.1),
+    };
+    let weights = weights.with_context(|| format!("--resume {}: holds no full weights", point.dir().display()))?;
+    Ok(weights.to(state.weights_dtype(), &state.device)?)
 }
 
 fn say(opts: &RunOptions, line: &str) {
@@ -159,7 +215,7 @@ fn sft_examples(problems: &[TrainingProblem], tok: &Tokenizer) -> Result<Vec<Sft
         .collect()
 }
 
-fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts: &RunOptions) -> Result<u64> {
+fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts: &RunOptions, stage: &StageRun) -> Result<u64> {
     let s = &cfg.sft;
     let fitted = fit_length(examples, s.max_len, Overlong::Drop);
     if fitted.dropped > 0 {
@@ -181,9 +237,27 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
     let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: total_steps(&fitted.examples, &sft).max(1) };
     let max_grad_norm = (s.max_grad_norm > 0.0).then_some(s.max_grad_norm);
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: s.lr, max_grad_norm, schedule, ..AdamWConfig::default() })?;
-    let report = train_sft(&model, &mut opt, &fitted.examples, &sft, SftCursor::default(), |st, _: &AdamW| -> Result<()> {
+    let checkpoints = SftCheckpoints {
+        root: stage.checkpoints.clone(),
+        every: 0,
+        keep: cfg.runtime.keep_checkpoints,
+        config: &state.config,
+        tokenizer: Some(&state.tokenizer),
+        params: SftParams::Full(&vars),
+        plan: plan_fingerprint(&fitted.examples, &sft),
+        run_id: stage.run_id.into(),
+        extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
+    };
+    let start = match stage.resume {
+        Some(dir) => checkpoints.resume(dir, &mut opt)?,
+        None => SftCursor::default(),
+    };
+    let report = train_sft(&model, &mut opt, &fitted.examples, &sft, start, |st, opt: &AdamW| -> Result<()> {
         if opts.progress && st.step % 10 == 0 {
             eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
+        }
+        if opts.shutdown.is_requested() {
+            return Err(stage.stopped(checkpoints.save(opt, st.next)?));
         }
         Ok(())
     })?;
@@ -191,43 +265,48 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
     Ok(report.steps as u64)
 }
 
-fn sft_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+fn sft_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
     let mut examples = sft_examples(train, &state.tokenizer)?;
     if cfg.sft.examples > 0 {
         examples.truncate(cfg.sft.examples);
     }
     say(opts, &format!("sft: {} examples, lr {}, {} epoch(s)", examples.len(), cfg.sft.lr, cfg.sft.epochs));
-    sft_on(cfg, state, examples, opts)
+    sft_on(cfg, state, examples, opts, stage)
 }
 
-fn kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+fn kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
     match cfg.kd.as_ref().map(|kd| kd.mode) {
-        Some(KdMode::Traces) => trace_kd_stage(cfg, state, train, opts),
-        _ => kd_logits::logit_kd_stage(cfg, state, train, opts),
+        Some(KdMode::Traces) => trace_kd_stage(cfg, state, train, opts, stage),
+        _ => kd_logits::logit_kd_stage(cfg, state, train, opts, stage),
     }
 }
 
-/// Trace distillation: the teacher's correct solutions become the SFT data.
-fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+/// Trace distillation: the teacher's correct solutions become the SFT data. A resumed stage
+/// reuses the traces this run already wrote.
+fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
     let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
-    let teacher = kd_logits::load_teacher(kd, state)?;
-    let model = teacher.inference_model()?;
-    let problems: Vec<_> = train
-        .iter()
-        .take(kd.prompts)
-        .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
-        .collect::<Result<_>>()?;
     let out = cfg.out_dir.join("traces.jsonl");
-    let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
     let template = state.tokenizer.chat_template()?;
-    let stats = crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out)?;
-    say(opts, &format!("kd: teacher kept {} of {} samples ({} of {} problems solved) → {}", stats.kept, stats.samples, stats.solved, stats.problems, out.display()));
+    if stage.resume.is_some() && out.is_file() {
+        say(opts, &format!("kd: reusing this run's traces in {}", out.display()));
+    } else {
+        let teacher = kd_logits::load_teacher(kd, state)?;
+        let model = teacher.inference_model()?;
+        let problems: Vec<_> = train
+            .iter()
+            .take(kd.prompts)
+            .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
+            .collect::<Result<_>>()?;
+        let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
+        let stats = crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out)?;
+        say(opts, &format!("kd: teacher kept {} of {} samples ({} of {} problems solved) → {}", stats.kept, stats.samples, stats.solved, stats.problems, out.display()));
+    }
     let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, None)?;
     let examples = conversations
         .iter()
         .map(|c| crate::algo::sft_data::tokenize_conversation(c, &template, &state.tokenizer))
         .collect::<Result<Vec<_>, _>>()?;
-    sft_on(cfg, state, examples, opts)
+    sft_on(cfg, state, examples, opts, stage)
 }
 
 impl State {
@@ -236,7 +315,8 @@ impl State {
     }
 }
 
-fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, index: usize) -> Result<(u64, bool)> {
+fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
+    let index = stage.index;
     let g = &cfg.grpo;
     let r = &cfg.runtime;
     let loss = GrpoLossConfig {
@@ -264,12 +344,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         schedule: Schedule { decay: Decay::Constant, warmup_steps: g.warmup_steps, total_steps: g.steps as usize },
         ..AdamWConfig::default()
     };
-    let reference = if g.beta > 0.0 {
-        Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?)
-    } else {
-        None
+    let reference = match (g.beta > 0.0, stage.resume) {
+        (false, _) => None,
+        (true, None) => Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?),
+        (true, Some(_)) => Some(Qwen2::new(&state.config, &stage_start_weights(cfg, state, index)?)?),
     };
-    let checkpoints = cfg.out_dir.join(format!("checkpoints-stage-{index}"));
     let mut trainer = GrpoTrainer::new(
         state.config.clone(),
         &state.weights,
@@ -277,10 +356,12 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         optimizer,
         grpo,
         Arc::clone(&state.tokenizer),
-        checkpoints.clone(),
+        stage.checkpoints.clone(),
         r.keep_checkpoints,
     )?;
-    if let Some(dir) = &opts.resume {
+    trainer.stamp_checkpoints(stage.run_id, vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)]);
+    let last_checkpoint = trainer.last_checkpoint();
+    if let Some(dir) = stage.resume {
         trainer.resume_from(dir)?;
         let exactness = if opts.deterministic {
             "exactly, if it is a periodic checkpoint"
@@ -339,10 +420,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         pipeline.run_deterministic()?
     } else {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        rt.block_on(async {
-            let _signals = srlm_actors::on_signals(opts.shutdown.clone());
-            pipeline.run().await
-        })?
+        rt.block_on(pipeline.run())?
     };
     progress.finish();
     say(
@@ -362,7 +440,25 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     }
     std::fs::write(cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(&summary)?)?;
     std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?)?;
-    Ok((summary.steps.len() as u64, summary.interrupted))
+    if summary.interrupted {
+        let saved = last_checkpoint.lock().expect("not poisoned").clone();
+        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
+        return Err(stage.stopped(saved));
+    }
+    Ok(summary.steps.len() as u64)
+}
+
+/// The weights stage `index` started from (a resumed stage's KL reference): the model's own
+/// for the first stage, else the previous stage's export in this run's folder.
+fn stage_start_weights(cfg: &TrainConfig, state: &State, index: usize) -> Result<Weights> {
+    if index == 0 {
+        return Ok(load_model(cfg)?.weights);
+    }
+    let name = format!("{:?}", cfg.stages[index - 1]).to_lowercase();
+    let dir = cfg.out_dir.join(format!("stage-{}-{name}", index - 1));
+    let (_, weights) = crate::model::load::load_hf_weights(&dir)
+        .with_context(|| format!("grpo.beta > 0: the KL reference is the weights stage {index} started from, {}", dir.display()))?;
+    Ok(weights.to(state.weights_dtype(), &state.device)?)
 }
 
 /// Throughput of the run as a whole (`srlm bench staleness` reads it): wall time, the time each

@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: fixture paths and tolerant comparisons.
 #![allow(dead_code)]
 
+pub mod running;
+
 use std::path::PathBuf;
 
 pub fn fixtures() -> PathBuf {

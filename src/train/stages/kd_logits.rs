@@ -1,9 +1,12 @@
 //! The `kd` stage's teacher and its logit modes: forward KL on the training problems' worked
 //! solutions (`logits`), or reverse KL on the student's own samples (`on_policy`).
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 
-use super::{generation, say, sft_examples, RunOptions, State};
+use super::{generation, say, sft_examples, RunOptions, StageRun, State};
+use crate::checkpoint::{self, CheckpointContents, TrainerState};
 use crate::algo::kd::check_shared_tokenizer;
 use crate::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStats, DistillStep};
 use crate::algo::sft::{fit_length, Overlong};
@@ -35,7 +38,8 @@ pub(super) fn load_teacher(kd: &KdSection, state: &State) -> Result<LoadedModel>
 }
 
 /// Runs `kd.steps` steps of the configured logit mode (`logits` or `on_policy`) on the student's weights.
-pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions) -> Result<u64> {
+/// A stop checkpoints at the step boundary; a resumed stage continues at the checkpoint's step.
+pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
     let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
     let teacher = load_teacher(kd, state)?;
     let teacher_model = teacher.model()?;
@@ -43,6 +47,9 @@ pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[Trai
     let student = Qwen2::new(&state.config, &trainable)?;
     let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: kd.steps() };
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: kd.lr(), max_grad_norm: Some(1.0), schedule, ..AdamWConfig::default() })?;
+    if let Some(dir) = stage.resume {
+        checkpoint::load(dir, &state.config)?.restore(&mut opt)?;
+    }
     let distill = DistillConfig {
         steps: kd.steps(),
         per_step: kd.prompts_per_step(),
@@ -52,9 +59,17 @@ pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[Trai
         pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
     };
     let problems = &train[..kd.prompts.min(train.len())];
-    let log_step = |s: &DistillStep| -> Result<()> {
+    let (config, tokenizer) = (state.config.clone(), Arc::clone(&state.tokenizer));
+    let log_step = |s: &DistillStep, opt: &AdamW| -> Result<()> {
         let note = if s.skipped { " (non-finite: skipped)" } else { "" };
         say(opts, &format!("kd step {:>4}/{} mean KL {:.4} over {} tokens, grad-norm {:.3}{note}", s.step, distill.steps, s.kl, s.tokens, s.grad_norm));
+        if opts.shutdown.is_requested() {
+            let state = TrainerState { step: opt.step_count(), skipped_steps: opt.skipped_count(), policy_version: opt.step_count(), run_id: stage.run_id.into(), ..Default::default() };
+            let weights = snapshot(&vars)?;
+            let extra = [stage.stamp.extra_file()];
+            let contents = CheckpointContents { config: &config, weights: Some(&weights), tokenizer: Some(&tokenizer), optimizer: opt, state: &state, extra: &extra };
+            return Err(stage.stopped(checkpoint::save(&stage.checkpoints, &contents, cfg.runtime.keep_checkpoints)?));
+        }
         Ok(())
     };
     let stats: DistillStats = if kd.mode == KdMode::OnPolicy {
