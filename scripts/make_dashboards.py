@@ -92,7 +92,9 @@ throughput = dashboard("srlm-throughput", "srlm: throughput and overlap", grid([
         ("srlm_generator_busy_ratio", "generator {{generator}}"),
         ("srlm_learner_busy_ratio", "learner"),
     ], {"unit": "percentunit"}),
-    ("Queue fill", [("srlm_queue_depth / on (queue) srlm_queue_capacity", "{{queue}}")], {"unit": "percentunit"}),
+    # Matching on every label: `on (queue)` alone is a many-to-many error once Prometheus
+    # scrapes two runs (two instances with the same queue names).
+    ("Queue fill", [("srlm_queue_depth / srlm_queue_capacity", "{{queue}}")], {"unit": "percentunit"}),
     ("Generator backpressure wait (p90)", [
         ("histogram_quantile(0.9, sum by (le, generator) (rate(srlm_generator_wait_seconds_bucket[5m])))", "generator {{generator}}"),
     ], {"unit": "s"}),
@@ -114,7 +116,9 @@ health = dashboard("srlm-health", "srlm: health", grid([
         ("rate(srlm_group_staleness_versions_sum[5m]) / rate(srlm_group_staleness_versions_count[5m])", "mean"),
     ]),
     ("Dropped (stale) share of groups", [
-        ("sum(rate(srlm_learner_groups_dropped_total[5m])) / (sum(rate(srlm_learner_groups_dropped_total[5m])) + rate(srlm_learner_groups_total[5m]))", "dropped"),
+        # Every term summed: a bare rate() keeps job and instance, which sum() drops, so
+        # `sum + rate` matched no series and the panel had no data (tests/monitoring_prometheus).
+        ("sum(rate(srlm_learner_groups_dropped_total[5m])) / (sum(rate(srlm_learner_groups_dropped_total[5m])) + sum(rate(srlm_learner_groups_total[5m])))", "dropped"),
     ], {"unit": "percentunit"}),
     ("Queue depth", [("srlm_queue_depth", "{{queue}}"), ("srlm_queue_capacity", "{{queue}} capacity")]),
     ("Checkpoint time", [
