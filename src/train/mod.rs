@@ -9,6 +9,7 @@ pub mod progress;
 pub mod gold_rewarder;
 pub mod grpo_trainer;
 pub mod placement;
+pub mod preflight;
 pub mod snapshot;
 pub mod stages;
 pub mod problems;

@@ -64,6 +64,7 @@ struct State {
 }
 
 pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageReport>> {
+    crate::train::preflight::preflight(cfg, opts.deterministic)?;
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("creating {}", cfg.out_dir.display()))?;
     let mut state = load_model(cfg)?;
     if let (Some(kd), true) = (&cfg.kd, cfg.stages.contains(&Stage::Kd)) {
@@ -74,6 +75,8 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     if train.is_empty() || heldout.is_empty() {
         bail!("no training or held-out problems (check [data])");
     }
+    let prompts: Vec<&str> = train.iter().chain(&heldout).map(|p| p.prompt.as_str()).collect();
+    crate::train::preflight::check_generation_memory(cfg, &state.config, &state.device, state.weights_dtype(), &prompts)?;
     let eval_gen = generation(cfg, &state.tokenizer, cfg.eval.temperature, 1.0, cfg.eval.max_new_tokens);
     let evaluate = |s: &State| {
         heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen)
