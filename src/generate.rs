@@ -14,6 +14,7 @@ use crate::sampling::{on_device, sample, Sampled, SamplingParams, SequenceRng, S
 use crate::tokenizer::Tokenizer;
 
 pub mod continuous;
+pub mod memory;
 
 /// Turns completion ids into text; the tokenizer in practice, a stub vocabulary in tests.
 pub trait TextDecoder {

@@ -15,6 +15,7 @@ pub mod tokenizer;
 pub mod chat;
 pub mod generate;
 pub mod plot;
+pub mod ranges;
 mod id_list;
 pub mod synthetic;
 pub mod train;

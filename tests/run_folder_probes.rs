@@ -38,6 +38,8 @@ fn config(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
         assert!(text.contains(from), "the default has no '{from}'");
         text = text.replacen(from, to, 1);
     }
+    // Tests here run at once: no two may serve metrics on the default port.
+    text.push_str("metrics_addr = \"\"\n");
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path

@@ -7,8 +7,10 @@ use serde::Deserialize;
 use super::sft::Overlong;
 use super::sft_data::DataFormat;
 use crate::data::PromptFormat;
+use crate::model::load::parse_dtype;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, Decay, Schedule};
+use crate::ranges::{at_least, non_negative, positive};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,24 +168,45 @@ impl SftRecipe {
         if self.format == DataFormat::Chat && (self.prompt_format.is_some() || self.system_prompt.is_some()) {
             return Err("prompt_format and system_prompt apply to format = \"gsm8k\"; chat rows carry their own messages".into());
         }
-        if self.epochs == 0 || self.grad_accum == 0 || self.lanes == 0 || self.max_length < 2 || self.token_budget == 0 {
-            return Err("epochs, grad_accum, lanes and token_budget must be at least 1, max_length at least 2".into());
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("lr must be a positive number, got {}", self.lr));
-        }
-        if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
-            return Err(format!("max_grad_norm must be 0 (no clipping) or positive, got {}", self.max_grad_norm));
-        }
+        self.check_ranges()?;
         match (self.warmup_steps, self.warmup_ratio) {
             (Some(_), Some(_)) => return Err("give warmup_steps or warmup_ratio, not both".into()),
-            (None, Some(r)) if !(0.0..=1.0).contains(&r) => return Err(format!("warmup_ratio must be in [0, 1], got {r}")),
+            (None, Some(r)) if !(0.0..=1.0).contains(&r) => return Err(format!("warmup_ratio = {r}: must be in [0, 1]")),
             _ => {}
         }
         match (self.save_as(), &self.lora) {
             (SaveAs::Merged | SaveAs::Adapter, None) => Err("save = \"merged\" or \"adapter\" needs a [lora] section".into()),
             _ => Ok(()),
         }
+    }
+
+    /// Every number in its range, named by key.
+    fn check_ranges(&self) -> Result<(), String> {
+        at_least("epochs", self.epochs, 1)?;
+        at_least("grad_accum", self.grad_accum, 1)?;
+        at_least("lanes", self.lanes, 1)?;
+        // A prompt token and a completion token.
+        at_least("max_length", self.max_length, 2)?;
+        at_least("token_budget", self.token_budget, 1)?;
+        positive("lr", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        // 0 turns clipping off.
+        non_negative("max_grad_norm", self.max_grad_norm)?;
+        if let Some(limit) = self.limit {
+            at_least("limit", limit, 1)?;
+        }
+        parse_dtype(&self.dtype).map_err(|e| format!("dtype: {e}"))?;
+        if let Some(lora) = &self.lora {
+            at_least("lora.r", lora.r, 1)?;
+            positive("lora.alpha", lora.alpha)?;
+            if !(0.0..1.0).contains(&lora.dropout) {
+                return Err(format!("lora.dropout = {}: must be in [0, 1)", lora.dropout));
+            }
+            if lora.target_modules.is_empty() {
+                return Err("lora.target_modules is empty: name at least one projection (q_proj, v_proj, ...)".into());
+            }
+        }
+        Ok(())
     }
 
     pub fn save_as(&self) -> SaveAs {
@@ -265,6 +288,29 @@ mod tests {
         assert!(recipes.len() >= 2);
         for path in recipes {
             SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_by_key() {
+        let cases = [
+            ("epochs = 0", "epochs = 0: must be at least 1"),
+            ("max_length = 1", "max_length = 1: must be at least 2"),
+            ("token_budget = 0", "token_budget = 0"),
+            ("lr = nan", "lr = NaN: must be a finite number > 0"),
+            ("weight_decay = -0.1", "weight_decay = -0.1"),
+            ("max_grad_norm = inf", "max_grad_norm = inf"),
+            ("limit = 0", "limit = 0"),
+            ("warmup_ratio = 2.0", "warmup_ratio = 2: must be in [0, 1]"),
+            ("dtype = \"f64\"", "dtype: bad dtype 'f64'"),
+            ("[lora]\nr = 0\nalpha = 16", "lora.r = 0"),
+            ("[lora]\nr = 8\nalpha = 0", "lora.alpha = 0"),
+            ("[lora]\nr = 8\nalpha = 16\ndropout = 1.0", "lora.dropout = 1: must be in [0, 1)"),
+            ("[lora]\nr = 8\nalpha = 16\ntarget_modules = []", "lora.target_modules is empty"),
+        ];
+        for (line, expected) in cases {
+            let err = SftRecipe::parse(&format!("{BASE}{line}\n")).unwrap_err();
+            assert!(err.contains(expected), "{line}: {err}");
         }
     }
 

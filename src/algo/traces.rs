@@ -28,6 +28,7 @@ pub fn read_problems(path: &Path, benchmark: Benchmark, system: Option<&str>) ->
             .iter()
             .find_map(|k| row.get(*k).and_then(serde_json::Value::as_str))
             .ok_or("missing string field 'question' (or 'problem')")?;
+        crate::data::check_question_length(question)?;
         let gold = benchmark.gold_from_json(row).map_err(|e| e.to_string())?;
         Ok(Problem { messages: question_messages(question, system), gold })
     })

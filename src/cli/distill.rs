@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use srlm::algo::traces::{distill_traces, read_problems};
 use srlm::data::PromptFormat;
+use srlm::generate::memory::check_fits;
 use srlm::generate::GenerationConfig;
 use srlm::model::load::{parse_device, parse_dtype};
 use srlm::model::LoadedModel;
@@ -53,8 +54,8 @@ pub struct DistillArgs {
 }
 
 pub fn run(args: DistillArgs) -> Result<()> {
-    if args.n == 0 || args.max_new_tokens == 0 {
-        bail!("--n and --max-new-tokens must be at least 1");
+    if args.n == 0 || args.max_new_tokens == 0 || args.limit == Some(0) {
+        bail!("--n, --max-new-tokens and --limit must be at least 1");
     }
     let benchmark: Benchmark = args.benchmark.parse()?;
     let sampling = SamplingParams { temperature: args.temperature, top_p: args.top_p, top_k: 0, greedy: false };
@@ -79,6 +80,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
         seed: args.seed,
     };
     let model = teacher.inference_model()?;
+    // Prompts are tokenized one at a time later, so the estimate counts completions only.
+    let positions = args.max_new_tokens.min(teacher.config.max_position_embeddings);
+    check_fits(&teacher.config, model.device(), model.dtype(), args.n, positions)
+        .map_err(|e| anyhow!("--n {}: {e}; lower --n or --max-new-tokens", args.n))?;
     let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, &args.out)?;
     eprintln!(
         "{} problems, {} samples: kept {} correct traces, {} problems solved; wrote {}",

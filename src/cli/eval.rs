@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use srlm::data::{benchmark_file, load_problems, LoadOptions, PromptFormat};
-use srlm::eval::{check_settings, summarise, write_atomic, CompletionLog, EvalReport, EvalSettings, Evaluator, Progress};
+use srlm::eval::{check_settings, summarise, write_atomic, CompletionLog, EvalError, EvalReport, EvalSettings, Evaluator, Progress};
 use srlm::reward::Benchmark;
 use srlm::sampling::SamplingParams;
 
@@ -62,8 +62,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.k == 0 || args.batch_size == 0 {
-        bail!("--k and --batch-size must be at least 1");
+    if args.k == 0 || args.batch_size == 0 || args.limit == Some(0) {
+        bail!("--k, --batch-size and --limit must be at least 1");
     }
     if args.max_new_tokens == 0 || args.max_new_tokens > MAX_NEW_TOKENS_LIMIT {
         bail!("--max-new-tokens must be in 1..={MAX_NEW_TOKENS_LIMIT}, got {}", args.max_new_tokens);
@@ -99,7 +99,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let start = Instant::now();
         let bar = progress_bar(bench, problems.len());
         let mut first = None;
-        let (records, resumed) = evaluator.run(&problems, &mut log, |p| show(&bar, bench, p, &mut first))?;
+        let (records, resumed) = evaluator.run(&problems, &mut log, |p| show(&bar, bench, p, &mut first)).map_err(|e| match e {
+            EvalError::PromptTooLong { .. } => anyhow!("{}: {e}", path.display()),
+            other => other.into(),
+        })?;
         bar.finish_and_clear();
         let summary = summarise(bench, path.display().to_string(), &records, args.k, start.elapsed().as_secs_f64(), resumed);
         eprintln!(

@@ -2,10 +2,11 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde_json::json;
 use srlm::chat::Message;
+use srlm::generate::memory::check_fits;
 use srlm::generate::{generate_group, GenerationConfig};
 use srlm::sampling::{SamplingParams, StopStrings};
 use srlm::tokenizer::Tokenizer;
@@ -60,6 +61,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let model = m.inference_model()?;
     let prompt = prompt_text(&args, &m.tokenizer)?;
     let prompt_ids = m.tokenizer.encode(&prompt, false)?;
+    let positions = (prompt_ids.len() + args.max_new_tokens).min(m.config.max_position_embeddings);
+    check_fits(&m.config, model.device(), model.dtype(), args.n, positions)
+        .map_err(|e| anyhow!("--n {}: {e}; lower --n or --max-new-tokens", args.n))?;
     let cfg = GenerationConfig {
         sampling,
         max_new_tokens: args.max_new_tokens,

@@ -32,7 +32,7 @@ pub struct TrainArgs {
     #[arg(long)]
     device: Option<String>,
     /// Override the number of GRPO steps.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     grpo_steps: Option<u64>,
     /// Print the embedded default configuration and exit.
     #[arg(long)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use chat_records::{load_chat_jsonl, read_chat_jsonl, ChatRecord, ChatRecords};
 pub use error::DataError;
-pub use problem::{gold_from_answer, load_problems, Fields, LoadOptions, Problem, Problems};
+pub use problem::{check_question_length, gold_from_answer, load_problems, Fields, LoadOptions, Problem, Problems, MAX_QUESTION_CHARS};
 pub use prompt::{question_messages, PromptFormat, UnknownPromptFormat, BOXED_INSTRUCTION, R1_SYSTEM_PROMPT};
 pub use records::{read_jsonl, read_parquet, read_records, OnBadRecord, Records, Skipped};
 

@@ -24,6 +24,23 @@ pub struct Problem {
     pub line: usize,
 }
 
+/// The longest question any loader accepts, in characters: 8 per token of a 32K-token context,
+/// far above any benchmark's questions. Checked before tokenizing, which is what makes a huge
+/// question expensive (a 50 MB one took the tokenizer 46 s and 5.6 GB).
+pub const MAX_QUESTION_CHARS: usize = 256 * 1024;
+
+/// Refuses a question longer than [`MAX_QUESTION_CHARS`], without tokenizing it.
+pub fn check_question_length(question: &str) -> Result<(), String> {
+    // Bytes bound characters from above, so short questions are never counted.
+    if question.len() <= MAX_QUESTION_CHARS {
+        return Ok(());
+    }
+    match question.chars().count() {
+        n if n > MAX_QUESTION_CHARS => Err(format!("question is {n} characters, over the limit of {MAX_QUESTION_CHARS}: no model's context holds it")),
+        _ => Ok(()),
+    }
+}
+
 /// Which fields hold the question, the answer and the id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fields {
@@ -92,7 +109,10 @@ fn problem_from_row(benchmark: Benchmark, fields: &Fields, row: &Value) -> Resul
         return Err("record is not a JSON object".into());
     }
     let question = match row.get(&fields.question) {
-        Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
+        Some(Value::String(q)) if !q.trim().is_empty() => {
+            check_question_length(q)?;
+            q.clone()
+        }
         Some(Value::String(_)) => return Err(format!("'{}' is empty", fields.question)),
         Some(_) => return Err(format!("'{}' is not a string", fields.question)),
         None => return Err(format!("no '{}' field", fields.question)),
@@ -125,4 +145,33 @@ pub fn gold_from_answer(benchmark: Benchmark, answer: &Value) -> Result<Gold, cr
     let mut row = serde_json::Map::new();
     row.insert(field.to_string(), answer.clone());
     benchmark.gold_from_json(&Value::Object(row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A question over the limit is refused at load with its line (or counted with `Skip`), before
+    /// any tokenizer sees it.
+    #[test]
+    fn an_over_long_question_names_its_line_or_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.jsonl");
+        let long = "x".repeat(MAX_QUESTION_CHARS + 1);
+        let rows = format!(
+            "{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{long}\", \"answer\": \"#### 2\"}}\n"
+        );
+        std::fs::write(&path, rows).unwrap();
+        let err = load_problems(Benchmark::Gsm8k, &path, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.ends_with("test.jsonl:2: question is 262145 characters, over the limit of 262144: no model's context holds it"), "{err}");
+        let skip = LoadOptions { fields: None, on_bad: OnBadRecord::Skip };
+        let loaded = load_problems(Benchmark::Gsm8k, &path, &skip).unwrap();
+        assert_eq!((loaded.problems.len(), loaded.skipped.len(), loaded.skipped[0].line), (1, 1, 2));
+    }
+
+    #[test]
+    fn the_limit_counts_characters_not_bytes() {
+        check_question_length(&"é".repeat(MAX_QUESTION_CHARS)).unwrap();
+        assert!(check_question_length(&"é".repeat(MAX_QUESTION_CHARS + 1)).is_err());
+    }
 }

@@ -36,6 +36,10 @@ pub enum EvalError {
     },
     #[error("{}:{line}: not a completion record ({msg})", path.display())]
     Log { path: PathBuf, line: usize, msg: String },
+    #[error("{benchmark} problem on line {line}: its prompt is {tokens} tokens, and the model's context holds {context}")]
+    PromptTooLong { benchmark: &'static str, line: usize, tokens: usize, context: usize },
+    #[error("{0}; lower --batch-size, --k or --max-new-tokens")]
+    TooLarge(#[from] crate::generate::memory::TooLarge),
     #[error("{}: this output folder holds a run with other settings ({field} differs); use another --out", path.display())]
     SettingsChanged { path: PathBuf, field: String },
 }

@@ -9,6 +9,7 @@ use super::report::EvalSettings;
 use super::EvalError;
 use crate::data::Problem;
 use crate::generate::continuous::generate_groups;
+use crate::generate::memory::check_fits;
 use crate::generate::{Completion, GenerationConfig};
 use crate::model::Qwen2;
 use crate::reward::grade;
@@ -77,6 +78,7 @@ impl Evaluator<'_> {
             .map(|&i| self.settings.format.render(&template, &problems[i].question))
             .collect::<Result<Vec<_>, _>>()?;
         let ids = prompts.iter().map(|t| self.tokenizer.encode(t, false)).collect::<Result<Vec<_>, _>>()?;
+        self.check_sizes(problems, &pending, &ids)?;
         // Sample s of problem i draws from stream i·k + s, however many are in flight.
         let streams: Vec<u64> = pending.iter().map(|&i| (i * k) as u64).collect();
         let rows = self.batch_size.max(1) * k;
@@ -103,6 +105,24 @@ impl Evaluator<'_> {
             .flat_map(|(i, p)| log.finished(p.benchmark, i).unwrap_or(&[]).to_vec())
             .collect();
         Ok((records, resumed))
+    }
+}
+
+impl Evaluator<'_> {
+    /// Before any generation: each prompt fits the model's context, and the rows in flight fit
+    /// in memory (a failure mid-benchmark would throw away the work before it).
+    fn check_sizes(&self, problems: &[Problem], pending: &[usize], ids: &[Vec<u32>]) -> Result<(), EvalError> {
+        let cfg = self.model.config();
+        let context = cfg.max_position_embeddings;
+        if let Some((j, prompt)) = ids.iter().enumerate().find(|(_, p)| p.len() >= context) {
+            let p = &problems[pending[j]];
+            return Err(EvalError::PromptTooLong { benchmark: p.benchmark.name(), line: p.line, tokens: prompt.len(), context });
+        }
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        let rows = self.batch_size.max(1).min(pending.len()).saturating_mul(self.settings.k);
+        let positions = (longest + self.settings.max_new_tokens).min(context);
+        check_fits(cfg, self.model.device(), self.model.dtype(), rows, positions)?;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo_loss::{LossType, RatioLevel};
 use crate::data::PromptFormat;
+use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
 
 /// The embedded default: a tiny model learns arithmetic (SFT warm-up, then GRPO).
@@ -208,22 +209,18 @@ impl KdSection {
             let modes: Vec<String> = modes.iter().map(|m| format!("`{}`", m.name())).collect();
             return Err(format!("kd.{name} applies to mode {}, and kd.mode is `{}`", modes.join(" or "), self.mode.name()));
         }
-        let at_least_one = |name: &str, n: usize| if n > 0 { Ok(()) } else { Err(format!("kd.{name}: must be at least 1")) };
-        let positive = |name: &str, x: f64| {
-            if x > 0.0 && x.is_finite() { Ok(()) } else { Err(format!("kd.{name}: {x} is not a positive number")) }
-        };
-        at_least_one("prompts", self.prompts)?;
+        at_least("kd.prompts", self.prompts, 1)?;
         if self.mode != Logits {
-            at_least_one("samples", self.samples)?;
+            at_least("kd.samples", self.samples, 1)?;
         }
         if self.mode == KdMode::Traces {
             return Ok(());
         }
-        at_least_one("steps", self.steps())?;
-        at_least_one("prompts_per_step", self.prompts_per_step())?;
-        at_least_one("max_new_tokens", self.max_new_tokens.unwrap_or(1))?;
-        positive("lr", self.lr())?;
-        positive("temperature", self.temperature())
+        at_least("kd.steps", self.steps(), 1)?;
+        at_least("kd.prompts_per_step", self.prompts_per_step(), 1)?;
+        at_least("kd.max_new_tokens", self.max_new_tokens.unwrap_or(1), 1)?;
+        positive("kd.lr", self.lr())?;
+        positive("kd.temperature", self.temperature())
     }
 }
 
@@ -352,7 +349,7 @@ impl TrainConfig {
         self.rewards.iter().map(|(n, w)| (n.clone(), *w)).collect()
     }
 
-    /// Combinations that cannot run, found before loading anything.
+    /// Values and combinations that cannot run, found before loading anything.
     fn validate(&self) -> Result<(), String> {
         if self.stages.is_empty() {
             return Err("`stages` is empty: name at least one of sft, kd, grpo".into());
@@ -372,17 +369,9 @@ impl TrainConfig {
         if self.model.source == "tiny" && self.data.task != "arithmetic" {
             return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
         }
+        self.check_ranges()?;
         if self.runtime.group_size < 2 && self.stages.contains(&Stage::Grpo) {
             return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
-        }
-        if self.runtime.groups_in_flight == 0 {
-            return Err("runtime.groups_in_flight: must be at least 1".into());
-        }
-        if self.grpo.lanes == 0 || self.sft.lanes == 0 {
-            return Err(format!("{}.lanes: must be at least 1", if self.grpo.lanes == 0 { "grpo" } else { "sft" }));
-        }
-        if self.grpo.beta < 0.0 || !self.grpo.beta.is_finite() {
-            return Err(format!("grpo.beta: {} is not a non-negative number", self.grpo.beta));
         }
         crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
         crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.generators)
@@ -516,7 +505,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_combinations_are_named() {
-        let base = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\n";
+        let base = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
         let err = TrainConfig::from_toml(&format!("{base}[runtime]\ngroup_sise = 4\n"), "f.toml").unwrap_err().to_string();
         assert!(err.contains("f.toml") && err.contains("group_sise"), "{err}");
         let err = TrainConfig::from_toml(&format!("{base}[rewards]\nbrevity = 1.0\n"), "f.toml").unwrap_err().to_string();

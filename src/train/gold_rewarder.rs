@@ -17,6 +17,15 @@ pub enum GoldFormat {
 }
 
 impl GoldFormat {
+    /// As the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GoldFormat::Gsm8k => "gsm8k",
+            GoldFormat::Latex => "latex",
+            GoldFormat::Number => "number",
+        }
+    }
+
     pub fn parse(self, reference: &str) -> Result<Gold, String> {
         let gold = match self {
             GoldFormat::Gsm8k => Gold::gsm8k(reference),

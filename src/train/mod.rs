@@ -2,12 +2,14 @@
 //! pipeline (SFT, KD, GRPO with checkpoint hand-off), its configuration and the embedded default.
 
 pub mod config;
+mod config_ranges;
 pub mod heldout;
 pub mod policy_sampler;
 pub mod progress;
 pub mod gold_rewarder;
 pub mod grpo_trainer;
 pub mod placement;
+pub mod preflight;
 pub mod snapshot;
 pub mod stages;
 pub mod problems;

@@ -95,8 +95,26 @@ impl RunDir {
 fn lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK);
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    try_lock(dir, &mut file)?;
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// Fails, naming the holder's PID, when a live run holds `dir`; creates nothing. Lets a second
+/// run say so before checks that the first run would also trip (its metrics port).
+pub fn refuse_if_in_use(dir: &Path) -> Result<()> {
+    match OpenOptions::new().read(true).write(true).open(dir.join(LOCK)) {
+        Ok(mut file) => try_lock(dir, &mut file),
+        Err(_) => Ok(()),
+    }
+}
+
+fn try_lock(dir: &Path, file: &mut File) -> Result<()> {
     match file.try_lock() {
-        Ok(()) => {}
+        Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
@@ -104,13 +122,8 @@ fn lock(dir: &Path) -> Result<File> {
             let who = if holder.is_empty() { "another process".to_string() } else { format!("PID {holder}") };
             bail!("{} is in use by another srlm run ({who}); wait for it to finish or choose another --out", dir.display());
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", dir.join(LOCK).display())),
     }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "{}", std::process::id())?;
-    file.flush()?;
-    Ok(file)
 }
 
 fn read_identity(dir: &Path) -> Result<Option<RunIdentity>> {
@@ -168,7 +181,10 @@ mod tests {
         let first = RunDir::claim(tmp.path(), Claim::Fresh, "h", false).unwrap();
         let err = RunDir::claim(tmp.path(), Claim::Fresh, "h", false).unwrap_err().to_string();
         assert!(err.contains("in use by another srlm run") && err.contains(&format!("PID {}", std::process::id())), "{err}");
+        assert!(refuse_if_in_use(tmp.path()).is_err());
         drop(first);
+        refuse_if_in_use(tmp.path()).unwrap();
+        refuse_if_in_use(&tmp.path().join("never-used")).unwrap();
     }
 
     #[test]

@@ -90,6 +90,8 @@ impl StageRun<'_> {
 /// Runs the configured stages. A stop (`opts.shutdown`) ends with an [`Interrupted`] error
 /// naming what to resume from; an interrupted stage is never exported as finished.
 pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageReport>> {
+    crate::train::run_dir::refuse_if_in_use(&cfg.out_dir)?;
+    crate::train::preflight::preflight(cfg, opts.deterministic)?;
     let recipe = Recipe::of(cfg);
     let resume = opts.resume.as_deref().map(|dir| ResumePoint::open(dir, cfg, &recipe)).transpose()?;
     let claim = match &resume {
@@ -106,6 +108,8 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     if train.is_empty() || heldout.is_empty() {
         bail!("no training or held-out problems (check [data])");
     }
+    let prompts: Vec<&str> = train.iter().chain(&heldout).map(|p| p.prompt.as_str()).collect();
+    crate::train::preflight::check_generation_memory(cfg, &state.config, &state.device, state.weights_dtype(), &prompts)?;
     if let Some(point) = &resume {
         state.weights = resumed_weights(point, &state)?;
         say(opts, &format!("resuming from {}: stage {} ({:?}) onwards", point.dir().display(), point.first_stage(), cfg.stages.get(point.first_stage())));

@@ -133,3 +133,18 @@ pub fn synthetic_batch(
     }
     rows
 }
+
+/// A fresh tiny Qwen2 (the embedded default's shape) with the character tokenizer, exported as
+/// an HF directory `dir/model`: a model any `--model` command loads in milliseconds.
+pub fn tiny_model_dir(dir: &std::path::Path) -> PathBuf {
+    use srlm::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
+    let config = tiny_qwen2_config(char_vocab_size());
+    let weights = srlm::model::init::init_weights(&config, 0.02, 0, &candle_core::Device::Cpu).unwrap();
+    let tok_dir = dir.join("tokenizer");
+    std::fs::create_dir_all(&tok_dir).unwrap();
+    write_char_tokenizer(&tok_dir).unwrap();
+    let tokenizer = srlm::tokenizer::Tokenizer::from_hf_dir(&tok_dir).unwrap();
+    let out = dir.join("model");
+    srlm::model::export::export_weights(&config, &weights, Some(&tokenizer), &out, candle_core::DType::F32, true).unwrap();
+    out
+}
