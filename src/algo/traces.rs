@@ -18,6 +18,9 @@ pub enum TraceError {
     Prompt { index: usize, reason: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// `stop` said so between problems; nothing was written.
+    #[error("stopped after {done} of {total} problems; no traces written")]
+    Stopped { done: usize, total: usize },
 }
 
 /// The problems of a JSONL file with a `question` (or `problem`) field and `benchmark`'s gold
@@ -53,7 +56,8 @@ pub struct TraceStats {
 
 /// Samples `n` teacher completions per problem through the shared sampler, keeps those the
 /// accuracy reward of `benchmark` marks correct, and writes them to `out` as chat JSONL
-/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically.
+/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. `stop` is asked between
+/// problems (a signal's graceful stop).
 #[allow(clippy::too_many_arguments)]
 pub fn distill_traces(
     teacher: &Qwen2,
@@ -64,10 +68,14 @@ pub fn distill_traces(
     gen: &GenerationConfig,
     benchmark: Benchmark,
     out: &Path,
+    stop: &dyn Fn() -> bool,
 ) -> Result<TraceStats, TraceError> {
     let mut lines = String::new();
     let mut stats = TraceStats { problems: problems.len(), ..TraceStats::default() };
     for (index, problem) in problems.iter().enumerate() {
+        if stop() {
+            return Err(TraceError::Stopped { done: index, total: problems.len() });
+        }
         let prompt_error = |reason: String| TraceError::Prompt { index, reason };
         let text = template.render(&problem.messages, true).map_err(|e| prompt_error(e.to_string()))?;
         let ids = tokenizer.encode(&text, false).map_err(|e| prompt_error(e.to_string()))?;

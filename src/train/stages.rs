@@ -79,11 +79,17 @@ struct StageRun<'a> {
     stamp: StageStamp,
     /// The checkpoint this stage continues from.
     resume: Option<&'a Path>,
+    /// What the run could resume from when this stage began (a stop before its first step).
+    before: Option<PathBuf>,
 }
 
 impl StageRun<'_> {
     fn stopped(&self, checkpoint: PathBuf) -> anyhow::Error {
         Interrupted { during: format!("stage {} ({})", self.index, self.name), resume_from: Some(checkpoint), command: None }.into()
+    }
+
+    fn stopped_before_any_step(&self) -> anyhow::Error {
+        Interrupted { during: format!("stage {} ({})", self.index, self.name), resume_from: self.before.clone(), command: None }.into()
     }
 }
 
@@ -136,6 +142,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
             run_id: &run.run_id,
             stamp: StageStamp::new(&run.run_id, index, &recipe),
             resume: resume.as_ref().and_then(|p| p.checkpoint_for(index)),
+            before: resume_from.clone(),
             name: name.clone(),
         };
         let steps = match stage {
@@ -302,7 +309,11 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
             .collect::<Result<_>>()?;
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
-        let stats = crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out)?;
+        let stop = || opts.shutdown.is_requested();
+        let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &stop) {
+            Err(crate::algo::traces::TraceError::Stopped { .. }) => return Err(stage.stopped_before_any_step()),
+            other => other?,
+        };
         say(opts, &format!("kd: teacher kept {} of {} samples ({} of {} problems solved) → {}", stats.kept, stats.samples, stats.solved, stats.problems, out.display()));
     }
     let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, None)?;
