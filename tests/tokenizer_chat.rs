@@ -1,6 +1,8 @@
 //! Tokenizer and chat template against HF transformers' outputs for the real GGUF checkpoints
 //! (tests/fixtures/tokenizer_golden.json, written by scripts/make_tokenizer_fixtures.py).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file;
@@ -42,32 +44,15 @@ struct Chat {
     ids: Vec<u32>,
 }
 
-fn models_dir() -> PathBuf {
-    match std::env::var_os("SRLM_MODELS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/srlm-models")
-        }
-    }
-}
 
 fn golden(name: &str) -> ModelGolden {
     let golden: Golden = serde_json::from_str(GOLDEN).unwrap();
     golden.models.into_iter().find(|m| m.name == name).unwrap()
 }
 
-/// The checkpoint's path, or None (with a note) when it has not been fetched.
+/// The checkpoint's path (see [`common::real_model`] for what happens when it is missing).
 fn model_path(golden: &ModelGolden) -> Option<PathBuf> {
-    let path = models_dir().join(&golden.file);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} not found; run ../shared/models/fetch.sh",
-            path.display()
-        );
-        None
-    }
+    common::real_model(&golden.file)
 }
 
 fn assert_matches_golden(tok: &Tokenizer, golden: &ModelGolden) {
