@@ -5,6 +5,7 @@
 //! AdamW cannot export its moments, which exact resume needs.
 
 mod fused;
+pub mod precision;
 mod grad_sum;
 mod schedule;
 

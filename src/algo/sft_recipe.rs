@@ -196,6 +196,9 @@ impl SftRecipe {
             at_least("limit", limit, 1)?;
         }
         parse_dtype(&self.dtype).map_err(|e| format!("dtype: {e}"))?;
+        if self.lora.is_none() {
+            crate::optim::precision::check_steps_survive_rounding("lr", self.lr, &self.dtype)?;
+        }
         if let Some(lora) = &self.lora {
             at_least("lora.r", lora.r, 1)?;
             positive("lora.alpha", lora.alpha)?;

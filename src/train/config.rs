@@ -349,6 +349,21 @@ impl TrainConfig {
         self.rewards.iter().map(|(n, w)| (n.clone(), *w)).collect()
     }
 
+    /// Every stage trains all weights in `model.dtype`: each stage's lr must move them.
+    fn check_full_weight_steps_survive_rounding(&self) -> Result<(), String> {
+        use crate::optim::precision::check_steps_survive_rounding;
+        let dtype = self.model.dtype.as_str();
+        for stage in &self.stages {
+            match (stage, &self.kd) {
+                (Stage::Sft, _) | (Stage::Kd, Some(KdSection { mode: KdMode::Traces, .. })) => check_steps_survive_rounding("sft.lr", self.sft.lr, dtype)?,
+                (Stage::Kd, Some(kd)) => check_steps_survive_rounding("kd.lr", kd.lr(), dtype)?,
+                (Stage::Kd, None) => {}
+                (Stage::Grpo, _) => check_steps_survive_rounding("grpo.lr", self.grpo.lr, dtype)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Values and combinations that cannot run, found before loading anything.
     fn validate(&self) -> Result<(), String> {
         if self.stages.is_empty() {
@@ -360,6 +375,7 @@ impl TrainConfig {
         if let Some(kd) = &self.kd {
             kd.validate()?;
         }
+        self.check_full_weight_steps_survive_rounding()?;
         match self.data.task.as_str() {
             "arithmetic" => {}
             "gsm8k" if self.data.train.is_some() => {}
