@@ -106,8 +106,11 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     };
     let run = RunDir::claim(&cfg.out_dir, claim, &recipe.hash(), opts.force)?;
     let mut state = load_model(cfg)?;
+    // Logits are compared token by token; traces travel as text and need no shared tokenizer.
     if let (Some(kd), true) = (&cfg.kd, cfg.stages.contains(&Stage::Kd)) {
-        kd_logits::check_teacher_tokenizer(&kd.teacher, &state.tokenizer)?;
+        if kd.mode != KdMode::Traces {
+            kd_logits::check_teacher_tokenizer(&kd.teacher, &state.tokenizer)?;
+        }
     }
     let template = state.tokenizer.chat_template()?;
     let (train, heldout) = load_problems(cfg, &template)?;
@@ -301,7 +304,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
     if stage.resume.is_some() && out.is_file() {
         say(opts, &format!("kd: reusing this run's traces in {}", out.display()));
     } else {
-        let teacher = kd_logits::load_teacher(kd, state)?;
+        let teacher = LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
         let model = teacher.inference_model()?;
         let problems: Vec<_> = train
             .iter()
@@ -310,7 +313,8 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             .collect::<Result<_>>()?;
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
         let stop = || opts.shutdown.is_requested();
-        let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &stop) {
+        let teacher_template = teacher.tokenizer.chat_template()?;
+        let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &teacher_template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &stop) {
             Err(crate::algo::traces::TraceError::Stopped { .. }) => return Err(stage.stopped_before_any_step()),
             other => other?,
         };
