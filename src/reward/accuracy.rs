@@ -2,6 +2,7 @@
 
 use crate::reward::answer::{parse_answer, Answer};
 use crate::reward::benchmark::Benchmark;
+use crate::reward::commitments::states_another_answer;
 use crate::reward::extract::{extract_answer, last_number, tail, ExtractConfig};
 use crate::reward::gold::Gold;
 use crate::reward::limits::MAX_ANSWER_BYTES;
@@ -60,9 +61,11 @@ pub fn grade(benchmark: Benchmark, completion: &str, gold: &Gold) -> Verdict {
     grade_with(&benchmark.extract_config(), completion, gold)
 }
 
+/// Correct when the extracted answer matches the gold and no other stated answer differs.
 pub fn grade_with(cfg: &ExtractConfig, completion: &str, gold: &Gold) -> Verdict {
     let extracted = extract_answer(completion, cfg);
-    let correct = extracted.as_deref().is_some_and(|a| answers_match(a, gold));
+    let correct = extracted.as_deref().is_some_and(|a| answers_match(a, gold))
+        && !states_another_answer(completion, cfg, gold);
     Verdict { extracted, correct }
 }
 

@@ -123,7 +123,12 @@ pub fn close(a: f64, b: f64) -> bool {
     if a.fract() == 0.0 && b.fract() == 0.0 && a.abs() < EXACT && b.abs() < EXACT {
         return a == b;
     }
-    (a - b).abs() <= ABS_TOL.max(REL_TOL * a.abs().max(b.abs()))
+    // Against an exact zero only an absolute bound makes sense (`\sin\pi` is 1.2e-16); any
+    // other pair is compared relatively, so 3.2e-10 and 2.3e-10 stay apart.
+    if a == 0.0 || b == 0.0 {
+        return (a - b).abs() <= ABS_TOL;
+    }
+    (a - b).abs() <= REL_TOL * a.abs().max(b.abs())
 }
 
 /// The value of variable `name` at point `at`: reals in [0.5, 3) or integers in [2, 12],
@@ -192,6 +197,15 @@ mod tests {
         assert!(close(0.333_333_333, 1.0 / 3.0));
         assert!(!close(f64::NAN, f64::NAN));
         assert!(!close(f64::INFINITY, f64::INFINITY));
+        // Small scientific values: a digit swap or a factor of ten is a different answer.
+        assert!(!close(3.2e-10, 2.3e-10));
+        assert!(!close(3.2e-10, 3.2e-11));
+        assert!(close(3.2e-10, 3.200_000_1e-10));
+        assert!(close(9.109e-31, 9.109e-31 * (1.0 + 1e-9)));
+        // Exact zero against rounding noise.
+        assert!(close(0.0, 1.2e-16));
+        assert!(close(-0.0, 1e-12));
+        assert!(!close(0.0, 3.2e-10));
     }
 
     #[test]
