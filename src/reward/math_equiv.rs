@@ -11,7 +11,9 @@
 //!   that solve for the same name (`x = 3.2e-10`, `x = 2.3e-10`) compare their right sides only.
 //!   An equation states its last side when it starts with a name (`x = 3`, `f(x) = 2x`,
 //!   `\angle A = 180^\circ - 50^\circ = 130^\circ`) or holds no variable (`2 + 3 = 5`): it
-//!   equals that side, and a chain compares as its first and last sides.
+//!   equals that side, or the exact side before a decimal that rounds it
+//!   (`x = \frac{5}{9} \approx 0.56` states both), and a chain compares as its first and last
+//!   sides.
 //! - Named answers (`(k, n) = (2, 4)`, `k = 2, n = 4`): see [`crate::reward::named`].
 //! - Inequalities in one variable equal the interval they describe (`-2 \le x \le 7` =
 //!   `[-2, 7]`, `x < -5 \text{ or } x > 3` = `(-\infty, -5) \cup (3, \infty)`): see
@@ -23,7 +25,7 @@
 //!   [`crate::reward::signature::Signature`] (values cached per scalar).
 
 use crate::reward::answer::{Answer, Scalar};
-use crate::reward::eval::close;
+use crate::reward::eval::{close, is_rounding_of};
 use crate::reward::interval::{relation_interval, relations_union};
 use crate::reward::limits::{
     MAX_COMPARE_FUEL, MAX_ITEMS, MAX_STRUCT_DEPTH, MIN_COMPARABLE_POINTS, N_POINTS,
@@ -101,7 +103,10 @@ fn eq(p: &Answer, g: &Answer, depth: usize, fuel: &mut Fuel) -> bool {
         ) => vector_equal(items, m, d, fuel),
         (Answer::Eq(a), Answer::Eq(b)) => equations_equal(a, b, d, fuel),
         (Answer::Eq(parts), other) | (other, Answer::Eq(parts)) => match stated_side(parts) {
-            Some(side) if !matches!(other, Answer::Set(_)) => eq(side, other, d, fuel),
+            Some(side) if !matches!(other, Answer::Set(_)) => {
+                eq(side, other, d, fuel)
+                    || rounded_side(parts).is_some_and(|exact| eq(exact, other, d, fuel))
+            }
             _ => false,
         },
         (Answer::Rel { parts: a, ops: oa }, Answer::Rel { parts: b, ops: ob }) => {
@@ -137,6 +142,24 @@ fn stated_side(parts: &[Answer]) -> Option<&Answer> {
     let (first, last) = (parts.first()?, parts.last()?);
     let constant = |a: &Answer| matches!(a, Answer::Scalar(s) if !s.sig.has_vars());
     (parts.len() >= 2 && (name_like(first) || parts.iter().all(constant))).then_some(last)
+}
+
+/// The exact side before a last side that only rounds it (`x = \frac{5}{9} \approx 0.56`,
+/// `2\sqrt{2} = 2.83`): such an equation states both. The last side must be a decimal
+/// literal and the one before it a constant expression, not a literal.
+fn rounded_side(parts: &[Answer]) -> Option<&Answer> {
+    let [.., Answer::Scalar(exact), Answer::Scalar(shown)] = parts else {
+        return None;
+    };
+    let shown = shown.expr.as_literal().filter(|v| v.fract() != 0.0)?;
+    if exact.sig.has_vars() || exact.expr.as_literal().is_some() {
+        return None;
+    }
+    let value = exact.sig.values(&exact.expr, false)[0];
+    let at = parts.len().checked_sub(2)?;
+    is_rounding_of(shown, value)
+        .then(|| parts.get(at))
+        .flatten()
 }
 
 /// First and last side; a chain keeps both ends only when it starts with a name.

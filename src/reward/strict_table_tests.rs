@@ -85,6 +85,12 @@ const CHAINS: &[(&str, Preds)] = &[
     ("x = 5", &[("x = 2 + 3 = 5", T), ("x = 2 + 3 = 6", F)]),
     ("\\frac{1}{2}", &[("P = \\frac{3}{6} = \\frac{1}{2}", T), ("P = \\frac{1}{2} = 0.6", F)]),
     ("0", &[("x^2 - 1 = 0", F), ("x - 1 = 0", F)]),
+    // A decimal that rounds the side before it states both.
+    ("\\frac{5}{9}", &[("x = \\frac{5}{9} \\approx 0.56", T), ("\\frac{5}{9} \\approx 0.5556", T), ("x = \\frac{5}{9} \\approx 0.55", F)]),
+    ("0.56", &[("x = \\frac{5}{9} \\approx 0.56", T), ("x = \\frac{5}{9}", F)]),
+    ("2\\sqrt{2}", &[("d = \\sqrt{8} = 2\\sqrt{2} \\approx 2.83", T), ("d = 2\\sqrt{2} = 2.8", T), ("d = 3 = 2.83", F)]),
+    ("130", &[("\\angle A = 100 + 26 = 130", T)]),
+    ("126", &[("\\angle A = 100 + 26 = 130", F), ("\\angle A = 100 + 26 = 126.0", T)]),
 ];
 
 /// Unit marks: arcminutes and arcseconds, degrees, lengths, ohms, microns, ångströms.
@@ -100,6 +106,10 @@ const MARKS: &[(&str, Preds)] = &[
     ("12", &[("12 \\text{cm}", T), ("12\\,\\text{cm}^2", T), ("12 \\mathrm{~cm}", T), ("12 \\text{ cm}^3", T), ("21 \\text{cm}", F)]),
     ("5", &[("5 \\Omega", T), ("5\\,\\Omega", T), ("6 \\Omega", F)]),
     ("5000", &[("5000 \\AA", T), ("5000 \\text{\\AA}", T)]),
+    // A bare unit letter after a number, against a gold without variables.
+    ("1.2 \\times 10^{-10}", &[("1.2e-10 m", T), ("1.2 \\times 10^{-10} \\, m", T), ("2.1e-10 m", F), ("1.2e-11 m", F)]),
+    ("5", &[("5 m", T), ("5m", T), ("5\\,s", T), ("5 m^2", T), ("\\frac{10}{2} N", T), ("5 x", F), ("6 m", F), ("5 \\cdots", F)]),
+    ("5m", &[("5", F), ("5 m", T), ("5 s", F)]),
     ("y'", &[("y'", T), ("y", F)]),
     ("y_{1}'", &[("y_1'", T), ("y_1", F)]),
     ("2\\mu", &[("2 \\mu", T), ("2", F)]),
