@@ -61,6 +61,22 @@ fn grade_keeps_input_order_and_reports_null_extractions() {
 }
 
 #[test]
+fn grade_answers_blank_lines_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let line = json!({"benchmark": "gsm8k", "completion": "\\boxed{72}", "gold": "#### 72"}).to_string();
+    std::fs::write(&input, format!("{line}\n\n   \n{line}\n")).unwrap();
+    let out = srlm(&["grade", "--input", s(&input)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let graded: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let verdicts: Vec<(Value, Value)> = graded.iter().map(|g| (g["extracted"].clone(), g["correct"].clone())).collect();
+    let no_answer = (Value::Null, json!(false));
+    assert_eq!(verdicts, [(json!("72"), json!(true)), no_answer.clone(), no_answer, (json!("72"), json!(true))]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2/2 correct (100.0%); 2 blank line(s) written as no answer"), "{stderr}");
+}
+
+#[test]
 fn grade_names_the_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");

@@ -20,15 +20,19 @@ pub struct GradeArgs {
 pub fn run(args: GradeArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let mut out = String::new();
-    let (mut lines, mut correct) = (0usize, 0usize);
+    let (mut lines, mut correct, mut blank) = (0usize, 0usize, 0usize);
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
+            // Still one output line, so that output line N grades input line N.
+            blank += 1;
+            out.push_str(&serde_json::to_string(&no_answer())?);
+            out.push('\n');
             continue;
         }
+        lines += 1;
         let at = || format!("{}:{}", args.input.display(), i + 1);
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow!("{}: invalid JSON ({e})", at()))?;
         let graded = regrade_line(&value).map_err(|e| anyhow!("{}: {e}", at()))?;
-        lines += 1;
         correct += usize::from(graded["correct"] == serde_json::Value::Bool(true));
         out.push_str(&serde_json::to_string(&graded)?);
         out.push('\n');
@@ -39,6 +43,15 @@ pub fn run(args: GradeArgs) -> Result<()> {
     }
     // The summary goes to stderr, so stdout stays one graded line per input line.
     let share = if lines > 0 { 100.0 * correct as f64 / lines as f64 } else { 0.0 };
-    eprintln!("{correct}/{lines} correct ({share:.1}%)");
+    let blanks = match blank {
+        0 => String::new(),
+        n => format!("; {n} blank line(s) written as no answer"),
+    };
+    eprintln!("{correct}/{lines} correct ({share:.1}%){blanks}");
     Ok(())
+}
+
+/// The graded line of a blank input line: nothing to extract, so not correct.
+fn no_answer() -> serde_json::Value {
+    serde_json::json!({"extracted": null, "correct": false})
 }

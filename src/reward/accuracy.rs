@@ -2,6 +2,7 @@
 
 use crate::reward::answer::{parse_answer, Answer};
 use crate::reward::benchmark::Benchmark;
+use crate::reward::commitments::states_another_answer;
 use crate::reward::extract::{extract_answer, last_number, tail, ExtractConfig};
 use crate::reward::gold::Gold;
 use crate::reward::limits::MAX_ANSWER_BYTES;
@@ -21,6 +22,11 @@ pub fn answers_match(predicted: &str, gold: &Gold) -> bool {
     if equivalent(&parsed, &gold.answer) {
         return true;
     }
+    if let Some(value) = without_unit_letter(predicted) {
+        if is_constant(&gold.answer) && equivalent(&parse_answer(value), &gold.answer) {
+            return true;
+        }
+    }
     // Numeric golds forgive prose around one number (`She sold 72 clips in total`) by taking
     // its last number. Math (`2^5`, `5x`) and lists (`1, 5`, `6 or 5`) get no second chance.
     if gold.numeric && is_prose(&parsed, predicted) {
@@ -29,6 +35,32 @@ pub fn answers_match(predicted: &str, gold: &Gold) -> bool {
         }
     }
     false
+}
+
+/// SI units written as one bare letter: after a number, `5 m` is five metres, not 5·m.
+const UNIT_LETTERS: &[char] = &['m', 's', 'g', 'K', 'N', 'J', 'W', 'V', 'A', 'C', 'L', 'T'];
+
+/// `1.2e-10 m`, `5\, s`, `3 m^2`: the value without its trailing unit letter (and a square or
+/// cube), when a number or a closing bracket precedes it. Only a gold without variables is
+/// compared with it, so against `5m` or `2x` a letter stays a variable.
+fn without_unit_letter(predicted: &str) -> Option<&str> {
+    let s = predicted.trim_end();
+    let s = ["^2", "^3", "^{2}", "^{3}"]
+        .iter()
+        .find_map(|p| s.strip_suffix(p))
+        .unwrap_or(s);
+    let body = s.strip_suffix(UNIT_LETTERS)?;
+    let body = body.trim_end_matches([' ', '~']).trim_end_matches("\\,");
+    let body = body
+        .trim_end_matches("\\;")
+        .trim_end_matches("\\ ")
+        .trim_end();
+    let before = body.chars().last()?;
+    (before.is_ascii_digit() || matches!(before, ')' | '}')).then_some(body)
+}
+
+fn is_constant(a: &Answer) -> bool {
+    matches!(a, Answer::Scalar(s) if !s.sig.has_vars())
 }
 
 /// Unparseable, or a scalar that holds a word of two or more letters outside a command.
@@ -60,9 +92,11 @@ pub fn grade(benchmark: Benchmark, completion: &str, gold: &Gold) -> Verdict {
     grade_with(&benchmark.extract_config(), completion, gold)
 }
 
+/// Correct when the extracted answer matches the gold and no other stated answer differs.
 pub fn grade_with(cfg: &ExtractConfig, completion: &str, gold: &Gold) -> Verdict {
     let extracted = extract_answer(completion, cfg);
-    let correct = extracted.as_deref().is_some_and(|a| answers_match(a, gold));
+    let correct = extracted.as_deref().is_some_and(|a| answers_match(a, gold))
+        && !states_another_answer(completion, cfg, gold);
     Verdict { extracted, correct }
 }
 

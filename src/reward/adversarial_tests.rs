@@ -182,6 +182,32 @@ fn big_lists_match_in_any_order() {
     assert!(matches!(parse_answer(&too_many.join(",")), Answer::Text(_)));
 }
 
+#[test]
+fn wide_named_lists_relations_and_chains_are_fast() {
+    let upto = |n: usize, f: &dyn Fn(usize) -> String, sep: &str| {
+        (1..=n).map(f).collect::<Vec<_>>().join(sep)
+    };
+    let named = upto(64, &|i| format!("f({i}) = {i}"), ", ");
+    let tuple = format!("({})", upto(64, &|i| i.to_string(), ", "));
+    let relations = upto(64, &|i| format!("x \\ne {i}"), " \\text{ or } ");
+    let intervals = upto(64, &|i| format!("({i}, {})", i + 1), " \\cup ");
+    let chain = format!("x = {}", upto(63, &|_| "1 + 1".to_string(), " = "));
+    let boxes = upto(5_000, &|i| format!("\\boxed{{{i}}}"), " ");
+    for (what, pred, gold) in [
+        ("named list", &named, &tuple),
+        ("relations", &relations, &intervals),
+        ("chain", &chain, &"2".to_string()),
+        ("boxes", &boxes, &"5000".to_string()),
+    ] {
+        within_budget(what, format!("{pred}\0{gold}").as_bytes());
+        within_budget(what, format!("{gold}\0{pred}").as_bytes());
+    }
+    assert!(answers_match(&named, &Gold::latex(&tuple).unwrap()));
+    assert!(answers_match(&chain, &Gold::latex("2").unwrap()));
+    let last_box = Gold::latex("5000").unwrap();
+    assert!(!grade(Benchmark::Math500, &boxes, &last_box).correct);
+}
+
 // ---- stable mutational fuzzer -------------------------------------------------------------
 
 const DICTIONARY: &[&str] = &[
@@ -260,6 +286,12 @@ const DICTIONARY: &[&str] = &[
     "<",
     "'",
     "\\prime",
+    "''",
+    "\\ge",
+    "\\ne",
+    "\\Omega",
+    "\\mu",
+    "e-10",
 ];
 
 fn seeds() -> Vec<String> {
@@ -279,6 +311,14 @@ fn seeds() -> Vec<String> {
         "4.5e33",
         "k \\geqslant 2",
         "1 < x < 2",
+        "x \\in [-2,7]\0-2 \\le x \\le 7",
+        "x < -5 \\text{ or } x \\ne 3\0(-\\infty,-5) \\cup (3, \\infty)",
+        "n = 4, k = 2\0(k, n) = (2, 4)",
+        "y = -1, x = 3\0(3,-1)",
+        "\\angle A = 180^\\circ - 50^\\circ = 130^\\circ\0130",
+        "0.5^{\\prime \\prime}\0 0.5 \\text{ arcsec}",
+        "\\boxed{3} <answer>\\boxed{3} or 5</answer>\03",
+        "3.2 \\times 10^{-10}\02.3e-10",
     ]
     .iter()
     .map(|s| s.to_string())

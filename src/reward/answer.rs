@@ -8,9 +8,10 @@
 //! - `\{…\}` is a set; `\begin{pmatrix}…` a matrix; `x \in S` is `S`; `A \cup B` a union.
 //! - `=` / `\approx` make an equation; `< > \le \ge \ne` a relation.
 //! - `(…)` / `[…]` with a top-level comma is a tuple or interval; brackets are kept.
-//! - Otherwise a scalar: `^\circ`/`°` and `%` are noted and removed, trailing units
-//!   (`5 apples`, `15\mbox{ cm}^2`, `10 km/h`) are dropped, and the rest is parsed as an
-//!   expression; what does not parse is text, compared by its letters and digits.
+//! - Otherwise a scalar: `^\circ`/`°` and `%` are noted and removed, arcminute and arcsecond
+//!   marks after a value (`0.5''`, `2^{\prime\prime}`, `3"`) and trailing units (`5 apples`,
+//!   `15\mbox{ cm}^2`, `10 km/h`, `2 \text{ arcsec}`, `5 \Omega`) are dropped, and the rest is
+//!   parsed as an expression; what does not parse is text, compared by its letters and digits.
 
 use crate::reward::expr::Expr;
 use crate::reward::lexer::{lex, Kind, Tok};
@@ -475,11 +476,12 @@ fn parse_scalar(toks: &[Tok]) -> Answer {
     let key = text_key(toks);
     let percent = toks.iter().any(|t| t.kind == Kind::Percent);
     let degree = toks.iter().any(|t| t.kind == Kind::Degree);
-    let kept: Vec<Tok> = toks
+    let mut kept: Vec<Tok> = toks
         .iter()
         .filter(|t| !matches!(t.kind, Kind::Percent | Kind::Degree))
         .cloned()
         .collect();
+    drop_arc_marks(&mut kept);
     let parsed = unit_cuts(&kept)
         .into_iter()
         .find_map(|k| kept.get(..k).and_then(|body| parse_expr(body).ok()))
@@ -496,11 +498,29 @@ fn parse_scalar(toks: &[Tok]) -> Answer {
     }
 }
 
+/// Arcminute and arcsecond marks after a number (`0.5''`, `2.5^{\prime\prime}`, `3"`, `1.5″`)
+/// are units and go; a prime after a letter or a subscript (`y'`, `y_1'`, `y_{1}'`) is a
+/// derivative and stays.
+fn drop_arc_marks(toks: &mut Vec<Tok>) {
+    let is_mark = |t: &Tok| matches!(t.kind, Kind::Sym('\'' | '"' | '′' | '″'));
+    let marks = toks.iter().rev().take_while(|t| is_mark(t)).count();
+    let at = |back: usize| {
+        let i = toks.len().checked_sub(marks + back)?;
+        toks.get(i).map(|t| &t.kind)
+    };
+    let subscript = matches!(at(2), Some(Kind::Sym('_')));
+    let value_before = matches!(at(1), Some(Kind::Num(_) | Kind::Sym(')'))) && !subscript;
+    if marks > 0 && value_before {
+        toks.truncate(toks.len() - marks);
+    }
+}
+
 /// Where a trailing unit could be cut off, longest unit first (at most four tries): a
-/// top-level suffix that starts with a word of two or more letters (or `\text{…}`, or an
-/// upright `\mathrm{m}`) right after a value, and holds only letters, words, text, `^`, `/`,
-/// `.`, `\cdot`, braces and exponents. `2RC + R` keeps its `RC` because `+` cannot be part of
-/// a unit; `x + ce^{t}` keeps `ce` because a unit never follows `+`. One backward pass.
+/// top-level suffix that starts with a word of two or more letters (or `\text{…}`, an
+/// upright `\mathrm{m}`, or a [`unit_start`] sign) right after a value, and holds only
+/// letters, words, text, `^`, `/`, `.`, `\cdot`, braces and exponents. `2RC + R` keeps its
+/// `RC` because `+` cannot be part of a unit; `x + ce^{t}` keeps `ce` because a unit never
+/// follows `+`. One backward pass.
 fn unit_cuts(toks: &[Tok]) -> Vec<usize> {
     let n = toks.len();
     let mut tail_ok = vec![true; n + 1];
@@ -517,11 +537,8 @@ fn unit_cuts(toks: &[Tok]) -> Vec<usize> {
                 Kind::Num(_) | Kind::Close | Kind::Sym(')' | ']') | Kind::Letter(_)
             ) || matches!(&p.kind, Kind::Cmd(c) if c == "pi" || c == "infty")
         });
-        if level == 0
-            && after_value
-            && matches!(&t.kind, Kind::Word(_) | Kind::Text(_))
-            && tail_ok[i]
-        {
+        let next = toks.get(i + 1).map(|t| &t.kind);
+        if level == 0 && after_value && unit_start(&t.kind, next) && tail_ok[i] {
             cuts.push(i);
             if cuts.len() == 4 {
                 break;
@@ -532,8 +549,27 @@ fn unit_cuts(toks: &[Tok]) -> Vec<usize> {
     cuts
 }
 
+/// A word, `\text{…}`, an ohm or ångström sign, or `\mu` before a word or the letter of a
+/// metre, second or gram (`\mu\text{m}`, `\mu s`): a bare `\mu` after a number, or before
+/// another letter, is more often a variable than a unit.
+fn unit_start(k: &Kind, next: Option<&Kind>) -> bool {
+    match k {
+        Kind::Word(_) | Kind::Text(_) => true,
+        Kind::Cmd(c) if UNIT_SIGNS.contains(&c.as_str()) => true,
+        Kind::Cmd(c) if c == "mu" => matches!(
+            next,
+            Some(Kind::Word(_) | Kind::Text(_) | Kind::Letter('m' | 's' | 'g'))
+        ),
+        _ => false,
+    }
+}
+
+/// Commands that are units wherever they follow a value.
+const UNIT_SIGNS: &[&str] = &["Omega", "AA", "ohm", "mho"];
+
 fn unit_token(k: &Kind, prev: Option<&Kind>) -> bool {
     match k {
+        Kind::Cmd(c) if UNIT_SIGNS.contains(&c.as_str()) || c == "mu" => true,
         Kind::Word(_) | Kind::Letter(_) | Kind::Text(_) | Kind::Open | Kind::Close => true,
         Kind::Sym('^' | '/' | '.') => true,
         Kind::Sym('-') => matches!(prev, Some(Kind::Open | Kind::Sym('^'))),

@@ -123,7 +123,26 @@ pub fn close(a: f64, b: f64) -> bool {
     if a.fract() == 0.0 && b.fract() == 0.0 && a.abs() < EXACT && b.abs() < EXACT {
         return a == b;
     }
-    (a - b).abs() <= ABS_TOL.max(REL_TOL * a.abs().max(b.abs()))
+    // Against an exact zero only an absolute bound makes sense (`\sin\pi` is 1.2e-16); any
+    // other pair is compared relatively, so 3.2e-10 and 2.3e-10 stay apart.
+    if a == 0.0 || b == 0.0 {
+        return (a - b).abs() <= ABS_TOL;
+    }
+    (a - b).abs() <= REL_TOL * a.abs().max(b.abs())
+}
+
+/// Whether `shown` is `exact` rounded to 2 to 15 significant figures (`0.33` of 1/3, `2.83`
+/// of 2√2, `1.05e-34` of ħ); one figure is too coarse to tell a rounding from a slip.
+pub fn is_rounding_of(shown: f64, exact: f64) -> bool {
+    if !shown.is_finite() || !exact.is_finite() || shown == 0.0 || exact == 0.0 {
+        return false;
+    }
+    let magnitude = exact.abs().log10().floor() as i32;
+    (2..=15).any(|figures| {
+        let scale = 10f64.powi(figures - 1 - magnitude);
+        let rounded = (exact * scale).round() / scale;
+        (rounded - shown).abs() <= 1e-9 * shown.abs()
+    })
 }
 
 /// The value of variable `name` at point `at`: reals in [0.5, 3) or integers in [2, 12],
@@ -192,6 +211,27 @@ mod tests {
         assert!(close(0.333_333_333, 1.0 / 3.0));
         assert!(!close(f64::NAN, f64::NAN));
         assert!(!close(f64::INFINITY, f64::INFINITY));
+        // Small scientific values: a digit swap or a factor of ten is a different answer.
+        assert!(!close(3.2e-10, 2.3e-10));
+        assert!(!close(3.2e-10, 3.2e-11));
+        assert!(close(3.2e-10, 3.200_000_1e-10));
+        assert!(close(9.109e-31, 9.109e-31 * (1.0 + 1e-9)));
+        // Exact zero against rounding noise.
+        assert!(close(0.0, 1.2e-16));
+        assert!(close(-0.0, 1e-12));
+        assert!(!close(0.0, 3.2e-10));
+    }
+
+    #[test]
+    fn roundings() {
+        assert!(is_rounding_of(0.33, 1.0 / 3.0));
+        assert!(is_rounding_of(2.83, 8f64.sqrt()));
+        assert!(is_rounding_of(1.05e-34, 1.054_571_8e-34));
+        assert!(is_rounding_of(0.5556, 5.0 / 9.0));
+        assert!(!is_rounding_of(0.55, 5.0 / 9.0));
+        assert!(!is_rounding_of(100.0, 130.0), "one figure");
+        assert!(!is_rounding_of(120.0, 130.0));
+        assert!(!is_rounding_of(0.0, 1e-20));
     }
 
     #[test]

@@ -91,33 +91,57 @@ fn line_after(text: &str, from: usize) -> String {
 }
 
 fn answer_tag(text: &str) -> Option<String> {
-    let end = text.rfind("</answer>")?;
-    let before = text.get(..end)?;
-    let start = before.rfind("<answer>")? + "<answer>".len();
-    let content = before.get(start..)?;
-    if content.contains("\\boxed") || content.contains("\\fbox") {
+    answer_tags_from_end(text).next().map(tag_answer)
+}
+
+/// Contents of the complete `<answer>…</answer>` tags, the last first.
+pub(crate) fn answer_tags_from_end(text: &str) -> impl Iterator<Item = &str> {
+    let mut end = text.len();
+    std::iter::from_fn(move || {
+        let close = text.get(..end)?.rfind("</answer>")?;
+        let open = text.get(..close)?.rfind("<answer>")?;
+        end = open;
+        text.get(open + "<answer>".len()..close)
+    })
+}
+
+/// The answer an `<answer>` tag's content states: its last box, else its "answer is" phrase,
+/// else all of it.
+pub(crate) fn tag_answer(content: &str) -> String {
+    if has_box(content) {
         if let Some(b) = last_boxed(content) {
-            return Some(b);
+            return b;
         }
     }
-    Some(phrase(content).unwrap_or_else(|| content.to_string()))
+    phrase(content).unwrap_or_else(|| content.to_string())
+}
+
+pub(crate) fn has_box(text: &str) -> bool {
+    text.contains("\\boxed") || text.contains("\\fbox")
 }
 
 /// Content of the last balanced `\boxed{…}` (or `\fbox{…}`, `\boxed 5`).
 pub fn last_boxed(text: &str) -> Option<String> {
+    boxes_from_end(text, MAX_BOXED_TRIES).flatten().next()
+}
+
+/// The `\boxed`/`\fbox` occurrences of `text`, the last first, at most `tries` of them: the
+/// content of each, None where it is unbalanced (a truncated completion).
+pub(crate) fn boxes_from_end(
+    text: &str,
+    tries: usize,
+) -> impl Iterator<Item = Option<String>> + '_ {
     let mut end = text.len();
-    for _ in 0..MAX_BOXED_TRIES {
+    std::iter::from_fn(move || {
         let hay = text.get(..end)?;
         let (at, name_len) = [("\\boxed", 6), ("\\fbox", 5)]
             .iter()
             .filter_map(|(pat, len)| hay.rfind(pat).map(|i| (i, *len)))
             .max_by_key(|(i, _)| *i)?;
-        if let Some(content) = boxed_at(text, at + name_len) {
-            return Some(content);
-        }
         end = at;
-    }
-    None
+        Some(boxed_at(text, at + name_len))
+    })
+    .take(tries)
 }
 
 /// The argument of a `\boxed` whose name ends at byte `from`.
@@ -235,7 +259,7 @@ fn ascii(b: &[u8], from: usize, to: usize) -> &str {
 }
 
 /// Trims the answer and drops a leading "the answer is"/"final answer:" and a trailing period.
-fn clean(a: &str) -> String {
+pub(crate) fn clean(a: &str) -> String {
     let mut s = a.trim();
     for prefix in [
         "the final answer is",

@@ -412,15 +412,17 @@ fn lex_env(
     next
 }
 
-/// `^\circ`, `^{\circ}` → Degree; `^\prime`, `^{\prime\prime}` → `'` marks; else a plain `^`.
-/// Matched in place on the chars: no allocation per caret.
+/// `^\circ`, `^{\circ}` → Degree; `^\prime`, `^{\prime\prime}`, `^{\prime \prime}`, `^{''}` →
+/// `'` marks; else a plain `^`. Matched in place on the chars: no allocation per caret.
 fn lex_caret(chars: &[char], i: usize, out: &mut Lexed) -> usize {
     let after = skip_spaces(chars, i + 1);
-    for (pat, kind, n) in [
-        ("\\circ", Kind::Degree, 1),
-        ("\\prime\\prime", Kind::Sym('\''), 2),
-        ("\\prime", Kind::Sym('\''), 1),
-    ] {
+    if let Some((marks, end)) = braced_primes(chars, after) {
+        for _ in 0..marks {
+            out.push(Kind::Sym('\''));
+        }
+        return end;
+    }
+    for (pat, kind) in [("\\circ", Kind::Degree), ("\\prime", Kind::Sym('\''))] {
         let len = pat.chars().count();
         let word_ends = |at: usize| !chars.get(at).is_some_and(|c| c.is_ascii_alphabetic());
         let end = if starts_with(chars, after, pat) && word_ends(after + len) {
@@ -433,14 +435,35 @@ fn lex_caret(chars: &[char], i: usize, out: &mut Lexed) -> usize {
             None
         };
         if let Some(end) = end {
-            for _ in 0..n {
-                out.push(kind.clone());
-            }
+            out.push(kind);
             return end;
         }
     }
     out.push(Kind::Sym('^'));
     i + 1
+}
+
+/// `{\prime\prime}`, `{\prime \prime}` or `{''}` at `at`: how many marks, and the index after
+/// the closing brace.
+fn braced_primes(chars: &[char], at: usize) -> Option<(usize, usize)> {
+    if chars.get(at) != Some(&'{') {
+        return None;
+    }
+    let (mut k, mut marks) = (skip_spaces(chars, at + 1), 0);
+    loop {
+        if chars.get(k) == Some(&'\'') {
+            k += 1;
+        } else if starts_with(chars, k, "\\prime")
+            && !chars.get(k + 6).is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            k += 6;
+        } else {
+            break;
+        }
+        marks += 1;
+        k = skip_spaces(chars, k);
+    }
+    (marks > 0 && chars.get(k) == Some(&'}')).then_some((marks, k + 1))
 }
 
 /// Digits, `{,}` / `,\!` thousands groups, one decimal point, then an `e±N` exponent when no
@@ -594,6 +617,12 @@ mod tests {
             kinds("y^{\\prime}"),
             vec![Kind::Letter('y'), Kind::Sym('\'')]
         );
+        let arcseconds = vec![Kind::Num("2".into()), Kind::Sym('\''), Kind::Sym('\'')];
+        assert_eq!(kinds("2^{\\prime\\prime}"), arcseconds);
+        assert_eq!(kinds("2^{ \\prime \\prime }"), arcseconds);
+        assert_eq!(kinds("2^{''}"), arcseconds);
+        assert_eq!(kinds("2''"), arcseconds);
+        assert_eq!(kinds("2^{\\primes}")[1], Kind::Sym('^'));
     }
 
     #[test]

@@ -26,10 +26,14 @@ pub const MAX_ITEMS: usize = 64;
 /// Most `!` in a row: `n!!!!` is a deep tree, and nobody's answer needs more.
 pub const MAX_POSTFIX: usize = 3;
 
-/// Numeric equality: |a − b| ≤ max(ABS_TOL, REL_TOL · max(|a|, |b|)).
-/// Two integral values below 2^53 must instead be exactly equal, so 109200000 ≠ 109200001.
+/// Numeric equality: |a − b| ≤ REL_TOL · max(|a|, |b|), or |a − b| ≤ ABS_TOL when one side is
+/// exactly zero (a relative bound would demand that the other be zero too). Two integral
+/// values below 2^53 must instead be exactly equal, so 109200000 ≠ 109200001.
 pub const REL_TOL: f64 = 1e-6;
-pub const ABS_TOL: f64 = 1e-9;
+/// Against an exact zero: above the rounding noise of evaluating an answer that is zero
+/// (`\sin\pi` is 1.2e-16), below 1e-10 so that 3.2e-10 is not 0. Anything smaller than this
+/// is zero, Planck's constant included: a fixed bound cannot tell noise from a tiny value.
+pub const ABS_TOL: f64 = 1e-11;
 
 /// Seeded points at which expressions with free variables are compared.
 pub const N_POINTS: usize = 8;
@@ -39,3 +43,7 @@ pub const MIN_COMPARABLE_POINTS: usize = 3;
 
 /// `\boxed{` occurrences tried, from the last, when the last one is unbalanced (truncated).
 pub const MAX_BOXED_TRIES: usize = 4;
+
+/// Boxes (and, apart, `<answer>` tags) read from the end when checking that a completion
+/// states one final answer; each is graded, so this bounds that check's cost.
+pub const MAX_STATED_ANSWERS: usize = 8;

@@ -7,8 +7,17 @@
 //! - Sets and unions: same size and a perfect matching of equal items (order-insensitive).
 //! - Tuples and intervals: same brackets, items equal in order; a `(…)` tuple also equals a
 //!   one-column or one-row matrix.
-//! - Equations: parts pairwise equal, or `lhs − rhs` proportional (`2x = 4` = `x = 2`); an
-//!   equation with a name-like left side (`x = 3`, `f(x) = 2x`) equals its right side.
+//! - Equations: parts pairwise equal, or `lhs − rhs` proportional (`2x = 4` = `x = 2`); two
+//!   that solve for the same name (`x = 3.2e-10`, `x = 2.3e-10`) compare their right sides only.
+//!   An equation states its last side when it starts with a name (`x = 3`, `f(x) = 2x`,
+//!   `\angle A = 180^\circ - 50^\circ = 130^\circ`) or holds no variable (`2 + 3 = 5`): it
+//!   equals that side, or the exact side before a decimal that rounds it
+//!   (`x = \frac{5}{9} \approx 0.56` states both), and a chain compares as its first and last
+//!   sides.
+//! - Named answers (`(k, n) = (2, 4)`, `k = 2, n = 4`): see [`crate::reward::named`].
+//! - Inequalities in one variable equal the interval they describe (`-2 \le x \le 7` =
+//!   `[-2, 7]`, `x < -5 \text{ or } x > 3` = `(-\infty, -5) \cup (3, \infty)`): see
+//!   [`crate::reward::interval`].
 //! - Text: equal keys; a textual gold also equals a scalar with the same key (`B` = `\text{(B)}`).
 //! - `NaN` or non-finite values are never equal to anything.
 //! - Work is metered ([`MAX_COMPARE_FUEL`] item comparisons per answer); a comparison that
@@ -16,10 +25,12 @@
 //!   [`crate::reward::signature::Signature`] (values cached per scalar).
 
 use crate::reward::answer::{Answer, Scalar};
-use crate::reward::eval::close;
+use crate::reward::eval::{close, is_rounding_of};
+use crate::reward::interval::{relation_interval, relations_union};
 use crate::reward::limits::{
     MAX_COMPARE_FUEL, MAX_ITEMS, MAX_STRUCT_DEPTH, MIN_COMPARABLE_POINTS, N_POINTS,
 };
+use crate::reward::named::compare_named;
 
 /// Whether `pred` states the same answer as `gold`.
 pub fn equivalent(pred: &Answer, gold: &Answer) -> bool {
@@ -49,6 +60,9 @@ fn eq(p: &Answer, g: &Answer, depth: usize, fuel: &mut Fuel) -> bool {
         return false;
     }
     let d = depth + 1;
+    if let Some(verdict) = compare_named(p, g, &mut |x, y| eq(x, y, d, fuel)) {
+        return verdict;
+    }
     match (p, g) {
         (Answer::Scalar(a), Answer::Scalar(b)) => scalars_equal(a, b),
         (_, Answer::Text(gk)) => !gk.is_empty() && p.text_key() == Some(gk.as_str()),
@@ -88,9 +102,10 @@ fn eq(p: &Answer, g: &Answer, depth: usize, fuel: &mut Fuel) -> bool {
             },
         ) => vector_equal(items, m, d, fuel),
         (Answer::Eq(a), Answer::Eq(b)) => equations_equal(a, b, d, fuel),
-        (Answer::Eq(parts), other) | (other, Answer::Eq(parts)) => match parts.as_slice() {
-            [lhs, rhs] if name_like(lhs) && !matches!(other, Answer::Set(_)) => {
-                eq(rhs, other, d, fuel)
+        (Answer::Eq(parts), other) | (other, Answer::Eq(parts)) => match stated_side(parts) {
+            Some(side) if !matches!(other, Answer::Set(_)) => {
+                eq(side, other, d, fuel)
+                    || rounded_side(parts).is_some_and(|exact| eq(exact, other, d, fuel))
             }
             _ => false,
         },
@@ -105,6 +120,61 @@ fn eq(p: &Answer, g: &Answer, depth: usize, fuel: &mut Fuel) -> bool {
                     && a.len() == b.len()
                     && a.iter().zip(b.iter().rev()).all(|(x, y)| eq(x, y, d, fuel)))
         }
+        (Answer::Rel { parts, ops }, Answer::Seq { .. } | Answer::Union(_)) => {
+            relation_interval(parts, ops).is_some_and(|i| eq(&i, g, d, fuel))
+        }
+        (Answer::Seq { .. } | Answer::Union(_), Answer::Rel { parts, ops }) => {
+            relation_interval(parts, ops).is_some_and(|i| eq(p, &i, d, fuel))
+        }
+        (Answer::Set(items), Answer::Union(_)) => {
+            relations_union(items).is_some_and(|u| eq(&u, g, d, fuel))
+        }
+        (Answer::Union(_), Answer::Set(items)) => {
+            relations_union(items).is_some_and(|u| eq(p, &u, d, fuel))
+        }
+        _ => false,
+    }
+}
+
+/// The side an equation states as its answer: the last, when the first is a name or no side
+/// holds a variable; None for `x^2 - 1 = 0`.
+fn stated_side(parts: &[Answer]) -> Option<&Answer> {
+    let (first, last) = (parts.first()?, parts.last()?);
+    let constant = |a: &Answer| matches!(a, Answer::Scalar(s) if !s.sig.has_vars());
+    (parts.len() >= 2 && (name_like(first) || parts.iter().all(constant))).then_some(last)
+}
+
+/// The exact side before a last side that only rounds it (`x = \frac{5}{9} \approx 0.56`,
+/// `2\sqrt{2} = 2.83`): such an equation states both. The last side must be a decimal
+/// literal and the one before it a constant expression, not a literal.
+fn rounded_side(parts: &[Answer]) -> Option<&Answer> {
+    let [.., Answer::Scalar(exact), Answer::Scalar(shown)] = parts else {
+        return None;
+    };
+    let shown = shown.expr.as_literal().filter(|v| v.fract() != 0.0)?;
+    if exact.sig.has_vars() || exact.expr.as_literal().is_some() {
+        return None;
+    }
+    let value = exact.sig.values(&exact.expr, false)[0];
+    let at = parts.len().checked_sub(2)?;
+    is_rounding_of(shown, value)
+        .then(|| parts.get(at))
+        .flatten()
+}
+
+/// First and last side; a chain keeps both ends only when it starts with a name.
+fn two_sides(parts: &[Answer]) -> Option<(&Answer, &Answer)> {
+    match parts {
+        [l, r] => Some((l, r)),
+        [l, .., r] if name_like(l) => Some((l, r)),
+        _ => None,
+    }
+}
+
+fn same_name(a: &Answer, b: &Answer) -> bool {
+    match (a, b) {
+        (Answer::Scalar(x), Answer::Scalar(y)) => x.sig.canonical == y.sig.canonical,
+        (Answer::Text(x), Answer::Text(y)) => x == y,
         _ => false,
     }
 }
@@ -186,8 +256,16 @@ fn equations_equal(a: &[Answer], b: &[Answer], depth: usize, fuel: &mut Fuel) ->
     if pairwise(a, b, depth, fuel) {
         return true;
     }
-    match (a, b) {
-        ([Answer::Scalar(l1), Answer::Scalar(r1)], [Answer::Scalar(l2), Answer::Scalar(r2)]) => {
+    let (Some((l1, r1)), Some((l2, r2))) = (two_sides(a), two_sides(b)) else {
+        return false;
+    };
+    if name_like(l1) && same_name(l1, l2) {
+        // Both solved for one name: compare the values, which a ratio near 1 would blur
+        // (x = 3.2e-10 against x = 2.3e-10).
+        return eq(r1, r2, depth, fuel);
+    }
+    match (l1, r1, l2, r2) {
+        (Answer::Scalar(l1), Answer::Scalar(r1), Answer::Scalar(l2), Answer::Scalar(r2)) => {
             proportional([l1, r1], [l2, r2])
         }
         _ => false,

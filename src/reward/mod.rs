@@ -4,22 +4,26 @@
 //!
 //! Data flow of the checker: completion → [`extract_answer`] (last 64 KiB; `<answer>` tag,
 //! `\boxed{}`, last number) → [`answer::parse_answer`] (lexer → structure → expression
-//! parser) → [`math_equiv::equivalent`] against the gold parsed once by [`Gold`].
+//! parser) → [`math_equiv::equivalent`] against the gold parsed once by [`Gold`]; a completion
+//! whose other boxes or tags state a different answer is wrong ([`commitments`]).
 //! Everything here is pure, never panics on any `&str`, and is bounded in time and depth
 //! (see [`limits`]). Model output is parsed, never executed.
 
 pub mod accuracy;
 pub mod answer;
 pub mod benchmark;
+pub mod commitments;
 pub mod eval;
 pub mod expr;
 pub mod extract;
 pub mod format;
 pub mod fuzzing;
 pub mod gold;
+pub mod interval;
 pub mod lexer;
 pub mod limits;
 pub mod math_equiv;
+pub mod named;
 pub mod parse_expr;
 pub mod registry;
 pub mod signature;
@@ -29,6 +33,8 @@ pub mod weighted;
 mod adversarial_tests;
 #[cfg(test)]
 mod data_tests;
+#[cfg(test)]
+mod strict_table_tests;
 #[cfg(test)]
 mod table_tests;
 

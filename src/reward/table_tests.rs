@@ -444,14 +444,31 @@ const COMPLETIONS: &[(Benchmark, &str, &str, bool)] = &[
     (Benchmark::Math500, "<answer>(3, 4]</answer>", "(3,4]", T),
     (Benchmark::Math500, "<answer>[3, 4]</answer>", "(3,4]", F),
     (Benchmark::OlympiadBench, "\\boxed{69, 84}", "$69$,$84$", T),
-    (Benchmark::OlympiadBench, "\\boxed{69} and \\boxed{84}", "$69$,$84$", F), // only the last box counts
+    (Benchmark::OlympiadBench, "\\boxed{69} and \\boxed{84}", "$69$,$84$", F), // two boxes, two different answers
     (Benchmark::Minerva, "so $L = \\boxed{4.5 \\times 10^{33}}$ ergs/s", "4.5e33", T),
     (Benchmark::Amc23, "\\boxed{27}", "27", T),
     (Benchmark::Amc23, "\\boxed{\\textbf{(B) }27}", "27", T),
     (Benchmark::Amc23, "\\boxed{26}", "27", F),
 ];
 
-fn report(failures: &mut Vec<String>, what: &str, pred: &str, gold: &str, expect: bool, got: bool) {
+/// The gold of a completion row: a GSM8K field for Gsm8k, a number for Amc23, else LaTeX.
+pub(super) fn completion_gold(bench: Benchmark, text: &str) -> Gold {
+    match bench {
+        Benchmark::Gsm8k => Gold::gsm8k(text),
+        Benchmark::Amc23 => Gold::number(text.parse().unwrap_or(f64::NAN)),
+        _ => Gold::latex(text),
+    }
+    .expect("completion gold parses")
+}
+
+pub(super) fn report(
+    failures: &mut Vec<String>,
+    what: &str,
+    pred: &str,
+    gold: &str,
+    expect: bool,
+    got: bool,
+) {
     if expect != got {
         failures.push(format!(
             "{what}: pred {pred:?} vs gold {gold:?}: expected {expect}, got {got}"
@@ -530,12 +547,7 @@ fn table_of_verdicts() {
         cases += 1;
     }
     for (bench, completion, gold_text, expect) in COMPLETIONS {
-        let gold = match bench {
-            Benchmark::Gsm8k => Gold::gsm8k(gold_text),
-            Benchmark::Amc23 => Gold::number(gold_text.parse().unwrap_or(f64::NAN)),
-            _ => Gold::latex(gold_text),
-        }
-        .expect("completion gold parses");
+        let gold = completion_gold(*bench, gold_text);
         let got = grade(*bench, completion, &gold).correct;
         report(
             &mut failures,
