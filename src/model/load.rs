@@ -23,8 +23,10 @@ pub enum ModelSource {
 impl ModelSource {
     /// `spec` is a directory, a .gguf file, or a hub id such as `Qwen/Qwen2.5-0.5B-Instruct`,
     /// which is looked up in the local HF cache (`$HF_HOME/hub`); nothing is downloaded.
+    /// A leading `~/` is the home folder (recipes name fetched checkpoints that way).
     pub fn resolve(spec: &str) -> Result<Self, ModelError> {
-        let path = Path::new(spec);
+        let expanded = expand_home(spec);
+        let path = expanded.as_path();
         if path.is_file() {
             return Ok(ModelSource::Gguf(path.to_path_buf()));
         }
@@ -58,6 +60,14 @@ impl ModelSource {
         match self {
             ModelSource::HfDir(p) | ModelSource::Gguf(p) => p,
         }
+    }
+}
+
+/// `spec` with a leading `~/` replaced by $HOME (left as it is without a HOME).
+fn expand_home(spec: &str) -> PathBuf {
+    match (spec.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(spec),
     }
 }
 

@@ -196,11 +196,7 @@ fn load_model(cfg: &TrainConfig) -> Result<State> {
         let weights = init_weights(&config, 0.02, cfg.seed, &device)?.to(dtype, &device)?;
         return Ok(State { config, weights, tokenizer: Arc::new(tokenizer), device });
     }
-    let source = match (cfg.model.source.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest).display().to_string(),
-        _ => cfg.model.source.clone(),
-    };
-    let m = LoadedModel::load(&source, &device, dtype).with_context(|| format!("model.source '{}'", cfg.model.source))?;
+    let m = LoadedModel::load(&cfg.model.source, &device, dtype).with_context(|| format!("model.source '{}'", cfg.model.source))?;
     Ok(State { config: m.config.clone(), weights: m.weights.clone(), tokenizer: Arc::new(m.tokenizer.clone()), device })
 }
 
