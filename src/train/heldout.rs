@@ -25,8 +25,8 @@ pub struct HeldoutScore {
     pub samples: usize,
 }
 
-/// Samples `k` completions of every problem (streams disjoint from training's) and grades them;
-/// None when `stop` says so between problems.
+/// Samples `k` completions of every problem (streams disjoint from training's) and grades them.
+/// Before each problem `go_on(done, total)` reports progress and may stop the evaluation (None).
 pub fn heldout_accuracy(
     cfg: &ModelConfig,
     weights: &Weights,
@@ -35,13 +35,13 @@ pub fn heldout_accuracy(
     gold: GoldFormat,
     k: usize,
     generation: &GenerationConfig,
-    stop: &dyn Fn() -> bool,
+    go_on: &dyn Fn(usize, usize) -> bool,
 ) -> anyhow::Result<Option<HeldoutScore>> {
     let model = Qwen2::for_inference(cfg, weights)?;
     let extract = crate::reward::ExtractConfig::default();
     let (mut correct, mut formatted, mut n) = (0usize, 0usize, 0usize);
     for (i, p) in problems.iter().enumerate() {
-        if stop() {
+        if !go_on(i, problems.len()) {
             return Ok(None);
         }
         let ids = tokenizer.encode(&p.prompt, false)?;

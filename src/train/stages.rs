@@ -75,7 +75,6 @@ struct StageRun<'a> {
     index: usize,
     name: String,
     checkpoints: PathBuf,
-    run_id: &'a str,
     stamp: StageStamp,
     /// The checkpoint this stage continues from.
     resume: Option<&'a Path>,
@@ -127,8 +126,14 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     let mut resume_from = resume.as_ref().map(|p| p.dir().to_path_buf());
     let eval_gen = generation(cfg, &state.tokenizer, cfg.eval.temperature, 1.0, cfg.eval.max_new_tokens);
     let evaluate = |s: &State, resume_from: &Option<PathBuf>| -> Result<HeldoutScore> {
-        let stop = || opts.shutdown.is_requested();
-        heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen, &stop)?
+        // A real model takes minutes here: a line every tenth of the way.
+        let go_on = |done: usize, total: usize| {
+            if done > 0 && done % total.div_ceil(10) == 0 {
+                say(opts, &format!("held-out: {done}/{total} problems"));
+            }
+            !opts.shutdown.is_requested()
+        };
+        heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen, &go_on)?
             .ok_or_else(|| Interrupted { during: "the held-out evaluation".into(), resume_from: resume_from.clone(), command: None }.into())
     };
     let mut reports = Vec::new();
@@ -138,15 +143,13 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     let first = resume.as_ref().map_or(0, ResumePoint::first_stage);
     for (index, &stage) in cfg.stages.iter().enumerate().skip(first) {
         let start = Instant::now();
-        let name = format!("{stage:?}").to_lowercase();
         let stage_run = StageRun {
             index,
             checkpoints: cfg.out_dir.join(format!("checkpoints-stage-{index}")),
-            run_id: &run.run_id,
             stamp: StageStamp::new(&run.run_id, index, &recipe),
             resume: resume.as_ref().and_then(|p| p.checkpoint_for(index)),
             before: resume_from.clone(),
-            name: name.clone(),
+            name: stage_name(stage),
         };
         let steps = match stage {
             Stage::Sft => sft_stage(cfg, &mut state, &train, opts, &stage_run)?,
@@ -154,7 +157,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
             Stage::Grpo if cfg.grpo.steps == 0 => 0,
             Stage::Grpo => grpo_stage(cfg, &mut state, &train, opts, &stage_run)?,
         };
-        let dir = cfg.out_dir.join(format!("stage-{index}-{name}"));
+        let dir = stage_export_dir(cfg, index);
         crate::model::export::export_weights(&state.config, &state.weights, Some(&state.tokenizer), &dir, DType::F32, true)?;
         stage_run.stamp.write_into(&dir)?;
         resume_from = Some(dir);
@@ -255,7 +258,7 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
         tokenizer: Some(&state.tokenizer),
         params: SftParams::Full(&vars),
         plan: plan_fingerprint(&fitted.examples, &sft),
-        run_id: stage.run_id.into(),
+        run_id: stage.stamp.run_id.clone(),
         extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
     };
     let start = match stage.resume {
@@ -374,7 +377,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         stage.checkpoints.clone(),
         r.keep_checkpoints,
     )?;
-    trainer.stamp_checkpoints(stage.run_id, vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)]);
+    trainer.stamp_checkpoints(&stage.stamp.run_id, vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)]);
     let last_checkpoint = trainer.last_checkpoint();
     if let Some(dir) = stage.resume {
         trainer.resume_from(dir)?;
@@ -463,14 +466,22 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     Ok(summary.steps.len() as u64)
 }
 
+/// Where stage `index`'s finished weights go: `out_dir/stage-<index>-<name>`.
+fn stage_export_dir(cfg: &TrainConfig, index: usize) -> PathBuf {
+    cfg.out_dir.join(format!("stage-{index}-{}", stage_name(cfg.stages[index])))
+}
+
+fn stage_name(stage: Stage) -> String {
+    format!("{stage:?}").to_lowercase()
+}
+
 /// The weights stage `index` started from (a resumed stage's KL reference): the model's own
 /// for the first stage, else the previous stage's export in this run's folder.
 fn stage_start_weights(cfg: &TrainConfig, state: &State, index: usize) -> Result<Weights> {
     if index == 0 {
         return Ok(load_model(cfg)?.weights);
     }
-    let name = format!("{:?}", cfg.stages[index - 1]).to_lowercase();
-    let dir = cfg.out_dir.join(format!("stage-{}-{name}", index - 1));
+    let dir = stage_export_dir(cfg, index - 1);
     let (_, weights) = crate::model::load::load_hf_weights(&dir)
         .with_context(|| format!("grpo.beta > 0: the KL reference is the weights stage {index} started from, {}", dir.display()))?;
     Ok(weights.to(state.weights_dtype(), &state.device)?)

@@ -64,7 +64,7 @@ pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[Trai
         let note = if s.skipped { " (non-finite: skipped)" } else { "" };
         say(opts, &format!("kd step {:>4}/{} mean KL {:.4} over {} tokens, grad-norm {:.3}{note}", s.step, distill.steps, s.kl, s.tokens, s.grad_norm));
         if opts.shutdown.is_requested() {
-            let state = TrainerState { step: opt.step_count(), skipped_steps: opt.skipped_count(), policy_version: opt.step_count(), run_id: stage.run_id.into(), ..Default::default() };
+            let state = TrainerState { step: opt.step_count(), skipped_steps: opt.skipped_count(), policy_version: opt.step_count(), run_id: stage.stamp.run_id.clone(), ..Default::default() };
             let weights = snapshot(&vars)?;
             let extra = [stage.stamp.extra_file()];
             let contents = CheckpointContents { config: &config, weights: Some(&weights), tokenizer: Some(&tokenizer), optimizer: opt, state: &state, extra: &extra };
