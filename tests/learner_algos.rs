@@ -268,7 +268,7 @@ fn trace_distillation_writes_only_correct_traces() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("traces.jsonl");
     let model = teacher.inference_model().unwrap();
-    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, &out, &|| false).unwrap();
+    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, &out, &|_, _| true).unwrap();
     eprintln!("{stats:?}");
     assert_eq!(stats.samples, 12);
     assert!(stats.kept >= 1, "a 135M model answers 2 + 2 at least once in 6 tries: {stats:?}");
@@ -283,12 +283,11 @@ fn trace_distillation_writes_only_correct_traces() {
         assert!(grade(Benchmark::Gsm8k, messages.last().unwrap()["content"].as_str().unwrap(), &gold).correct, "{line}");
     }
     // A stop asked after the first problem: an error saying how far it got, the old file kept.
-    let asked = std::cell::Cell::new(0);
-    let stop = || {
-        asked.set(asked.get() + 1);
-        asked.get() > 1
+    let go_on = |done: usize, total: usize| {
+        assert_eq!(total, 2);
+        done < 1
     };
-    let err = distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, &out, &stop).unwrap_err();
+    let err = distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, &out, &go_on).unwrap_err();
     assert_eq!(err.to_string(), "stopped after 1 of 2 problems; no traces written");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 }

@@ -18,7 +18,7 @@ pub enum TraceError {
     Prompt { index: usize, reason: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// `stop` said so between problems; nothing was written.
+    /// `go_on` said stop between problems; nothing was written.
     #[error("stopped after {done} of {total} problems; no traces written")]
     Stopped { done: usize, total: usize },
 }
@@ -56,8 +56,8 @@ pub struct TraceStats {
 
 /// Samples `n` teacher completions per problem through the shared sampler, keeps those the
 /// accuracy reward of `benchmark` marks correct, and writes them to `out` as chat JSONL
-/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. `stop` is asked between
-/// problems (a signal's graceful stop).
+/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. Before each problem
+/// `go_on(done, total)` reports progress and may stop the run (a signal's graceful stop).
 #[allow(clippy::too_many_arguments)]
 pub fn distill_traces(
     teacher: &Qwen2,
@@ -68,12 +68,12 @@ pub fn distill_traces(
     gen: &GenerationConfig,
     benchmark: Benchmark,
     out: &Path,
-    stop: &dyn Fn() -> bool,
+    go_on: &dyn Fn(usize, usize) -> bool,
 ) -> Result<TraceStats, TraceError> {
     let mut lines = String::new();
     let mut stats = TraceStats { problems: problems.len(), ..TraceStats::default() };
     for (index, problem) in problems.iter().enumerate() {
-        if stop() {
+        if !go_on(index, problems.len()) {
             return Err(TraceError::Stopped { done: index, total: problems.len() });
         }
         let prompt_error = |reason: String| TraceError::Prompt { index, reason };

@@ -84,7 +84,14 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let positions = args.max_new_tokens.min(teacher.config.max_position_embeddings);
     check_fits(&teacher.config, model.device(), model.dtype(), args.n, positions)
         .map_err(|e| anyhow!("--n {}: {e}; lower --n or --max-new-tokens", args.n))?;
-    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, &args.out, &|| false)?;
+    // Minutes to hours of teacher sampling: a line every tenth of the way.
+    let progress = |done: usize, total: usize| {
+        if done > 0 && done % total.div_ceil(10) == 0 {
+            eprintln!("distill: {done}/{total} problems sampled");
+        }
+        true
+    };
+    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, &args.out, &progress)?;
     eprintln!(
         "{} problems, {} samples: kept {} correct traces, {} problems solved; wrote {}",
         stats.problems,

@@ -127,12 +127,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     let eval_gen = generation(cfg, &state.tokenizer, cfg.eval.temperature, 1.0, cfg.eval.max_new_tokens);
     let evaluate = |s: &State, resume_from: &Option<PathBuf>| -> Result<HeldoutScore> {
         // A real model takes minutes here: a line every tenth of the way.
-        let go_on = |done: usize, total: usize| {
-            if done > 0 && done % total.div_ceil(10) == 0 {
-                say(opts, &format!("held-out: {done}/{total} problems"));
-            }
-            !opts.shutdown.is_requested()
-        };
+        let go_on = |done: usize, total: usize| progress_or_stop(opts, "held-out", done, total);
         heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen, &go_on)?
             .ok_or_else(|| Interrupted { during: "the held-out evaluation".into(), resume_from: resume_from.clone(), command: None }.into())
     };
@@ -178,6 +173,15 @@ fn resumed_weights(point: &ResumePoint, state: &State) -> Result<Weights> {
     };
     let weights = weights.with_context(|| format!("--resume {}: holds no full weights", point.dir().display()))?;
     Ok(weights.to(state.weights_dtype(), &state.device)?)
+}
+
+/// Between the items of long work: a progress line every tenth of the way, and whether to go on
+/// (no stop asked).
+fn progress_or_stop(opts: &RunOptions, what: &str, done: usize, total: usize) -> bool {
+    if done > 0 && done % total.div_ceil(10) == 0 {
+        say(opts, &format!("{what} {done}/{total} problems"));
+    }
+    !opts.shutdown.is_requested()
 }
 
 fn say(opts: &RunOptions, line: &str) {
@@ -311,9 +315,9 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
             .collect::<Result<_>>()?;
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
-        let stop = || opts.shutdown.is_requested();
+        let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
-        let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &teacher_template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &stop) {
+        let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &teacher_template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &go_on) {
             Err(crate::algo::traces::TraceError::Stopped { .. }) => return Err(stage.stopped_before_any_step()),
             other => other?,
         };
