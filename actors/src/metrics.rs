@@ -35,6 +35,10 @@ pub const LEARNING_RATE: &str = "srlm_learner_learning_rate";
 pub const RESTARTS: &str = "srlm_actor_restarts_total";
 pub const CHECKPOINT_SECONDS: &str = "srlm_checkpoint_seconds";
 pub const WEIGHT_SYNC_SECONDS: &str = "srlm_weight_sync_seconds";
+pub const REMOTE_WORKERS: &str = "srlm_remote_workers";
+pub const REMOTE_REFUSED: &str = "srlm_remote_frames_refused_total";
+pub const WEIGHT_TRANSFER_SECONDS: &str = "srlm_weight_transfer_seconds";
+pub const WEIGHT_TRANSFER_BYTES: &str = "srlm_weight_transfer_bytes_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -85,6 +89,10 @@ pub const METRICS: &[MetricDef] = &[
     def(RESTARTS, Counter, None, &["role"], "Actor restarts after a panic or error."),
     def(CHECKPOINT_SECONDS, Histogram, Some(Unit::Seconds), &[], "Time to write one checkpoint."),
     def(WEIGHT_SYNC_SECONDS, Histogram, Some(Unit::Seconds), &["device"], "Time to copy one published policy version to a generator device."),
+    def(REMOTE_WORKERS, Gauge, None, &[], "Workers on other nodes currently joined to the learner node."),
+    def(REMOTE_REFUSED, Counter, None, &["reason"], "Frames from workers refused (undecodable, unknown_worker, not_held, stale_version, future_version)."),
+    def(WEIGHT_TRANSFER_SECONDS, Histogram, Some(Unit::Seconds), &["worker"], "Time for a remote generator to download one policy version."),
+    def(WEIGHT_TRANSFER_BYTES, Counter, Some(Unit::Bytes), &["worker"], "Bytes of policy weights downloaded by a remote generator."),
 ];
 
 /// Histogram bucket bounds: seconds-long steps and groups on CPU, versions for staleness.
