@@ -44,6 +44,8 @@ pub struct Listening {
 }
 
 const LEARNER_NODE: &str = "srlm-learner";
+/// Time for replies already sent to leave through their TCP session before it is closed.
+const REPLIES_IN_FLIGHT: Duration = Duration::from_millis(300);
 
 pub async fn listen<W: Send + Sync + 'static>(ctx: Arc<Context<W>>, opts: ListenOptions<W>) -> Result<Listening, ClusterError> {
     let addr = opts.addr;
@@ -69,8 +71,10 @@ impl Listening {
         while !self.registry.all_told() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The last replies are still on their way through the node sessions.
+        tokio::time::sleep(REPLIES_IN_FLIGHT).await;
         self.hub.stop(None);
-        self.server.stop(None);
+        let _ = self.server.stop_and_wait(None, Some(Duration::from_secs(2))).await;
     }
 }
 
@@ -122,8 +126,9 @@ impl Connection {
         self.hub.cast(HubMsg::Tell(frame)).map_err(|e| ClusterError::Lost(e.to_string()))
     }
 
-    pub fn close(self) {
-        self.server.stop(None);
+    /// Closes this node's session; before the runtime ends, or its listener respawns in a loop.
+    pub async fn close(&self) {
+        let _ = self.server.stop_and_wait(None, Some(Duration::from_secs(2))).await;
     }
 }
 
