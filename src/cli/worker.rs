@@ -12,7 +12,7 @@ use srlm::train::cluster::{cookie, decoder};
 use srlm::train::config::TrainConfig;
 use srlm::train::gold_rewarder::GoldRewarder;
 use srlm::train::policy_sampler::PolicySampler;
-use srlm_actors::cluster::{connect, run_generator, run_scorer, RemoteGeneratorConfig, WorkerRole};
+use srlm_actors::cluster::{connect, run_generator, run_scorer, Connection, RemoteGeneratorConfig, WorkerEnd, WorkerRole};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -64,20 +64,27 @@ pub fn run(a: WorkerArgs) -> Result<()> {
         // The tiny model writes its tokenizer under out_dir: keep it off the learner's folder.
         let scratch = tempfile::tempdir()?;
         cfg.out_dir = scratch.path().to_path_buf();
-        let end = match role {
-            WorkerRole::Generator => {
-                let (model, tokenizer, device, generation) = srlm::train::stages::sampler_parts(&cfg)?;
-                let sampler = PolicySampler::new(model, tokenizer, generation);
-                let r = &cfg.runtime;
-                let gen_cfg = RemoteGeneratorConfig { group_size: r.group_size, groups_in_flight: r.groups_in_flight, max_staleness: r.max_staleness, exit_after_groups: a.exit_after_groups };
-                run_generator(Arc::clone(&conn), sampler, decoder(device), gen_cfg).await?
-            }
-            WorkerRole::Scorer => {
-                let rewards = srlm::reward::build_rewards(&cfg.reward_spec()).context("the recipe's [rewards]")?;
-                run_scorer(Arc::clone(&conn), GoldRewarder::new(rewards, cfg.data.gold)).await?
-            }
-        };
+        let end = serve(&conn, role, &cfg, a.exit_after_groups).await;
+        conn.close().await;
+        let end = end?;
         eprintln!("worker {}: the run is over ({} groups, {} policy versions)", conn.worker, end.groups, end.versions_adopted);
         Ok(())
+    })
+}
+
+/// Runs the generator or scorer loop until the learner node says the run is over.
+async fn serve(conn: &Arc<Connection>, role: WorkerRole, cfg: &TrainConfig, exit_after_groups: Option<u64>) -> Result<WorkerEnd> {
+    Ok(match role {
+        WorkerRole::Generator => {
+            let (model, tokenizer, device, generation) = srlm::train::stages::sampler_parts(cfg)?;
+            let sampler = PolicySampler::new(model, tokenizer, generation);
+            let r = &cfg.runtime;
+            let gen_cfg = RemoteGeneratorConfig { group_size: r.group_size, groups_in_flight: r.groups_in_flight, exit_after_groups };
+            run_generator(Arc::clone(conn), sampler, decoder(device), gen_cfg).await?
+        }
+        WorkerRole::Scorer => {
+            let rewards = srlm::reward::build_rewards(&cfg.reward_spec()).context("the recipe's [rewards]")?;
+            run_scorer(Arc::clone(conn), GoldRewarder::new(rewards, cfg.data.gold)).await?
+        }
     })
 }

@@ -15,7 +15,7 @@ pub mod wire;
 use std::net::SocketAddr;
 
 pub use node::{connect, listen, Connection, ListenOptions, Listening};
-pub use remote_generator::{run_generator, RemoteGeneratorConfig, WorkerEnd};
+pub use remote_generator::{download, run_generator, Download, RemoteGeneratorConfig, WorkerEnd};
 pub use remote_scorer::run_scorer;
 pub use weights::{DecodeWeights, EncodeWeights};
 pub use wire::WorkerRole;

@@ -1,6 +1,7 @@
 //! Remote generator: a worker node's loop. Borrows prompts from the hub, samples their groups
-//! with its current policy, and sends them back; when the hub announces a newer version it is
-//! downloaded in the background while sampling goes on, and swapped in at a group boundary.
+//! with the newest policy, and sends them back. A newer version announced by the hub is
+//! downloaded in the background (while the group in hand is sampled and reported) and swapped in
+//! at a group boundary, before the prompts lent under it are sampled.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,9 +18,6 @@ pub struct RemoteGeneratorConfig {
     pub group_size: usize,
     /// Prompts asked for (and sampled together) at a time.
     pub groups_in_flight: usize,
-    /// The run's bound: a group sampled with a policy further behind the newest than this
-    /// would be refused, so the worker waits for the download instead of sampling.
-    pub max_staleness: u64,
     /// Fault injection for tests: exit the process abruptly, holding prompts, once this many
     /// groups were sent (as a crashed machine would).
     pub exit_after_groups: Option<u64>,
@@ -33,10 +31,11 @@ pub struct WorkerEnd {
 }
 
 /// A downloaded version and what its transfer cost.
-struct Download<W> {
-    policy: Policy<W>,
-    bytes: u64,
-    seconds: f64,
+pub struct Download<W> {
+    pub policy: Policy<W>,
+    pub bytes: u64,
+    /// Request of the first chunk to the last one's arrival (the hub's encoding included).
+    pub seconds: f64,
 }
 
 pub async fn run_generator<S: Sampler>(
@@ -49,7 +48,7 @@ pub async fn run_generator<S: Sampler>(
     let mut policy = adopt(&conn, download(&conn, conn.version, &decode).await?, &mut end)?;
     let sampler = Worker::spawn(&format!("srlm-remote-generator-{}", conn.worker), None, sampler).map_err(|e| ClusterError::Worker(e.to_string()))?;
     let mut next: Option<tokio::task::JoinHandle<Result<Download<S::Weights>, ClusterError>>> = None;
-    loop {
+    'group: loop {
         // The group boundary: a finished download replaces the policy; a failed one is retried
         // at the version the hub names next.
         if next.as_ref().is_some_and(|t| t.is_finished()) {
@@ -71,11 +70,20 @@ pub async fn run_generator<S: Sampler>(
         if prompts.is_empty() {
             continue;
         }
-        if newest.saturating_sub(policy.version) > cfg.max_staleness {
-            if let Some(download) = next.take() {
-                match download.await.map_err(|e| ClusterError::Worker(e.to_string()))? {
-                    Ok(d) => policy = adopt(&conn, d, &mut end)?,
-                    Err(e) => tracing::warn!(%e, "weights download failed; sampling with the version at hand"),
+        // The staleness gate lent these prompts assuming the newest weights, as a local
+        // generator has; sampled with older ones they could be dropped as stale when trained.
+        while newest > policy.version {
+            let download = next.take().unwrap_or_else(|| {
+                let (conn, decode) = (Arc::clone(&conn), Arc::clone(&decode));
+                tokio::spawn(async move { download(&conn, newest, &decode).await })
+            });
+            match download.await.map_err(|e| ClusterError::Worker(e.to_string()))? {
+                Ok(d) => policy = adopt(&conn, d, &mut end)?,
+                Err(e) => {
+                    // Give the prompts back rather than sample them with stale weights.
+                    tracing::warn!(%e, "weights download failed; returning the prompts and retrying");
+                    conn.tell(&Report::Failed { worker: conn.worker, reason: e.to_string() })?;
+                    continue 'group;
                 }
             }
         }
@@ -120,7 +128,7 @@ fn adopt<W>(conn: &Connection, d: Download<W>, end: &mut WorkerEnd) -> Result<Po
 }
 
 /// Downloads `version` chunk by chunk and decodes it off the async workers.
-async fn download<W: Send + Sync + 'static>(conn: &Connection, version: PolicyVersion, decode: &DecodeWeights<W>) -> Result<Download<W>, ClusterError> {
+pub async fn download<W: Send + Sync + 'static>(conn: &Connection, version: PolicyVersion, decode: &DecodeWeights<W>) -> Result<Download<W>, ClusterError> {
     let started = Instant::now();
     let mut assembly = Assembly::new(version);
     let blob = loop {
