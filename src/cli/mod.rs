@@ -7,6 +7,7 @@ mod bench_staleness;
 mod bench_staleness_report;
 mod bench_train;
 mod bench_sync;
+mod bench_transfer;
 mod error_text;
 mod eval;
 mod export;
