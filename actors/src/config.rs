@@ -41,6 +41,9 @@ pub struct RuntimeConfig {
     pub seed: u64,
     /// Where `/metrics` is served; `None` keeps metrics in-process.
     pub metrics_addr: Option<SocketAddr>,
+    /// Workers on other nodes may join (`Pipeline::listen`): local generators and scorers may
+    /// then be 0, since remote ones can do that work.
+    pub remote_workers: bool,
 }
 
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
@@ -66,6 +69,7 @@ impl Default for RuntimeConfig {
             learner_device: 0,
             seed: 0,
             metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
+            remote_workers: false,
         }
     }
 }
@@ -83,7 +87,8 @@ impl RuntimeConfig {
             ("scored_capacity", self.scored_capacity),
         ];
         for (field, value) in positive {
-            if value == 0 {
+            let remote_may_do_it = self.remote_workers && matches!(field, "generators" | "scorers");
+            if value == 0 && !remote_may_do_it {
                 return Err(RuntimeError::Config { field, reason: "must be at least 1".into() });
             }
         }

@@ -66,6 +66,10 @@ pub struct Counters {
     pub restarts: AtomicU32,
     pub groups_generated: AtomicU64,
     pub tokens: AtomicU64,
+    /// Groups put back in the queue because their holder failed or its node left.
+    pub requeued: AtomicU64,
+    /// What workers on other nodes did (all zero without them).
+    pub remote: crate::summary::RemoteTally,
 }
 
 impl Counters {
@@ -77,6 +81,8 @@ impl Counters {
             restarts: AtomicU32::new(0),
             groups_generated: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
+            remote: Default::default(),
         }
     }
 

@@ -107,6 +107,9 @@ pub enum GeneratorMsg {
     Next,
 }
 
+// Local only: ractor's `cluster` feature (remote workers) asks every message type to say so.
+impl ractor::Message for GeneratorMsg {}
+
 impl<S: Sampler> Actor for Generator<S> {
     type Msg = GeneratorMsg;
     type State = GeneratorState<S>;

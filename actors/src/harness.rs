@@ -33,6 +33,9 @@ where
 {
     /// Runs deterministically on the calling thread (no actors, no metrics endpoint).
     pub fn run_deterministic(self) -> Result<RunSummary, RuntimeError> {
+        if self.listen.is_some() {
+            return Err(RuntimeError::Config { field: "listen", reason: "remote workers cannot join a deterministic run".into() });
+        }
         let Prepared { ctx, mut learner, samplers, rewarders } = self.prepare()?;
         let cfg = ctx.cfg.clone();
         let fail = |learner: &mut LearnerCore<T>, role: &str, e: String| {

@@ -241,6 +241,8 @@ impl<T: Trainer> LearnerCore<T> {
             ],
             full_waits: vec![(ctx.rollouts.name(), ctx.rollouts.full_waits()), (ctx.scored.name(), ctx.scored.full_waits())],
             weight_syncs: ctx.broadcast.syncs(),
+            groups_requeued: c.requeued.load(Ordering::Relaxed),
+            remote: c.remote.counts(),
         }
     }
 }
@@ -271,6 +273,9 @@ pub enum LearnerMsg {
     /// Wait for the next scored group, a shutdown request or the end of the prompts.
     Next,
 }
+
+// Local only: ractor's `cluster` feature (remote workers) asks every message type to say so.
+impl ractor::Message for LearnerMsg {}
 
 /// Why the learner loop stopped.
 enum Ending {

@@ -16,6 +16,8 @@ pub enum Holder {
     Queued,
     /// In the learner's batch.
     Learner,
+    /// With a worker on another node (its id from the hub), until it reports back.
+    Node(u64),
 }
 
 pub struct Ledger {
@@ -100,6 +102,21 @@ impl Ledger {
         drop(s);
         self.changed.send_replace(());
         ids.len()
+    }
+
+    /// Who holds prompt `id` now; `None` once it is done or back in the queue.
+    pub fn holder(&self, id: u64) -> Option<Holder> {
+        lock(&self.state).outstanding.get(&id).copied()
+    }
+
+    /// Puts prompt `id` back in the queue (a remote group refused as stale): sampled again.
+    pub fn requeue(&self, id: u64) {
+        let mut s = lock(&self.state);
+        if s.outstanding.remove(&id).is_some() {
+            s.pending.push_back(id);
+        }
+        drop(s);
+        self.changed.send_replace(());
     }
 
     /// The prompt was trained on or dropped: it is done.

@@ -8,6 +8,7 @@
 //! [`Pipeline::run_deterministic`] steps the same cores on one thread in a fixed order.
 
 pub mod broadcast;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -37,6 +38,6 @@ pub use messages::{
 };
 pub use pipeline::Pipeline;
 pub use shutdown::{on_signals, on_signals_in_background, ShutdownHandle};
-pub use summary::{RunSummary, StepRecord};
+pub use summary::{RemoteCounts, RunSummary, StepRecord};
 pub use supervisor::Factory;
 pub use traits::{group_normalized, PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Version of the policy weights; the learner bumps it after every optimizer step.
 pub type PolicyVersion = u64;
 
 /// One training prompt. `id` is its index in the [`crate::PromptSource`] order, which is what
 /// the data cursor and the checkpointed pending list refer to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prompt {
     pub id: u64,
     pub text: String,
@@ -30,7 +32,7 @@ impl<W> Clone for Policy<W> {
 }
 
 /// One sampled completion with what the loss needs to correct for off-policy data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampledCompletion {
     pub text: String,
     pub token_ids: Vec<u32>,
@@ -48,14 +50,14 @@ pub struct SampledGroup {
 }
 
 /// Where one group spent its time.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Time inside `Sampler::sample`.
     pub sampling: Duration,
 }
 
 /// Fact: a generator sampled a group of completions of one prompt.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutGroup {
     pub prompt: Prompt,
     pub prompt_token_ids: Vec<u32>,
@@ -72,7 +74,7 @@ impl RolloutGroup {
 }
 
 /// Rewards of every completion of a group, per reward function and in total.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupRewards {
     /// `(function name, one reward per completion)`, in the `Rewarder::reward_names` order.
     pub per_function: Vec<(String, Vec<f32>)>,
@@ -83,7 +85,7 @@ pub struct GroupRewards {
 }
 
 /// Fact: a scorer rewarded a group and computed its advantages.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredGroup {
     pub group: RolloutGroup,
     pub rewards: GroupRewards,

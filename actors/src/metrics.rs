@@ -35,6 +35,10 @@ pub const LEARNING_RATE: &str = "srlm_learner_learning_rate";
 pub const RESTARTS: &str = "srlm_actor_restarts_total";
 pub const CHECKPOINT_SECONDS: &str = "srlm_checkpoint_seconds";
 pub const WEIGHT_SYNC_SECONDS: &str = "srlm_weight_sync_seconds";
+pub const REMOTE_WORKERS: &str = "srlm_remote_workers";
+pub const REMOTE_REFUSED: &str = "srlm_remote_frames_refused_total";
+pub const WEIGHT_TRANSFER_SECONDS: &str = "srlm_weight_transfer_seconds";
+pub const WEIGHT_TRANSFER_BYTES: &str = "srlm_weight_transfer_bytes_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -87,6 +91,18 @@ pub const METRICS: &[MetricDef] = &[
     def(WEIGHT_SYNC_SECONDS, Histogram, Some(Unit::Seconds), &["device"], "Time to copy one published policy version to a generator device."),
 ];
 
+/// What a learner node exports only while it listens for workers (`Pipeline::listen`).
+pub const CLUSTER_METRICS: &[MetricDef] = &[
+    def(REMOTE_WORKERS, Gauge, None, &[], "Workers on other nodes currently joined to the learner node."),
+    def(REMOTE_REFUSED, Counter, None, &["reason"], "Frames from workers refused (undecodable, unknown_worker, not_held, stale_version, future_version)."),
+    def(WEIGHT_TRANSFER_SECONDS, Histogram, Some(Unit::Seconds), &["worker"], "Time for a remote generator to download one policy version."),
+    def(WEIGHT_TRANSFER_BYTES, Counter, Some(Unit::Bytes), &["worker"], "Bytes of policy weights downloaded by a remote generator."),
+];
+
+fn every_metric() -> impl Iterator<Item = &'static MetricDef> {
+    METRICS.iter().chain(CLUSTER_METRICS)
+}
+
 /// Histogram bucket bounds: seconds-long steps and groups on CPU, versions for staleness.
 fn buckets(name: &str) -> &'static [f64] {
     match name {
@@ -97,7 +113,7 @@ fn buckets(name: &str) -> &'static [f64] {
 
 /// Registers help text and units with whatever recorder is installed.
 pub fn describe() {
-    for m in METRICS {
+    for m in every_metric() {
         let (name, help) = (m.name, m.help);
         match (m.kind, m.unit) {
             (Kind::Counter, Some(u)) => metrics::describe_counter!(name, u, help),
@@ -117,7 +133,7 @@ static INSTALLED: OnceLock<Result<SocketAddr, String>> = OnceLock::new();
 pub fn serve(addr: SocketAddr) -> Result<SocketAddr, RuntimeError> {
     let outcome = INSTALLED.get_or_init(|| {
         let mut builder = PrometheusBuilder::new().with_http_listener(addr);
-        for m in METRICS.iter().filter(|m| m.kind == Kind::Histogram) {
+        for m in every_metric().filter(|m| m.kind == Kind::Histogram) {
             builder = builder
                 .set_buckets_for_metric(Matcher::Full(m.name.to_string()), buckets(m.name))
                 .map_err(|e| e.to_string())?;

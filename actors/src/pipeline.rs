@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use ractor::Actor;
 
 use crate::broadcast::{Broadcast, CopyToDevice};
+use crate::cluster::ListenOptions;
 use crate::config::RuntimeConfig;
 use crate::context::Context;
 use crate::error::RuntimeError;
@@ -27,6 +28,9 @@ pub struct Pipeline<S: Sampler, R, T> {
     /// `config.generator_devices` names one.
     pub copy_to_device: Option<CopyToDevice<S::Weights>>,
     pub shutdown: ShutdownHandle,
+    /// Accept generator and scorer workers from other nodes (`srlm train --listen`); local
+    /// generators and scorers may then be 0.
+    pub listen: Option<ListenOptions<S::Weights>>,
 }
 
 /// Everything a run needs once the trainer has said where it starts.
@@ -44,11 +48,13 @@ where
     T: Trainer<Weights = S::Weights>,
 {
     pub fn new(config: RuntimeConfig, prompts: Arc<dyn PromptSource>, samplers: Factory<S>, rewarders: Factory<R>, trainer: T) -> Self {
-        Self { config, prompts, samplers, rewarders, trainer, copy_to_device: None, shutdown: ShutdownHandle::new() }
+        Self { config, prompts, samplers, rewarders, trainer, copy_to_device: None, shutdown: ShutdownHandle::new(), listen: None }
     }
 
     /// Runs to the end of the prompts or to a shutdown request, on the current tokio runtime.
-    pub async fn run(self) -> Result<RunSummary, RuntimeError> {
+    pub async fn run(mut self) -> Result<RunSummary, RuntimeError> {
+        let listen = self.listen.take();
+        self.config.remote_workers |= listen.is_some();
         self.config.validate()?;
         if let Some(addr) = self.config.metrics_addr {
             crate::metrics::serve(addr)?;
@@ -58,11 +64,19 @@ where
             .await
             .map_err(|e| RuntimeError::Start(format!("trainer start panicked: {e}")))??;
         let Prepared { ctx, learner, samplers, rewarders } = prepared;
+        let node = match listen {
+            Some(opts) => Some(crate::cluster::listen(Arc::clone(&ctx), opts).await.map_err(|e| RuntimeError::Actor(e.to_string()))?),
+            None => None,
+        };
         let args = SupervisorArgs { ctx: Arc::clone(&ctx), samplers, rewarders, learner: Mutex::new(Some(learner)) };
         let (_, handle) = Actor::spawn(None, Supervisor::<(S, R, T)>::default(), args)
             .await
             .map_err(|e| RuntimeError::Actor(e.to_string()))?;
         handle.await.map_err(|e| RuntimeError::Actor(e.to_string()))?;
+        if let Some(node) = node {
+            // Workers ask at least every half second unless mid-group; give them time to hear it.
+            node.close(std::time::Duration::from_secs(5)).await;
+        }
         ctx.take_outcome().unwrap_or_else(|| Err(RuntimeError::Actor("the run ended without an outcome".into())))
     }
 

@@ -72,6 +72,9 @@ pub enum ScorerMsg {
     Next,
 }
 
+// Local only: ractor's `cluster` feature (remote workers) asks every message type to say so.
+impl ractor::Message for ScorerMsg {}
+
 impl<R: Rewarder, W: Send + Sync + 'static> Actor for Scorer<(R, W)> {
     type Msg = ScorerMsg;
     type State = ScorerState<R, W>;

@@ -1,6 +1,7 @@
 //! RunSummary and StepRecord: what a run reports, and the per-step metric series the
 //! deterministic harness compares between runs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::broadcast::WeightSyncs;
@@ -46,6 +47,51 @@ pub struct RunSummary {
     pub full_waits: Vec<(&'static str, u64)>,
     /// Policy copies to generator devices other than the learner's.
     pub weight_syncs: WeightSyncs,
+    /// Groups re-queued after a failed actor or a lost worker node (each sampled again).
+    pub groups_requeued: u64,
+    pub remote: RemoteCounts,
+}
+
+/// Run-wide tallies of remote workers, updated by the hub (the metrics facade has no read side).
+#[derive(Debug, Default)]
+pub struct RemoteTally {
+    pub workers_joined: AtomicU64,
+    pub workers_lost: AtomicU64,
+    pub groups_generated: AtomicU64,
+    pub groups_scored: AtomicU64,
+    pub frames_refused: AtomicU64,
+    pub weight_transfers: AtomicU64,
+    pub weight_bytes: AtomicU64,
+    pub weight_transfer_ns: AtomicU64,
+}
+
+/// A snapshot of [`RemoteTally`] for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RemoteCounts {
+    pub workers_joined: u64,
+    pub workers_lost: u64,
+    pub groups_generated: u64,
+    pub groups_scored: u64,
+    pub frames_refused: u64,
+    pub weight_transfers: u64,
+    pub weight_bytes: u64,
+    pub weight_transfer_seconds: f64,
+}
+
+impl RemoteTally {
+    pub fn counts(&self) -> RemoteCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RemoteCounts {
+            workers_joined: get(&self.workers_joined),
+            workers_lost: get(&self.workers_lost),
+            groups_generated: get(&self.groups_generated),
+            groups_scored: get(&self.groups_scored),
+            frames_refused: get(&self.frames_refused),
+            weight_transfers: get(&self.weight_transfers),
+            weight_bytes: get(&self.weight_bytes),
+            weight_transfer_seconds: get(&self.weight_transfer_ns) as f64 * 1e-9,
+        }
+    }
 }
 
 impl RunSummary {

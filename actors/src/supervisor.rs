@@ -94,6 +94,9 @@ pub enum SupervisorMsg {
     Restart(Role),
 }
 
+// Local only: ractor's `cluster` feature (remote workers) asks every message type to say so.
+impl ractor::Message for SupervisorMsg {}
+
 impl<S, R, T> Actor for Supervisor<(S, R, T)>
 where
     S: Sampler,
@@ -190,7 +193,9 @@ impl<S: Sampler, R: Rewarder, T: Trainer> SupervisorState<S, R, T> {
     fn failed(&mut self, myself: &ActorRef<SupervisorMsg>, role: Role, reason: String) {
         let ctx = &self.ctx;
         let Some(holder) = role.holder() else { return };
-        for _ in 0..ctx.ledger.requeue_held_by(holder) {
+        let requeued = ctx.ledger.requeue_held_by(holder);
+        ctx.counters.requeued.fetch_add(requeued as u64, Ordering::Relaxed);
+        for _ in 0..requeued {
             ctx.gate.refund();
         }
         if ctx.stop.is_stopped() {

@@ -31,6 +31,8 @@ enum BenchWhat {
     Staleness(super::bench_staleness::StalenessBench),
     /// Seconds to copy the weights to a generator device (one policy version's weight sync).
     Sync(super::bench_sync::SyncBench),
+    /// Seconds for a remote generator to download one policy version over loopback.
+    Transfer(super::bench_transfer::TransferBench),
 }
 
 #[derive(Args)]
@@ -68,6 +70,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Train(b) => super::bench_train::run(b),
         BenchWhat::Staleness(b) => super::bench_staleness::run(b),
         BenchWhat::Sync(b) => super::bench_sync::run(b),
+        BenchWhat::Transfer(b) => super::bench_transfer::run(b),
     }
 }
 

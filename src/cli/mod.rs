@@ -7,6 +7,7 @@ mod bench_staleness;
 mod bench_staleness_report;
 mod bench_train;
 mod bench_sync;
+mod bench_transfer;
 mod error_text;
 mod eval;
 mod export;
@@ -18,6 +19,7 @@ mod plot;
 mod recipe_edit;
 mod train;
 mod sft;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -59,6 +61,8 @@ enum Command {
     Sft(sft::SftArgs),
     /// Rejection-sampled teacher traces for a training set, as chat JSONL.
     Distill(distill::DistillArgs),
+    /// Run generators or scorers for a learner node on another machine (`srlm train --listen`).
+    Worker(worker::WorkerArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Sft(a) => sft::run(a),
         Command::Distill(a) => distill::run(a),
+        Command::Worker(a) => worker::run(a),
     }
 }
 

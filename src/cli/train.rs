@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use srlm::train::cluster::{cookie, Listen};
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
 use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
@@ -37,7 +38,25 @@ pub struct TrainArgs {
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default: bool,
+    /// Run the learner node and accept `srlm worker` generators and scorers from other
+    /// machines during the GRPO stage (address defaults to loopback).
+    #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_LISTEN)]
+    listen: Option<std::net::SocketAddr>,
+    /// A file holding the cluster's shared secret (the same file on every node); required
+    /// unless --listen is a loopback address.
+    #[arg(long, requires = "listen")]
+    cookie_file: Option<PathBuf>,
+    /// With --listen: generators kept on this node (default: `[runtime] generators`; 0 leaves
+    /// sampling to workers).
+    #[arg(long, requires = "listen")]
+    local_generators: Option<usize>,
+    /// With --listen: scorers kept on this node (default: `[runtime] scorers`).
+    #[arg(long, requires = "listen")]
+    local_scorers: Option<usize>,
 }
+
+/// Where `--listen` and `srlm worker --connect` meet when no address is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.print_default {
@@ -62,7 +81,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
         // oversubscribe the cores (measured 2.6× more work per CPU-second with one thread).
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    let opts = RunOptions { deterministic: a.deterministic, resume: a.resume, force: a.force, progress: true, shutdown: Default::default() };
+    let listen = match a.listen {
+        Some(addr) if a.deterministic => anyhow::bail!("--listen {addr}: remote workers cannot join a --deterministic run"),
+        Some(addr) => Some(Listen {
+            addr,
+            cookie: cookie(addr, a.cookie_file.as_deref())?,
+            local_generators: a.local_generators.unwrap_or(cfg.runtime.generators),
+            local_scorers: a.local_scorers.unwrap_or(cfg.runtime.scorers),
+        }),
+        None => None,
+    };
+    let opts = RunOptions { deterministic: a.deterministic, resume: a.resume, force: a.force, progress: true, shutdown: Default::default(), listen };
     // From the first stage on: a stop at any step boundary checkpoints and names the resume command.
     srlm_actors::on_signals_in_background(opts.shutdown.clone())?;
     let args: Vec<String> = std::env::args().collect();

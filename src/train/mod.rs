@@ -1,6 +1,7 @@
 //! `srlm train`: the model side of the actor runtime (sampler, rewarder, trainer), the stage
 //! pipeline (SFT, KD, GRPO with checkpoint hand-off), its configuration and the embedded default.
 
+pub mod cluster;
 pub mod config;
 mod config_ranges;
 pub mod heldout;

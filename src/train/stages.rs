@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Asked (by SIGINT/SIGTERM) to stop: each stage checkpoints at its next step boundary.
     pub shutdown: ShutdownHandle,
+    /// Accept generator and scorer workers from other nodes in the GRPO stage.
+    pub listen: Option<crate::train::cluster::Listen>,
 }
 
 #[derive(Debug, Clone)]
@@ -435,6 +437,9 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold));
     let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
     pipeline.shutdown = opts.shutdown.clone();
+    if let Some(listen) = &opts.listen {
+        crate::train::cluster::attach(&mut pipeline, listen, cfg)?;
+    }
     if placement.has_foreign_generators() {
         pipeline.copy_to_device = Some(placement.copy_hook());
     }
@@ -506,7 +511,17 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
         "interrupted": summary.interrupted,
         "devices": placement.names, "generator_slots": placement.generator_slots,
         "weight_syncs": summary.weight_syncs.copies, "weight_sync_s": seconds(summary.weight_syncs.seconds),
+        "groups_requeued": summary.groups_requeued, "remote": crate::train::cluster::remote_json(&summary.remote),
     }))?)
+}
+
+/// What a remote generator builds from the recipe: the model's shape, tokenizer and device, and
+/// the GRPO stage's sampling settings.
+pub fn sampler_parts(cfg: &TrainConfig) -> Result<(ModelConfig, Arc<Tokenizer>, Device, GenerationConfig)> {
+    let state = load_model(cfg)?;
+    let g = &cfg.grpo;
+    let gen = generation(cfg, &state.tokenizer, g.temperature, g.top_p, g.max_new_tokens);
+    Ok((state.config, state.tokenizer, state.device, gen))
 }
 
 /// The per-step metric series (what two deterministic runs must agree on).
