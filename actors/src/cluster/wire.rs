@@ -55,6 +55,8 @@ pub struct WeightChunk {
     pub chunks: u32,
     pub total_bytes: u64,
     pub checksum: u32,
+    /// As one byte string: serde's default writes and reads a `Vec<u8>` element by element.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
