@@ -116,7 +116,7 @@ pub fn run(b: StalenessBench) -> Result<()> {
     };
     eprintln!(
         "workload: {} steps of {} groups × {} completions, ≤ {} new tokens, micro-batch {}; {} core(s); load average {load_start}",
-        cfg.grpo.steps, cfg.runtime.batch_groups, cfg.runtime.group_size, cfg.grpo.max_new_tokens, cfg.grpo.micro_batch_size, cores
+        cfg.grpo.steps, cfg.runtime.batch_groups, cfg.runtime.group_size, cfg.grpo.max_new_tokens(), cfg.grpo.algo.micro_batch_size, cores
     );
     // Queues that hold every batch the largest bound lets be in flight, in every mode: the
     // staleness bound, not the queue capacity, then limits how far generation runs ahead.
@@ -148,8 +148,8 @@ pub fn run(b: StalenessBench) -> Result<()> {
         cfg.grpo.steps,
         cfg.runtime.batch_groups,
         cfg.runtime.group_size,
-        cfg.grpo.max_new_tokens,
-        cfg.grpo.micro_batch_size,
+        cfg.grpo.max_new_tokens(),
+        cfg.grpo.algo.micro_batch_size,
         queues.rollout,
         queues.scored,
         start_from.as_ref().map_or(cfg.model.source.clone(), |p| p.display().to_string()),

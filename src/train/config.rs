@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::grpo_loss::{LossType, RatioLevel};
+use crate::algo::grpo::GrpoConfig;
+use crate::optim::AdamWConfig;
 use crate::data::PromptFormat;
 use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
@@ -224,44 +225,38 @@ impl KdSection {
     }
 }
 
+/// `[grpo]`: the learner's step, its optimizer and the generators' sampling, each key read
+/// straight into the type that uses it (the section checks for unknown keys; serde's flatten
+/// cannot). Each type's `Default` is the documented default.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct GrpoSection {
-    #[serde(default = "default_grpo_lr")]
-    pub lr: f64,
-    /// Optimizer steps (each on `runtime.batch_groups` groups).
+    /// Optimizer steps (each on `runtime.batch_groups` groups); also the schedule's length.
     #[serde(default = "default_grpo_steps")]
     pub steps: u64,
-    #[serde(default = "default_loss_type")]
-    pub loss_type: LossType,
-    #[serde(default = "default_ratio_level")]
-    pub ratio_level: RatioLevel,
-    #[serde(default = "default_eps_low")]
-    pub epsilon_low: f64,
-    #[serde(default = "default_eps_high")]
-    pub epsilon_high: f64,
-    #[serde(default)]
-    pub beta: f64,
-    #[serde(default = "one_usize")]
-    pub iterations: usize,
-    #[serde(default = "default_micro_batch")]
-    pub micro_batch_size: usize,
-    /// Micro-batches the learner computes at once, one thread each (README: CPU speed settings).
-    #[serde(default = "one_usize")]
-    pub lanes: usize,
-    #[serde(default)]
-    pub mask_truncated: bool,
-    #[serde(default = "one")]
-    pub temperature: f64,
+    /// Nucleus sampling of the generators (the temperature is `algo.temperature`: the learner
+    /// takes log-probs at the temperature the tokens were sampled at).
     #[serde(default = "one")]
     pub top_p: f64,
-    #[serde(default = "default_max_new_tokens")]
-    pub max_new_tokens: usize,
-    #[serde(default = "one")]
-    pub max_grad_norm: f64,
-    /// Warm-up steps of the learning rate.
-    #[serde(default)]
-    pub warmup_steps: usize,
+    /// Loss, iterations, micro-batches, lanes, temperature, max_new_tokens (`loss`).
+    #[serde(flatten)]
+    pub algo: GrpoConfig,
+    /// lr, betas, eps, weight_decay, max_grad_norm, lr_schedule, warmup_steps.
+    #[serde(flatten)]
+    pub optimizer: AdamWConfig,
+}
+
+impl GrpoSection {
+    /// Tokens each completion may have: the generators' limit and `dr_grpo`'s denominator.
+    pub fn max_new_tokens(&self) -> usize {
+        self.algo.loss.max_completion_len
+    }
+
+    /// The optimizer of a run of `steps` steps.
+    pub fn adamw(&self) -> AdamWConfig {
+        let mut optimizer = self.optimizer.clone();
+        optimizer.schedule.total_steps = self.steps as usize;
+        optimizer
+    }
 }
 
 impl Default for GrpoSection {
@@ -338,9 +333,14 @@ impl TrainConfig {
 
     /// `origin` names the text in errors (a file path, or `<embedded default>`).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: TrainConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Invalid { path: origin.into(), message: e.to_string() })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid { path: origin.into(), message })?;
+        let invalid = |message: String| ConfigError::Invalid { path: origin.into(), message };
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let file: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let parsed = serde_json::to_value(&cfg).map_err(|e| invalid(e.to_string()))?;
+        if let Some(message) = crate::train::config_keys::first_unknown_key(&file, &parsed) {
+            return Err(invalid(message));
+        }
+        cfg.validate().map_err(invalid)?;
         Ok(cfg)
     }
 
@@ -432,26 +432,8 @@ fn default_kd_samples() -> usize {
 fn default_kd_prompts() -> usize {
     256
 }
-fn default_grpo_lr() -> f64 {
-    1e-6
-}
 fn default_grpo_steps() -> u64 {
     100
-}
-fn default_loss_type() -> LossType {
-    LossType::Dapo
-}
-fn default_ratio_level() -> RatioLevel {
-    RatioLevel::Token
-}
-fn default_eps_low() -> f64 {
-    0.2
-}
-fn default_eps_high() -> f64 {
-    0.28
-}
-fn default_micro_batch() -> usize {
-    16
 }
 fn default_group_size() -> usize {
     16
@@ -478,6 +460,7 @@ fn default_rollout_log_every() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algo::grpo_loss::LossType;
 
     /// Every `srlm train` recipe in configs/ parses and passes validation (the `sft_*` files are
     /// `srlm sft` recipes, checked by that module).
@@ -501,6 +484,39 @@ mod tests {
         let cfg = TrainConfig::from_toml(EMBEDDED_DEFAULT, "<embedded default>").unwrap();
         assert_eq!(cfg.stages, [Stage::Sft, Stage::Grpo]);
         assert_eq!((cfg.model.source.as_str(), cfg.data.task.as_str()), ("tiny", "arithmetic"));
+    }
+
+    const GRPO_BASE: &str = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
+
+    /// The keys the old hand copy dropped reach the loss and the optimizer the stage builds.
+    #[test]
+    fn every_grpo_key_reaches_the_type_that_uses_it() {
+        let grpo = "[grpo]\nsteps = 20\nratio_cap = 1.5\nmax_new_tokens = 64\nchunk_rows = 64\nbeta1 = 0.8\nbeta2 = 0.95\neps = 1e-6\nweight_decay = 0.1\nmax_grad_norm = 0.0\nlr_schedule = \"cosine\"\nwarmup_steps = 5\n";
+        let cfg = TrainConfig::from_toml(&format!("{GRPO_BASE}{grpo}"), "f.toml").unwrap();
+        let (algo, opt) = (&cfg.grpo.algo, cfg.grpo.adamw());
+        assert_eq!((algo.loss.ratio_cap, algo.loss.max_completion_len, algo.chunk_rows), (Some(1.5), 64, 64));
+        assert_eq!((opt.beta1, opt.beta2, opt.eps, opt.weight_decay, opt.max_grad_norm), (0.8, 0.95, 1e-6, 0.1, None));
+        assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Cosine, warmup_steps: 5, total_steps: 20 });
+    }
+
+    /// An absent `[grpo]` gives the README's defaults (the real types' `Default`s).
+    #[test]
+    fn grpo_defaults_are_the_documented_ones() {
+        let g = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().grpo;
+        assert_eq!((g.algo.loss.loss_type, g.algo.loss.epsilon_low, g.algo.loss.epsilon_high, g.algo.loss.ratio_cap), (LossType::Dapo, 0.2, 0.28, None));
+        assert_eq!((g.algo.micro_batch_size, g.max_new_tokens(), g.steps, g.top_p), (16, 2048, 100, 1.0));
+        assert_eq!((g.optimizer.lr, g.optimizer.max_grad_norm, g.adamw().schedule.total_steps), (1e-6, Some(1.0), 100));
+    }
+
+    #[test]
+    fn a_misspelled_or_derived_grpo_key_is_refused_by_name() {
+        let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\nratio_kap = 1.5\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.starts_with("f.toml: unknown key 'grpo.ratio_kap'") && err.contains("ratio_cap"), "{err}");
+        // The tokenizer's pad id and the schedule's length (grpo.steps) are not settings.
+        for key in ["pad_id = 3", "total_steps = 9"] {
+            let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\n{key}\n"), "f.toml").unwrap_err().to_string();
+            assert!(err.contains("unknown key 'grpo."), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! that cannot run is refused with its key before any model loads, never found steps later.
 
 use crate::model::load::parse_dtype;
-use crate::ranges::{at_least, fraction, non_negative, positive, within};
+use crate::ranges::{at_least, below_one, fraction, non_negative, positive, within};
 use crate::train::config::{DataSection, EvalSection, GrpoSection, RuntimeSection, SftSection, Stage, TrainConfig};
 use crate::train::gold_rewarder::GoldFormat;
 
@@ -71,30 +71,44 @@ fn check_sft(s: &SftSection) -> Result<(), String> {
 }
 
 fn check_grpo(g: &GrpoSection) -> Result<(), String> {
-    positive("grpo.lr", g.lr)?;
+    let (a, loss, o) = (&g.algo, &g.algo.loss, &g.optimizer);
+    positive("grpo.lr", o.lr)?;
     at_least("grpo.steps", g.steps, 1)?;
-    non_negative("grpo.epsilon_low", g.epsilon_low)?;
+    non_negative("grpo.epsilon_low", loss.epsilon_low)?;
     // The ratio's lower clip is 1 - epsilon_low, which must stay above 0.
-    if g.epsilon_low >= 1.0 {
-        return Err(format!("grpo.epsilon_low = {}: must be below 1", g.epsilon_low));
+    if loss.epsilon_low >= 1.0 {
+        return Err(format!("grpo.epsilon_low = {}: must be below 1", loss.epsilon_low));
     }
-    non_negative("grpo.epsilon_high", g.epsilon_high)?;
-    non_negative("grpo.beta", g.beta)?;
-    at_least("grpo.iterations", g.iterations, 1)?;
-    at_least("grpo.micro_batch_size", g.micro_batch_size, 1)?;
-    at_least("grpo.lanes", g.lanes, 1)?;
-    // GRPO always clips (the learner passes the norm as is), so 0 would zero every update.
-    positive("grpo.max_grad_norm", g.max_grad_norm)?;
-    if g.warmup_steps as u64 > g.steps {
-        return Err(format!("grpo.warmup_steps = {}: must be at most grpo.steps ({})", g.warmup_steps, g.steps));
+    non_negative("grpo.epsilon_high", loss.epsilon_high)?;
+    if let Some(cap) = loss.ratio_cap {
+        // Below the upper clip the cap would cut ratios the clip lets through.
+        if !(cap.is_finite() && cap > 1.0 + loss.epsilon_high) {
+            return Err(format!("grpo.ratio_cap = {cap}: must be a finite number above 1 + grpo.epsilon_high ({})", 1.0 + loss.epsilon_high));
+        }
+    }
+    non_negative("grpo.beta", loss.beta)?;
+    at_least("grpo.iterations", a.iterations, 1)?;
+    at_least("grpo.micro_batch_size", a.micro_batch_size, 1)?;
+    at_least("grpo.lanes", a.lanes, 1)?;
+    at_least("grpo.chunk_rows", a.chunk_rows, 1)?;
+    below_one("grpo.beta1", o.beta1)?;
+    below_one("grpo.beta2", o.beta2)?;
+    positive("grpo.eps", o.eps)?;
+    non_negative("grpo.weight_decay", o.weight_decay)?;
+    // 0 turns clipping off (read as no threshold).
+    if let Some(norm) = o.max_grad_norm {
+        positive("grpo.max_grad_norm", norm)?;
+    }
+    if o.schedule.warmup_steps as u64 > g.steps {
+        return Err(format!("grpo.warmup_steps = {}: must be at most grpo.steps ({})", o.schedule.warmup_steps, g.steps));
     }
     Ok(())
 }
 
 fn check_sampling(g: &GrpoSection) -> Result<(), String> {
-    positive("grpo.temperature", g.temperature)?;
+    positive("grpo.temperature", g.algo.temperature)?;
     fraction("grpo.top_p", g.top_p)?;
-    at_least("grpo.max_new_tokens", g.max_new_tokens, 1)
+    at_least("grpo.max_new_tokens", g.max_new_tokens(), 1)
 }
 
 fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
@@ -162,7 +176,10 @@ mod tests {
             ("grpo", "top_p = 0.0", "grpo.top_p = 0: must be in (0, 1]"),
             ("grpo", "top_p = 2.0", "grpo.top_p = 2"),
             ("grpo", "max_new_tokens = 0", "grpo.max_new_tokens = 0"),
-            ("grpo", "max_grad_norm = 0.0", "grpo.max_grad_norm = 0"),
+            ("grpo", "max_grad_norm = -1.0", "grpo.max_grad_norm = -1"),
+            ("grpo", "ratio_cap = 1.1", "grpo.ratio_cap = 1.1: must be a finite number above 1 + grpo.epsilon_high (1.28)"),
+            ("grpo", "beta2 = 1.0", "grpo.beta2 = 1: must be below 1"),
+            ("grpo", "eps = 0.0", "grpo.eps = 0"),
             ("grpo", "warmup_steps = 500", "grpo.warmup_steps = 500: must be at most grpo.steps (100)"),
             ("sft", "epochs = 0", "sft.epochs = 0"),
             ("sft", "max_len = 0", "sft.max_len = 0: must be at least 2"),

@@ -2,6 +2,7 @@
 //! pipeline (SFT, KD, GRPO with checkpoint hand-off), its configuration and the embedded default.
 
 pub mod config;
+mod config_keys;
 mod config_ranges;
 pub mod heldout;
 pub mod policy_sampler;

@@ -85,7 +85,7 @@ pub fn check_generation_memory(cfg: &TrainConfig, model: &ModelConfig, device: &
         let r = &cfg.runtime;
         // Generators without a device of their own share the learner's memory.
         let rows = r.group_size.saturating_mul(r.groups_in_flight).saturating_mul(r.generators);
-        fits("runtime.group_size × groups_in_flight × generators, grpo.max_new_tokens", rows, cfg.grpo.max_new_tokens)?;
+        fits("runtime.group_size × groups_in_flight × generators, grpo.max_new_tokens", rows, cfg.grpo.max_new_tokens())?;
     }
     Ok(())
 }

@@ -11,7 +11,6 @@ use candle_core::{DType, Device};
 use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle};
 
 use crate::algo::grpo::GrpoConfig;
-use crate::algo::grpo_loss::GrpoLossConfig;
 use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
 use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::generate::GenerationConfig;
@@ -301,7 +300,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             .take(kd.prompts)
             .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
             .collect::<Result<_>>()?;
-        let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
+        let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens());
         let stats = crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out)?;
         say(opts, &format!("kd: teacher kept {} of {} samples ({} of {} problems solved) → {}", stats.kept, stats.samples, stats.solved, stats.problems, out.display()));
     }
@@ -323,32 +322,9 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let index = stage.index;
     let g = &cfg.grpo;
     let r = &cfg.runtime;
-    let loss = GrpoLossConfig {
-        loss_type: g.loss_type,
-        ratio_level: g.ratio_level,
-        epsilon_low: g.epsilon_low,
-        epsilon_high: g.epsilon_high,
-        beta: g.beta,
-        max_completion_len: g.max_new_tokens,
-        ..GrpoLossConfig::default()
-    };
-    let grpo = GrpoConfig {
-        loss,
-        iterations: g.iterations,
-        micro_batch_size: g.micro_batch_size,
-        lanes: g.lanes,
-        temperature: g.temperature,
-        mask_truncated: g.mask_truncated,
-        pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
-        ..GrpoConfig::default()
-    };
-    let optimizer = AdamWConfig {
-        lr: g.lr,
-        max_grad_norm: Some(g.max_grad_norm),
-        schedule: Schedule { decay: Decay::Constant, warmup_steps: g.warmup_steps, total_steps: g.steps as usize },
-        ..AdamWConfig::default()
-    };
-    let reference = match (g.beta > 0.0, stage.resume) {
+    let grpo = GrpoConfig { pad_id: state.tokenizer.pad_token_id().unwrap_or(0), ..g.algo.clone() };
+    let optimizer = g.adamw();
+    let reference = match (g.algo.loss.beta > 0.0, stage.resume) {
         (false, _) => None,
         (true, None) => Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?),
         (true, Some(_)) => Some(Qwen2::new(&state.config, &stage_start_weights(cfg, state, index)?)?),
@@ -409,7 +385,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         ..RuntimeConfig::default()
     };
     let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
-    let gen = generation(cfg, &state.tokenizer, g.temperature, g.top_p, g.max_new_tokens);
+    let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
     let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
     let spec = cfg.reward_spec();
     let gold = cfg.data.gold;
