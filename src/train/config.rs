@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo::GrpoConfig;
 use crate::optim::AdamWConfig;
+use srlm_actors::RuntimeConfig;
 use crate::data::PromptFormat;
 use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
@@ -265,30 +266,14 @@ impl Default for GrpoSection {
     }
 }
 
+/// `[runtime]`: the actor pipeline's sizes, read straight into the runtime's `RuntimeConfig`
+/// (the section checks for unknown keys; serde's flatten cannot), and where its outputs go.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
-    #[serde(default = "default_group_size")]
-    pub group_size: usize,
-    #[serde(default = "default_batch_groups")]
-    pub batch_groups: usize,
-    #[serde(default = "one_u64")]
-    pub max_staleness: u64,
-    #[serde(default = "one_usize")]
-    pub generators: usize,
-    /// Groups each generator samples together in one decode batch (continuous batching; worth
-    /// it on a GPU); `--deterministic` samples one at a time.
-    #[serde(default = "one_usize")]
-    pub groups_in_flight: usize,
-    #[serde(default = "one_usize")]
-    pub scorers: usize,
-    #[serde(default = "default_capacity")]
-    pub rollout_capacity: usize,
-    #[serde(default = "default_capacity")]
-    pub scored_capacity: usize,
-    /// Steps between checkpoints (0: only at the end).
-    #[serde(default = "default_checkpoint_every")]
-    pub checkpoint_every: u64,
+    /// group_size, batch_groups, max_staleness, generators, groups_in_flight, scorers,
+    /// rollout_capacity, scored_capacity, checkpoint_every, generator_cores, learner_core.
+    #[serde(flatten)]
+    pub pipeline: RuntimeConfig,
     #[serde(default = "default_keep")]
     pub keep_checkpoints: usize,
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
@@ -297,10 +282,6 @@ pub struct RuntimeSection {
     /// Write sampled rollouts (prompt, completion, rewards) to rollouts.jsonl every N steps.
     #[serde(default = "default_rollout_log_every")]
     pub log_rollouts_every: u64,
-    #[serde(default)]
-    pub generator_cores: Vec<usize>,
-    #[serde(default)]
-    pub learner_core: Option<usize>,
     /// Device of each generator (`cpu`, `cpu:N`, `cuda:N`), one per generator; empty: all on
     /// the learner's device, `[model] device`. Each other device gets one copy per policy version.
     #[serde(default)]
@@ -370,11 +351,11 @@ impl TrainConfig {
             return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
         }
         self.check_ranges()?;
-        if self.runtime.group_size < 2 && self.stages.contains(&Stage::Grpo) {
+        if self.runtime.pipeline.group_size < 2 && self.stages.contains(&Stage::Grpo) {
             return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
         }
         crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
-        crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.generators)
+        crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.pipeline.generators)
     }
 }
 
@@ -388,9 +369,6 @@ fn one() -> f64 {
     1.0
 }
 fn one_usize() -> usize {
-    1
-}
-fn one_u64() -> u64 {
     1
 }
 fn default_max_operand() -> i64 {
@@ -434,18 +412,6 @@ fn default_kd_prompts() -> usize {
 }
 fn default_grpo_steps() -> u64 {
     100
-}
-fn default_group_size() -> usize {
-    16
-}
-fn default_batch_groups() -> usize {
-    4
-}
-fn default_capacity() -> usize {
-    8
-}
-fn default_checkpoint_every() -> u64 {
-    50
 }
 fn default_keep() -> usize {
     2
@@ -517,6 +483,15 @@ mod tests {
             let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\n{key}\n"), "f.toml").unwrap_err().to_string();
             assert!(err.contains("unknown key 'grpo."), "{key}: {err}");
         }
+    }
+
+    /// `[runtime]` is the runtime's own `RuntimeConfig`; what the stage derives is not a key.
+    #[test]
+    fn runtime_keys_reach_the_runtime_config() {
+        let cfg = TrainConfig::from_toml(&format!("{GRPO_BASE}[runtime]\nscorers = 3\nmax_staleness = 0\n"), "f.toml").unwrap();
+        assert_eq!((cfg.runtime.pipeline.scorers, cfg.runtime.pipeline.max_staleness, cfg.runtime.pipeline.group_size), (3, 0, 16));
+        let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[runtime]\nseed = 3\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown key 'runtime.seed'"), "{err}");
     }
 
     #[test]

@@ -113,13 +113,13 @@ fn check_sampling(g: &GrpoSection) -> Result<(), String> {
 
 fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
     let counts = [
-        ("runtime.group_size", r.group_size),
-        ("runtime.batch_groups", r.batch_groups),
-        ("runtime.generators", r.generators),
-        ("runtime.groups_in_flight", r.groups_in_flight),
-        ("runtime.scorers", r.scorers),
-        ("runtime.rollout_capacity", r.rollout_capacity),
-        ("runtime.scored_capacity", r.scored_capacity),
+        ("runtime.group_size", r.pipeline.group_size),
+        ("runtime.batch_groups", r.pipeline.batch_groups),
+        ("runtime.generators", r.pipeline.generators),
+        ("runtime.groups_in_flight", r.pipeline.groups_in_flight),
+        ("runtime.scorers", r.pipeline.scorers),
+        ("runtime.rollout_capacity", r.pipeline.rollout_capacity),
+        ("runtime.scored_capacity", r.pipeline.scored_capacity),
         ("runtime.keep_checkpoints", r.keep_checkpoints),
     ];
     for (key, value) in counts {
@@ -134,7 +134,7 @@ fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
         parse_dtype(dtype).map_err(|e| format!("runtime.generator_dtype: {e}"))?;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(core) = r.generator_cores.iter().chain(&r.learner_core).find(|&&c| c >= cores) {
+    if let Some(core) = r.pipeline.generator_cores.iter().chain(&r.pipeline.learner_core).find(|&&c| c >= cores) {
         return Err(format!("runtime.generator_cores/learner_core: core {core} does not exist (this machine has {cores})"));
     }
     Ok(())

@@ -107,7 +107,7 @@ mod tests {
         let saved = recipe(|_| {});
         let now = recipe(|c| {
             c.grpo.optimizer.lr = 1e-3;
-            c.runtime.group_size = 8;
+            c.runtime.pipeline.group_size = 8;
         });
         assert_eq!(now.changes_since(&saved), vec!["grpo.lr: 0.0003 → 0.001", "runtime.group_size: 16 → 8"]);
         assert_ne!(now.hash(), saved.hash());
@@ -118,7 +118,7 @@ mod tests {
         let saved = recipe(|_| {});
         let now = recipe(|c| {
             c.grpo.steps = 400;
-            c.runtime.checkpoint_every = 5;
+            c.runtime.pipeline.checkpoint_every = 5;
             c.runtime.metrics_addr = "127.0.0.1:9999".into();
             c.out_dir = "elsewhere".into();
             c.model.device = "cuda:0".into();

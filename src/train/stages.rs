@@ -358,31 +358,19 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let bar = Arc::clone(&progress);
     trainer.on_step = Some(Box::new(move |p: &StepProgress| bar.step(p)));
     let latest = trainer.latest_weights();
-    let prompts: Vec<Prompt> = (0..total * r.batch_groups as u64)
+    let prompts: Vec<Prompt> = (0..total * r.pipeline.batch_groups as u64)
         .map(|i| {
             let p = &train[(i % train.len() as u64) as usize];
             Prompt { id: i, text: p.prompt.clone(), reference: p.gold.clone() }
         })
         .collect();
-    let placement = Placement::new(&cfg.model.device, &r.generator_devices, r.generators, r.generator_dtype.as_deref())
+    let placement = Placement::new(&cfg.model.device, &r.generator_devices, r.pipeline.generators, r.generator_dtype.as_deref())
         .map_err(anyhow::Error::msg)?;
     let runtime = RuntimeConfig {
         generator_devices: placement.generator_slots.clone(),
-        learner_device: 0,
-        group_size: r.group_size,
-        batch_groups: r.batch_groups,
-        max_staleness: r.max_staleness,
-        generators: r.generators,
-        groups_in_flight: r.groups_in_flight,
-        scorers: r.scorers,
-        rollout_capacity: r.rollout_capacity,
-        scored_capacity: r.scored_capacity,
-        checkpoint_every: r.checkpoint_every,
-        generator_cores: r.generator_cores.clone(),
-        learner_core: r.learner_core,
         seed: cfg.seed,
         metrics_addr: if r.metrics_addr.is_empty() || opts.deterministic { None } else { Some(r.metrics_addr.parse().context("runtime.metrics_addr")?) },
-        ..RuntimeConfig::default()
+        ..r.pipeline.clone()
     };
     let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
     let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
@@ -451,8 +439,8 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
         "generator_busy_s": summary.generator_busy.iter().map(|d| seconds(*d)).collect::<Vec<_>>(),
         "groups_generated": summary.groups_generated, "groups_trained": summary.groups_trained,
         "groups_dropped_stale": summary.groups_dropped_stale, "tokens_generated": summary.tokens_generated,
-        "max_staleness": r.max_staleness, "batch_groups": r.batch_groups, "group_size": r.group_size,
-        "generator_cores": r.generator_cores, "learner_core": r.learner_core,
+        "max_staleness": r.pipeline.max_staleness, "batch_groups": r.pipeline.batch_groups, "group_size": r.pipeline.group_size,
+        "generator_cores": r.pipeline.generator_cores, "learner_core": r.pipeline.learner_core,
         "interrupted": summary.interrupted,
         "devices": placement.names, "generator_slots": placement.generator_slots,
         "weight_syncs": summary.weight_syncs.copies, "weight_sync_s": seconds(summary.weight_syncs.seconds),
