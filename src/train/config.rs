@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo::GrpoConfig;
 use crate::optim::AdamWConfig;
-use srlm_actors::RuntimeConfig;
+use srlm_actors::{AdvantageScale, RuntimeConfig};
 use crate::data::PromptFormat;
 use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
@@ -238,6 +238,10 @@ pub struct GrpoSection {
     /// takes log-probs at the temperature the tokens were sampled at).
     #[serde(default = "one")]
     pub top_p: f64,
+    /// What each group's mean-centred rewards are divided by: `std` (population), `sample_std`
+    /// (Bessel-corrected, as TRL) or `none` (Dr. GRPO).
+    #[serde(default)]
+    pub advantage_scale: AdvantageScale,
     /// Loss, iterations, micro-batches, lanes, temperature, max_new_tokens (`loss`).
     #[serde(flatten)]
     pub algo: GrpoConfig,
@@ -463,6 +467,8 @@ mod tests {
         assert_eq!((algo.loss.ratio_cap, algo.loss.max_completion_len, algo.chunk_rows), (Some(1.5), 64, 64));
         assert_eq!((opt.beta1, opt.beta2, opt.eps, opt.weight_decay, opt.max_grad_norm), (0.8, 0.95, 1e-6, 0.1, None));
         assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Cosine, warmup_steps: 5, total_steps: 20 });
+        let scaled = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\nadvantage_scale = \"none\"\n"), "f.toml").unwrap();
+        assert_eq!((cfg.grpo.advantage_scale, scaled.grpo.advantage_scale), (AdvantageScale::Std, AdvantageScale::None));
     }
 
     /// An absent `[grpo]` gives the README's defaults (the real types' `Default`s).

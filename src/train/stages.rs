@@ -376,9 +376,9 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
     let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
     let spec = cfg.reward_spec();
-    let gold = cfg.data.gold;
+    let (gold, scale) = (cfg.data.gold, g.advantage_scale);
     let rewarders: Factory<GoldRewarder> =
-        Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold));
+        Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold, scale));
     let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
     pipeline.shutdown = opts.shutdown.clone();
     if placement.has_foreign_generators() {
