@@ -32,7 +32,9 @@ pub enum OptimError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdamWConfig {
-    /// Peak learning rate (the seed: 4e-5 full SFT, 1e-4 LoRA, 1e-6 GRPO).
+    /// Peak learning rate (the seed: 4e-5 full SFT, 1e-4 LoRA, 1e-6 GRPO). Each TOML section
+    /// has its own default, so the section holds it and this is never read from a file.
+    #[serde(skip)]
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,

@@ -103,8 +103,9 @@ impl Default for EvalSection {
     }
 }
 
+/// `[sft]`; its optimizer keys are read straight into `AdamWConfig` (the section checks for
+/// unknown keys; serde's flatten cannot).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct SftSection {
     #[serde(default = "default_sft_lr")]
     pub lr: f64,
@@ -122,8 +123,18 @@ pub struct SftSection {
     /// Micro-batches computed at once, one thread each (README: CPU speed settings).
     #[serde(default = "one_usize")]
     pub lanes: usize,
-    #[serde(default = "one")]
-    pub max_grad_norm: f64,
+    /// beta1, beta2, eps, weight_decay, max_grad_norm (0 = off), lr_schedule, warmup_steps.
+    #[serde(flatten)]
+    pub optimizer: AdamWConfig,
+}
+
+impl SftSection {
+    /// The optimizer of a stage of `total_steps` optimizer steps (known once the data is).
+    pub fn adamw(&self, total_steps: usize) -> AdamWConfig {
+        let mut optimizer = AdamWConfig { lr: self.lr, ..self.optimizer.clone() };
+        optimizer.schedule.total_steps = total_steps;
+        optimizer
+    }
 }
 
 impl Default for SftSection {
@@ -234,6 +245,8 @@ pub struct GrpoSection {
     /// Optimizer steps (each on `runtime.batch_groups` groups); also the schedule's length.
     #[serde(default = "default_grpo_steps")]
     pub steps: u64,
+    #[serde(default = "default_grpo_lr")]
+    pub lr: f64,
     /// Nucleus sampling of the generators (the temperature is `algo.temperature`: the learner
     /// takes log-probs at the temperature the tokens were sampled at).
     #[serde(default = "one")]
@@ -245,7 +258,7 @@ pub struct GrpoSection {
     /// Loss, iterations, micro-batches, lanes, temperature, max_new_tokens (`loss`).
     #[serde(flatten)]
     pub algo: GrpoConfig,
-    /// lr, betas, eps, weight_decay, max_grad_norm, lr_schedule, warmup_steps.
+    /// beta1, beta2, eps, weight_decay, max_grad_norm (0 = off), lr_schedule, warmup_steps.
     #[serde(flatten)]
     pub optimizer: AdamWConfig,
 }
@@ -258,7 +271,7 @@ impl GrpoSection {
 
     /// The optimizer of a run of `steps` steps.
     pub fn adamw(&self) -> AdamWConfig {
-        let mut optimizer = self.optimizer.clone();
+        let mut optimizer = AdamWConfig { lr: self.lr, ..self.optimizer.clone() };
         optimizer.schedule.total_steps = self.steps as usize;
         optimizer
     }
@@ -414,6 +427,9 @@ fn default_kd_samples() -> usize {
 fn default_kd_prompts() -> usize {
     256
 }
+fn default_grpo_lr() -> f64 {
+    1e-6
+}
 fn default_grpo_steps() -> u64 {
     100
 }
@@ -477,7 +493,7 @@ mod tests {
         let g = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().grpo;
         assert_eq!((g.algo.loss.loss_type, g.algo.loss.epsilon_low, g.algo.loss.epsilon_high, g.algo.loss.ratio_cap), (LossType::Dapo, 0.2, 0.28, None));
         assert_eq!((g.algo.micro_batch_size, g.max_new_tokens(), g.steps, g.top_p), (16, 2048, 100, 1.0));
-        assert_eq!((g.optimizer.lr, g.optimizer.max_grad_norm, g.adamw().schedule.total_steps), (1e-6, Some(1.0), 100));
+        assert_eq!((g.adamw().lr, g.optimizer.max_grad_norm, g.adamw().schedule.total_steps), (1e-6, Some(1.0), 100));
     }
 
     #[test]
@@ -489,6 +505,18 @@ mod tests {
             let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\n{key}\n"), "f.toml").unwrap_err().to_string();
             assert!(err.contains("unknown key 'grpo."), "{key}: {err}");
         }
+    }
+
+    /// The SFT stage's optimizer keys reach its AdamW; its learning rate keeps its own default.
+    #[test]
+    fn sft_optimizer_keys_reach_the_sft_optimizer() {
+        let sft = "[sft]\nweight_decay = 0.01\nlr_schedule = \"linear\"\nwarmup_steps = 3\nmax_grad_norm = 0.0\n";
+        let s = TrainConfig::from_toml(&format!("{GRPO_BASE}{sft}"), "f.toml").unwrap().sft;
+        let opt = s.adamw(40);
+        assert_eq!((opt.lr, opt.weight_decay, opt.max_grad_norm), (4e-5, 0.01, None));
+        assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Linear, warmup_steps: 3, total_steps: 40 });
+        let defaults = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().sft.adamw(40);
+        assert_eq!((defaults.max_grad_norm, defaults.schedule.decay, defaults.weight_decay), (Some(1.0), crate::optim::Decay::Constant, 0.0));
     }
 
     /// `[runtime]` is the runtime's own `RuntimeConfig`; what the stage derives is not a key.

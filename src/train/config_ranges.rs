@@ -2,6 +2,7 @@
 //! that cannot run is refused with its key before any model loads, never found steps later.
 
 use crate::model::load::parse_dtype;
+use crate::optim::AdamWConfig;
 use crate::ranges::{at_least, below_one, fraction, non_negative, positive, within};
 use crate::train::config::{DataSection, EvalSection, GrpoSection, RuntimeSection, SftSection, Stage, TrainConfig};
 use crate::train::gold_rewarder::GoldFormat;
@@ -60,19 +61,32 @@ fn check_eval(e: &EvalSection) -> Result<(), String> {
 
 fn check_sft(s: &SftSection) -> Result<(), String> {
     positive("sft.lr", s.lr)?;
+    check_optimizer("sft", &s.optimizer)?;
     at_least("sft.epochs", s.epochs, 1)?;
     // A prompt token and a completion token: anything shorter drops every example.
     at_least("sft.max_len", s.max_len, 2)?;
     at_least("sft.token_budget", s.token_budget, 1)?;
     at_least("sft.grad_accum", s.grad_accum, 1)?;
-    at_least("sft.lanes", s.lanes, 1)?;
-    // 0 turns clipping off.
-    non_negative("sft.max_grad_norm", s.max_grad_norm)
+    at_least("sft.lanes", s.lanes, 1)
+}
+
+/// AdamW's keys of a section (`[grpo]`, `[sft]`) beside its learning rate.
+fn check_optimizer(section: &str, o: &AdamWConfig) -> Result<(), String> {
+    below_one(&format!("{section}.beta1"), o.beta1)?;
+    below_one(&format!("{section}.beta2"), o.beta2)?;
+    positive(&format!("{section}.eps"), o.eps)?;
+    non_negative(&format!("{section}.weight_decay"), o.weight_decay)?;
+    // 0 turns clipping off (read as no threshold).
+    match o.max_grad_norm {
+        Some(norm) => positive(&format!("{section}.max_grad_norm"), norm),
+        None => Ok(()),
+    }
 }
 
 fn check_grpo(g: &GrpoSection) -> Result<(), String> {
     let (a, loss, o) = (&g.algo, &g.algo.loss, &g.optimizer);
-    positive("grpo.lr", o.lr)?;
+    positive("grpo.lr", g.lr)?;
+    check_optimizer("grpo", o)?;
     at_least("grpo.steps", g.steps, 1)?;
     non_negative("grpo.epsilon_low", loss.epsilon_low)?;
     // The ratio's lower clip is 1 - epsilon_low, which must stay above 0.
@@ -91,14 +105,6 @@ fn check_grpo(g: &GrpoSection) -> Result<(), String> {
     at_least("grpo.micro_batch_size", a.micro_batch_size, 1)?;
     at_least("grpo.lanes", a.lanes, 1)?;
     at_least("grpo.chunk_rows", a.chunk_rows, 1)?;
-    below_one("grpo.beta1", o.beta1)?;
-    below_one("grpo.beta2", o.beta2)?;
-    positive("grpo.eps", o.eps)?;
-    non_negative("grpo.weight_decay", o.weight_decay)?;
-    // 0 turns clipping off (read as no threshold).
-    if let Some(norm) = o.max_grad_norm {
-        positive("grpo.max_grad_norm", norm)?;
-    }
     if o.schedule.warmup_steps as u64 > g.steps {
         return Err(format!("grpo.warmup_steps = {}: must be at most grpo.steps ({})", o.schedule.warmup_steps, g.steps));
     }
@@ -185,6 +191,7 @@ mod tests {
             ("sft", "max_len = 0", "sft.max_len = 0: must be at least 2"),
             ("sft", "token_budget = 0", "sft.token_budget = 0"),
             ("sft", "lr = -1.0", "sft.lr = -1"),
+            ("sft", "weight_decay = -0.1", "sft.weight_decay = -0.1"),
             ("runtime", "keep_checkpoints = 0", "runtime.keep_checkpoints = 0"),
             ("runtime", "scorers = 0", "runtime.scorers = 0"),
             ("runtime", "metrics_addr = \"localhost\"", "runtime.metrics_addr = \"localhost\""),

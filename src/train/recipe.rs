@@ -106,7 +106,7 @@ mod tests {
     fn a_changed_learning_setting_is_named_and_changes_the_hash() {
         let saved = recipe(|_| {});
         let now = recipe(|c| {
-            c.grpo.optimizer.lr = 1e-3;
+            c.grpo.lr = 1e-3;
             c.runtime.pipeline.group_size = 8;
         });
         assert_eq!(now.changes_since(&saved), vec!["grpo.lr: 0.0003 → 0.001", "runtime.group_size: 16 → 8"]);

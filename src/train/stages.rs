@@ -18,7 +18,7 @@ use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
 use crate::train::placement::Placement;
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
-use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
+use crate::optim::AdamW;
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
@@ -237,9 +237,7 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
         chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
         lanes: s.lanes,
     };
-    let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: total_steps(&fitted.examples, &sft).max(1) };
-    let max_grad_norm = (s.max_grad_norm > 0.0).then_some(s.max_grad_norm);
-    let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: s.lr, max_grad_norm, schedule, ..AdamWConfig::default() })?;
+    let mut opt = AdamW::new(vars.clone(), s.adamw(total_steps(&fitted.examples, &sft).max(1)))?;
     let checkpoints = SftCheckpoints {
         root: stage.checkpoints.clone(),
         every: 0,
