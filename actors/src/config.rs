@@ -144,6 +144,15 @@ mod tests {
         assert_eq!(got, [100, 200, 400, 500, 500]);
     }
 
+    /// Read from an empty section, every field (keys, and those no file sets: supervision
+    /// timings, devices) is the documented default, not its type's zero.
+    #[test]
+    fn an_empty_section_reads_as_the_default() {
+        let read: RuntimeConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(read, RuntimeConfig::default());
+        assert_eq!((read.max_restarts, read.restart_backoff), (5, Duration::from_millis(100)));
+    }
+
     #[test]
     fn zero_capacity_is_rejected_by_name() {
         let c = RuntimeConfig { scored_capacity: 0, ..Default::default() };

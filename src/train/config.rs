@@ -494,6 +494,7 @@ mod tests {
         assert_eq!((g.algo.loss.loss_type, g.algo.loss.epsilon_low, g.algo.loss.epsilon_high, g.algo.loss.ratio_cap), (LossType::Dapo, 0.2, 0.28, None));
         assert_eq!((g.algo.micro_batch_size, g.max_new_tokens(), g.steps, g.top_p), (16, 2048, 100, 1.0));
         assert_eq!((g.adamw().lr, g.optimizer.max_grad_norm, g.adamw().schedule.total_steps), (1e-6, Some(1.0), 100));
+        assert_eq!((g.algo, g.optimizer), (GrpoConfig::default(), AdamWConfig::default()));
     }
 
     #[test]
