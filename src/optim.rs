@@ -28,19 +28,40 @@ pub enum OptimError {
     Candle(#[from] candle_core::Error),
 }
 
+/// Also the optimizer keys of `srlm train`'s `[grpo]` section, flattened into it: unknown keys
+/// are left to that section's check (see `train::config_keys`), so none is denied here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AdamWConfig {
-    /// Peak learning rate (the seed: 4e-5 full SFT, 1e-4 LoRA, 1e-6 GRPO).
+    /// Peak learning rate (the seed: 4e-5 full SFT, 1e-4 LoRA, 1e-6 GRPO). Each TOML section
+    /// has its own default, so the section holds it and this is never read from a file.
+    #[serde(skip)]
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
+    /// Adam's ε, added to the second moment's root.
     pub eps: f64,
     /// Decoupled weight decay, applied only to matrices (not to norms or biases).
     pub weight_decay: f64,
-    /// Global gradient-norm clipping threshold; None disables clipping.
+    /// Global gradient-norm clipping threshold; None disables clipping (0 in a TOML file).
+    #[serde(with = "zero_is_off")]
     pub max_grad_norm: Option<f64>,
+    #[serde(flatten)]
     pub schedule: Schedule,
+}
+
+/// A TOML file has no "none": 0 stands for no clipping.
+mod zero_is_off {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(value.unwrap_or(0.0))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        let value = f64::deserialize(d)?;
+        Ok((value != 0.0).then_some(value))
+    }
 }
 
 impl Default for AdamWConfig {

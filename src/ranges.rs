@@ -39,6 +39,16 @@ pub fn non_negative(key: &str, x: f64) -> Result<(), String> {
     }
 }
 
+/// A decay rate such as Adam's betas: in [0, 1).
+pub fn below_one(key: &str, x: f64) -> Result<(), String> {
+    non_negative(key, x)?;
+    if x < 1.0 {
+        Ok(())
+    } else {
+        Err(format!("{key} = {x}: must be below 1"))
+    }
+}
+
 /// A probability mass such as top-p: in (0, 1].
 pub fn fraction(key: &str, x: f64) -> Result<(), String> {
     if x > 0.0 && x <= 1.0 {

@@ -3,9 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::RuntimeError;
 
-#[derive(Debug, Clone, PartialEq)]
+/// Also the pipeline keys of `srlm train`'s `[runtime]` section (flattened into it, which checks
+/// for unknown keys), so these defaults are the documented ones. Fields the caller derives
+/// (devices, seed, metrics address) and the supervision timings are not keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RuntimeConfig {
     /// Completions per prompt (G).
     pub group_size: usize,
@@ -25,9 +31,12 @@ pub struct RuntimeConfig {
     /// Write a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
     /// Restart delay after the first failure of an actor; doubles per failure up to `max_backoff`.
+    #[serde(skip)]
     pub restart_backoff: Duration,
+    #[serde(skip)]
     pub max_backoff: Duration,
     /// Failures of one generator or scorer slot after which the run stops.
+    #[serde(skip)]
     pub max_restarts: u32,
     /// Core to pin each generator's thread to (by generator index); empty: no pinning.
     pub generator_cores: Vec<usize>,
@@ -35,14 +44,19 @@ pub struct RuntimeConfig {
     pub learner_core: Option<usize>,
     /// Device of each generator (by index; missing → device 0). Generators on the learner's
     /// device share its weights; each other device gets one copy per version.
+    #[serde(skip)]
     pub generator_devices: Vec<usize>,
+    #[serde(skip)]
     pub learner_device: usize,
     /// Seeds every actor's RNG.
+    #[serde(skip)]
     pub seed: u64,
     /// Where `/metrics` is served; `None` keeps metrics in-process.
+    #[serde(skip)]
     pub metrics_addr: Option<SocketAddr>,
     /// Workers on other nodes may join (`Pipeline::listen`): local generators and scorers may
-    /// then be 0, since remote ones can do that work.
+    /// then be 0, since remote ones can do that work. Set by `--listen`, not a recipe key.
+    #[serde(skip)]
     pub remote_workers: bool,
 }
 
@@ -56,7 +70,7 @@ impl Default for RuntimeConfig {
             max_staleness: 1,
             generators: 1,
             groups_in_flight: 1,
-            scorers: 2,
+            scorers: 1,
             rollout_capacity: 8,
             scored_capacity: 8,
             checkpoint_every: 50,
@@ -134,6 +148,15 @@ mod tests {
         };
         let got: Vec<_> = (1..=5).map(|n| c.backoff(n).as_millis()).collect();
         assert_eq!(got, [100, 200, 400, 500, 500]);
+    }
+
+    /// Read from an empty section, every field (keys, and those no file sets: supervision
+    /// timings, devices) is the documented default, not its type's zero.
+    #[test]
+    fn an_empty_section_reads_as_the_default() {
+        let read: RuntimeConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(read, RuntimeConfig::default());
+        assert_eq!((read.max_restarts, read.restart_backoff), (5, Duration::from_millis(100)));
     }
 
     #[test]

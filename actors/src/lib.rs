@@ -7,6 +7,7 @@
 //! [`Pipeline::run`] runs the actors on tokio (each heavy part on its own OS thread);
 //! [`Pipeline::run_deterministic`] steps the same cores on one thread in a fixed order.
 
+pub mod advantages;
 pub mod broadcast;
 pub mod cluster;
 pub mod config;
@@ -40,4 +41,5 @@ pub use pipeline::Pipeline;
 pub use shutdown::{on_signals, on_signals_in_background, ShutdownHandle};
 pub use summary::{RemoteCounts, RunSummary, StepRecord};
 pub use supervisor::Factory;
-pub use traits::{group_normalized, PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};
+pub use advantages::{group_advantages, AdvantageScale};
+pub use traits::{PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

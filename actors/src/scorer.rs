@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::advantages::group_advantages;
 use crate::context::Context;
 use crate::ledger::Holder;
 use crate::messages::{RolloutGroup, ScoredGroup};
@@ -41,7 +42,7 @@ impl<R: Rewarder> ScorerCore<R> {
                 return Err(ScoreError::Shape { prompt: group.prompt.id, function: function.into(), got, want });
             }
         }
-        let advantages = self.rewarder.advantages(&rewards.total);
+        let advantages = group_advantages(&rewards.total, self.rewarder.advantage_scale());
         metrics::counter!(m::SCORER_GROUPS, "scorer" => self.label.clone()).increment(1);
         Ok(ScoredGroup { group, rewards, advantages })
     }

@@ -4,6 +4,7 @@
 use std::error::Error;
 use std::sync::Arc;
 
+use crate::advantages::AdvantageScale;
 use crate::messages::{GroupRewards, Policy, Prompt, RunState, SampledGroup, ScoredGroup};
 
 /// Samples a group of completions of one prompt. Runs on its generator's own OS thread.
@@ -37,23 +38,10 @@ pub trait Rewarder: Send + 'static {
     /// Names of the reward functions, used as the `function` metric label.
     fn reward_names(&self) -> Vec<String>;
     fn score(&mut self, group: &crate::RolloutGroup) -> Result<GroupRewards, Self::Error>;
-    /// Group-relative advantages from the total rewards; GRPO's (r − mean) / (std + 1e-4) unless
-    /// overridden. The std is the population std, as in the GRPO paper's reference code.
-    fn advantages(&self, total: &[f32]) -> Vec<f32> {
-        group_normalized(total)
+    /// How the group's advantages are scaled; GRPO's population std unless overridden.
+    fn advantage_scale(&self) -> AdvantageScale {
+        AdvantageScale::default()
     }
-}
-
-/// (r − mean) / (std + 1e-4) over one group.
-pub fn group_normalized(total: &[f32]) -> Vec<f32> {
-    if total.is_empty() {
-        return Vec::new();
-    }
-    let n = total.len() as f64;
-    let mean = total.iter().map(|&r| r as f64).sum::<f64>() / n;
-    let var = total.iter().map(|&r| (r as f64 - mean).powi(2)).sum::<f64>() / n;
-    let std = var.sqrt();
-    total.iter().map(|&r| ((r as f64 - mean) / (std + 1e-4)) as f32).collect()
 }
 
 /// Statistics of one optimizer step; `None` where the algorithm has no such quantity (no KL in SFT).

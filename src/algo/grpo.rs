@@ -28,8 +28,10 @@ pub struct ScoredSequence {
 
 pub type ScoredBatch = [ScoredSequence];
 
+/// Also keys of `srlm train`'s `[grpo]` section (flattened into it, which checks for unknown
+/// keys), so these defaults are the documented ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct GrpoConfig {
     #[serde(flatten)]
     pub loss: GrpoLossConfig,
@@ -44,7 +46,8 @@ pub struct GrpoConfig {
     pub temperature: f64,
     /// Exclude completions that hit the length limit from the loss (DAPO's overlong filtering).
     pub mask_truncated: bool,
-    /// Token id used to pad rows; never scored.
+    /// Token id used to pad rows; never scored. The tokenizer's, so never a setting.
+    #[serde(skip)]
     pub pad_id: u32,
     /// Rows of the output projection computed at once.
     pub chunk_rows: usize,
@@ -58,7 +61,7 @@ impl Default for GrpoConfig {
         GrpoConfig {
             loss: GrpoLossConfig::default(),
             iterations: 1,
-            micro_batch_size: 4,
+            micro_batch_size: 16,
             lanes: 1,
             temperature: 1.0,
             mask_truncated: false,

@@ -48,8 +48,10 @@ pub enum RatioLevel {
     Sequence,
 }
 
+/// Also keys of `srlm train`'s `[grpo]` section (flattened into it, which checks for unknown
+/// keys), so these defaults are the documented ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct GrpoLossConfig {
     pub loss_type: LossType,
     pub ratio_level: RatioLevel,
@@ -61,17 +63,19 @@ pub struct GrpoLossConfig {
     pub ratio_cap: Option<f64>,
     /// KL coefficient; 0 means no reference policy is needed at all.
     pub beta: f64,
-    /// The constant denominator of `dr_grpo` (the generation length limit).
+    /// The constant denominator of `dr_grpo`: the generation length limit, so in a TOML file it
+    /// is the one `max_new_tokens` the generators sample up to.
+    #[serde(rename = "max_new_tokens")]
     pub max_completion_len: usize,
 }
 
 impl Default for GrpoLossConfig {
     fn default() -> Self {
         GrpoLossConfig {
-            loss_type: LossType::Grpo,
+            loss_type: LossType::Dapo,
             ratio_level: RatioLevel::Token,
             epsilon_low: 0.2,
-            epsilon_high: 0.2,
+            epsilon_high: 0.28,
             ratio_cap: None,
             beta: 0.0,
             max_completion_len: 2048,

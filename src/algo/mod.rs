@@ -1,8 +1,8 @@
-//! The learner's algorithms: group-relative advantages, the GRPO loss and step, SFT (full or
-//! LoRA), knowledge distillation (traces, and logit loops over the KL step); all step the crate
-//! AdamW (src/optim.rs). Synchronous and deterministic; the actors call these.
+//! The learner's algorithms: the GRPO loss and step, SFT (full or LoRA), knowledge distillation
+//! (traces, and logit loops over the KL step); all step the crate AdamW (src/optim.rs).
+//! Synchronous and deterministic; the actors call these. The scorer's group advantages are
+//! `srlm_actors::advantages`.
 
-pub mod advantages;
 pub mod grpo;
 pub mod grpo_loss;
 pub mod kd;
@@ -14,7 +14,6 @@ pub mod sft_data;
 pub mod sft_recipe;
 pub mod traces;
 
-pub use advantages::{group_advantages, AdvantageScale};
 pub use grpo::{grpo_step, GrpoConfig, GrpoStats, ScoredBatch};
 pub use grpo_loss::{grpo_loss, GrpoLoss, GrpoLossConfig, LossInputs, LossStats, LossType, RatioLevel};
 

@@ -116,13 +116,13 @@ pub fn run(b: StalenessBench) -> Result<()> {
     };
     eprintln!(
         "workload: {} steps of {} groups × {} completions, ≤ {} new tokens, micro-batch {}; {} core(s); load average {load_start}",
-        cfg.grpo.steps, cfg.runtime.batch_groups, cfg.runtime.group_size, cfg.grpo.max_new_tokens, cfg.grpo.micro_batch_size, cores
+        cfg.grpo.steps, cfg.runtime.pipeline.batch_groups, cfg.runtime.pipeline.group_size, cfg.grpo.max_new_tokens(), cfg.grpo.algo.micro_batch_size, cores
     );
     // Queues that hold every batch the largest bound lets be in flight, in every mode: the
     // staleness bound, not the queue capacity, then limits how far generation runs ahead.
     let most_stale = modes.iter().map(|m| m.max_staleness as usize).max().unwrap_or(0);
-    let capacity = cfg.runtime.batch_groups * (most_stale + 1);
-    let queues = Queues { rollout: cfg.runtime.rollout_capacity.max(capacity), scored: cfg.runtime.scored_capacity.max(capacity) };
+    let capacity = cfg.runtime.pipeline.batch_groups * (most_stale + 1);
+    let queues = Queues { rollout: cfg.runtime.pipeline.rollout_capacity.max(capacity), scored: cfg.runtime.pipeline.scored_capacity.max(capacity) };
     let mut rows = Vec::new();
     for mode in &modes {
         let dir = b.out.join(mode.name);
@@ -146,10 +146,10 @@ pub fn run(b: StalenessBench) -> Result<()> {
     println!(
         "workload: {} steps of {} groups × {} completions, ≤ {} new tokens, micro-batch {}, queues {}/{} groups, start {}; load average before {load_start}, after {}; {:.0} s in all",
         cfg.grpo.steps,
-        cfg.runtime.batch_groups,
-        cfg.runtime.group_size,
-        cfg.grpo.max_new_tokens,
-        cfg.grpo.micro_batch_size,
+        cfg.runtime.pipeline.batch_groups,
+        cfg.runtime.pipeline.group_size,
+        cfg.grpo.max_new_tokens(),
+        cfg.grpo.algo.micro_batch_size,
         queues.rollout,
         queues.scored,
         start_from.as_ref().map_or(cfg.model.source.clone(), |p| p.display().to_string()),
@@ -257,11 +257,11 @@ mod tests {
                 mode_recipe(&base, &mode, Queues { rollout: 96, scored: 8 }, tmp.path(), Some(Path::new("runs/x/stage-0-sft"))).unwrap();
             let cfg = r.write_checked(&tmp.path().join(format!("{}.toml", mode.name))).unwrap();
             assert_eq!(cfg.stages, [srlm::train::config::Stage::Grpo]);
-            assert_eq!(cfg.runtime.max_staleness, mode.max_staleness);
-            assert_eq!(cfg.runtime.learner_core, mode.split_cores.then_some(1));
+            assert_eq!(cfg.runtime.pipeline.max_staleness, mode.max_staleness);
+            assert_eq!(cfg.runtime.pipeline.learner_core, mode.split_cores.then_some(1));
             assert_eq!(cfg.model.source, "runs/x/stage-0-sft");
             assert!(cfg.runtime.metrics_addr.is_empty());
-            assert_eq!((cfg.runtime.rollout_capacity, cfg.runtime.scored_capacity), (96, 8));
+            assert_eq!((cfg.runtime.pipeline.rollout_capacity, cfg.runtime.pipeline.scored_capacity), (96, 8));
         }
     }
 }

@@ -86,8 +86,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Some(addr) => Some(Listen {
             addr,
             cookie: cookie(addr, a.cookie_file.as_deref())?,
-            local_generators: a.local_generators.unwrap_or(cfg.runtime.generators),
-            local_scorers: a.local_scorers.unwrap_or(cfg.runtime.scorers),
+            local_generators: a.local_generators.unwrap_or(cfg.runtime.pipeline.generators),
+            local_scorers: a.local_scorers.unwrap_or(cfg.runtime.pipeline.scorers),
         }),
         None => None,
     };

@@ -79,12 +79,12 @@ async fn serve(conn: &Arc<Connection>, role: WorkerRole, cfg: &TrainConfig, exit
             let (model, tokenizer, device, generation) = srlm::train::stages::sampler_parts(cfg)?;
             let sampler = PolicySampler::new(model, tokenizer, generation);
             let r = &cfg.runtime;
-            let gen_cfg = RemoteGeneratorConfig { group_size: r.group_size, groups_in_flight: r.groups_in_flight, exit_after_groups };
+            let gen_cfg = RemoteGeneratorConfig { group_size: r.pipeline.group_size, groups_in_flight: r.pipeline.groups_in_flight, exit_after_groups };
             run_generator(Arc::clone(conn), sampler, decoder(device), gen_cfg).await?
         }
         WorkerRole::Scorer => {
             let rewards = srlm::reward::build_rewards(&cfg.reward_spec()).context("the recipe's [rewards]")?;
-            run_scorer(Arc::clone(conn), GoldRewarder::new(rewards, cfg.data.gold)).await?
+            run_scorer(Arc::clone(conn), GoldRewarder::new(rewards, cfg.data.gold, cfg.grpo.advantage_scale)).await?
         }
     })
 }

@@ -17,10 +17,16 @@ pub enum Decay {
     Cosine,
 }
 
+/// As TOML keys (flattened into a section): `lr_schedule` and `warmup_steps`; the length is the
+/// stage's own step count, never a key of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Schedule {
+    /// The decay after warm-up.
+    #[serde(rename = "lr_schedule")]
     pub decay: Decay,
     pub warmup_steps: usize,
+    #[serde(skip)]
     pub total_steps: usize,
 }
 

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::grpo_loss::{LossType, RatioLevel};
+use crate::algo::grpo::GrpoConfig;
+use crate::optim::AdamWConfig;
+use srlm_actors::{AdvantageScale, RuntimeConfig};
 use crate::data::PromptFormat;
 use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
@@ -101,8 +103,9 @@ impl Default for EvalSection {
     }
 }
 
+/// `[sft]`; its optimizer keys are read straight into `AdamWConfig` (the section checks for
+/// unknown keys; serde's flatten cannot).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct SftSection {
     #[serde(default = "default_sft_lr")]
     pub lr: f64,
@@ -120,8 +123,18 @@ pub struct SftSection {
     /// Micro-batches computed at once, one thread each (README: CPU speed settings).
     #[serde(default = "one_usize")]
     pub lanes: usize,
-    #[serde(default = "one")]
-    pub max_grad_norm: f64,
+    /// beta1, beta2, eps, weight_decay, max_grad_norm (0 = off), lr_schedule, warmup_steps.
+    #[serde(flatten)]
+    pub optimizer: AdamWConfig,
+}
+
+impl SftSection {
+    /// The optimizer of a stage of `total_steps` optimizer steps (known once the data is).
+    pub fn adamw(&self, total_steps: usize) -> AdamWConfig {
+        let mut optimizer = AdamWConfig { lr: self.lr, ..self.optimizer.clone() };
+        optimizer.schedule.total_steps = total_steps;
+        optimizer
+    }
 }
 
 impl Default for SftSection {
@@ -224,44 +237,44 @@ impl KdSection {
     }
 }
 
+/// `[grpo]`: the learner's step, its optimizer and the generators' sampling, each key read
+/// straight into the type that uses it (the section checks for unknown keys; serde's flatten
+/// cannot). Each type's `Default` is the documented default.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct GrpoSection {
-    #[serde(default = "default_grpo_lr")]
-    pub lr: f64,
-    /// Optimizer steps (each on `runtime.batch_groups` groups).
+    /// Optimizer steps (each on `runtime.batch_groups` groups); also the schedule's length.
     #[serde(default = "default_grpo_steps")]
     pub steps: u64,
-    #[serde(default = "default_loss_type")]
-    pub loss_type: LossType,
-    #[serde(default = "default_ratio_level")]
-    pub ratio_level: RatioLevel,
-    #[serde(default = "default_eps_low")]
-    pub epsilon_low: f64,
-    #[serde(default = "default_eps_high")]
-    pub epsilon_high: f64,
-    #[serde(default)]
-    pub beta: f64,
-    #[serde(default = "one_usize")]
-    pub iterations: usize,
-    #[serde(default = "default_micro_batch")]
-    pub micro_batch_size: usize,
-    /// Micro-batches the learner computes at once, one thread each (README: CPU speed settings).
-    #[serde(default = "one_usize")]
-    pub lanes: usize,
-    #[serde(default)]
-    pub mask_truncated: bool,
-    #[serde(default = "one")]
-    pub temperature: f64,
+    #[serde(default = "default_grpo_lr")]
+    pub lr: f64,
+    /// Nucleus sampling of the generators (the temperature is `algo.temperature`: the learner
+    /// takes log-probs at the temperature the tokens were sampled at).
     #[serde(default = "one")]
     pub top_p: f64,
-    #[serde(default = "default_max_new_tokens")]
-    pub max_new_tokens: usize,
-    #[serde(default = "one")]
-    pub max_grad_norm: f64,
-    /// Warm-up steps of the learning rate.
+    /// What each group's mean-centred rewards are divided by: `std` (population), `sample_std`
+    /// (Bessel-corrected, as TRL) or `none` (Dr. GRPO).
     #[serde(default)]
-    pub warmup_steps: usize,
+    pub advantage_scale: AdvantageScale,
+    /// Loss, iterations, micro-batches, lanes, temperature, max_new_tokens (`loss`).
+    #[serde(flatten)]
+    pub algo: GrpoConfig,
+    /// beta1, beta2, eps, weight_decay, max_grad_norm (0 = off), lr_schedule, warmup_steps.
+    #[serde(flatten)]
+    pub optimizer: AdamWConfig,
+}
+
+impl GrpoSection {
+    /// Tokens each completion may have: the generators' limit and `dr_grpo`'s denominator.
+    pub fn max_new_tokens(&self) -> usize {
+        self.algo.loss.max_completion_len
+    }
+
+    /// The optimizer of a run of `steps` steps.
+    pub fn adamw(&self) -> AdamWConfig {
+        let mut optimizer = AdamWConfig { lr: self.lr, ..self.optimizer.clone() };
+        optimizer.schedule.total_steps = self.steps as usize;
+        optimizer
+    }
 }
 
 impl Default for GrpoSection {
@@ -270,30 +283,14 @@ impl Default for GrpoSection {
     }
 }
 
+/// `[runtime]`: the actor pipeline's sizes, read straight into the runtime's `RuntimeConfig`
+/// (the section checks for unknown keys; serde's flatten cannot), and where its outputs go.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
-    #[serde(default = "default_group_size")]
-    pub group_size: usize,
-    #[serde(default = "default_batch_groups")]
-    pub batch_groups: usize,
-    #[serde(default = "one_u64")]
-    pub max_staleness: u64,
-    #[serde(default = "one_usize")]
-    pub generators: usize,
-    /// Groups each generator samples together in one decode batch (continuous batching; worth
-    /// it on a GPU); `--deterministic` samples one at a time.
-    #[serde(default = "one_usize")]
-    pub groups_in_flight: usize,
-    #[serde(default = "one_usize")]
-    pub scorers: usize,
-    #[serde(default = "default_capacity")]
-    pub rollout_capacity: usize,
-    #[serde(default = "default_capacity")]
-    pub scored_capacity: usize,
-    /// Steps between checkpoints (0: only at the end).
-    #[serde(default = "default_checkpoint_every")]
-    pub checkpoint_every: u64,
+    /// group_size, batch_groups, max_staleness, generators, groups_in_flight, scorers,
+    /// rollout_capacity, scored_capacity, checkpoint_every, generator_cores, learner_core.
+    #[serde(flatten)]
+    pub pipeline: RuntimeConfig,
     #[serde(default = "default_keep")]
     pub keep_checkpoints: usize,
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
@@ -302,10 +299,6 @@ pub struct RuntimeSection {
     /// Write sampled rollouts (prompt, completion, rewards) to rollouts.jsonl every N steps.
     #[serde(default = "default_rollout_log_every")]
     pub log_rollouts_every: u64,
-    #[serde(default)]
-    pub generator_cores: Vec<usize>,
-    #[serde(default)]
-    pub learner_core: Option<usize>,
     /// Device of each generator (`cpu`, `cpu:N`, `cuda:N`), one per generator; empty: all on
     /// the learner's device, `[model] device`. Each other device gets one copy per policy version.
     #[serde(default)]
@@ -338,9 +331,14 @@ impl TrainConfig {
 
     /// `origin` names the text in errors (a file path, or `<embedded default>`).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: TrainConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Invalid { path: origin.into(), message: e.to_string() })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid { path: origin.into(), message })?;
+        let invalid = |message: String| ConfigError::Invalid { path: origin.into(), message };
+        let cfg: TrainConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let file: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let parsed = serde_json::to_value(&cfg).map_err(|e| invalid(e.to_string()))?;
+        if let Some(message) = crate::train::config_keys::first_unknown_key(&file, &parsed) {
+            return Err(invalid(message));
+        }
+        cfg.validate().map_err(invalid)?;
         Ok(cfg)
     }
 
@@ -386,11 +384,11 @@ impl TrainConfig {
             return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
         }
         self.check_ranges()?;
-        if self.runtime.group_size < 2 && self.stages.contains(&Stage::Grpo) {
+        if self.runtime.pipeline.group_size < 2 && self.stages.contains(&Stage::Grpo) {
             return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
         }
         crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
-        crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.generators)
+        crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.pipeline.generators)
     }
 }
 
@@ -404,9 +402,6 @@ fn one() -> f64 {
     1.0
 }
 fn one_usize() -> usize {
-    1
-}
-fn one_u64() -> u64 {
     1
 }
 fn default_max_operand() -> i64 {
@@ -454,33 +449,6 @@ fn default_grpo_lr() -> f64 {
 fn default_grpo_steps() -> u64 {
     100
 }
-fn default_loss_type() -> LossType {
-    LossType::Dapo
-}
-fn default_ratio_level() -> RatioLevel {
-    RatioLevel::Token
-}
-fn default_eps_low() -> f64 {
-    0.2
-}
-fn default_eps_high() -> f64 {
-    0.28
-}
-fn default_micro_batch() -> usize {
-    16
-}
-fn default_group_size() -> usize {
-    16
-}
-fn default_batch_groups() -> usize {
-    4
-}
-fn default_capacity() -> usize {
-    8
-}
-fn default_checkpoint_every() -> u64 {
-    50
-}
 fn default_keep() -> usize {
     2
 }
@@ -494,6 +462,7 @@ fn default_rollout_log_every() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algo::grpo_loss::LossType;
 
     /// Every `srlm train` recipe in configs/ parses and passes validation (the `sft_*` files are
     /// `srlm sft` recipes, checked by that module).
@@ -517,6 +486,63 @@ mod tests {
         let cfg = TrainConfig::from_toml(EMBEDDED_DEFAULT, "<embedded default>").unwrap();
         assert_eq!(cfg.stages, [Stage::Sft, Stage::Grpo]);
         assert_eq!((cfg.model.source.as_str(), cfg.data.task.as_str()), ("tiny", "arithmetic"));
+    }
+
+    const GRPO_BASE: &str = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
+
+    /// The keys the old hand copy dropped reach the loss and the optimizer the stage builds.
+    #[test]
+    fn every_grpo_key_reaches_the_type_that_uses_it() {
+        let grpo = "[grpo]\nsteps = 20\nratio_cap = 1.5\nmax_new_tokens = 64\nchunk_rows = 64\nbeta1 = 0.8\nbeta2 = 0.95\neps = 1e-6\nweight_decay = 0.1\nmax_grad_norm = 0.0\nlr_schedule = \"cosine\"\nwarmup_steps = 5\n";
+        let cfg = TrainConfig::from_toml(&format!("{GRPO_BASE}{grpo}"), "f.toml").unwrap();
+        let (algo, opt) = (&cfg.grpo.algo, cfg.grpo.adamw());
+        assert_eq!((algo.loss.ratio_cap, algo.loss.max_completion_len, algo.chunk_rows), (Some(1.5), 64, 64));
+        assert_eq!((opt.beta1, opt.beta2, opt.eps, opt.weight_decay, opt.max_grad_norm), (0.8, 0.95, 1e-6, 0.1, None));
+        assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Cosine, warmup_steps: 5, total_steps: 20 });
+        let scaled = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\nadvantage_scale = \"none\"\n"), "f.toml").unwrap();
+        assert_eq!((cfg.grpo.advantage_scale, scaled.grpo.advantage_scale), (AdvantageScale::Std, AdvantageScale::None));
+    }
+
+    /// An absent `[grpo]` gives the README's defaults (the real types' `Default`s).
+    #[test]
+    fn grpo_defaults_are_the_documented_ones() {
+        let g = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().grpo;
+        assert_eq!((g.algo.loss.loss_type, g.algo.loss.epsilon_low, g.algo.loss.epsilon_high, g.algo.loss.ratio_cap), (LossType::Dapo, 0.2, 0.28, None));
+        assert_eq!((g.algo.micro_batch_size, g.max_new_tokens(), g.steps, g.top_p), (16, 2048, 100, 1.0));
+        assert_eq!((g.adamw().lr, g.optimizer.max_grad_norm, g.adamw().schedule.total_steps), (1e-6, Some(1.0), 100));
+        assert_eq!((g.algo, g.optimizer), (GrpoConfig::default(), AdamWConfig::default()));
+    }
+
+    #[test]
+    fn a_misspelled_or_derived_grpo_key_is_refused_by_name() {
+        let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\nratio_kap = 1.5\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.starts_with("f.toml: unknown key 'grpo.ratio_kap'") && err.contains("ratio_cap"), "{err}");
+        // The tokenizer's pad id and the schedule's length (grpo.steps) are not settings.
+        for key in ["pad_id = 3", "total_steps = 9"] {
+            let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\n{key}\n"), "f.toml").unwrap_err().to_string();
+            assert!(err.contains("unknown key 'grpo."), "{key}: {err}");
+        }
+    }
+
+    /// The SFT stage's optimizer keys reach its AdamW; its learning rate keeps its own default.
+    #[test]
+    fn sft_optimizer_keys_reach_the_sft_optimizer() {
+        let sft = "[sft]\nweight_decay = 0.01\nlr_schedule = \"linear\"\nwarmup_steps = 3\nmax_grad_norm = 0.0\n";
+        let s = TrainConfig::from_toml(&format!("{GRPO_BASE}{sft}"), "f.toml").unwrap().sft;
+        let opt = s.adamw(40);
+        assert_eq!((opt.lr, opt.weight_decay, opt.max_grad_norm), (4e-5, 0.01, None));
+        assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Linear, warmup_steps: 3, total_steps: 40 });
+        let defaults = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().sft.adamw(40);
+        assert_eq!((defaults.max_grad_norm, defaults.schedule.decay, defaults.weight_decay), (Some(1.0), crate::optim::Decay::Constant, 0.0));
+    }
+
+    /// `[runtime]` is the runtime's own `RuntimeConfig`; what the stage derives is not a key.
+    #[test]
+    fn runtime_keys_reach_the_runtime_config() {
+        let cfg = TrainConfig::from_toml(&format!("{GRPO_BASE}[runtime]\nscorers = 3\nmax_staleness = 0\n"), "f.toml").unwrap();
+        assert_eq!((cfg.runtime.pipeline.scorers, cfg.runtime.pipeline.max_staleness, cfg.runtime.pipeline.group_size), (3, 0, 16));
+        let err = TrainConfig::from_toml(&format!("{GRPO_BASE}[runtime]\nseed = 3\n"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown key 'runtime.seed'"), "{err}");
     }
 
     #[test]

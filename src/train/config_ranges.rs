@@ -2,7 +2,8 @@
 //! that cannot run is refused with its key before any model loads, never found steps later.
 
 use crate::model::load::parse_dtype;
-use crate::ranges::{at_least, fraction, non_negative, positive, within};
+use crate::optim::AdamWConfig;
+use crate::ranges::{at_least, below_one, fraction, non_negative, positive, within};
 use crate::train::config::{DataSection, EvalSection, GrpoSection, RuntimeSection, SftSection, Stage, TrainConfig};
 use crate::train::gold_rewarder::GoldFormat;
 
@@ -60,52 +61,71 @@ fn check_eval(e: &EvalSection) -> Result<(), String> {
 
 fn check_sft(s: &SftSection) -> Result<(), String> {
     positive("sft.lr", s.lr)?;
+    check_optimizer("sft", &s.optimizer)?;
     at_least("sft.epochs", s.epochs, 1)?;
     // A prompt token and a completion token: anything shorter drops every example.
     at_least("sft.max_len", s.max_len, 2)?;
     at_least("sft.token_budget", s.token_budget, 1)?;
     at_least("sft.grad_accum", s.grad_accum, 1)?;
-    at_least("sft.lanes", s.lanes, 1)?;
-    // 0 turns clipping off.
-    non_negative("sft.max_grad_norm", s.max_grad_norm)
+    at_least("sft.lanes", s.lanes, 1)
+}
+
+/// AdamW's keys of a section (`[grpo]`, `[sft]`) beside its learning rate.
+fn check_optimizer(section: &str, o: &AdamWConfig) -> Result<(), String> {
+    below_one(&format!("{section}.beta1"), o.beta1)?;
+    below_one(&format!("{section}.beta2"), o.beta2)?;
+    positive(&format!("{section}.eps"), o.eps)?;
+    non_negative(&format!("{section}.weight_decay"), o.weight_decay)?;
+    // 0 turns clipping off (read as no threshold).
+    match o.max_grad_norm {
+        Some(norm) => positive(&format!("{section}.max_grad_norm"), norm),
+        None => Ok(()),
+    }
 }
 
 fn check_grpo(g: &GrpoSection) -> Result<(), String> {
+    let (a, loss, o) = (&g.algo, &g.algo.loss, &g.optimizer);
     positive("grpo.lr", g.lr)?;
+    check_optimizer("grpo", o)?;
     at_least("grpo.steps", g.steps, 1)?;
-    non_negative("grpo.epsilon_low", g.epsilon_low)?;
+    non_negative("grpo.epsilon_low", loss.epsilon_low)?;
     // The ratio's lower clip is 1 - epsilon_low, which must stay above 0.
-    if g.epsilon_low >= 1.0 {
-        return Err(format!("grpo.epsilon_low = {}: must be below 1", g.epsilon_low));
+    if loss.epsilon_low >= 1.0 {
+        return Err(format!("grpo.epsilon_low = {}: must be below 1", loss.epsilon_low));
     }
-    non_negative("grpo.epsilon_high", g.epsilon_high)?;
-    non_negative("grpo.beta", g.beta)?;
-    at_least("grpo.iterations", g.iterations, 1)?;
-    at_least("grpo.micro_batch_size", g.micro_batch_size, 1)?;
-    at_least("grpo.lanes", g.lanes, 1)?;
-    // GRPO always clips (the learner passes the norm as is), so 0 would zero every update.
-    positive("grpo.max_grad_norm", g.max_grad_norm)?;
-    if g.warmup_steps as u64 > g.steps {
-        return Err(format!("grpo.warmup_steps = {}: must be at most grpo.steps ({})", g.warmup_steps, g.steps));
+    non_negative("grpo.epsilon_high", loss.epsilon_high)?;
+    if let Some(cap) = loss.ratio_cap {
+        // Below the upper clip the cap would cut ratios the clip lets through.
+        if !(cap.is_finite() && cap > 1.0 + loss.epsilon_high) {
+            return Err(format!("grpo.ratio_cap = {cap}: must be a finite number above 1 + grpo.epsilon_high ({})", 1.0 + loss.epsilon_high));
+        }
+    }
+    non_negative("grpo.beta", loss.beta)?;
+    at_least("grpo.iterations", a.iterations, 1)?;
+    at_least("grpo.micro_batch_size", a.micro_batch_size, 1)?;
+    at_least("grpo.lanes", a.lanes, 1)?;
+    at_least("grpo.chunk_rows", a.chunk_rows, 1)?;
+    if o.schedule.warmup_steps as u64 > g.steps {
+        return Err(format!("grpo.warmup_steps = {}: must be at most grpo.steps ({})", o.schedule.warmup_steps, g.steps));
     }
     Ok(())
 }
 
 fn check_sampling(g: &GrpoSection) -> Result<(), String> {
-    positive("grpo.temperature", g.temperature)?;
+    positive("grpo.temperature", g.algo.temperature)?;
     fraction("grpo.top_p", g.top_p)?;
-    at_least("grpo.max_new_tokens", g.max_new_tokens, 1)
+    at_least("grpo.max_new_tokens", g.max_new_tokens(), 1)
 }
 
 fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
     let counts = [
-        ("runtime.group_size", r.group_size),
-        ("runtime.batch_groups", r.batch_groups),
-        ("runtime.generators", r.generators),
-        ("runtime.groups_in_flight", r.groups_in_flight),
-        ("runtime.scorers", r.scorers),
-        ("runtime.rollout_capacity", r.rollout_capacity),
-        ("runtime.scored_capacity", r.scored_capacity),
+        ("runtime.group_size", r.pipeline.group_size),
+        ("runtime.batch_groups", r.pipeline.batch_groups),
+        ("runtime.generators", r.pipeline.generators),
+        ("runtime.groups_in_flight", r.pipeline.groups_in_flight),
+        ("runtime.scorers", r.pipeline.scorers),
+        ("runtime.rollout_capacity", r.pipeline.rollout_capacity),
+        ("runtime.scored_capacity", r.pipeline.scored_capacity),
         ("runtime.keep_checkpoints", r.keep_checkpoints),
     ];
     for (key, value) in counts {
@@ -120,7 +140,7 @@ fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
         parse_dtype(dtype).map_err(|e| format!("runtime.generator_dtype: {e}"))?;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(core) = r.generator_cores.iter().chain(&r.learner_core).find(|&&c| c >= cores) {
+    if let Some(core) = r.pipeline.generator_cores.iter().chain(&r.pipeline.learner_core).find(|&&c| c >= cores) {
         return Err(format!("runtime.generator_cores/learner_core: core {core} does not exist (this machine has {cores})"));
     }
     Ok(())
@@ -162,12 +182,16 @@ mod tests {
             ("grpo", "top_p = 0.0", "grpo.top_p = 0: must be in (0, 1]"),
             ("grpo", "top_p = 2.0", "grpo.top_p = 2"),
             ("grpo", "max_new_tokens = 0", "grpo.max_new_tokens = 0"),
-            ("grpo", "max_grad_norm = 0.0", "grpo.max_grad_norm = 0"),
+            ("grpo", "max_grad_norm = -1.0", "grpo.max_grad_norm = -1"),
+            ("grpo", "ratio_cap = 1.1", "grpo.ratio_cap = 1.1: must be a finite number above 1 + grpo.epsilon_high (1.28)"),
+            ("grpo", "beta2 = 1.0", "grpo.beta2 = 1: must be below 1"),
+            ("grpo", "eps = 0.0", "grpo.eps = 0"),
             ("grpo", "warmup_steps = 500", "grpo.warmup_steps = 500: must be at most grpo.steps (100)"),
             ("sft", "epochs = 0", "sft.epochs = 0"),
             ("sft", "max_len = 0", "sft.max_len = 0: must be at least 2"),
             ("sft", "token_budget = 0", "sft.token_budget = 0"),
             ("sft", "lr = -1.0", "sft.lr = -1"),
+            ("sft", "weight_decay = -0.1", "sft.weight_decay = -0.1"),
             ("runtime", "keep_checkpoints = 0", "runtime.keep_checkpoints = 0"),
             ("runtime", "scorers = 0", "runtime.scorers = 0"),
             ("runtime", "metrics_addr = \"localhost\"", "runtime.metrics_addr = \"localhost\""),

@@ -1,6 +1,6 @@
 //! The scorer's capability: weighted rewards of each completion against the prompt's gold answer.
 
-use srlm_actors::{GroupRewards, Rewarder, RolloutGroup};
+use srlm_actors::{AdvantageScale, GroupRewards, Rewarder, RolloutGroup};
 
 use crate::reward::{grade_with, ExtractConfig, Gold, WeightedRewards};
 
@@ -52,16 +52,21 @@ pub struct GoldRewarder {
     rewards: WeightedRewards,
     gold: GoldFormat,
     extract: ExtractConfig,
+    scale: AdvantageScale,
 }
 
 impl GoldRewarder {
-    pub fn new(rewards: WeightedRewards, gold: GoldFormat) -> Self {
-        Self { rewards, gold, extract: ExtractConfig::default() }
+    pub fn new(rewards: WeightedRewards, gold: GoldFormat, scale: AdvantageScale) -> Self {
+        Self { rewards, gold, extract: ExtractConfig::default(), scale }
     }
 }
 
 impl Rewarder for GoldRewarder {
     type Error = RewardError;
+
+    fn advantage_scale(&self) -> AdvantageScale {
+        self.scale
+    }
 
     fn reward_names(&self) -> Vec<String> {
         self.rewards.names().into_iter().map(String::from).collect()

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config;
+mod config_keys;
 mod config_ranges;
 pub mod heldout;
 pub mod policy_sampler;

@@ -49,7 +49,7 @@ fn check_devices(cfg: &TrainConfig) -> Result<(), PreflightError> {
     parse_device(&cfg.model.device).map_err(|e| PreflightError::Device(format!("model.device: {e}")))?;
     if cfg.stages.contains(&Stage::Grpo) {
         let r = &cfg.runtime;
-        Placement::new(&cfg.model.device, &r.generator_devices, r.generators, r.generator_dtype.as_deref()).map_err(PreflightError::Device)?;
+        Placement::new(&cfg.model.device, &r.generator_devices, r.pipeline.generators, r.generator_dtype.as_deref()).map_err(PreflightError::Device)?;
     }
     Ok(())
 }
@@ -84,8 +84,8 @@ pub fn check_generation_memory(cfg: &TrainConfig, model: &ModelConfig, device: &
     if cfg.stages.contains(&Stage::Grpo) {
         let r = &cfg.runtime;
         // Generators without a device of their own share the learner's memory.
-        let rows = r.group_size.saturating_mul(r.groups_in_flight).saturating_mul(r.generators);
-        fits("runtime.group_size × groups_in_flight × generators, grpo.max_new_tokens", rows, cfg.grpo.max_new_tokens)?;
+        let rows = r.pipeline.group_size.saturating_mul(r.pipeline.groups_in_flight).saturating_mul(r.pipeline.generators);
+        fits("runtime.group_size × groups_in_flight × generators, grpo.max_new_tokens", rows, cfg.grpo.max_new_tokens())?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::train::config::TrainConfig;
+use crate::train::config::{EvalSection, GrpoSection, RuntimeSection, SftSection, TrainConfig};
 
 /// Keys a resumed run may change: how long it runs, how often it saves, where it reports and
 /// on which devices it computes. Every other key changes what is trained.
@@ -49,15 +49,19 @@ impl Recipe {
     }
 
     /// The keys that differ from `saved` and may not change on resume, as `key: saved → now`.
+    /// A key `saved` lacks was added to srlm after that run began; at its default it trains as
+    /// the code did before the key existed, so only another value counts as a change.
     pub fn changes_since(&self, saved: &Recipe) -> Vec<String> {
+        let defaults = section_defaults();
         let absent = "(absent)".to_string();
         let mut keys: Vec<&String> = self.fixed().chain(saved.fixed()).map(|(k, _)| k).collect();
         keys.sort();
         keys.dedup();
         keys.into_iter()
             .filter_map(|k| {
+                let newer_key_at_default = !saved.entries.contains_key(k) && self.entries.get(k) == defaults.get(k);
                 let (before, now) = (saved.entries.get(k).unwrap_or(&absent), self.entries.get(k).unwrap_or(&absent));
-                (before != now).then(|| format!("{k}: {before} → {now}"))
+                (before != now && !newer_key_at_default).then(|| format!("{k}: {before} → {now}"))
             })
             .collect()
     }
@@ -74,6 +78,19 @@ impl Recipe {
     fn fixed(&self) -> impl Iterator<Item = (&String, &String)> {
         self.entries.iter().filter(|(k, _)| !MAY_CHANGE_ON_RESUME.contains(&k.as_str()))
     }
+}
+
+/// The dotted keys of the sections that have defaults, at those defaults.
+fn section_defaults() -> BTreeMap<String, String> {
+    let sections = serde_json::json!({
+        "eval": EvalSection::default(),
+        "sft": SftSection::default(),
+        "grpo": GrpoSection::default(),
+        "runtime": RuntimeSection::default(),
+    });
+    let mut entries = BTreeMap::new();
+    flatten("", &sections, &mut entries);
+    entries
 }
 
 /// Objects become dotted keys; anything else (numbers, strings, lists) is one value.
@@ -107,7 +124,7 @@ mod tests {
         let saved = recipe(|_| {});
         let now = recipe(|c| {
             c.grpo.lr = 1e-3;
-            c.runtime.group_size = 8;
+            c.runtime.pipeline.group_size = 8;
         });
         assert_eq!(now.changes_since(&saved), vec!["grpo.lr: 0.0003 → 0.001", "runtime.group_size: 16 → 8"]);
         assert_ne!(now.hash(), saved.hash());
@@ -118,13 +135,24 @@ mod tests {
         let saved = recipe(|_| {});
         let now = recipe(|c| {
             c.grpo.steps = 400;
-            c.runtime.checkpoint_every = 5;
+            c.runtime.pipeline.checkpoint_every = 5;
             c.runtime.metrics_addr = "127.0.0.1:9999".into();
             c.out_dir = "elsewhere".into();
             c.model.device = "cuda:0".into();
         });
         assert!(now.changes_since(&saved).is_empty(), "{:?}", now.changes_since(&saved));
         assert_eq!(now.hash(), saved.hash());
+    }
+
+    /// A checkpoint from before a key existed resumes while the key keeps its default.
+    #[test]
+    fn a_key_added_since_the_run_began_counts_only_when_set() {
+        let mut saved = recipe(|_| {});
+        saved.entries.remove("grpo.ratio_cap");
+        saved.entries.remove("sft.weight_decay");
+        assert!(recipe(|_| {}).changes_since(&saved).is_empty(), "{:?}", recipe(|_| {}).changes_since(&saved));
+        let set = recipe(|c| c.grpo.algo.loss.ratio_cap = Some(1.5));
+        assert_eq!(set.changes_since(&saved), vec!["grpo.ratio_cap: (absent) → 1.5"]);
     }
 
     #[test]

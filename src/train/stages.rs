@@ -11,7 +11,6 @@ use candle_core::{DType, Device};
 use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle};
 
 use crate::algo::grpo::GrpoConfig;
-use crate::algo::grpo_loss::GrpoLossConfig;
 use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
 use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::generate::GenerationConfig;
@@ -19,7 +18,7 @@ use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
 use crate::train::placement::Placement;
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
-use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
+use crate::optim::AdamW;
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
@@ -253,9 +252,7 @@ fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts:
         chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
         lanes: s.lanes,
     };
-    let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: total_steps(&fitted.examples, &sft).max(1) };
-    let max_grad_norm = (s.max_grad_norm > 0.0).then_some(s.max_grad_norm);
-    let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: s.lr, max_grad_norm, schedule, ..AdamWConfig::default() })?;
+    let mut opt = AdamW::new(vars.clone(), s.adamw(total_steps(&fitted.examples, &sft).max(1)))?;
     let checkpoints = SftCheckpoints {
         root: stage.checkpoints.clone(),
         every: 0,
@@ -316,7 +313,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             .take(kd.prompts)
             .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
             .collect::<Result<_>>()?;
-        let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens);
+        let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens());
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
         let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &teacher_template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &go_on) {
@@ -343,32 +340,9 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let index = stage.index;
     let g = &cfg.grpo;
     let r = &cfg.runtime;
-    let loss = GrpoLossConfig {
-        loss_type: g.loss_type,
-        ratio_level: g.ratio_level,
-        epsilon_low: g.epsilon_low,
-        epsilon_high: g.epsilon_high,
-        beta: g.beta,
-        max_completion_len: g.max_new_tokens,
-        ..GrpoLossConfig::default()
-    };
-    let grpo = GrpoConfig {
-        loss,
-        iterations: g.iterations,
-        micro_batch_size: g.micro_batch_size,
-        lanes: g.lanes,
-        temperature: g.temperature,
-        mask_truncated: g.mask_truncated,
-        pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
-        ..GrpoConfig::default()
-    };
-    let optimizer = AdamWConfig {
-        lr: g.lr,
-        max_grad_norm: Some(g.max_grad_norm),
-        schedule: Schedule { decay: Decay::Constant, warmup_steps: g.warmup_steps, total_steps: g.steps as usize },
-        ..AdamWConfig::default()
-    };
-    let reference = match (g.beta > 0.0, stage.resume) {
+    let grpo = GrpoConfig { pad_id: state.tokenizer.pad_token_id().unwrap_or(0), ..g.algo.clone() };
+    let optimizer = g.adamw();
+    let reference = match (g.algo.loss.beta > 0.0, stage.resume) {
         (false, _) => None,
         (true, None) => Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?),
         (true, Some(_)) => Some(Qwen2::new(&state.config, &stage_start_weights(cfg, state, index)?)?),
@@ -402,39 +376,27 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let bar = Arc::clone(&progress);
     trainer.on_step = Some(Box::new(move |p: &StepProgress| bar.step(p)));
     let latest = trainer.latest_weights();
-    let prompts: Vec<Prompt> = (0..total * r.batch_groups as u64)
+    let prompts: Vec<Prompt> = (0..total * r.pipeline.batch_groups as u64)
         .map(|i| {
             let p = &train[(i % train.len() as u64) as usize];
             Prompt { id: i, text: p.prompt.clone(), reference: p.gold.clone() }
         })
         .collect();
-    let placement = Placement::new(&cfg.model.device, &r.generator_devices, r.generators, r.generator_dtype.as_deref())
+    let placement = Placement::new(&cfg.model.device, &r.generator_devices, r.pipeline.generators, r.generator_dtype.as_deref())
         .map_err(anyhow::Error::msg)?;
     let runtime = RuntimeConfig {
         generator_devices: placement.generator_slots.clone(),
-        learner_device: 0,
-        group_size: r.group_size,
-        batch_groups: r.batch_groups,
-        max_staleness: r.max_staleness,
-        generators: r.generators,
-        groups_in_flight: r.groups_in_flight,
-        scorers: r.scorers,
-        rollout_capacity: r.rollout_capacity,
-        scored_capacity: r.scored_capacity,
-        checkpoint_every: r.checkpoint_every,
-        generator_cores: r.generator_cores.clone(),
-        learner_core: r.learner_core,
         seed: cfg.seed,
         metrics_addr: if r.metrics_addr.is_empty() || opts.deterministic { None } else { Some(r.metrics_addr.parse().context("runtime.metrics_addr")?) },
-        ..RuntimeConfig::default()
+        ..r.pipeline.clone()
     };
     let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
-    let gen = generation(cfg, &state.tokenizer, g.temperature, g.top_p, g.max_new_tokens);
+    let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
     let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
     let spec = cfg.reward_spec();
-    let gold = cfg.data.gold;
+    let (gold, scale) = (cfg.data.gold, g.advantage_scale);
     let rewarders: Factory<GoldRewarder> =
-        Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold));
+        Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold, scale));
     let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
     pipeline.shutdown = opts.shutdown.clone();
     if let Some(listen) = &opts.listen {
@@ -506,8 +468,8 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
         "generator_busy_s": summary.generator_busy.iter().map(|d| seconds(*d)).collect::<Vec<_>>(),
         "groups_generated": summary.groups_generated, "groups_trained": summary.groups_trained,
         "groups_dropped_stale": summary.groups_dropped_stale, "tokens_generated": summary.tokens_generated,
-        "max_staleness": r.max_staleness, "batch_groups": r.batch_groups, "group_size": r.group_size,
-        "generator_cores": r.generator_cores, "learner_core": r.learner_core,
+        "max_staleness": r.pipeline.max_staleness, "batch_groups": r.pipeline.batch_groups, "group_size": r.pipeline.group_size,
+        "generator_cores": r.pipeline.generator_cores, "learner_core": r.pipeline.learner_core,
         "interrupted": summary.interrupted,
         "devices": placement.names, "generator_slots": placement.generator_slots,
         "weight_syncs": summary.weight_syncs.copies, "weight_sync_s": seconds(summary.weight_syncs.seconds),
@@ -520,7 +482,7 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
 pub fn sampler_parts(cfg: &TrainConfig) -> Result<(ModelConfig, Arc<Tokenizer>, Device, GenerationConfig)> {
     let state = load_model(cfg)?;
     let g = &cfg.grpo;
-    let gen = generation(cfg, &state.tokenizer, g.temperature, g.top_p, g.max_new_tokens);
+    let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
     Ok((state.config, state.tokenizer, state.device, gen))
 }
 

@@ -115,7 +115,7 @@ pub fn synthetic_batch(
     max_completion: usize,
 ) -> Vec<srlm::algo::grpo::ScoredSequence> {
     use rand::Rng;
-    use srlm::algo::{group_advantages, AdvantageScale};
+    use srlm_actors::{group_advantages, AdvantageScale};
     let mut rows = Vec::new();
     let mut rewards = Vec::new();
     for _ in 0..groups {
@@ -134,7 +134,8 @@ pub fn synthetic_batch(
             rewards.push(rng.gen_range(0.0..1.0f32));
         }
     }
-    for (row, a) in rows.iter_mut().zip(group_advantages(&rewards, g, AdvantageScale::Group).unwrap()) {
+    let advantages = rewards.chunks(g).flat_map(|group| group_advantages(group, AdvantageScale::SampleStd));
+    for (row, a) in rows.iter_mut().zip(advantages) {
         row.advantage = a;
     }
     rows

@@ -50,9 +50,9 @@ impl Estimate {
             }
             (_, Some(Recipe::Train(c))) => {
                 assert_eq!(c.stages, [Stage::Grpo], "the estimate knows GRPO-only runs: {}", cmd.line());
-                let completions = (c.grpo.steps as usize * c.runtime.batch_groups * c.runtime.group_size) as f64;
+                let completions = (c.grpo.steps as usize * c.runtime.pipeline.batch_groups * c.runtime.pipeline.group_size) as f64;
                 let generated = completions * self.gsm8k_completion_tokens;
-                let trained = completions * (self.prompt_tokens + self.gsm8k_completion_tokens) * c.grpo.iterations as f64;
+                let trained = completions * (self.prompt_tokens + self.gsm8k_completion_tokens) * c.grpo.algo.iterations as f64;
                 (generated, trained)
             }
             _ => panic!("no estimate for: {}", cmd.line()),

@@ -60,8 +60,8 @@ fn recipes_carry_the_seeds_hyperparameters() {
                 let id = &row.id;
                 assert_eq!(c.stages, [Stage::Grpo], "{id}");
                 assert_eq!(c.grpo.lr, 1e-6, "{id}");
-                assert_eq!(c.runtime.group_size, 16, "{id}");
-                assert_eq!(c.grpo.max_new_tokens, 2048, "{id}");
+                assert_eq!(c.runtime.pipeline.group_size, 16, "{id}");
+                assert_eq!(c.grpo.max_new_tokens(), 2048, "{id}");
                 assert_eq!(c.data.format, PromptFormat::R1, "{id}");
                 assert_eq!((c.data.task.as_str(), c.data.train.as_deref()), ("gsm8k", Some(std::path::Path::new(GSM8K_TRAIN))), "{id}");
                 assert_eq!(c.reward_spec(), [("accuracy".to_string(), 1.0), ("format".to_string(), 1.0)], "{id}");

@@ -74,8 +74,8 @@ pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[Trai
     };
     let stats: DistillStats = if kd.mode == KdMode::OnPolicy {
         let prompts = problems.iter().map(|p| state.tokenizer.encode(&p.prompt, false)).collect::<Result<Vec<_>, _>>()?;
-        let max_new_tokens = kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens);
-        let gen = generation(cfg, &state.tokenizer, cfg.grpo.temperature, cfg.grpo.top_p, max_new_tokens);
+        let max_new_tokens = kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens());
+        let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, max_new_tokens);
         say(opts, &format!("kd (on_policy): {} prompts, {} per step × {} samples of up to {max_new_tokens} tokens, reverse KL at temperature {}, lr {}", prompts.len(), distill.per_step, distill.samples, distill.temperature, kd.lr()));
         distill_on_policy(&student, &teacher_model, &*state.tokenizer, &prompts, &gen, &distill, &mut opt, log_step)?
     } else {
