@@ -59,7 +59,7 @@ impl RunDir {
         if !continuing && !others.is_empty() {
             if !force {
                 let what = match &previous {
-                    Some(p) => format!("run {} (started {} s after the epoch, PID {})", p.run_id, p.started, p.pid),
+                    Some(p) => format!("run {} (started {}, PID {})", p.run_id, age(p.started), p.pid),
                     None => format!("the outputs of an earlier run ({})", others.join(", ")),
                 };
                 bail!(
@@ -88,6 +88,18 @@ impl RunDir {
         let file = path.join(RUN_FILE);
         crate::atomic_file::write_atomic(&file, serde_json::to_string_pretty(&identity)?.as_bytes()).with_context(|| format!("writing {}", file.display()))?;
         Ok(RunDir { path: path.to_path_buf(), run_id, _lock: lock })
+    }
+}
+
+/// How long ago `started` (Unix seconds) was, in the largest whole unit.
+fn age(started: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let s = now.saturating_sub(started);
+    match s {
+        0..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        7200..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
     }
 }
 
@@ -196,7 +208,7 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("checkpoints-stage-1/checkpoint-00000004")).unwrap();
         std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
         let err = RunDir::claim(tmp.path(), Claim::Fresh, "h", false).unwrap_err().to_string();
-        assert!(err.contains(&format!("holds run {id}")) && err.contains("--force"), "{err}");
+        assert!(err.contains(&format!("holds run {id} (started ")) && err.contains(" s ago, PID ") && err.contains("--force"), "{err}");
         let resumed = RunDir::claim(tmp.path(), Claim::Resume { run_id: &id }, "h", false).unwrap();
         assert_eq!(resumed.run_id, id);
         drop(resumed);
@@ -206,6 +218,14 @@ mod tests {
         assert_ne!(forced.run_id, id);
         assert!(!tmp.path().join("checkpoints-stage-1").exists(), "--force removes the old run's outputs");
         assert_eq!(std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(), "mine", "and only those");
+    }
+
+    #[test]
+    fn a_runs_age_reads_in_its_largest_whole_unit() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(age(now - 130), "2 min ago");
+        assert_eq!(age(now - 3 * 86_400), "3 days ago");
+        assert!(age(now).ends_with(" s ago"));
     }
 
     #[test]
