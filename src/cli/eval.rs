@@ -104,14 +104,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
             other => other.into(),
         })?;
         bar.finish_and_clear();
-        let summary = summarise(bench, path.display().to_string(), &records, args.k, start.elapsed().as_secs_f64(), resumed);
+        let summary = summarise(bench, path.display().to_string(), args.format, &records, args.k, start.elapsed().as_secs_f64(), resumed);
         eprintln!(
-            "{bench}: {:.1}% ({}/{} samples, 95% CI {:.1}–{:.1}%), {:.0} tokens/completion, {:.0}s",
+            "{bench}: {:.1}% ({}/{} samples, 95% CI {:.1}–{:.1}%){}, {:.0} tokens/completion, {:.0}s",
             100.0 * summary.accuracy,
             summary.correct,
             summary.n * summary.k,
             100.0 * summary.ci95[0],
             100.0 * summary.ci95[1],
+            summary.format_compliance.map(|f| format!(", {} format {:.1}%", args.format, 100.0 * f)).unwrap_or_default(),
             summary.mean_completion_tokens,
             summary.wall_seconds
         );

@@ -8,6 +8,7 @@ mod bench_staleness_report;
 mod bench_train;
 mod bench_sync;
 mod bench_transfer;
+mod compare;
 mod error_text;
 mod eval;
 mod export;
@@ -55,6 +56,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Re-grade completions (JSONL) with the current answer checker.
     Grade(grade::GradeArgs),
+    /// Two `srlm eval` folders problem by problem: the paired table, McNemar's exact test and
+    /// format compliance before and after.
+    Compare(compare::CompareArgs),
     /// Throughput benchmarks on the peer's workloads (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Supervised fine-tuning (full or LoRA) from a TOML recipe.
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => plot::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Grade(a) => grade::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Sft(a) => sft::run(a),

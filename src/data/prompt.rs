@@ -56,6 +56,16 @@ impl PromptFormat {
         question_messages(question, self.system_prompt())
     }
 
+    /// Whether `completion` keeps the layout this format asks for: `r1` the think/answer tags
+    /// (the `format` reward's lenient check), `boxed` a `\boxed{…}` answer; `plain` asks for none.
+    pub fn followed_by(self, completion: &str) -> Option<bool> {
+        match self {
+            PromptFormat::Plain => None,
+            PromptFormat::R1 => Some(crate::reward::format_score(completion, crate::reward::FormatMode::Lenient) == 1.0),
+            PromptFormat::Boxed => Some(crate::reward::extract::last_boxed(completion).is_some()),
+        }
+    }
+
     /// The prompt text, ending where the assistant's reply begins.
     pub fn render(self, template: &ChatTemplate, question: &str) -> Result<String, ChatError> {
         template.render(&self.messages(question), true)
@@ -93,6 +103,18 @@ impl FromStr for PromptFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_format_judges_its_own_layout() {
+        let tagged = "<think>2 + 2 = 4</think>\n<answer>4</answer>";
+        let boxed = "2 + 2 = 4, so \\boxed{4}.";
+        assert_eq!(PromptFormat::R1.followed_by(tagged), Some(true));
+        assert_eq!(PromptFormat::R1.followed_by(boxed), Some(false));
+        assert_eq!(PromptFormat::R1.followed_by("<think>cut off"), Some(false));
+        assert_eq!(PromptFormat::Boxed.followed_by(boxed), Some(true));
+        assert_eq!(PromptFormat::Boxed.followed_by(tagged), Some(false));
+        assert_eq!(PromptFormat::Plain.followed_by(tagged), None);
+    }
 
     /// The ChatML template of Qwen2.5 (shortened to the part these messages use).
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

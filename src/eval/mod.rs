@@ -2,9 +2,10 @@
 //! [`EvalReport`] (pass@1 over k samples, Wilson interval, tokens, time, settings).
 //!
 //! [`Evaluator`] runs one benchmark; [`CompletionLog`] makes runs resumable; [`regrade_line`]
-//! is `srlm grade`.
+//! is `srlm grade`; [`pair_up`] and [`summarise_pairs`] are `srlm compare` (McNemar's test).
 
 mod log;
+mod paired;
 mod regrade;
 mod report;
 mod run;
@@ -13,6 +14,7 @@ mod wilson;
 use std::path::{Path, PathBuf};
 
 pub use log::{CompletionLog, CompletionRecord};
+pub use paired::{markdown as paired_markdown, mcnemar_exact, pair_up, summarise_pairs, EvalRun, Pair, PairError, PairedSummary};
 pub use regrade::regrade_line;
 pub use report::{summarise, BenchmarkReport, EvalReport, EvalSettings};
 pub use run::{Evaluator, Progress};

@@ -41,6 +41,10 @@ pub struct BenchmarkReport {
     pub mean_completion_tokens: f64,
     /// Samples cut by max_new_tokens.
     pub truncated: usize,
+    /// Fraction of samples keeping the prompt format's layout ([`PromptFormat::followed_by`]);
+    /// absent for `plain`, which asks for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_compliance: Option<f64>,
     /// Generation time summed over problems, including those logged by earlier runs.
     pub generation_seconds: f64,
     /// Time this invocation spent on the benchmark (loading, generating and grading).
@@ -59,6 +63,7 @@ pub struct EvalReport {
 pub fn summarise(
     benchmark: Benchmark,
     data_file: String,
+    format: PromptFormat,
     records: &[CompletionRecord],
     k: usize,
     wall_seconds: f64,
@@ -80,8 +85,14 @@ pub fn summarise(
         ci95: [lo, hi],
         mean_completion_tokens: mean(records.iter().map(|r| r.tokens as f64).sum()),
         truncated: records.iter().filter(|r| r.finish_reason == FinishReason::Length).count(),
+        format_compliance: format_compliance(format, records),
         generation_seconds: records.iter().map(|r| r.seconds).sum(),
         wall_seconds,
         resumed,
     }
+}
+
+fn format_compliance(format: PromptFormat, records: &[CompletionRecord]) -> Option<f64> {
+    let kept = records.iter().map(|r| format.followed_by(&r.completion)).collect::<Option<Vec<bool>>>()?;
+    Some(kept.iter().filter(|&&k| k).count() as f64 / kept.len().max(1) as f64)
 }

@@ -179,3 +179,24 @@ fn a_grpo_run_costs_its_generated_and_trained_tokens() {
         + completions * (e.prompt_tokens + e.gsm8k_completion_tokens) / e.learner_tokens_per_s;
     assert!((e.hours(&cmd, &index) - expected / 3600.0).abs() < 1e-9);
 }
+
+/// Every recipe at the top of configs/ loads with the parser of the command its header names
+/// (a `stages` list makes a `srlm train` recipe, anything else is a `srlm sft` one).
+#[test]
+fn every_recipe_in_configs_loads() {
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(repo().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.lines().any(|l| l.trim_start().starts_with("stages")) {
+            srlm::train::config::TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        } else {
+            srlm::algo::sft_recipe::SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        loaded += 1;
+    }
+    assert!(loaded >= 10, "only {loaded} recipes in configs/");
+}
