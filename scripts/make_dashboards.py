@@ -128,6 +128,20 @@ health = dashboard("srlm-health", "srlm: health", grid([
     ("Steps in the last 10 minutes (0: stalled)", [("increase(srlm_learner_steps_total[10m])", "steps")]),
 ]))
 
+# Workers on other nodes (`srlm train --listen`): their generators and scorers carry the label
+# `node-<worker id>` in the throughput panels; these are the cluster's own.
+cluster = dashboard("srlm-cluster", "srlm: workers on other nodes", grid([
+    ("Workers joined", [("srlm_remote_workers", "workers")]),
+    ("Groups generated per node (tokens/s in srlm: throughput)", [
+        ("sum by (generator) (rate(srlm_generator_groups_total[1m])) * 60", "generator {{generator}}"),
+    ]),
+    ("Weight download time per worker (mean)", [
+        ("rate(srlm_weight_transfer_seconds_sum[5m]) / rate(srlm_weight_transfer_seconds_count[5m])", "{{worker}}"),
+    ], {"unit": "s"}),
+    ("Weight download rate per worker", [("rate(srlm_weight_transfer_bytes_total[1m])", "{{worker}}")], {"unit": "Bps"}),
+    ("Frames refused (per 10 min)", [("sum by (reason) (increase(srlm_remote_frames_refused_total[10m]))", "{{reason}}")]),
+]))
+
 out = pathlib.Path("dashboards")
-for name, d in [("training", training), ("throughput", throughput), ("health", health)]:
+for name, d in [("training", training), ("throughput", throughput), ("health", health), ("cluster", cluster)]:
     (out / f"srlm-{name}.json").write_text(json.dumps(d, indent=2) + "\n")

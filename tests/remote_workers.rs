@@ -1,12 +1,17 @@
 //! `srlm train --listen` with `srlm worker` processes on 127.0.0.1: two generator workers and a
 //! scorer worker finish a GRPO stage; a generator worker that dies holding prompts loses none;
-//! a worker with the wrong cookie is refused.
+//! a worker with the wrong cookie is refused; TLS; a learner node stopped by SIGTERM resumes with
+//! new workers.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::running::{named_checkpoint, Running};
 
 const STEPS: u64 = 4;
 const BATCH_GROUPS: u64 = 2;
@@ -168,4 +173,81 @@ fn a_worker_with_the_wrong_cookie_is_refused() {
     assert_eq!(status, Some(0), "learner: {log}");
     let run = json(&tmp.path().join("out").join("run-stage-0.json"));
     assert_eq!(run["remote"]["workers_joined"], 0, "{run}");
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name).to_str().unwrap().to_string()
+}
+
+/// Over TLS (test certificates from scripts/gen_test_tls.sh): a worker trusting the learner's CA
+/// does the whole sampling; one trusting another CA, and one without TLS, are refused by name.
+#[test]
+fn workers_join_over_tls_and_an_untrusted_certificate_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (cert, key) = (fixture("learner.pem"), fixture("learner.key"));
+    let l = learner(tmp.path(), port, ["0", "1"], &["--tls-cert", &cert, "--tls-key", &key]);
+    let wary = worker(tmp.path(), port, "generator", "wary", &["--tls-ca", &fixture("other-ca.pem")]);
+    let (status, wlog) = finish(wary, &tmp.path().join("wary.log"), Duration::from_secs(200));
+    assert_eq!(status, Some(1), "{wlog}");
+    assert!(wlog.contains("TLS handshake") && wlog.contains("--tls-ca"), "{wlog}");
+    let plain = worker(tmp.path(), port, "generator", "plain", &[]);
+    let (status, plog) = finish(plain, &tmp.path().join("plain.log"), Duration::from_secs(60));
+    assert_eq!(status, Some(1), "{plog}");
+    assert!(plog.contains("--tls-ca"), "{plog}");
+    let trusted = worker(tmp.path(), port, "generator", "trusted", &["--tls-ca", &fixture("ca.pem")]);
+    let (status, log) = finish(l, &tmp.path().join("learner.log"), Duration::from_secs(300));
+    assert_eq!(status, Some(0), "learner: {log}");
+    let (status, tlog) = finish(trusted, &tmp.path().join("trusted.log"), Duration::from_secs(20));
+    assert_eq!(status, Some(0), "trusted: {tlog}");
+    let out = tmp.path().join("out");
+    assert_every_prompt_trained_once(&out);
+    let run = json(&out.join("run-stage-0.json"));
+    assert_eq!(run["remote"]["workers_joined"], 1, "{run}");
+    assert!(run["remote"]["groups_generated"].as_u64().unwrap() >= STEPS * BATCH_GROUPS, "{run}");
+}
+
+/// SIGTERM to a learner node with a remote generator attached: it checkpoints, tells the worker
+/// the run is over and exits 75; `--resume` with a new worker finishes the stage, and across both
+/// runs every prompt trains exactly once.
+#[test]
+fn a_stopped_learner_node_resumes_with_new_workers() {
+    const LONG: u64 = 10;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = grpo_config(tmp.path());
+    let (cfg, out) = (cfg.to_str().unwrap().to_string(), tmp.path().join("out"));
+    let (steps, out_s) = (LONG.to_string(), out.to_str().unwrap().to_string());
+    let node = |port: u16, resume: Option<&str>| {
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["train", "--config", &cfg, "--out", &out_s, "--grpo-steps", &steps, "--listen", &addr, "--local-generators", "0", "--local-scorers", "1"];
+        args.extend(resume.map(|r| ["--resume", r]).into_iter().flatten());
+        let mut c = Command::new(env!("CARGO_BIN_EXE_srlm"));
+        c.env("CANDLE_NUM_THREADS", "1");
+        Running::start(c, &args)
+    };
+    let port = free_port();
+    let mut first = node(port, None);
+    let early = worker(tmp.path(), port, "generator", "early", &[]);
+    first.wait_for("grpo step    3/");
+    first.signal("TERM");
+    let (status, text) = first.finish();
+    assert_eq!(status, Some(75), "{text}");
+    assert!(text.contains("stopped by a signal during stage 0 (grpo)"), "{text}");
+    let (status, elog) = finish(early, &tmp.path().join("early.log"), Duration::from_secs(30));
+    assert_eq!(status, Some(0), "the worker should hear that the run is over: {elog}");
+    let before = trained_prompts(&out);
+    let ckpt = named_checkpoint(&text);
+    let port = free_port();
+    let resumed = node(port, Some(ckpt.to_str().unwrap()));
+    let late = worker(tmp.path(), port, "generator", "late", &[]);
+    let (status, text) = resumed.finish();
+    assert_eq!(status, Some(0), "{text}");
+    let (status, llog) = finish(late, &tmp.path().join("late.log"), Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{llog}");
+    let after = trained_prompts(&out);
+    let mut all: Vec<u64> = before.keys().chain(after.keys()).copied().collect();
+    all.sort_unstable();
+    let want: Vec<u64> = (0..LONG * BATCH_GROUPS).collect();
+    assert_eq!(all, want, "prompts trained before the stop {before:?} and after the resume {after:?}");
+    assert!(out.join("stage-0-grpo/model.safetensors").is_file());
 }

@@ -24,7 +24,8 @@ fn short_config(dir: &Path) -> std::path::PathBuf {
         .replace("train_size = 4000", "train_size = 400")
         .replace("heldout_size = 100", "heldout_size = 16")
         .replace("epochs = 6", "epochs = 1")
-        .replace("checkpoint_every = 20", "checkpoint_every = 2");
+        // No metrics endpoint: the threaded tests run at once, and another srlm may hold the port.
+        .replace("checkpoint_every = 20", "checkpoint_every = 2\nmetrics_addr = \"\"");
     let path = dir.join("short.toml");
     std::fs::write(&path, text).unwrap();
     path

@@ -55,7 +55,7 @@ pub fn run(b: TransferBench) -> Result<()> {
         let mut opts = ListenOptions::new(addr, "bench".into(), String::new(), encode);
         opts.chunk_bytes = b.chunk_mib << 20;
         let node = cluster::listen(Arc::clone(&ctx), opts).await?;
-        let conn = cluster::connect(addr, "bench".into(), WorkerRole::Generator, Duration::from_secs(10)).await?;
+        let conn = cluster::connect(addr, "bench".into(), WorkerRole::Generator, Duration::from_secs(10), None).await?;
         let mut times = Vec::new();
         for version in 0..=b.runs as u64 {
             if version > 0 {

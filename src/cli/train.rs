@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use srlm::train::cluster::{cookie, Listen};
+use srlm_actors::cluster::ServerTls;
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
 use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
@@ -53,6 +54,13 @@ pub struct TrainArgs {
     /// With --listen: scorers kept on this node (default: `[runtime] scorers`).
     #[arg(long, requires = "listen")]
     local_scorers: Option<usize>,
+    /// With --listen: accept workers over TLS, presenting this PEM certificate chain (workers
+    /// then need --tls-ca).
+    #[arg(long, requires_all = ["listen", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Where `--listen` and `srlm worker --connect` meet when no address is given.
@@ -88,6 +96,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             cookie: cookie(addr, a.cookie_file.as_deref())?,
             local_generators: a.local_generators.unwrap_or(cfg.runtime.pipeline.generators),
             local_scorers: a.local_scorers.unwrap_or(cfg.runtime.pipeline.scorers),
+            tls: a.tls_cert.zip(a.tls_key).map(|(cert_chain, key)| ServerTls { cert_chain, key }),
         }),
         None => None,
     };

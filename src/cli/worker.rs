@@ -12,7 +12,7 @@ use srlm::train::cluster::{cookie, decoder};
 use srlm::train::config::TrainConfig;
 use srlm::train::gold_rewarder::GoldRewarder;
 use srlm::train::policy_sampler::PolicySampler;
-use srlm_actors::cluster::{connect, run_generator, run_scorer, Connection, RemoteGeneratorConfig, WorkerEnd, WorkerRole};
+use srlm_actors::cluster::{connect, ClientTls, run_generator, run_scorer, Connection, RemoteGeneratorConfig, WorkerEnd, WorkerRole};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -32,6 +32,13 @@ pub struct WorkerArgs {
     /// GRPO stage starts.
     #[arg(long, default_value_t = 600)]
     patience: u64,
+    /// Connect over TLS, trusting the learner node's certificate if this PEM file (a CA, or
+    /// the learner's own self-signed certificate) vouches for it.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the learner's certificate must carry (default: the IP address of --connect).
+    #[arg(long, requires = "tls_ca")]
+    tls_name: Option<String>,
     /// Fault injection for tests: exit abruptly, holding prompts, after sending this many groups.
     #[arg(long, hide = true)]
     exit_after_groups: Option<u64>,
@@ -55,7 +62,8 @@ pub fn run(a: WorkerArgs) -> Result<()> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let conn = Arc::new(connect(a.connect, cookie, role, Duration::from_secs(a.patience)).await?);
+        let tls = a.tls_ca.map(|ca| ClientTls { ca, server_name: a.tls_name.unwrap_or_else(|| a.connect.ip().to_string()) });
+        let conn = Arc::new(connect(a.connect, cookie, role, Duration::from_secs(a.patience), tls.as_ref()).await?);
         eprintln!("worker {}: joined the learner node at {} as a {role:?}", conn.worker, a.connect);
         let mut cfg = TrainConfig::from_toml(&conn.recipe, "<recipe from the learner node>")?;
         if let Some(device) = a.device {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use srlm_actors::cluster::{DecodeWeights, EncodeWeights, ListenOptions};
+use srlm_actors::cluster::{DecodeWeights, EncodeWeights, ListenOptions, ServerTls};
 use srlm_actors::Pipeline;
 
 use crate::model::Weights;
@@ -23,6 +23,8 @@ pub struct Listen {
     /// Generators and scorers still run on the learner node (0: only remote ones).
     pub local_generators: usize,
     pub local_scorers: usize,
+    /// Sessions over TLS with this certificate.
+    pub tls: Option<ServerTls>,
 }
 
 /// Used only on loopback, where every peer is this machine's own user anyway.
@@ -72,7 +74,13 @@ where
     pipeline.config.generators = listen.local_generators;
     pipeline.config.scorers = listen.local_scorers;
     let encode: EncodeWeights<Weights> = Arc::new(encode_weights);
-    pipeline.listen = Some(ListenOptions::new(listen.addr, listen.cookie.clone(), recipe_text(cfg)?, encode));
+    let mut opts = ListenOptions::new(listen.addr, listen.cookie.clone(), recipe_text(cfg)?, encode);
+    opts.tls = listen.tls.clone();
+    if let Some(tls) = &opts.tls {
+        // A bad certificate or key fails here, before any model loads.
+        tls.acceptor()?;
+    }
+    pipeline.listen = Some(opts);
     Ok(())
 }
 

@@ -193,7 +193,9 @@ impl Trainer for GrpoTrainer {
     type Error = TrainError;
 
     fn start(&mut self) -> Result<Start<Weights>, TrainError> {
-        Ok(Start { state: self.start.clone(), weights: Arc::new(self.weights()?) })
+        let weights = Arc::new(self.weights()?);
+        *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&weights));
+        Ok(Start { state: self.start.clone(), weights })
     }
 
     fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Weights>), TrainError> {

@@ -36,6 +36,9 @@ impl PolicySampler {
 
     fn model(&mut self, policy: &Policy<Weights>) -> Result<&Qwen2, SampleError> {
         if self.current.as_ref().map(|(v, _)| *v) != Some(policy.version) {
+            // The old version goes first: two inference copies of a 0.5B model at once are 2 GB
+            // more at the run's peak.
+            self.current = None;
             let model = Qwen2::for_inference(&self.config, &policy.weights)
                 .map_err(|e| SampleError::Model { version: policy.version, message: e.to_string() })?;
             self.current = Some((policy.version, model));

@@ -357,6 +357,10 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         stage.checkpoints.clone(),
         r.keep_checkpoints,
     )?;
+    // The trainer holds its own copy; the stage's starting weights would be 2 GB of a 0.5B
+    // model kept idle through the run. The run's last published weights replace them.
+    let source = state.weights.source().to_path_buf();
+    state.weights = Weights::new(Default::default(), &source);
     trainer.stamp_checkpoints(&stage.stamp.run_id, vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)]);
     let last_checkpoint = trainer.last_checkpoint();
     if let Some(dir) = stage.resume {
@@ -424,9 +428,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
             100.0 * summary.learner_busy_fraction()
         ),
     );
-    if let Some(w) = latest.lock().expect("not poisoned").clone() {
-        state.weights = Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone());
-    }
+    let published = latest.lock().expect("not poisoned").take();
+    state.weights = match published {
+        Some(w) => Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone()),
+        None => anyhow::bail!("grpo: the learner published no weights"),
+    };
     std::fs::write(cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(&summary)?)?;
     std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?)?;
     if summary.interrupted {

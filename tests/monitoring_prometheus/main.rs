@@ -1,4 +1,5 @@
-//! Monitoring proven on a real server: Prometheus scrapes a short `srlm train` every second, and
+//! Monitoring proven on a real server: Prometheus scrapes a short `srlm train` (a learner node
+//! with one `srlm worker` generator beside its local actors) every second, and
 //! every query of every dashboard panel, evaluated through Prometheus' HTTP API while the run
 //! trains, returns a finite value, with every label its legend names; the panels declared empty
 //! on a CPU run must stay empty.
@@ -127,12 +128,15 @@ fn every_dashboard_panel_has_data_from_a_real_prometheus_scraping_srlm_train() {
     }
 
     let server = Prometheus::start(tmp.path(), JOB, metrics, SCRAPE);
+    let listen = free_loopback_addr();
     let log = tmp.path().join("train.log");
     let child = Command::new(env!("CARGO_BIN_EXE_srlm"))
         .args(["train", "--config"])
         .arg(train_config(tmp.path(), metrics))
         .arg("--out")
         .arg(tmp.path().join("run"))
+        .arg("--listen")
+        .arg(listen.to_string())
         .env("CANDLE_NUM_THREADS", "1")
         .stdout(Stdio::null())
         // A file, not a pipe: nobody reads the progress lines while the run trains.
@@ -140,6 +144,17 @@ fn every_dashboard_panel_has_data_from_a_real_prometheus_scraping_srlm_train() {
         .spawn()
         .expect("start srlm train");
     let mut train = KillOnDrop(child);
+    // One generator on another "node" (this machine), so the cluster dashboard has data.
+    let worker_log = tmp.path().join("worker.log");
+    let _worker = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_srlm"))
+            .args(["worker", "--role", "generator", "--connect", &listen.to_string()])
+            .env("CANDLE_NUM_THREADS", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&worker_log).expect("create worker.log"))
+            .spawn()
+            .expect("start srlm worker"),
+    );
     // Its last lines: without a terminal srlm prints a progress line per step.
     let train_log = || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::NodeServerSessionInformation;
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage};
 
 use crate::cluster::hub::{Hub, HubArgs};
 use crate::cluster::registry::Registry;
+use crate::cluster::tls::{ClientTls, ServerTls};
 use crate::cluster::weights::{EncodeWeights, DEFAULT_CHUNK_BYTES};
 use crate::cluster::wire::{decode, encode, HubMsg, Reply, Request, WorkerRole, HUB_GROUP, MAX_FRAME_BYTES};
 use crate::cluster::ClusterError;
@@ -28,11 +29,13 @@ pub struct ListenOptions<W> {
     pub encode: EncodeWeights<W>,
     /// Weight chunk size; kept below the frame limit.
     pub chunk_bytes: usize,
+    /// Sessions over TLS with this certificate; plain TCP without.
+    pub tls: Option<ServerTls>,
 }
 
 impl<W> ListenOptions<W> {
     pub fn new(addr: SocketAddr, cookie: String, recipe: String, encode: EncodeWeights<W>) -> Self {
-        Self { addr, cookie, recipe, encode, chunk_bytes: DEFAULT_CHUNK_BYTES }
+        Self { addr, cookie, recipe, encode, chunk_bytes: DEFAULT_CHUNK_BYTES, tls: None }
     }
 }
 
@@ -49,7 +52,11 @@ const REPLIES_IN_FLIGHT: Duration = Duration::from_millis(300);
 
 pub async fn listen<W: Send + Sync + 'static>(ctx: Arc<Context<W>>, opts: ListenOptions<W>) -> Result<Listening, ClusterError> {
     let addr = opts.addr;
-    let server = NodeServer::new(addr.port(), opts.cookie, LEARNER_NODE.into(), addr.ip().to_string(), None, None).with_listen_addr(addr.ip());
+    let encryption = match &opts.tls {
+        Some(tls) => Some(IncomingEncryptionMode::Tls(tls.acceptor().map_err(|e| ClusterError::Listen { addr, reason: e.to_string() })?)),
+        None => None,
+    };
+    let server = NodeServer::new(addr.port(), opts.cookie, LEARNER_NODE.into(), addr.ip().to_string(), encryption, None).with_listen_addr(addr.ip());
     let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| ClusterError::Listen { addr, reason: e.to_string() })?;
     let registry = Arc::new(Registry::default());
     let chunk_bytes = opts.chunk_bytes.clamp(1, (MAX_FRAME_BYTES / 2) as usize);
@@ -60,7 +67,7 @@ pub async fn listen<W: Send + Sync + 'static>(ctx: Arc<Context<W>>, opts: Listen
     server
         .cast(NodeServerMessage::SubscribeToEvents { id: "srlm-hub".into(), subscription })
         .map_err(|e| ClusterError::Listen { addr, reason: e.to_string() })?;
-    tracing::info!(%addr, "learner node listening for workers");
+    tracing::info!(%addr, tls = opts.tls.is_some(), "learner node listening for workers");
     Ok(Listening { server, hub, registry })
 }
 
@@ -160,8 +167,13 @@ impl NodeEventSubscription for SessionWatch {
 }
 
 /// Connects to the learner node at `addr` (retrying until `patience` runs out, since the learner
-/// opens its port only when its GRPO stage starts) and joins the run as `role`.
-pub async fn connect(addr: SocketAddr, cookie: String, role: WorkerRole, patience: Duration) -> Result<Connection, ClusterError> {
+/// opens its port only when its GRPO stage starts) and joins the run as `role`; over TLS when
+/// `tls` names what to trust.
+pub async fn connect(addr: SocketAddr, cookie: String, role: WorkerRole, patience: Duration, tls: Option<&ClientTls>) -> Result<Connection, ClusterError> {
+    let tls = match tls {
+        Some(t) => Some(t.connector().map_err(|e| ClusterError::Connect { addr, reason: e.to_string() })?),
+        None => None,
+    };
     let host = hostname();
     let node = format!("srlm-{}-{}", format!("{role:?}").to_lowercase(), std::process::id());
     // A worker accepts no connections, but a node server always listens: loopback, any port.
@@ -172,8 +184,14 @@ pub async fn connect(addr: SocketAddr, cookie: String, role: WorkerRole, patienc
     server.cast(NodeServerMessage::SubscribeToEvents { id: "srlm-worker".into(), subscription: watch }).map_err(|e| ClusterError::Connect { addr, reason: e.to_string() })?;
     let deadline = Instant::now() + patience;
     loop {
-        match ractor_cluster::client_connect(&server, addr).await {
+        let opened = match &tls {
+            Some((connector, name)) => ractor_cluster::client_connect_enc(&server, addr, connector.clone(), name.clone()).await,
+            None => ractor_cluster::client_connect(&server, addr).await,
+        };
+        match opened {
             Ok(()) => break,
+            // The learner is there but the handshake failed: waiting will not change that.
+            Err(ractor_cluster::ClientConnectErr::Encryption(e)) => return Err(ClusterError::Tls { addr, reason: e.to_string() }),
             Err(e) if Instant::now() >= deadline => return Err(ClusterError::Connect { addr, reason: e.to_string() }),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -182,6 +200,7 @@ pub async fn connect(addr: SocketAddr, cookie: String, role: WorkerRole, patienc
     let settled = tokio::time::timeout(left, session.wait_for(|s| *s != Session::Pending)).await;
     match settled.map(|r| r.map(|s| *s)) {
         Ok(Ok(Session::Ready)) => {}
+        Ok(Ok(Session::Closed { authenticated: false })) if tls.is_some() => return Err(ClusterError::RefusedTls { addr }),
         Ok(Ok(Session::Closed { authenticated: false })) => return Err(ClusterError::Refused { addr }),
         _ => return Err(ClusterError::Connect { addr, reason: "the session never became ready".into() }),
     }
