@@ -9,7 +9,8 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod optim;
-pub mod reward;
+/// The answer checker and rewards live in their own crate (`grader/`), usable without candle.
+pub use srlm_grader as reward;
 pub mod sampling;
 pub mod tokenizer;
 pub mod chat;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use srlm::reward::fuzzing::exercise;
+use srlm_grader::fuzzing::exercise;
 
 fuzz_target!(|data: &[u8]| {
     let budget = std::env::var("SRLM_FUZZ_MAX_MS")

@@ -35,6 +35,9 @@ pub fn benchmark_file(data_dir: &Path, benchmark: Benchmark) -> PathBuf {
 
 #[cfg(test)]
 mod data_file_tests;
+/// The answer checker (crate `srlm-grader`) on every row of the shared data sets.
+#[cfg(test)]
+mod grader_data_tests;
 
 /// The shared data files, their benchmark and row count (shared/data/README.md).
 #[cfg(test)]

@@ -32,8 +32,6 @@ pub mod weighted;
 #[cfg(test)]
 mod adversarial_tests;
 #[cfg(test)]
-mod data_tests;
-#[cfg(test)]
 mod strict_table_tests;
 #[cfg(test)]
 mod table_tests;

@@ -7,12 +7,12 @@
 //! `<answer>0.5</answer>`) is one answer. Only the strategies in the extraction order count, in
 //! the same search window, and only the last [`MAX_STATED_ANSWERS`] boxes and tags are read.
 
-use crate::reward::accuracy::answers_match;
-use crate::reward::extract::{
+use crate::accuracy::answers_match;
+use crate::extract::{
     answer_tags_from_end, boxes_from_end, clean, has_box, tag_answer, tail, ExtractConfig, Strategy,
 };
-use crate::reward::gold::Gold;
-use crate::reward::limits::{MAX_SEARCH_BYTES, MAX_STATED_ANSWERS};
+use crate::gold::Gold;
+use crate::limits::{MAX_SEARCH_BYTES, MAX_STATED_ANSWERS};
 
 /// Whether `completion` states a final answer that does not match `gold`.
 pub fn states_another_answer(completion: &str, cfg: &ExtractConfig, gold: &Gold) -> bool {

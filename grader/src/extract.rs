@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::reward::limits::{MAX_BOXED_TRIES, MAX_SEARCH_BYTES};
+use crate::limits::{MAX_BOXED_TRIES, MAX_SEARCH_BYTES};
 
 /// One way of finding the answer; strategies are tried in order and the first hit wins.
 /// In configs: `answer_tag`, `boxed`, `hashes`, `phrase`, `last_number`.

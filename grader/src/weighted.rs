@@ -1,7 +1,7 @@
 //! Weighted rewards: several named rewards → one total, with each part kept for metrics.
 
-use crate::reward::gold::Gold;
-use crate::reward::Reward;
+use crate::gold::Gold;
+use crate::Reward;
 
 /// One reward's unweighted value and its weight.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,8 +75,8 @@ impl Reward for WeightedRewards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::accuracy::AccuracyReward;
-    use crate::reward::format::{FormatMode, FormatReward};
+    use crate::accuracy::AccuracyReward;
+    use crate::format::{FormatMode, FormatReward};
 
     #[test]
     fn total_and_parts() {

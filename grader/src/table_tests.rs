@@ -3,7 +3,7 @@
 //! Golds marked "data" are copied verbatim from /work/shared/data; the rest exercise one
 //! normalisation each. Every failing row is reported, not just the first.
 
-use crate::reward::{answers_match, grade, Benchmark, Gold};
+use crate::{answers_match, grade, Benchmark, Gold};
 
 const T: bool = true;
 const F: bool = false;

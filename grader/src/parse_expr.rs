@@ -7,9 +7,9 @@
 //! `f(x)` with no space and a single-token argument is a call of an unknown function; `n(n+1)`
 //! is a product.
 
-use crate::reward::expr::{Constant, Expr, Func};
-use crate::reward::lexer::{Kind, Tok};
-use crate::reward::limits::{MAX_DEPTH, MAX_POSTFIX};
+use crate::expr::{Constant, Expr, Func};
+use crate::lexer::{Kind, Tok};
+use crate::limits::{MAX_DEPTH, MAX_POSTFIX};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseError {
@@ -632,7 +632,7 @@ pub fn kind_text(k: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::lexer::lex;
+    use crate::lexer::lex;
 
     fn p(s: &str) -> Result<Expr, ParseError> {
         parse_expr(&lex(s))

@@ -1,9 +1,9 @@
 //! Registry: reward names and weights (from config or `accuracy=1,format=0.1`) → rewards.
 
-use crate::reward::accuracy::AccuracyReward;
-use crate::reward::format::{FormatMode, FormatReward};
-use crate::reward::weighted::WeightedRewards;
-use crate::reward::Reward;
+use crate::accuracy::AccuracyReward;
+use crate::format::{FormatMode, FormatReward};
+use crate::weighted::WeightedRewards;
+use crate::Reward;
 
 pub const REWARD_NAMES: [&str; 4] = ["accuracy", "format", "format_strict", "format_soft"];
 
@@ -87,7 +87,7 @@ pub fn parse_reward_spec(spec: &str) -> Result<Vec<(String, f32)>, RegistryError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::gold::Gold;
+    use crate::gold::Gold;
 
     #[test]
     fn builds_from_spec() {

@@ -1,15 +1,15 @@
 //! Signature: what a comparison needs of an expression, computed once when it is parsed.
 //!
 //! A variable's value at point i depends only on its name and i (see
-//! [`crate::reward::eval::var_value`]), so an expression's values at the seeded points can be
+//! [`crate::eval::var_value`]), so an expression's values at the seeded points can be
 //! computed alone and compared with any other expression's later: a list of 64 items costs
 //! 64 evaluations per side, not 64².
 
 use std::sync::OnceLock;
 
-use crate::reward::eval::{eval, Point};
-use crate::reward::expr::Expr;
-use crate::reward::limits::N_POINTS;
+use crate::eval::{eval, Point};
+use crate::expr::Expr;
+use crate::limits::N_POINTS;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signature {
@@ -60,8 +60,8 @@ impl Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::lexer::lex;
-    use crate::reward::parse_expr::parse_expr;
+    use crate::lexer::lex;
+    use crate::parse_expr::parse_expr;
 
     fn sig(s: &str) -> (Signature, Expr) {
         let e = parse_expr(&lex(s)).expect("parses");

@@ -8,9 +8,9 @@
 //! | OlympiadBench | `final_answer` list; every part must be matched | [`Gold::list`] |
 //! | AMC23 | `answer` (a JSON number) | [`Gold::number`] |
 
-use crate::reward::answer::{parse_answer, Answer};
-use crate::reward::extract::{last_boxed, tail};
-use crate::reward::limits::{MAX_ANSWER_BYTES, MAX_SEARCH_BYTES};
+use crate::answer::{parse_answer, Answer};
+use crate::extract::{last_boxed, tail};
+use crate::limits::{MAX_ANSWER_BYTES, MAX_SEARCH_BYTES};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GoldError {

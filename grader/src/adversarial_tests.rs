@@ -4,9 +4,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use crate::reward::answer::{parse_answer, Answer};
-use crate::reward::fuzzing::{exercise, Slowest};
-use crate::reward::{
+use crate::answer::{parse_answer, Answer};
+use crate::fuzzing::{exercise, Slowest};
+use crate::{
     answers_match, extract_answer, extract_answer_from_bytes, format_score, grade, grade_bytes,
     Benchmark, ExtractConfig, FormatMode, Gold,
 };

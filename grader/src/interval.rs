@@ -2,9 +2,9 @@
 //! so that `-2 \le x \le 7` meets `[-2, 7]`, `k < -5` meets `(-\infty, -5)` and `x \ne 3`
 //! meets `(-\infty, 3) \cup (3, \infty)`. Strict ends are open, `\le`/`\ge` ends closed.
 
-use crate::reward::answer::{Answer, RelOp, Scalar};
-use crate::reward::expr::{Constant, Expr};
-use crate::reward::signature::Signature;
+use crate::answer::{Answer, RelOp, Scalar};
+use crate::expr::{Constant, Expr};
+use crate::signature::Signature;
 
 /// The interval (or union of two, for `\ne`) that `parts`/`ops` describe, when exactly one
 /// part is a bare variable that no other part mentions; None for anything else
@@ -108,7 +108,7 @@ fn mentions(a: &Answer, v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::answer::parse_answer;
+    use crate::answer::parse_answer;
 
     fn interval_of(s: &str) -> Option<Answer> {
         match parse_answer(s) {

@@ -8,8 +8,8 @@
 //! as written (`r = 3, \theta = \frac{\pi}{2}`). A list whose names share a letter
 //! (`x = 1, x = -2`, `x_1 = 2, x_2 = 3`) lists roots, which have no order: it is not named.
 
-use crate::reward::answer::Answer;
-use crate::reward::expr::Expr;
+use crate::answer::Answer;
+use crate::expr::Expr;
 
 /// Values with their names, in the names' order.
 struct Named<'a> {
@@ -156,7 +156,7 @@ fn single_letter(a: &Answer) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::answer::parse_answer;
+    use crate::answer::parse_answer;
 
     fn names(s: &str) -> Option<Vec<String>> {
         let a = parse_answer(s);

@@ -1,13 +1,13 @@
 //! Accuracy: extract the final answer, compare it with the gold; 1.0 when they match.
 
-use crate::reward::answer::{parse_answer, Answer};
-use crate::reward::benchmark::Benchmark;
-use crate::reward::commitments::states_another_answer;
-use crate::reward::extract::{extract_answer, last_number, tail, ExtractConfig};
-use crate::reward::gold::Gold;
-use crate::reward::limits::MAX_ANSWER_BYTES;
-use crate::reward::math_equiv::equivalent;
-use crate::reward::Reward;
+use crate::answer::{parse_answer, Answer};
+use crate::benchmark::Benchmark;
+use crate::commitments::states_another_answer;
+use crate::extract::{extract_answer, last_number, tail, ExtractConfig};
+use crate::gold::Gold;
+use crate::limits::MAX_ANSWER_BYTES;
+use crate::math_equiv::equivalent;
+use crate::Reward;
 
 /// What grading found: the extracted answer (None when nothing was found) and its verdict.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

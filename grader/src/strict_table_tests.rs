@@ -3,8 +3,8 @@
 //! answers, and unit marks. One row per case, verdicts decided by hand; every failing row is
 //! reported.
 
-use crate::reward::table_tests::{completion_gold, report};
-use crate::reward::{answers_match, grade, Benchmark, Gold};
+use crate::table_tests::{completion_gold, report};
+use crate::{answers_match, grade, Benchmark, Gold};
 
 const T: bool = true;
 const F: bool = false;

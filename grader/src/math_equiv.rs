@@ -2,7 +2,7 @@
 //!
 //! - Scalars: same tree, else equal values at seeded points (real points in [0.5, 3); integer
 //!   points in [2, 12] when floor/ceil/factorial/binomial appear or reals give too few finite
-//!   values). Tolerance and exact-integer rule: [`crate::reward::eval::close`]. A `%` on one
+//!   values). Tolerance and exact-integer rule: [`crate::eval::close`]. A `%` on one
 //!   side also accepts value/100 (`50%` = `0.5`); `^\circ` is ignored (`30^\circ` = `30`).
 //! - Sets and unions: same size and a perfect matching of equal items (order-insensitive).
 //! - Tuples and intervals: same brackets, items equal in order; a `(…)` tuple also equals a
@@ -14,23 +14,23 @@
 //!   equals that side, or the exact side before a decimal that rounds it
 //!   (`x = \frac{5}{9} \approx 0.56` states both), and a chain compares as its first and last
 //!   sides.
-//! - Named answers (`(k, n) = (2, 4)`, `k = 2, n = 4`): see [`crate::reward::named`].
+//! - Named answers (`(k, n) = (2, 4)`, `k = 2, n = 4`): see [`crate::named`].
 //! - Inequalities in one variable equal the interval they describe (`-2 \le x \le 7` =
 //!   `[-2, 7]`, `x < -5 \text{ or } x > 3` = `(-\infty, -5) \cup (3, \infty)`): see
-//!   [`crate::reward::interval`].
+//!   [`crate::interval`].
 //! - Text: equal keys; a textual gold also equals a scalar with the same key (`B` = `\text{(B)}`).
 //! - `NaN` or non-finite values are never equal to anything.
 //! - Work is metered ([`MAX_COMPARE_FUEL`] item comparisons per answer); a comparison that
 //!   runs out of fuel is "not equal". Scalars compare in O(points) through their
-//!   [`crate::reward::signature::Signature`] (values cached per scalar).
+//!   [`crate::signature::Signature`] (values cached per scalar).
 
-use crate::reward::answer::{Answer, Scalar};
-use crate::reward::eval::{close, is_rounding_of};
-use crate::reward::interval::{relation_interval, relations_union};
-use crate::reward::limits::{
+use crate::answer::{Answer, Scalar};
+use crate::eval::{close, is_rounding_of};
+use crate::interval::{relation_interval, relations_union};
+use crate::limits::{
     MAX_COMPARE_FUEL, MAX_ITEMS, MAX_STRUCT_DEPTH, MIN_COMPARABLE_POINTS, N_POINTS,
 };
-use crate::reward::named::compare_named;
+use crate::named::compare_named;
 
 /// Whether `pred` states the same answer as `gold`.
 pub fn equivalent(pred: &Answer, gold: &Answer) -> bool {
@@ -357,7 +357,7 @@ fn sampled_equal(p: &Scalar, g: &Scalar, has_vars: bool, integers: bool) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::answer::parse_answer;
+    use crate::answer::parse_answer;
 
     fn same(a: &str, b: &str) -> bool {
         equivalent(&parse_answer(a), &parse_answer(b))

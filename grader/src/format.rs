@@ -11,8 +11,8 @@
 //!   the order above, that occurs exactly once and starts after the end of the last tag that
 //!   earned credit. Text around and between tags is ignored.
 
-use crate::reward::gold::Gold;
-use crate::reward::Reward;
+use crate::gold::Gold;
+use crate::Reward;
 
 const TAGS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>"];
 

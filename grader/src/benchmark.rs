@@ -6,8 +6,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::reward::extract::{ExtractConfig, Strategy};
-use crate::reward::gold::{Gold, GoldError};
+use crate::extract::{ExtractConfig, Strategy};
+use crate::gold::{Gold, GoldError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Benchmark {

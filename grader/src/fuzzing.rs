@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::reward::accuracy::{answers_match, grade};
-use crate::reward::benchmark::Benchmark;
-use crate::reward::extract::extract_answer;
-use crate::reward::format::{format_score, FormatMode};
-use crate::reward::gold::Gold;
+use crate::accuracy::{answers_match, grade};
+use crate::benchmark::Benchmark;
+use crate::extract::extract_answer;
+use crate::format::{format_score, FormatMode};
+use crate::gold::Gold;
 
 /// The slowest single call made by [`exercise`], and what it was.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,7 +1,7 @@
 //! Expression tree: what the LaTeX parser builds and the evaluator walks.
 //!
 //! Sums and products are n-ary so that `1+1+…+1` is one wide node, not a deep chain:
-//! the tree's depth is bounded by [`crate::reward::limits::MAX_DEPTH`] however long the input.
+//! the tree's depth is bounded by [`crate::limits::MAX_DEPTH`] however long the input.
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {

@@ -13,11 +13,11 @@
 //!   `15\mbox{ cm}^2`, `10 km/h`, `2 \text{ arcsec}`, `5 \Omega`) are dropped, and the rest is
 //!   parsed as an expression; what does not parse is text, compared by its letters and digits.
 
-use crate::reward::expr::Expr;
-use crate::reward::lexer::{lex, Kind, Tok};
-use crate::reward::limits::{MAX_ANSWER_BYTES, MAX_ITEMS, MAX_STRUCT_DEPTH};
-use crate::reward::parse_expr::{kind_text, parse_expr};
-use crate::reward::signature::Signature;
+use crate::expr::Expr;
+use crate::lexer::{lex, Kind, Tok};
+use crate::limits::{MAX_ANSWER_BYTES, MAX_ITEMS, MAX_STRUCT_DEPTH};
+use crate::parse_expr::{kind_text, parse_expr};
+use crate::signature::Signature;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {

@@ -4,8 +4,8 @@
 //! comparable", never equal. Unknown functions (`f(x)`) are fixed pseudo-random smooth
 //! functions of their argument, the same on both sides of a comparison.
 
-use crate::reward::expr::{Constant, Expr, Func};
-use crate::reward::limits::{ABS_TOL, REL_TOL};
+use crate::expr::{Constant, Expr, Func};
+use crate::limits::{ABS_TOL, REL_TOL};
 
 /// One of the seeded points: every variable's value there is a fixed function of its name
 /// and the point's index ([`var_value`]), so no environment is built or searched.
@@ -114,7 +114,7 @@ fn unknown_function(name: &str, x: f64) -> f64 {
     (a * x + b).sin() * 2.0 + 3.0 + a * x
 }
 
-/// Tolerant equality; see [`crate::reward::limits::REL_TOL`]. Non-finite is never equal.
+/// Tolerant equality; see [`crate::limits::REL_TOL`]. Non-finite is never equal.
 pub fn close(a: f64, b: f64) -> bool {
     if !a.is_finite() || !b.is_finite() {
         return false;
@@ -179,8 +179,8 @@ fn unit(h: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::lexer::lex;
-    use crate::reward::parse_expr::parse_expr;
+    use crate::lexer::lex;
+    use crate::parse_expr::parse_expr;
 
     fn v(s: &str) -> f64 {
         let e = parse_expr(&lex(s)).expect("parses");
