@@ -314,8 +314,8 @@ impl GradAccumulator {
 
     /// Adds the gradients `grads` holds for the optimizer's parameters. The second micro-batch's
     /// sum goes into a buffer of the accumulator's own and later ones are added into it in
-    /// place, in parallel. (Adding into the first micro-batch's own buffers instead kept them
-    /// alive across the step, and the Qwen 0.5B GRPO step with micro-batch 1 took 18 % longer.)
+    /// place, in parallel. (Not into the first micro-batch's own buffers: keeping those alive
+    /// across the step changes how the heap is reused and made the step slower; BENCHMARKS.md.)
     pub fn add(&mut self, grads: &GradStore) -> Result<(), OptimError> {
         for ((sum, owned), var) in self.sums.iter_mut().zip(&mut self.owned).zip(&self.vars) {
             let Some(g) = grads.get(var.as_tensor()) else { continue };

@@ -35,6 +35,11 @@ fn check_real_model(file: &str) {
     let diff = max_abs_diff(&prompt_logprobs(&m, &ids), g["logprobs"].as_array().unwrap());
     assert!(diff < 2e-3, "{file}: prompt log-probs differ from transformers by {diff}");
 
+    // What a remote generator reads (no weights) is the same shape and tokenizer.
+    let (config, tokenizer) = srlm::model::load::shape_and_tokenizer(path.to_str().unwrap()).unwrap();
+    assert_eq!(format!("{config:?}"), format!("{:?}", m.config), "{file}: shape without weights");
+    assert_eq!(tokenizer.encode(prompt, false).unwrap(), golden_ids, "{file}: tokenizer without weights");
+
     let model = m.inference_model().unwrap();
     let mut cache = model.new_cache();
     let input = candle_core::Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();

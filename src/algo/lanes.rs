@@ -3,8 +3,7 @@
 //! A learner step on a small model is a chain of modest matrix products and many element-wise
 //! passes (norms, activations, candle's gradient sums). Splitting each product across cores
 //! leaves the element-wise passes on one core and costs a synchronisation per product; giving
-//! each core a whole micro-batch keeps both busy for all of it (+4–9 % tokens/s for SmolLM2-135M
-//! on 2 cores, BENCHMARKS.md). It costs memory: `lanes` micro-batches' activations and
+//! each core a whole micro-batch keeps both busy for all of it (BENCHMARKS.md). It costs memory: `lanes` micro-batches' activations and
 //! gradients are alive at once.
 //!
 //! Results come back in micro-batch order and each lane computes exactly what the sequential

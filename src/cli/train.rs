@@ -86,7 +86,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // Every actor runs on its own thread; candle's spin-waiting pool per op would
-        // oversubscribe the cores (measured 2.6× more work per CPU-second with one thread).
+        // oversubscribe the cores.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     let listen = match a.listen {

@@ -109,6 +109,21 @@ impl LoadedModel {
     }
 }
 
+/// The shape and tokenizer of a checkpoint without reading its weights: what a remote generator
+/// needs, since its weights come from the learner node.
+pub fn shape_and_tokenizer(spec: &str) -> Result<(ModelConfig, Tokenizer), ModelError> {
+    match ModelSource::resolve(spec)? {
+        ModelSource::HfDir(dir) => Ok((ModelConfig::from_hf_file(&dir.join("config.json"))?, Tokenizer::from_hf_dir(&dir)?)),
+        ModelSource::Gguf(path) => {
+            let file = GgufFile::open(&path)?;
+            let mut config = file.config()?;
+            let tokenizer = Tokenizer::from_gguf(&file.content, &path)?;
+            config.eos_token_ids = tokenizer.eos_token_ids().to_vec();
+            Ok((config, tokenizer))
+        }
+    }
+}
+
 fn load_gguf(path: &Path) -> Result<(ModelConfig, Weights, Tokenizer), ModelError> {
     let mut file = GgufFile::open(path)?;
     let mut config = file.config()?;

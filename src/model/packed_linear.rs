@@ -1,7 +1,7 @@
 //! x·Wᵀ + b for the inference model on the CPU, with W packed once into 16-wide column panels.
 //!
 //! Decoding multiplies a few rows by every weight matrix. candle's gemm either repacks W on each
-//! call or strides through Wᵀ (a page per input for the vocabulary projection, 3× slower). Panels
+//! call or strides through Wᵀ (a page per input for the vocabulary projection). Panels
 //! make each weight one sequential stream, and projections of the same input (q/k/v, gate/up)
 //! share one pass by packing their panels side by side. Each output is summed over the inputs in
 //! the same order whatever the number of rows, so a group and a single row get the same values.

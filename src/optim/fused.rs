@@ -1,8 +1,7 @@
 //! AdamW's CPU kernels: one pass per tensor over the raw f32/f64 slices, written in place.
 //!
 //! The tensor path in `optim.rs` runs about twelve candle ops per parameter, each a full pass that
-//! allocates a tensor, and the gradient norm copies every gradient to f64; on a 135M model that was
-//! ~8% of a learner step. These kernels apply the same element formulas in the same order, so they
+//! allocates a tensor, and the gradient norm copies every gradient to f64. These kernels apply the same element formulas in the same order, so they
 //! agree with the tensor path to the last bit (up to the sign of zero). Anything else (another
 //! device or dtype, a strided layout, storage shared between the operands) is left to that path.
 

@@ -485,11 +485,20 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
 
 /// What a remote generator builds from the recipe: the model's shape, tokenizer and device, and
 /// the GRPO stage's sampling settings.
+/// Only the shape and tokenizer are read: the weights come from the learner node.
 pub fn sampler_parts(cfg: &TrainConfig) -> Result<(ModelConfig, Arc<Tokenizer>, Device, GenerationConfig)> {
-    let state = load_model(cfg)?;
+    let (config, tokenizer, device) = if cfg.model.source == "tiny" {
+        let state = load_model(cfg)?;
+        (state.config, state.tokenizer, state.device)
+    } else {
+        let device = parse_device(&cfg.model.device).map_err(anyhow::Error::msg)?;
+        let (config, tokenizer) = crate::model::load::shape_and_tokenizer(&cfg.model.source)
+            .with_context(|| format!("model.source '{}'", cfg.model.source))?;
+        (config, Arc::new(tokenizer), device)
+    };
     let g = &cfg.grpo;
-    let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
-    Ok((state.config, state.tokenizer, state.device, gen))
+    let gen = generation(cfg, &tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
+    Ok((config, tokenizer, device, gen))
 }
 
 /// The per-step metric series (what two deterministic runs must agree on).
