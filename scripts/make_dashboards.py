@@ -132,9 +132,10 @@ health = dashboard("srlm-health", "srlm: health", grid([
 # `node-<worker id>` in the throughput panels; these are the cluster's own.
 cluster = dashboard("srlm-cluster", "srlm: workers on other nodes", grid([
     ("Workers joined", [("srlm_remote_workers", "workers")]),
-    ("Groups generated per node (tokens/s in srlm: throughput)", [
+    ("Groups generated per node (per minute; tokens/s in srlm: throughput)", [
         ("sum by (generator) (rate(srlm_generator_groups_total[1m])) * 60", "generator {{generator}}"),
     ]),
+    ("Groups scored per node (per minute)", [("sum by (scorer) (rate(srlm_scorer_groups_total[1m])) * 60", "scorer {{scorer}}")]),
     ("Weight download time per worker (mean)", [
         ("rate(srlm_weight_transfer_seconds_sum[5m]) / rate(srlm_weight_transfer_seconds_count[5m])", "{{worker}}"),
     ], {"unit": "s"}),
