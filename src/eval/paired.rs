@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::log::CompletionRecord;
-use super::report::EvalSettings;
+use super::report::{share_kept, EvalSettings};
 use super::EvalError;
 use crate::reward::Benchmark;
 
@@ -156,10 +156,6 @@ pub fn summarise_pairs(pairs: &[Pair]) -> Vec<PairedSummary> {
             let only_before = count(&|p| p.before && !p.after);
             let only_after = count(&|p| !p.before && p.after);
             let rate = |k: usize| k as f64 / n.max(1) as f64;
-            let compliance = |side: &dyn Fn(&Pair) -> Option<bool>| {
-                let kept = ps.iter().map(|p| side(p)).collect::<Option<Vec<bool>>>()?;
-                Some(rate(kept.iter().filter(|&&k| k).count()))
-            };
             PairedSummary {
                 benchmark: bench,
                 pairs: n,
@@ -170,8 +166,8 @@ pub fn summarise_pairs(pairs: &[Pair]) -> Vec<PairedSummary> {
                 accuracy_before: rate(count(&|p| p.before)),
                 accuracy_after: rate(count(&|p| p.after)),
                 mcnemar_p: mcnemar_exact(only_before, only_after),
-                format_before: compliance(&|p| p.format_before),
-                format_after: compliance(&|p| p.format_after),
+                format_before: share_kept(ps.iter().map(|p| p.format_before)),
+                format_after: share_kept(ps.iter().map(|p| p.format_after)),
             }
         })
         .collect()

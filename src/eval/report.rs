@@ -93,6 +93,11 @@ pub fn summarise(
 }
 
 fn format_compliance(format: PromptFormat, records: &[CompletionRecord]) -> Option<f64> {
-    let kept = records.iter().map(|r| format.followed_by(&r.completion)).collect::<Option<Vec<bool>>>()?;
+    share_kept(records.iter().map(|r| format.followed_by(&r.completion)))
+}
+
+/// The share of `true` among per-sample format verdicts; None when the format asks for none.
+pub(crate) fn share_kept(verdicts: impl Iterator<Item = Option<bool>>) -> Option<f64> {
+    let kept = verdicts.collect::<Option<Vec<bool>>>()?;
     Some(kept.iter().filter(|&&k| k).count() as f64 / kept.len().max(1) as f64)
 }
