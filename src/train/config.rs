@@ -342,6 +342,14 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// Where the GRPO stage starts in the training set: past the examples an earlier sft stage of
+    /// this run trained on, when it used a slice, so RL is rewarded on problems it has not been
+    /// shown the solutions of.
+    pub fn grpo_first_prompt(&self) -> usize {
+        let sft_before_grpo = self.stages.iter().take_while(|s| **s != Stage::Grpo).any(|s| *s == Stage::Sft);
+        if sft_before_grpo { self.sft.examples } else { 0 }
+    }
+
     /// The rewards as (name, weight) pairs, in name order.
     pub fn reward_spec(&self) -> Vec<(String, f32)> {
         self.rewards.iter().map(|(n, w)| (n.clone(), *w)).collect()
@@ -501,6 +509,20 @@ mod tests {
         assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Cosine, warmup_steps: 5, total_steps: 20 });
         let scaled = TrainConfig::from_toml(&format!("{GRPO_BASE}[grpo]\nadvantage_scale = \"none\"\n"), "f.toml").unwrap();
         assert_eq!((cfg.grpo.advantage_scale, scaled.grpo.advantage_scale), (AdvantageScale::Std, AdvantageScale::None));
+    }
+
+    /// GRPO after an sft stage that trained on a slice starts past that slice; alone, after all
+    /// of the data, or before the sft stage it starts at the first problem.
+    #[test]
+    fn grpo_starts_past_the_problems_an_earlier_sft_slice_saw() {
+        let recipe = |stages: &str, examples: usize| {
+            let text = format!("stages = {stages}\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\nexamples = {examples}\n");
+            TrainConfig::from_toml(&text, "f.toml").unwrap().grpo_first_prompt()
+        };
+        assert_eq!(recipe(r#"["sft", "grpo"]"#, 128), 128);
+        assert_eq!(recipe(r#"["sft", "grpo"]"#, 0), 0);
+        assert_eq!(recipe(r#"["grpo"]"#, 128), 0);
+        assert_eq!(recipe(r#"["grpo", "sft"]"#, 128), 0);
     }
 
     /// An absent `[grpo]` gives the README's defaults (the real types' `Default`s).

@@ -380,9 +380,10 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let bar = Arc::clone(&progress);
     trainer.on_step = Some(Box::new(move |p: &StepProgress| bar.step(p)));
     let latest = trainer.latest_weights();
+    let first = cfg.grpo_first_prompt() as u64;
     let prompts: Vec<Prompt> = (0..total * r.pipeline.batch_groups as u64)
         .map(|i| {
-            let p = &train[(i % train.len() as u64) as usize];
+            let p = &train[((first + i) % train.len() as u64) as usize];
             Prompt { id: i, text: p.prompt.clone(), reference: p.gold.clone() }
         })
         .collect();
