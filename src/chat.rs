@@ -20,10 +20,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 }
 
@@ -45,11 +42,7 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    pub fn new(
-        template: &str,
-        bos_token: Option<String>,
-        eos_token: Option<String>,
-    ) -> Result<Self, ChatError> {
+    pub fn new(template: &str, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self, ChatError> {
         // The same environment HF builds: jinja2 sandbox with trim_blocks, lstrip_blocks, its own
         // `tojson`, `raise_exception` and `strftime_now`, and Python's str/dict/list methods.
         let mut env = Environment::new();
@@ -59,14 +52,8 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned(TEMPLATE_NAME, template.to_string())
-            .map_err(ChatError::Parse)?;
-        Ok(Self {
-            env,
-            source: template.to_string(),
-            bos_token,
-            eos_token,
-        })
+        env.add_template_owned(TEMPLATE_NAME, template.to_string()).map_err(ChatError::Parse)?;
+        Ok(Self { env, source: template.to_string(), bos_token, eos_token })
     }
 
     /// The Jinja source this template was built from.
@@ -74,11 +61,7 @@ impl ChatTemplate {
         &self.source
     }
 
-    pub fn render(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> Result<String, ChatError> {
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ChatError> {
         self.render_with(messages, add_generation_prompt, &serde_json::Map::new())
     }
 
@@ -103,14 +86,8 @@ impl ChatTemplate {
             ctx.insert(key.clone(), Value::from_serialize(value));
         }
         ctx.insert("messages".into(), Value::from_serialize(messages));
-        ctx.insert(
-            "add_generation_prompt".into(),
-            Value::from(add_generation_prompt),
-        );
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(ChatError::Render)?;
+        ctx.insert("add_generation_prompt".into(), Value::from(add_generation_prompt));
+        let template = self.env.get_template(TEMPLATE_NAME).map_err(ChatError::Render)?;
         template.render(ctx).map_err(ChatError::Render)
     }
 }
@@ -142,13 +119,7 @@ fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
         None if indent.is_some() => (",".to_string(), ": ".to_string()),
         None => (", ".to_string(), ": ".to_string()),
     };
-    let style = JsonStyle {
-        ensure_ascii,
-        indent,
-        item_sep,
-        key_sep,
-        sort_keys,
-    };
+    let style = JsonStyle { ensure_ascii, indent, item_sep, key_sep, sort_keys };
     let mut out = String::new();
     style.write(&mut out, value, 0)?;
     Ok(Value::from(out))
@@ -186,9 +157,7 @@ impl JsonStyle {
             }
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = value.try_iter()?.collect();
-                self.write_container(out, ('[', ']'), items.len(), depth, |out, i| {
-                    self.write(out, &items[i], depth + 1)
-                })?;
+                self.write_container(out, ('[', ']'), items.len(), depth, |out, i| self.write(out, &items[i], depth + 1))?;
             }
             kind => return Err(invalid(&format!("tojson: cannot serialize a {kind}"))),
         }
@@ -271,36 +240,13 @@ fn invalid(message: &str) -> minijinja::Error {
 /// `datetime.now().strftime(fmt)` for the codes chat templates use (Llama 3 writes "%d %b %Y").
 /// Renders in UTC: there is no time-zone database here.
 fn strftime_now(format: String) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     strftime(&format, secs)
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const WEEKDAYS: [&str; 7] = [
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-];
+const MONTHS: [&str; 12] =
+    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 fn strftime(format: &str, unix_secs: u64) -> String {
     let days = (unix_secs / 86_400) as i64;
@@ -374,26 +320,15 @@ mod tests {
     fn renders_chatml() {
         let t = ChatTemplate::new(CHATML, None, None).unwrap();
         let msgs = [Message::new("user", "hi")];
-        assert_eq!(
-            t.render(&msgs, false).unwrap(),
-            "<|im_start|>user\nhi<|im_end|>\n"
-        );
-        assert_eq!(
-            t.render(&msgs, true).unwrap(),
-            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-        );
+        assert_eq!(t.render(&msgs, false).unwrap(), "<|im_start|>user\nhi<|im_end|>\n");
+        assert_eq!(t.render(&msgs, true).unwrap(), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]
     fn trims_blocks_like_hf() {
         let src = "{% for m in messages %}\n  {% if m.role == 'user' %}\n[{{ m.content }}]\n  {% endif %}\n{% endfor %}\n";
         let t = ChatTemplate::new(src, None, None).unwrap();
-        let out = t
-            .render(
-                &[Message::new("user", "a"), Message::new("user", "b")],
-                false,
-            )
-            .unwrap();
+        let out = t.render(&[Message::new("user", "a"), Message::new("user", "b")], false).unwrap();
         assert_eq!(out, "[a]\n[b]\n");
     }
 
@@ -401,10 +336,7 @@ mod tests {
     fn special_tokens_and_python_methods() {
         let src = "{{ bos_token }}{{ messages[0].content.strip().upper() }}{{ eos_token }}";
         let t = ChatTemplate::new(src, Some("<s>".into()), Some("</s>".into())).unwrap();
-        assert_eq!(
-            t.render(&[Message::new("user", "  hi ")], false).unwrap(),
-            "<s>HI</s>"
-        );
+        assert_eq!(t.render(&[Message::new("user", "  hi ")], false).unwrap(), "<s>HI</s>");
     }
 
     #[test]
@@ -427,9 +359,7 @@ mod tests {
         let t = ChatTemplate::new(src, None, None).unwrap();
         // Keys already sorted: without minijinja's preserve_order feature maps iterate sorted.
         let extra = serde_json::json!({"x": {"a": null, "b": [1, 2.0, "é<\"\n"], "c": {}}});
-        let out = t
-            .render_with(&[], false, extra.as_object().unwrap())
-            .unwrap();
+        let out = t.render_with(&[], false, extra.as_object().unwrap()).unwrap();
         assert_eq!(
             out,
             "{\"a\": null, \"b\": [1, 2.0, \"é<\\\"\\n\"], \"c\": {}}|{\n  \"a\": null,\n  \"b\": [\n    1,\n    2.0,\n    \"é<\\\"\\n\"\n  ],\n  \"c\": {}\n}|{\"a\":null,\"b\":[1,2.0,\"é<\\\"\\n\"],\"c\":{}}"

@@ -86,8 +86,8 @@ impl RngState {
         }
         let mut key = [0u8; 32];
         for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&self.key[2 * i..2 * i + 2], 16)
-                .map_err(|_| format!("RNG key '{}' is not 64 hex digits", self.key))?;
+            *byte =
+                u8::from_str_radix(&self.key[2 * i..2 * i + 2], 16).map_err(|_| format!("RNG key '{}' is not 64 hex digits", self.key))?;
         }
         let pos: u128 = self.word_pos.parse().map_err(|_| format!("RNG word_pos '{}' is not an integer", self.word_pos))?;
         let mut rng = ChaCha8Rng::from_seed(key);
@@ -212,10 +212,8 @@ fn checked_name<'n>(dir: &Path, name: &'n str) -> Result<&'n str, CheckpointErro
 }
 
 fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), CheckpointError> {
-    let on_cpu = tensors
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?)))
-        .collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
+    let on_cpu =
+        tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?))).collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
     candle_core::safetensors::save(&on_cpu, path).map_err(|e| invalid(path, format!("cannot write: {e}")))
 }
 
@@ -370,9 +368,10 @@ impl LoadedCheckpoint {
     /// and device) and restores its moments, step and skip count.
     pub fn restore(&self, opt: &mut AdamW) -> Result<(), CheckpointError> {
         let weights_path = self.dir.join("model.safetensors");
-        let weights = self.weights.as_ref().ok_or_else(|| {
-            invalid(&weights_path, "missing: this checkpoint has no full weights (restore its adapters instead)")
-        })?;
+        let weights = self
+            .weights
+            .as_ref()
+            .ok_or_else(|| invalid(&weights_path, "missing: this checkpoint has no full weights (restore its adapters instead)"))?;
         self.restore_params(opt, weights)
     }
 

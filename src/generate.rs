@@ -153,10 +153,20 @@ pub fn generate_batch(
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Completion>> {
     let mut done: Vec<Option<Completion>> = vec![None; prompts.len()];
-    continuous::generate_groups(model, tokenizer, prompts, streams, 1, prompts.len().max(1), cfg, |i, mut c| {
-        done[i] = c.pop();
-        Ok(())
-    }, |i, _, id| on_token(i, id))?;
+    continuous::generate_groups(
+        model,
+        tokenizer,
+        prompts,
+        streams,
+        1,
+        prompts.len().max(1),
+        cfg,
+        |i, mut c| {
+            done[i] = c.pop();
+            Ok(())
+        },
+        |i, _, id| on_token(i, id),
+    )?;
     Ok(done.into_iter().map(|c| c.expect("every prompt's group is handed out")).collect())
 }
 
@@ -194,22 +204,13 @@ fn last_logits(model: &Qwen2, ids: &Tensor, positions: &Tensor, mask: &Tensor, c
 
 /// (b, total) with 0 over each row's left padding and 1 over its real keys.
 fn key_mask(pads: &[usize], total: usize, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> = pads
-        .iter()
-        .flat_map(|&pad| (0..total).map(move |j| if j < pad { 0.0 } else { 1.0 }))
-        .collect();
+    let mask: Vec<f32> = pads.iter().flat_map(|&pad| (0..total).map(move |j| if j < pad { 0.0 } else { 1.0 })).collect();
     Tensor::from_vec(mask, (pads.len(), total), device)
 }
 
 fn new_rows(streams: impl Iterator<Item = u64>, cfg: &GenerationConfig) -> Vec<Row> {
     streams
-        .map(|stream| Row {
-            ids: Vec::new(),
-            logprobs: Vec::new(),
-            rng: SequenceRng::new(cfg.seed, stream),
-            checked: 0,
-            done: None,
-        })
+        .map(|stream| Row { ids: Vec::new(), logprobs: Vec::new(), rng: SequenceRng::new(cfg.seed, stream), checked: 0, done: None })
         .collect()
 }
 
@@ -232,12 +233,8 @@ fn sample_step(
         on_token(i, picked.token);
         row.done = finish_check(row, tokenizer, cfg)?;
     }
-    let still: Vec<(u32, usize)> = active
-        .iter()
-        .enumerate()
-        .filter(|(_, &i)| rows[i].done.is_none())
-        .map(|(slot, &i)| (slot as u32, i))
-        .collect();
+    let still: Vec<(u32, usize)> =
+        active.iter().enumerate().filter(|(_, &i)| rows[i].done.is_none()).map(|(slot, &i)| (slot as u32, i)).collect();
     let shrunk = still.len() < active.len();
     let keep: Vec<u32> = still.iter().map(|(slot, _)| *slot).collect();
     *active = still.into_iter().map(|(_, i)| i).collect();
@@ -318,11 +315,8 @@ fn draw_on_host(rows: &mut [Row], active: &[usize], logits: &[Vec<f32>], params:
     for (slot, &i) in active.iter().enumerate() {
         slot_of[i] = Some(slot);
     }
-    let mut jobs: Vec<(usize, &mut SequenceRng)> = rows
-        .iter_mut()
-        .zip(slot_of)
-        .filter_map(|(row, slot)| slot.map(|slot| (slot, &mut row.rng)))
-        .collect();
+    let mut jobs: Vec<(usize, &mut SequenceRng)> =
+        rows.iter_mut().zip(slot_of).filter_map(|(row, slot)| slot.map(|slot| (slot, &mut row.rng))).collect();
     jobs.sort_unstable_by_key(|(slot, _)| *slot);
     jobs.into_par_iter().map(|(slot, rng)| sample(&logits[slot], params, rng)).collect()
 }

@@ -5,9 +5,7 @@ use serde_json::{json, Value};
 /// Reads the field's value; `null` is the empty list. The error is the problem alone.
 pub(crate) fn parse(value: &Value) -> Result<Vec<u32>, String> {
     let one = |v: &Value| {
-        v.as_u64()
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(|| format!("must be a token id or a list of token ids, found {v}"))
+        v.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| format!("must be a token id or a list of token ids, found {v}"))
     };
     match value {
         Value::Array(items) => items.iter().map(one).collect(),

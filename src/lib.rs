@@ -11,12 +11,12 @@ pub mod model;
 pub mod optim;
 /// The answer checker and rewards live in their own crate (`grader/`), usable without candle.
 pub use srlm_grader as reward;
-pub mod sampling;
-pub mod tokenizer;
 pub mod chat;
 pub mod generate;
+mod id_list;
 pub mod plot;
 pub mod ranges;
-mod id_list;
+pub mod sampling;
 pub mod synthetic;
+pub mod tokenizer;
 pub mod train;

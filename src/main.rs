@@ -13,9 +13,7 @@ fn main() -> std::process::ExitCode {
     process_setup::candle_elementwise_on_one_thread();
     process_setup::keep_freed_blocks();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = cli::Cli::parse();

@@ -5,8 +5,8 @@
 //! AdamW cannot export its moments, which exact resume needs.
 
 mod fused;
-pub mod precision;
 mod grad_sum;
+pub mod precision;
 mod schedule;
 
 use std::collections::HashMap;
@@ -206,7 +206,11 @@ impl AdamW {
 
     /// An empty gradient sum over this optimizer's parameters.
     pub fn accumulator(&self) -> GradAccumulator {
-        GradAccumulator { sums: vec![None; self.params.len()], owned: vec![false; self.params.len()], vars: self.params.iter().map(|p| p.var.clone()).collect() }
+        GradAccumulator {
+            sums: vec![None; self.params.len()],
+            owned: vec![false; self.params.len()],
+            vars: self.params.iter().map(|p| p.var.clone()).collect(),
+        }
     }
 
     /// Clips and applies the accumulated gradient. A non-finite gradient norm skips the update
@@ -275,11 +279,7 @@ impl AdamW {
             let get = |key: String| -> Result<Tensor, OptimError> {
                 let t = moments.get(&key).ok_or_else(|| OptimError::BadState(format!("missing moment '{key}'")))?;
                 if t.dims() != p.m.dims() {
-                    return Err(OptimError::BadState(format!(
-                        "moment '{key}' has shape {:?}, parameter has {:?}",
-                        t.dims(),
-                        p.m.dims()
-                    )));
+                    return Err(OptimError::BadState(format!("moment '{key}' has shape {:?}, parameter has {:?}", t.dims(), p.m.dims())));
                 }
                 // A storage of our own: the fused step writes the moments in place.
                 Ok(t.to_device(p.m.device())?.to_dtype(p.m.dtype())?.force_contiguous()?)

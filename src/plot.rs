@@ -65,10 +65,8 @@ pub fn step_charts(stage: &str, steps: &[Value]) -> Vec<Chart> {
             })
             .collect()
     };
-    let length: Vec<(f64, f64)> = steps
-        .iter()
-        .filter_map(|s| Some((step(s), s["tokens"].as_f64()? / s["completions"].as_f64().filter(|&c| c > 0.0)?)))
-        .collect();
+    let length: Vec<(f64, f64)> =
+        steps.iter().filter_map(|s| Some((step(s), s["tokens"].as_f64()? / s["completions"].as_f64().filter(|&c| c > 0.0)?))).collect();
     let one = |name: &str, points: Vec<(f64, f64)>| vec![Series { name: name.into(), points }];
     let charts = [
         ("reward", "mean reward per completion", rewards(&|_| true)),
@@ -84,7 +82,12 @@ pub fn step_charts(stage: &str, steps: &[Value]) -> Vec<Chart> {
         .into_iter()
         .filter_map(|(file, y, series)| {
             let series: Vec<Series> = series.into_iter().filter(|s| !s.points.is_empty()).collect();
-            (!series.is_empty()).then(|| Chart { file: format!("{stage}-{file}.png"), title: format!("{stage}: {file}"), y: y.into(), series })
+            (!series.is_empty()).then(|| Chart {
+                file: format!("{stage}-{file}.png"),
+                title: format!("{stage}: {file}"),
+                y: y.into(),
+                series,
+            })
         })
         .collect()
 }
@@ -258,8 +261,10 @@ fn draw_bars(reports: &[(String, EvalReport)], path: &Path) -> Result<(), PlotEr
             .map_err(|e| draw_error(path, e))?
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
-        c.draw_series(bars.iter().map(|&(g, _, [lo, hi])| PathElement::new(vec![(x0(g) + 0.5, lo), (x0(g) + 0.5, hi)], BLACK.stroke_width(2))))
-            .map_err(|e| draw_error(path, e))?;
+        c.draw_series(
+            bars.iter().map(|&(g, _, [lo, hi])| PathElement::new(vec![(x0(g) + 0.5, lo), (x0(g) + 0.5, hi)], BLACK.stroke_width(2))),
+        )
+        .map_err(|e| draw_error(path, e))?;
         c.draw_series(bars.iter().map(|&(g, acc, _)| Text::new(format!("{acc:.1}"), (x0(g) + 0.15, acc + 2.0), (FONT, 14))))
             .map_err(|e| draw_error(path, e))?;
     }
@@ -287,7 +292,18 @@ mod tests {
         let charts = step_charts("stage-1", &steps());
         let files: Vec<&str> = charts.iter().map(|c| c.file.as_str()).collect();
         // No KL was recorded (no reference model): no KL chart.
-        assert_eq!(files, ["stage-1-reward.png", "stage-1-accuracy.png", "stage-1-format.png", "stage-1-clip.png", "stage-1-length.png", "stage-1-staleness.png", "stage-1-loss.png"]);
+        assert_eq!(
+            files,
+            [
+                "stage-1-reward.png",
+                "stage-1-accuracy.png",
+                "stage-1-format.png",
+                "stage-1-clip.png",
+                "stage-1-length.png",
+                "stage-1-staleness.png",
+                "stage-1-loss.png"
+            ]
+        );
         let reward: Vec<&str> = charts[0].series.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(reward, ["accuracy", "format", "total"]);
         assert_eq!(charts[2].series.len(), 1);

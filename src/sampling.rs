@@ -30,21 +30,13 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            greedy: false,
-        }
+        Self { temperature: 1.0, top_p: 1.0, top_k: 0, greedy: false }
     }
 }
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self {
-            greedy: true,
-            ..Self::default()
-        }
+        Self { greedy: true, ..Self::default() }
     }
 
     pub fn validate(&self) -> Result<(), SamplingError> {
@@ -130,17 +122,11 @@ fn scaled(logit: f32, temperature: f64) -> f64 {
 
 /// Max and log-sum-exp of `logits / T`; `None` when every entry is -inf/NaN (or the row is empty).
 fn max_and_lse(logits: &[f32], temperature: f64) -> Option<(f64, f64)> {
-    let max = logits
-        .iter()
-        .map(|&l| scaled(l, temperature))
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = logits.iter().map(|&l| scaled(l, temperature)).fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
         return None;
     }
-    let sum: f64 = logits
-        .iter()
-        .map(|&l| (scaled(l, temperature) - max).exp())
-        .sum();
+    let sum: f64 = logits.iter().map(|&l| (scaled(l, temperature) - max).exp()).sum();
     Some((max, max + sum.ln()))
 }
 
@@ -170,9 +156,7 @@ fn argmax(logits: &[f32]) -> Option<u32> {
 
 /// Higher weight first, then lower id, so truncation is deterministic under ties.
 fn by_weight_desc(a: &(u32, f64), b: &(u32, f64)) -> Ordering {
-    b.1.partial_cmp(&a.1)
-        .unwrap_or(Ordering::Equal)
-        .then(a.0.cmp(&b.0))
+    b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then(a.0.cmp(&b.0))
 }
 
 /// Next token from one row of logits.
@@ -185,14 +169,8 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut SequenceRng) ->
     let t = params.temperature;
     if params.greedy || !(t.is_finite() && t > 0.0) {
         return match argmax(logits) {
-            Some(token) => Sampled {
-                token,
-                logprob: logprob_of(logits, 1.0, token),
-            },
-            None => Sampled {
-                token: 0,
-                logprob: f32::NEG_INFINITY,
-            },
+            Some(token) => Sampled { token, logprob: logprob_of(logits, 1.0, token) },
+            None => Sampled { token: 0, logprob: f32::NEG_INFINITY },
         };
     }
     let t64 = t as f64;
@@ -203,14 +181,8 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut SequenceRng) ->
         sample_full(logits, t, rng)
     };
     match picked {
-        Some((token, lse)) => Sampled {
-            token,
-            logprob: (scaled(logits[token as usize], t64) - lse) as f32,
-        },
-        None => Sampled {
-            token: 0,
-            logprob: f32::NEG_INFINITY,
-        },
+        Some((token, lse)) => Sampled { token, logprob: (scaled(logits[token as usize], t64) - lse) as f32 },
+        None => Sampled { token: 0, logprob: f32::NEG_INFINITY },
     }
 }
 
@@ -243,19 +215,9 @@ fn sample_full(logits: &[f32], t: f32, rng: &mut SequenceRng) -> Option<(u32, f6
     Some((last_positive, lse))
 }
 
-fn sample_truncated(
-    logits: &[f32],
-    params: &SamplingParams,
-    t: f64,
-    max: f64,
-    rng: &mut SequenceRng,
-) -> u32 {
-    let mut cands: Vec<(u32, f64)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i as u32, (scaled(l, t) - max).exp()))
-        .filter(|&(_, w)| w > 0.0)
-        .collect();
+fn sample_truncated(logits: &[f32], params: &SamplingParams, t: f64, max: f64, rng: &mut SequenceRng) -> u32 {
+    let mut cands: Vec<(u32, f64)> =
+        logits.iter().enumerate().map(|(i, &l)| (i as u32, (scaled(l, t) - max).exp())).filter(|&(_, w)| w > 0.0).collect();
     if params.top_k > 0 && params.top_k < cands.len() {
         cands.select_nth_unstable_by(params.top_k - 1, by_weight_desc);
         cands.truncate(params.top_k);
@@ -313,11 +275,7 @@ impl StopStrings {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let stops: Vec<String> = stops
-            .into_iter()
-            .map(Into::into)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let stops: Vec<String> = stops.into_iter().map(Into::into).filter(|s| !s.is_empty()).collect();
         let longest = stops.iter().map(String::len).max().unwrap_or(0);
         Self { stops, longest }
     }
@@ -341,9 +299,7 @@ impl StopStrings {
     /// prefix that decoding will not rewrite (an incomplete UTF-8 sequence can decode differently
     /// once its next token arrives).
     pub fn find_from(&self, text: &str, checked: usize) -> Option<StopMatch> {
-        let mut from = checked
-            .min(text.len())
-            .saturating_sub(self.longest.saturating_sub(1));
+        let mut from = checked.min(text.len()).saturating_sub(self.longest.saturating_sub(1));
         while !text.is_char_boundary(from) {
             from -= 1;
         }
@@ -351,13 +307,7 @@ impl StopStrings {
         self.stops
             .iter()
             .enumerate()
-            .filter_map(|(stop, s)| {
-                hay.find(s.as_str()).map(|i| StopMatch {
-                    stop,
-                    start: from + i,
-                    end: from + i + s.len(),
-                })
-            })
+            .filter_map(|(stop, s)| hay.find(s.as_str()).map(|i| StopMatch { stop, start: from + i, end: from + i + s.len() }))
             .min_by_key(|m| (m.start, m.stop))
     }
 
@@ -376,9 +326,7 @@ mod tests {
 
     fn sampled(logits: &[f32], params: SamplingParams, seed: u64, n: usize) -> Vec<u32> {
         let mut rng = SequenceRng::new(seed, 0);
-        (0..n)
-            .map(|_| sample(logits, &params, &mut rng).token)
-            .collect()
+        (0..n).map(|_| sample(logits, &params, &mut rng).token).collect()
     }
 
     #[test]
@@ -392,18 +340,11 @@ mod tests {
     #[test]
     fn greedy_logprob_is_at_temperature_one() {
         let mut rng = SequenceRng::new(0, 0);
-        let p = SamplingParams {
-            temperature: 0.3,
-            ..SamplingParams::greedy()
-        };
+        let p = SamplingParams { temperature: 0.3, ..SamplingParams::greedy() };
         let s = sample(&[1.0, 2.0, 3.0], &p, &mut rng);
         let want = 3.0 - (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         assert_eq!(s.token, 2);
-        assert!(
-            (s.logprob as f64 - want).abs() < 1e-6,
-            "{} vs {want}",
-            s.logprob
-        );
+        assert!((s.logprob as f64 - want).abs() < 1e-6, "{} vs {want}", s.logprob);
     }
 
     #[test]
@@ -439,10 +380,7 @@ mod tests {
         // T = 0.5: logits become [2,4,6]; log p(1) = 4 - ln(e^2 + e^4 + e^6).
         let want = 4.0 - (2f64.exp() + 4f64.exp() + 6f64.exp()).ln();
         assert!((logprob_of(&[1.0, 2.0, 3.0], 0.5, 1) as f64 - want).abs() < 1e-6);
-        let p = SamplingParams {
-            temperature: 0.5,
-            ..Default::default()
-        };
+        let p = SamplingParams { temperature: 0.5, ..Default::default() };
         let mut rng = SequenceRng::new(1, 1);
         for _ in 0..50 {
             let s = sample(&[1.0, 2.0, 3.0], &p, &mut rng);
@@ -454,22 +392,13 @@ mod tests {
 
     #[test]
     fn top_k_one_is_argmax() {
-        let p = SamplingParams {
-            top_k: 1,
-            temperature: 2.0,
-            ..Default::default()
-        };
-        assert!(sampled(&[0.5, 0.4, 0.6, 0.59], p, 11, 500)
-            .iter()
-            .all(|&t| t == 2));
+        let p = SamplingParams { top_k: 1, temperature: 2.0, ..Default::default() };
+        assert!(sampled(&[0.5, 0.4, 0.6, 0.59], p, 11, 500).iter().all(|&t| t == 2));
     }
 
     #[test]
     fn top_k_excludes_tail() {
-        let p = SamplingParams {
-            top_k: 2,
-            ..Default::default()
-        };
+        let p = SamplingParams { top_k: 2, ..Default::default() };
         let draws = sampled(&[0.0, 1.0, 0.9, -5.0], p, 5, 2000);
         assert!(draws.iter().all(|&t| t == 1 || t == 2));
         assert!(draws.contains(&1) && draws.contains(&2));
@@ -478,10 +407,7 @@ mod tests {
     #[test]
     fn top_p_keeps_smallest_set_reaching_mass() {
         let logits: Vec<f32> = [0.6f32, 0.3, 0.1].iter().map(|p| p.ln()).collect();
-        let half = SamplingParams {
-            top_p: 0.5,
-            ..Default::default()
-        };
+        let half = SamplingParams { top_p: 0.5, ..Default::default() };
         let mut rng = SequenceRng::new(3, 0);
         for _ in 0..1000 {
             let s = sample(&logits, &half, &mut rng);
@@ -489,17 +415,11 @@ mod tests {
             // The log-prob is still the untruncated one.
             assert!((s.logprob - 0.6f32.ln()).abs() < 1e-6);
         }
-        let p = SamplingParams {
-            top_p: 0.8,
-            ..Default::default()
-        };
+        let p = SamplingParams { top_p: 0.8, ..Default::default() };
         let draws = sampled(&logits, p, 3, 2000);
         assert!(!draws.contains(&2) && draws.contains(&0) && draws.contains(&1));
         // 0.6 + 0.3 reaches 0.9 despite rounding, so token 2 stays out.
-        let p = SamplingParams {
-            top_p: 0.9,
-            ..Default::default()
-        };
+        let p = SamplingParams { top_p: 0.9, ..Default::default() };
         assert!(!sampled(&logits, p, 4, 2000).contains(&2));
     }
 
@@ -528,10 +448,7 @@ mod tests {
     fn truncated_path_frequencies_match_renormalised_softmax() {
         // top_k = 3 over 5 tokens: tokens 2, 1, 4 with probs ∝ e^2, e^1, e^0.5.
         let logits = [0.0f32, 1.0, 2.0, -1.0, 0.5];
-        let p = SamplingParams {
-            top_k: 3,
-            ..Default::default()
-        };
+        let p = SamplingParams { top_k: 3, ..Default::default() };
         let n = 20_000;
         let mut counts = [0usize; 5];
         for t in sampled(&logits, p, 9, n) {
@@ -562,36 +479,21 @@ mod tests {
         assert_ne!(draws(1, 0), draws(2, 0));
         assert!(draws(5, 5).iter().all(|u| (0.0..1.0).contains(u)));
         let logits = [0.0f32; 64];
-        assert_eq!(
-            sampled(&logits, Default::default(), 9, 32),
-            sampled(&logits, Default::default(), 9, 32)
-        );
+        assert_eq!(sampled(&logits, Default::default(), 9, 32), sampled(&logits, Default::default(), 9, 32));
     }
 
     #[test]
     fn nan_and_infinite_logits_do_not_panic() {
         let mut rng = SequenceRng::new(0, 0);
         let logits = [f32::NAN, 1.0, f32::NEG_INFINITY, 0.0];
-        for params in [
-            SamplingParams::default(),
-            SamplingParams::greedy(),
-            SamplingParams {
-                top_p: 0.5,
-                top_k: 2,
-                ..Default::default()
-            },
-        ] {
+        for params in [SamplingParams::default(), SamplingParams::greedy(), SamplingParams { top_p: 0.5, top_k: 2, ..Default::default() }] {
             for _ in 0..100 {
                 let s = sample(&logits, &params, &mut rng);
                 assert!(s.token == 1 || s.token == 3, "{s:?}");
                 assert!(s.logprob.is_finite());
             }
         }
-        for row in [
-            &[f32::NAN, f32::NAN][..],
-            &[f32::NEG_INFINITY; 3][..],
-            &[][..],
-        ] {
+        for row in [&[f32::NAN, f32::NAN][..], &[f32::NEG_INFINITY; 3][..], &[][..]] {
             for params in [SamplingParams::default(), SamplingParams::greedy()] {
                 let s = sample(row, &params, &mut rng);
                 assert_eq!(s.token, 0);
@@ -606,50 +508,14 @@ mod tests {
     #[test]
     fn validation() {
         assert!(SamplingParams::default().validate().is_ok());
-        let bad_t = SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        };
+        let bad_t = SamplingParams { temperature: 0.0, ..Default::default() };
         assert_eq!(bad_t.validate(), Err(SamplingError::Temperature(0.0)));
-        assert!(SamplingParams {
-            temperature: f32::INFINITY,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
-        assert!(SamplingParams {
-            temperature: f32::NAN,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
-        assert!(SamplingParams {
-            temperature: 0.0,
-            greedy: true,
-            ..Default::default()
-        }
-        .validate()
-        .is_ok());
-        assert_eq!(
-            SamplingParams {
-                top_p: 0.0,
-                ..Default::default()
-            }
-            .validate(),
-            Err(SamplingError::TopP(0.0))
-        );
-        assert!(SamplingParams {
-            top_p: 1.5,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
-        assert!(SamplingParams {
-            top_p: f32::NAN,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
+        assert!(SamplingParams { temperature: f32::INFINITY, ..Default::default() }.validate().is_err());
+        assert!(SamplingParams { temperature: f32::NAN, ..Default::default() }.validate().is_err());
+        assert!(SamplingParams { temperature: 0.0, greedy: true, ..Default::default() }.validate().is_ok());
+        assert_eq!(SamplingParams { top_p: 0.0, ..Default::default() }.validate(), Err(SamplingError::TopP(0.0)));
+        assert!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().is_err());
+        assert!(SamplingParams { top_p: f32::NAN, ..Default::default() }.validate().is_err());
     }
 
     #[test]
@@ -658,22 +524,10 @@ mod tests {
         assert_eq!(stops.stops().len(), 2);
         let text = "<answer>12</answer>\n\nmore";
         let m = stops.find(text).unwrap();
-        assert_eq!(
-            m,
-            StopMatch {
-                stop: 0,
-                start: 10,
-                end: 19
-            }
-        );
+        assert_eq!(m, StopMatch { stop: 0, start: 10, end: 19 });
         assert_eq!(stops.truncate(text), ("<answer>12", true));
         assert_eq!(stops.truncate("no stop here"), ("no stop here", false));
-        assert_eq!(
-            StopStrings::new(["b", "ab"])
-                .find("xab")
-                .map(|m| (m.stop, m.start)),
-            Some((1, 1))
-        );
+        assert_eq!(StopStrings::new(["b", "ab"]).find("xab").map(|m| (m.stop, m.start)), Some((1, 1)));
         assert!(StopStrings::default().find("anything").is_none());
     }
 

@@ -58,11 +58,8 @@ pub fn char_vocab_size() -> usize {
 /// Writes tokenizer.json, tokenizer_config.json and generation_config.json of a character-level
 /// tokenizer into `dir` (an HF directory that transformers loads as it is).
 pub fn write_char_tokenizer(dir: &Path) -> std::io::Result<()> {
-    let added: Vec<(String, bool)> = SPECIAL_TOKENS
-        .iter()
-        .map(|t| (t.to_string(), true))
-        .chain(TAG_TOKENS.iter().map(|t| (t.to_string(), false)))
-        .collect();
+    let added: Vec<(String, bool)> =
+        SPECIAL_TOKENS.iter().map(|t| (t.to_string(), true)).chain(TAG_TOKENS.iter().map(|t| (t.to_string(), false))).collect();
     let mut vocab = serde_json::Map::new();
     for (id, (token, _)) in added.iter().enumerate() {
         vocab.insert(token.clone(), json!(id));
@@ -107,8 +104,7 @@ pub fn tiny_qwen2_config(vocab_size: usize) -> ModelConfig {
         "num_key_value_heads": 2, "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
         "max_position_embeddings": 512, "tie_word_embeddings": true
     });
-    ModelConfig::from_hf_json(&text)
-        .expect("the embedded tiny configuration is valid")
+    ModelConfig::from_hf_json(&text).expect("the embedded tiny configuration is valid")
 }
 
 #[cfg(test)]
@@ -123,13 +119,16 @@ mod tests {
         assert_eq!(a, arithmetic_problems(50, 20, 7));
         assert_ne!(a, arithmetic_problems(50, 20, 8));
         for p in &a {
-            let (x, op, y) = p.question.split_once('+').map(|(x, y)| (x, '+', y))
-                .or_else(|| p.question.split_once('-').map(|(x, y)| (x, '-', y))).unwrap();
+            let (x, op, y) = p
+                .question
+                .split_once('+')
+                .map(|(x, y)| (x, '+', y))
+                .or_else(|| p.question.split_once('-').map(|(x, y)| (x, '-', y)))
+                .unwrap();
             let (x, y): (i64, i64) = (x.parse().unwrap(), y.parse().unwrap());
             assert_eq!(p.answer, if op == '+' { x + y } else { x - y }, "{}", p.question);
         }
-        assert_eq!(ArithmeticProblem { question: "3-5".into(), answer: -2 }.solution(),
-                   "<think>3-5=-2</think><answer>-2</answer>");
+        assert_eq!(ArithmeticProblem { question: "3-5".into(), answer: -2 }.solution(), "<think>3-5=-2</think><answer>-2</answer>");
     }
 
     #[test]

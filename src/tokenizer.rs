@@ -31,35 +31,17 @@ pub enum TokenizerError {
     #[error("{}: missing (an HF tokenizer directory needs tokenizer.json)", .path.display())]
     Missing { path: PathBuf },
     #[error("{}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: invalid JSON: {source}", .path.display())]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Json { path: PathBuf, source: serde_json::Error },
     #[error("{}: cannot read GGUF metadata: {source}", .path.display())]
-    Gguf {
-        path: PathBuf,
-        source: candle_core::Error,
-    },
+    Gguf { path: PathBuf, source: candle_core::Error },
     #[error("{}: {message}", .path.display())]
     Build { path: PathBuf, message: String },
     #[error("{}: '{key}' {problem}", .path.display())]
-    Field {
-        path: PathBuf,
-        key: String,
-        problem: String,
-    },
+    Field { path: PathBuf, key: String, problem: String },
     #[error("{}: unsupported {what} '{value}' (supported: {supported})", .path.display())]
-    Unsupported {
-        path: PathBuf,
-        what: &'static str,
-        value: String,
-        supported: &'static str,
-    },
+    Unsupported { path: PathBuf, what: &'static str, value: String, supported: &'static str },
     #[error("{}: no chat template", .path.display())]
     NoChatTemplate { path: PathBuf },
     #[error("{}: {source}", .path.display())]
@@ -95,12 +77,8 @@ impl Tokenizer {
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
         let text = read_required(&path)?;
-        let inner = text
-            .parse::<tokenizers::Tokenizer>()
-            .map_err(|e| TokenizerError::Build {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let inner =
+            text.parse::<tokenizers::Tokenizer>().map_err(|e| TokenizerError::Build { path: path.clone(), message: e.to_string() })?;
 
         let config_path = dir.join("tokenizer_config.json");
         let config = read_json_object(&config_path)?.unwrap_or_default();
@@ -118,14 +96,10 @@ impl Tokenizer {
         };
 
         let gen_path = dir.join("generation_config.json");
-        let eos_token_ids =
-            match read_json_object(&gen_path)?.and_then(|g| g.get("eos_token_id").cloned()) {
-                Some(value) => id_list(&gen_path, "eos_token_id", &value)?,
-                None => eos_token
-                    .iter()
-                    .filter_map(|t| inner.token_to_id(t))
-                    .collect(),
-            };
+        let eos_token_ids = match read_json_object(&gen_path)?.and_then(|g| g.get("eos_token_id").cloned()) {
+            Some(value) => id_list(&gen_path, "eos_token_id", &value)?,
+            None => eos_token.iter().filter_map(|t| inner.token_to_id(t)).collect(),
+        };
 
         Ok(Self {
             inner,
@@ -144,15 +118,8 @@ impl Tokenizer {
 
     /// Reads a GGUF file's header and builds its tokenizer; see [`Tokenizer::from_gguf`].
     pub fn from_gguf_file(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path).map_err(|source| TokenizerError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let content =
-            gguf_file::Content::read(&mut file).map_err(|source| TokenizerError::Gguf {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let mut file = std::fs::File::open(path).map_err(|source| TokenizerError::Io { path: path.to_path_buf(), source })?;
+        let content = gguf_file::Content::read(&mut file).map_err(|source| TokenizerError::Gguf { path: path.to_path_buf(), source })?;
         Self::from_gguf(&content, path)
     }
 
@@ -160,10 +127,7 @@ impl Tokenizer {
     /// byte-level BPE (`tokenizer.ggml.model = "gpt2"`) is supported, with the normalizer and
     /// pre-tokenizer of the model family's own `tokenizer.json` chosen by `tokenizer.ggml.pre`.
     pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self> {
-        let meta = GgufMeta {
-            map: &content.metadata,
-            path,
-        };
+        let meta = GgufMeta { map: &content.metadata, path };
         let model = meta.string("tokenizer.ggml.model")?;
         if model != "gpt2" {
             return Err(meta.unsupported("tokenizer.ggml.model", model, "gpt2"));
@@ -179,35 +143,20 @@ impl Tokenizer {
             None => vec![1; tokens.len()],
         };
         if token_types.len() != tokens.len() {
-            let problem = format!(
-                "has {} entries for {} tokens",
-                token_types.len(),
-                tokens.len()
-            );
+            let problem = format!("has {} entries for {} tokens", token_types.len(), tokens.len());
             return Err(meta.field("tokenizer.ggml.token_type", problem));
         }
         let merges: Merges = meta
             .strings("tokenizer.ggml.merges")?
             .iter()
             .map(|m| {
-                let (a, b) = m.split_once(' ').ok_or_else(|| {
-                    meta.field(
-                        "tokenizer.ggml.merges",
-                        format!("entry '{m}' is not 'left right'"),
-                    )
-                })?;
+                let (a, b) =
+                    m.split_once(' ').ok_or_else(|| meta.field("tokenizer.ggml.merges", format!("entry '{m}' is not 'left right'")))?;
                 Ok((a.to_string(), b.to_string()))
             })
             .collect::<Result<_>>()?;
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(id, t)| (t.to_string(), id as u32))
-            .collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| meta.build_error(e))?;
+        let vocab: Vocab = tokens.iter().enumerate().map(|(id, t)| (t.to_string(), id as u32)).collect();
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| meta.build_error(e))?;
 
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_normalizer(normalizer);
@@ -240,11 +189,7 @@ impl Tokenizer {
         let add_eos_token = meta.bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
 
         let mut eos_token_ids = Vec::new();
-        for key in [
-            "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.eot_token_id",
-            "tokenizer.ggml.eom_token_id",
-        ] {
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
             if let Some(id) = meta.u32(key)? {
                 if !eos_token_ids.contains(&id) {
                     eos_token_ids.push(id);
@@ -260,10 +205,7 @@ impl Tokenizer {
             pad_token,
             unk_token,
             eos_token_ids,
-            chat_template: meta
-                .string("tokenizer.chat_template")
-                .ok()
-                .map(str::to_string),
+            chat_template: meta.string("tokenizer.chat_template").ok().map(str::to_string),
             add_bos_token,
             add_eos_token,
             model_max_length: None,
@@ -278,18 +220,15 @@ impl Tokenizer {
         let bos = self.bos_token.clone().filter(|_| self.add_bos_token);
         let eos = self.eos_token.clone().filter(|_| self.add_eos_token);
         if bos.is_none() && eos.is_none() {
-            self.inner
-                .with_post_processor(Some(ByteLevel::new(false, false, false)));
+            self.inner.with_post_processor(Some(ByteLevel::new(false, false, false)));
             return Ok(());
         }
         let mut specials = Vec::new();
         for token in bos.iter().chain(eos.iter()) {
-            let id = self
-                .token_to_id(token)
-                .ok_or_else(|| TokenizerError::Build {
-                    path: self.origin.clone(),
-                    message: format!("special token '{token}' is not in the vocabulary"),
-                })?;
+            let id = self.token_to_id(token).ok_or_else(|| TokenizerError::Build {
+                path: self.origin.clone(),
+                message: format!("special token '{token}' is not in the vocabulary"),
+            })?;
             specials.push((token.clone(), id));
         }
         let (b, e) = (bos.unwrap_or_default(), eos.unwrap_or_default());
@@ -303,10 +242,7 @@ impl Tokenizer {
                 .build()
                 .map_err(|e| e.to_string())
         };
-        let template = build().map_err(|message| TokenizerError::Build {
-            path: self.origin.clone(),
-            message,
-        })?;
+        let template = build().map_err(|message| TokenizerError::Build { path: self.origin.clone(), message })?;
         self.inner.with_post_processor(Some(template));
         Ok(())
     }
@@ -314,20 +250,11 @@ impl Tokenizer {
     /// Writes `tokenizer.json` and `tokenizer_config.json` that HF's
     /// `AutoTokenizer.from_pretrained(dir)` loads to the same ids and chat template.
     pub fn save_hf(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| TokenizerError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| TokenizerError::Io { path: dir.to_path_buf(), source })?;
         let path = dir.join("tokenizer.json");
-        self.inner
-            .save(&path, false)
-            .map_err(|e| TokenizerError::Build {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        self.inner.save(&path, false).map_err(|e| TokenizerError::Build { path: path.clone(), message: e.to_string() })?;
 
-        let mut added: Vec<(u32, AddedToken)> =
-            self.inner.get_added_tokens_decoder().into_iter().collect();
+        let mut added: Vec<(u32, AddedToken)> = self.inner.get_added_tokens_decoder().into_iter().collect();
         added.sort_by_key(|(id, _)| *id);
         let added_tokens_decoder: serde_json::Map<String, Json> = added
             .into_iter()
@@ -358,28 +285,19 @@ impl Tokenizer {
             config["chat_template"] = json!(template);
         }
         let path = dir.join("tokenizer_config.json");
-        let text =
-            serde_json::to_string_pretty(&config).map_err(|source| TokenizerError::Json {
-                path: path.clone(),
-                source,
-            })?;
+        let text = serde_json::to_string_pretty(&config).map_err(|source| TokenizerError::Json { path: path.clone(), source })?;
         std::fs::write(&path, text).map_err(|source| TokenizerError::Io { path, source })
     }
 
     /// Token ids of `text`. Special tokens written in the text (`<|im_end|>`) become their ids, as
     /// in HF; `add_special_tokens` adds BOS/EOS only where the checkpoint asks for them.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode_fast(text, add_special_tokens)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let encoding = self.inner.encode_fast(text, add_special_tokens).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| TokenizerError::Decode(e.to_string()))
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| TokenizerError::Decode(e.to_string()))
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -437,18 +355,9 @@ impl Tokenizer {
 
     /// The checkpoint's chat template, compiled, with this tokenizer's bos/eos tokens.
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        let source =
-            self.chat_template
-                .as_deref()
-                .ok_or_else(|| TokenizerError::NoChatTemplate {
-                    path: self.origin.clone(),
-                })?;
-        ChatTemplate::new(source, self.bos_token.clone(), self.eos_token.clone()).map_err(
-            |source| TokenizerError::Chat {
-                path: self.origin.clone(),
-                source,
-            },
-        )
+        let source = self.chat_template.as_deref().ok_or_else(|| TokenizerError::NoChatTemplate { path: self.origin.clone() })?;
+        ChatTemplate::new(source, self.bos_token.clone(), self.eos_token.clone())
+            .map_err(|source| TokenizerError::Chat { path: self.origin.clone(), source })
     }
 
     /// The wrapped `tokenizers` tokenizer, for batch encoding or offsets.
@@ -462,24 +371,15 @@ impl Tokenizer {
 }
 
 /// (normalizer, pre-tokenizer) of the HF `tokenizer.json` for llama.cpp's `tokenizer.ggml.pre`.
-fn byte_level_pre_tokenizer(
-    pre: &str,
-) -> tokenizers::Result<Option<(Option<NFC>, PreTokenizerWrapper)>> {
+fn byte_level_pre_tokenizer(pre: &str) -> tokenizers::Result<Option<(Option<NFC>, PreTokenizerWrapper)>> {
     let gpt2 = ByteLevel::new(false, true, true);
     let pipeline = match pre {
         "qwen2" => {
-            let split = Split::new(
-                SplitPattern::Regex(QWEN2_SPLIT.to_string()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )?;
+            let split = Split::new(SplitPattern::Regex(QWEN2_SPLIT.to_string()), SplitDelimiterBehavior::Isolated, false)?;
             let steps = vec![split.into(), ByteLevel::new(false, false, false).into()];
             (Some(NFC), Sequence::new(steps).into())
         }
-        "smollm" | "starcoder" => (
-            None,
-            Sequence::new(vec![Digits::new(true).into(), gpt2.into()]).into(),
-        ),
+        "smollm" | "starcoder" => (None, Sequence::new(vec![Digits::new(true).into(), gpt2.into()]).into()),
         "gpt-2" => (None, gpt2.into()),
         _ => return Ok(None),
     };
@@ -494,68 +394,33 @@ struct GgufMeta<'a> {
 
 impl GgufMeta<'_> {
     fn field(&self, key: &str, problem: impl Into<String>) -> TokenizerError {
-        TokenizerError::Field {
-            path: self.path.to_path_buf(),
-            key: key.to_string(),
-            problem: problem.into(),
-        }
+        TokenizerError::Field { path: self.path.to_path_buf(), key: key.to_string(), problem: problem.into() }
     }
 
-    fn unsupported(
-        &self,
-        what: &'static str,
-        value: &str,
-        supported: &'static str,
-    ) -> TokenizerError {
-        TokenizerError::Unsupported {
-            path: self.path.to_path_buf(),
-            what,
-            value: value.to_string(),
-            supported,
-        }
+    fn unsupported(&self, what: &'static str, value: &str, supported: &'static str) -> TokenizerError {
+        TokenizerError::Unsupported { path: self.path.to_path_buf(), what, value: value.to_string(), supported }
     }
 
     fn build_error(&self, e: impl std::fmt::Display) -> TokenizerError {
-        TokenizerError::Build {
-            path: self.path.to_path_buf(),
-            message: e.to_string(),
-        }
+        TokenizerError::Build { path: self.path.to_path_buf(), message: e.to_string() }
     }
 
     fn get(&self, key: &str) -> Result<&gguf_file::Value> {
-        self.map
-            .get(key)
-            .ok_or_else(|| self.field(key, "is missing"))
+        self.map.get(key).ok_or_else(|| self.field(key, "is missing"))
     }
 
     fn string(&self, key: &str) -> Result<&str> {
-        self.get(key)?
-            .to_string()
-            .map(String::as_str)
-            .map_err(|e| self.field(key, e.to_string()))
+        self.get(key)?.to_string().map(String::as_str).map_err(|e| self.field(key, e.to_string()))
     }
 
     fn strings(&self, key: &str) -> Result<Vec<&str>> {
-        let items = self
-            .get(key)?
-            .to_vec()
-            .map_err(|e| self.field(key, e.to_string()))?;
-        items
-            .iter()
-            .map(|v| {
-                v.to_string()
-                    .map(String::as_str)
-                    .map_err(|e| self.field(key, e.to_string()))
-            })
-            .collect()
+        let items = self.get(key)?.to_vec().map_err(|e| self.field(key, e.to_string()))?;
+        items.iter().map(|v| v.to_string().map(String::as_str).map_err(|e| self.field(key, e.to_string()))).collect()
     }
 
     fn ints(&self, key: &str, value: &gguf_file::Value) -> Result<Vec<i64>> {
         let items = value.to_vec().map_err(|e| self.field(key, e.to_string()))?;
-        items
-            .iter()
-            .map(|v| integer(v).ok_or_else(|| self.field(key, "holds a non-integer")))
-            .collect()
+        items.iter().map(|v| integer(v).ok_or_else(|| self.field(key, "holds a non-integer"))).collect()
     }
 
     fn u32(&self, key: &str) -> Result<Option<u32>> {
@@ -572,10 +437,7 @@ impl GgufMeta<'_> {
         let Some(value) = self.map.get(key) else {
             return Ok(None);
         };
-        value
-            .to_bool()
-            .map(Some)
-            .map_err(|e| self.field(key, e.to_string()))
+        value.to_bool().map(Some).map_err(|e| self.field(key, e.to_string()))
     }
 }
 
@@ -595,19 +457,14 @@ fn integer(value: &gguf_file::Value) -> Option<i64> {
 }
 
 fn read_required(path: &Path) -> Result<String> {
-    read_optional(path)?.ok_or_else(|| TokenizerError::Missing {
-        path: path.to_path_buf(),
-    })
+    read_optional(path)?.ok_or_else(|| TokenizerError::Missing { path: path.to_path_buf() })
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(TokenizerError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(TokenizerError::Io { path: path.to_path_buf(), source }),
     }
 }
 
@@ -617,40 +474,21 @@ fn read_json_object(path: &Path) -> Result<Option<serde_json::Map<String, Json>>
     };
     match serde_json::from_str(&text) {
         Ok(Json::Object(map)) => Ok(Some(map)),
-        Ok(_) => Err(TokenizerError::Field {
-            path: path.to_path_buf(),
-            key: "<root>".into(),
-            problem: "is not a JSON object".into(),
-        }),
-        Err(source) => Err(TokenizerError::Json {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Ok(_) => Err(TokenizerError::Field { path: path.to_path_buf(), key: "<root>".into(), problem: "is not a JSON object".into() }),
+        Err(source) => Err(TokenizerError::Json { path: path.to_path_buf(), source }),
     }
 }
 
 /// `bos_token` & co. in `tokenizer_config.json`: a string, an `{"content": ..}` object, or null.
-fn special_token(
-    path: &Path,
-    config: &serde_json::Map<String, Json>,
-    key: &str,
-) -> Result<Option<String>> {
+fn special_token(path: &Path, config: &serde_json::Map<String, Json>, key: &str) -> Result<Option<String>> {
     match config.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) => Ok(Some(s.clone())),
         Some(Json::Object(o)) => match o.get("content") {
             Some(Json::String(s)) => Ok(Some(s.clone())),
-            _ => Err(field_error(
-                path,
-                key,
-                "is an object without a string 'content'",
-            )),
+            _ => Err(field_error(path, key, "is an object without a string 'content'")),
         },
-        Some(_) => Err(field_error(
-            path,
-            key,
-            "must be a string, an object with 'content', or null",
-        )),
+        Some(_) => Err(field_error(path, key, "must be a string, an object with 'content', or null")),
     }
 }
 
@@ -662,27 +500,14 @@ fn config_chat_template(path: &Path, value: Option<&Json>) -> Result<Option<Stri
         None | Some(Json::Null) => return Ok(None),
         Some(Json::String(s)) => return Ok(Some(s.clone())),
         Some(Json::Array(list)) => list,
-        Some(_) => {
-            return Err(field_error(
-                path,
-                key,
-                "must be a string or a list of {name, template}",
-            ))
-        }
+        Some(_) => return Err(field_error(path, key, "must be a string or a list of {name, template}")),
     };
-    let named = |name: &str| {
-        list.iter()
-            .find(|t| t.get("name").and_then(Json::as_str) == Some(name))
-    };
+    let named = |name: &str| list.iter().find(|t| t.get("name").and_then(Json::as_str) == Some(name));
     match named("default").or_else(|| list.first()) {
         None => Ok(None),
         Some(entry) => match entry.get("template") {
             Some(Json::String(s)) => Ok(Some(s.clone())),
-            _ => Err(field_error(
-                path,
-                key,
-                "has an entry without a string 'template'",
-            )),
+            _ => Err(field_error(path, key, "has an entry without a string 'template'")),
         },
     }
 }
@@ -693,11 +518,7 @@ fn id_list(path: &Path, key: &str, value: &Json) -> Result<Vec<u32>> {
 }
 
 fn field_error(path: &Path, key: &str, problem: &str) -> TokenizerError {
-    TokenizerError::Field {
-        path: path.to_path_buf(),
-        key: key.to_string(),
-        problem: problem.to_string(),
-    }
+    TokenizerError::Field { path: path.to_path_buf(), key: key.to_string(), problem: problem.to_string() }
 }
 
 #[cfg(test)]
@@ -724,11 +545,7 @@ mod tests {
 
     fn tiny_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "tokenizer.json",
-            &tiny_tokenizer_json().to_string(),
-        );
+        write(dir.path(), "tokenizer.json", &tiny_tokenizer_json().to_string());
         dir
     }
 
@@ -754,21 +571,11 @@ mod tests {
         let dir = tiny_dir();
         write(dir.path(), "tokenizer_config.json", r#"{"eos_token": 7}"#);
         let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("tokenizer_config.json") && err.contains("eos_token"),
-            "{err}"
-        );
+        assert!(err.contains("tokenizer_config.json") && err.contains("eos_token"), "{err}");
         write(dir.path(), "tokenizer_config.json", "{}");
-        write(
-            dir.path(),
-            "generation_config.json",
-            r#"{"eos_token_id": "x"}"#,
-        );
+        write(dir.path(), "generation_config.json", r#"{"eos_token_id": "x"}"#);
         let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("generation_config.json") && err.contains("eos_token_id"),
-            "{err}"
-        );
+        assert!(err.contains("generation_config.json") && err.contains("eos_token_id"), "{err}");
     }
 
     #[test]
@@ -798,11 +605,7 @@ mod tests {
         assert_eq!(tok.chat_template_source(), Some("D"));
 
         write(dir.path(), "chat_template.jinja", "J");
-        write(
-            dir.path(),
-            "generation_config.json",
-            r#"{"eos_token_id": [3, 2]}"#,
-        );
+        write(dir.path(), "generation_config.json", r#"{"eos_token_id": [3, 2]}"#);
         let tok = Tokenizer::from_hf_dir(dir.path()).unwrap();
         assert_eq!(tok.chat_template_source(), Some("J"));
         assert_eq!(tok.eos_token_ids(), &[3, 2]);
@@ -825,28 +628,16 @@ mod tests {
         let dir = tiny_dir();
         let tok = Tokenizer::from_hf_dir(dir.path()).unwrap();
         let err = tok.chat_template().unwrap_err();
-        assert!(
-            matches!(err, TokenizerError::NoChatTemplate { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, TokenizerError::NoChatTemplate { .. }), "{err}");
     }
 
     #[test]
     fn unsupported_gguf_tokenizer_is_named() {
         let mut metadata = HashMap::new();
-        metadata.insert(
-            "tokenizer.ggml.model".to_string(),
-            gguf_file::Value::String("llama".into()),
-        );
-        let content = gguf_file::Content {
-            magic: gguf_file::VersionedMagic::GgufV3,
-            metadata,
-            tensor_infos: HashMap::new(),
-            tensor_data_offset: 0,
-        };
-        let err = Tokenizer::from_gguf(&content, Path::new("m.gguf"))
-            .unwrap_err()
-            .to_string();
+        metadata.insert("tokenizer.ggml.model".to_string(), gguf_file::Value::String("llama".into()));
+        let content =
+            gguf_file::Content { magic: gguf_file::VersionedMagic::GgufV3, metadata, tensor_infos: HashMap::new(), tensor_data_offset: 0 };
+        let err = Tokenizer::from_gguf(&content, Path::new("m.gguf")).unwrap_err().to_string();
         assert!(err.contains("m.gguf") && err.contains("'llama'"), "{err}");
     }
 }

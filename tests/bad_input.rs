@@ -9,11 +9,7 @@ use common::fixtures;
 
 /// Runs `srlm inspect --model DIR` and returns its stderr; asserts a clean failure.
 fn inspect_error(model: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_srlm"))
-        .args(["inspect", "--model"])
-        .arg(model)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_srlm")).args(["inspect", "--model"]).arg(model).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");

@@ -78,14 +78,8 @@ fn state_of(run: &Run) -> TrainerState {
 
 fn save(run: &Run, root: &Path, keep: usize, extra: &[ExtraFile]) -> std::path::PathBuf {
     let state = state_of(run);
-    let contents = CheckpointContents {
-        config: &run.cfg,
-        weights: Some(&run.weights),
-        tokenizer: None,
-        optimizer: &run.opt,
-        state: &state,
-        extra,
-    };
+    let contents =
+        CheckpointContents { config: &run.cfg, weights: Some(&run.weights), tokenizer: None, optimizer: &run.opt, state: &state, extra };
     checkpoint::save(root, &contents, keep).unwrap()
 }
 
@@ -135,7 +129,8 @@ fn checkpoint_dir_is_an_hf_model_directory() {
     let mut run = start();
     train(&mut run, 1);
     let dir = save(&run, root.path(), 0, &[]);
-    for f in ["config.json", "model.safetensors", "generation_config.json", "optimizer.safetensors", "trainer_state.json", "manifest.json"] {
+    for f in ["config.json", "model.safetensors", "generation_config.json", "optimizer.safetensors", "trainer_state.json", "manifest.json"]
+    {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let (cfg, w) = load_hf_weights(&dir).unwrap();
@@ -225,14 +220,28 @@ fn retention_never_deletes_another_runs_checkpoints() {
     train(&mut old, 5);
     let mut state = state_of(&old);
     state.run_id = "old-run".into();
-    let contents = CheckpointContents { config: &old.cfg, weights: Some(&old.weights), tokenizer: None, optimizer: &old.opt, state: &state, extra: &[] };
+    let contents = CheckpointContents {
+        config: &old.cfg,
+        weights: Some(&old.weights),
+        tokenizer: None,
+        optimizer: &old.opt,
+        state: &state,
+        extra: &[],
+    };
     checkpoint::save(root.path(), &contents, 0).unwrap();
     let mut run = start();
     for _ in 0..3 {
         train(&mut run, 1);
         let mut state = state_of(&run);
         state.run_id = "new-run".into();
-        let contents = CheckpointContents { config: &run.cfg, weights: Some(&run.weights), tokenizer: None, optimizer: &run.opt, state: &state, extra: &[] };
+        let contents = CheckpointContents {
+            config: &run.cfg,
+            weights: Some(&run.weights),
+            tokenizer: None,
+            optimizer: &run.opt,
+            state: &state,
+            extra: &[],
+        };
         checkpoint::save(root.path(), &contents, 2).unwrap();
     }
     let steps: Vec<u64> = checkpoint::list(root.path()).unwrap().into_iter().map(|(s, _)| s).collect();

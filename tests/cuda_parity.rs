@@ -143,7 +143,11 @@ fn grpo_updated_weights(dev: &Device) -> Vec<(String, Vec<f32>)> {
     let model = Qwen2::new(&cfg, &w).unwrap();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: 1e-2, ..AdamWConfig::default() }).unwrap();
     let batch = synthetic_batch(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3), 2, 3, 5);
-    let grpo = GrpoConfig { loss: GrpoLossConfig { loss_type: LossType::Dapo, ..Default::default() }, micro_batch_size: 2, ..GrpoConfig::default() };
+    let grpo = GrpoConfig {
+        loss: GrpoLossConfig { loss_type: LossType::Dapo, ..Default::default() },
+        micro_batch_size: 2,
+        ..GrpoConfig::default()
+    };
     let stats = grpo_step(&model, None, &batch, &grpo, &mut opt).unwrap();
     assert_eq!(stats.skipped, 0);
     vars.iter().map(|(n, v)| (n.clone(), flat(v.as_tensor()))).collect()
@@ -166,7 +170,9 @@ fn the_device_sampler_on_cuda_draws_what_it_draws_on_cpu_tensors() {
         let mut refs: Vec<&mut SequenceRng> = rngs.iter_mut().collect();
         sample_rows(&t, params, &mut refs).unwrap()
     };
-    for params in [SamplingParams::default(), SamplingParams { temperature: 0.6, top_p: 0.95, ..Default::default() }, SamplingParams::greedy()] {
+    for params in
+        [SamplingParams::default(), SamplingParams { temperature: 0.6, top_p: 0.95, ..Default::default() }, SamplingParams::greedy()]
+    {
         let (cpu, cuda) = (on(&Device::Cpu, &params), on(&gpu(), &params));
         let same = cpu.iter().zip(&cuda).filter(|(a, b)| a.token == b.token).count();
         assert!(same * 100 >= rows * 95, "{params:?}: {same}/{rows} tokens agree");

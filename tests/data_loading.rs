@@ -47,7 +47,8 @@ fn parquet_rows_equal_the_same_rows_as_jsonl() {
 #[test]
 fn custom_field_names_and_numeric_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "mine.jsonl", "{\"q\": \"1+1?\", \"a\": 2, \"key\": \"x1\"}\n\n{\"q\": \"Half?\", \"a\": \"\\\\frac12\"}\n");
+    let path =
+        write(dir.path(), "mine.jsonl", "{\"q\": \"1+1?\", \"a\": 2, \"key\": \"x1\"}\n\n{\"q\": \"Half?\", \"a\": \"\\\\frac12\"}\n");
     let opts = LoadOptions {
         fields: Some(Fields { question: "q".into(), answer: "a".into(), id: Some("key".into()) }),
         on_bad: OnBadRecord::Fail,

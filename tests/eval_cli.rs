@@ -80,7 +80,8 @@ fn grade_answers_blank_lines_in_place() {
 fn grade_names_the_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "{\"benchmark\": \"gsm8k\", \"completion\": \"1\", \"gold\": \"#### 1\"}\n{\"benchmark\": \"gsm8k\", \"compl").unwrap();
+    std::fs::write(&input, "{\"benchmark\": \"gsm8k\", \"completion\": \"1\", \"gold\": \"#### 1\"}\n{\"benchmark\": \"gsm8k\", \"compl")
+        .unwrap();
     let err = stderr_of_failure(&srlm(&["grade", "--input", s(&input)]));
     assert!(err.contains("in.jsonl:2: invalid JSON"), "{err}");
     std::fs::write(&input, "{\"benchmark\": \"mmlu\", \"completion\": \"1\", \"gold\": \"1\"}\n").unwrap();
@@ -130,8 +131,20 @@ struct Run {
 fn eval_smol(model: &Path, out: &Path, extra: &[&str]) -> Run {
     let data = format!("gsm8k={}", s(&fixtures().join("data/gsm8k_head.parquet")));
     let mut args = vec![
-        "eval", "--model", s(model), "--benchmarks", "gsm8k", "--data", &data, "--limit", "2", "--max-new-tokens", "32",
-        "--greedy", "--out", s(out),
+        "eval",
+        "--model",
+        s(model),
+        "--benchmarks",
+        "gsm8k",
+        "--data",
+        &data,
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "32",
+        "--greedy",
+        "--out",
+        s(out),
     ];
     args.extend_from_slice(extra);
     let output = srlm(&args);
@@ -198,8 +211,20 @@ fn eval_writes_report_and_resumes_without_regenerating() {
 
     // Other settings in the same folder are refused.
     let out = srlm(&[
-        "eval", "--model", s(&model), "--benchmarks", "gsm8k", "--data", &format!("gsm8k={}", s(&fixtures().join("data/gsm8k_head.parquet"))),
-        "--limit", "2", "--max-new-tokens", "64", "--greedy", "--out", s(&first.out),
+        "eval",
+        "--model",
+        s(&model),
+        "--benchmarks",
+        "gsm8k",
+        "--data",
+        &format!("gsm8k={}", s(&fixtures().join("data/gsm8k_head.parquet"))),
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "64",
+        "--greedy",
+        "--out",
+        s(&first.out),
     ]);
     let err = stderr_of_failure(&out);
     assert!(err.contains("max_new_tokens differs"), "{err}");

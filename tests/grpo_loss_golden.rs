@@ -93,7 +93,8 @@ fn both_clips_fire_in_the_fixture() {
 fn positive_beta_without_reference_is_an_error() {
     let t = Tensor::zeros((1, 2), DType::F32, &Device::Cpu).unwrap();
     let a = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();
-    let inputs = LossInputs { logprobs: &t, behaviour: &t, reference: None, advantages: &a, mask: &t, entropies: None, global_tokens: None };
+    let inputs =
+        LossInputs { logprobs: &t, behaviour: &t, reference: None, advantages: &a, mask: &t, entropies: None, global_tokens: None };
     let cfg = GrpoLossConfig { beta: 0.04, ..GrpoLossConfig::default() };
     let err = grpo_loss(&inputs, &cfg).err().unwrap().to_string();
     assert!(err.contains("reference"), "{err}");

@@ -32,7 +32,9 @@ fn fd_loss(model: &Qwen2, cfg: &GrpoLossConfig, fixed: &Tensor) -> Tensor {
     let out = token_logprobs(model, &batch, 0.9, false, 4).unwrap();
     // Completion tokens: row 0 from token 3, row 1 from token 2, row 2 from token 4.
     let mask = Tensor::new(&[[0f64, 0., 1., 1., 1., 1.], [0., 1., 1., 1., 0., 0.], [0., 0., 0., 1., 1., 0.]], &dev).unwrap();
-    let offsets = Tensor::new(&[[0.0f64, 0.0, -0.35, 0.05, 0.5, -0.1], [0.0, 0.3, -0.6, 0.12, 0.0, 0.0], [0.0, 0.0, 0.0, 0.4, -0.32, 0.0]], &dev).unwrap();
+    let offsets =
+        Tensor::new(&[[0.0f64, 0.0, -0.35, 0.05, 0.5, -0.1], [0.0, 0.3, -0.6, 0.12, 0.0, 0.0], [0.0, 0.0, 0.0, 0.4, -0.32, 0.0]], &dev)
+            .unwrap();
     let behaviour = (fixed - &offsets).unwrap();
     let reference = (fixed + (&offsets * 0.5).unwrap()).unwrap();
     let advantages = Tensor::new(&[1.0f64, -0.8, 0.5], &dev).unwrap();
@@ -55,7 +57,8 @@ fn grpo_loss_gradients_through_the_model_match_finite_differences() {
     // The offsets are relative to the initial log-probs, held fixed while weights move.
     let batch = TokenBatch {
         ids: Tensor::new(&[[5u32, 17, 3, 88, 41, 9, 60], [11, 45, 90, 3, 27, 0, 0], [7, 31, 64, 2, 50, 12, 0]], &Device::Cpu).unwrap(),
-        mask: Tensor::new(&[[1f64, 1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 1., 0., 0.], [1., 1., 1., 1., 1., 1., 0.]], &Device::Cpu).unwrap(),
+        mask: Tensor::new(&[[1f64, 1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 1., 0., 0.], [1., 1., 1., 1., 1., 1., 0.]], &Device::Cpu)
+            .unwrap(),
         positions: None,
         scored: None,
     };
@@ -70,7 +73,13 @@ fn grpo_loss_gradients_through_the_model_match_finite_differences() {
     ];
     let configs = [
         GrpoLossConfig { loss_type: LossType::Grpo, beta: 0.04, epsilon_high: 0.2, ratio_cap: Some(1.3), ..Default::default() },
-        GrpoLossConfig { loss_type: LossType::Dapo, ratio_level: RatioLevel::Sequence, beta: 0.04, epsilon_high: 0.28, ..Default::default() },
+        GrpoLossConfig {
+            loss_type: LossType::Dapo,
+            ratio_level: RatioLevel::Sequence,
+            beta: 0.04,
+            epsilon_high: 0.28,
+            ..Default::default()
+        },
         GrpoLossConfig { loss_type: LossType::DrGrpo, max_completion_len: 8, ..Default::default() },
         GrpoLossConfig { loss_type: LossType::Bnpo, beta: 0.1, ..Default::default() },
     ];
@@ -137,7 +146,12 @@ fn inner_iterations_step_the_optimizer_and_move_the_ratio() {
     let reference = Qwen2::new(&mcfg, &frozen).unwrap();
     let mut opt = AdamW::new(vars, AdamWConfig { lr: 1e-2, ..AdamWConfig::default() }).unwrap();
     let batch = synthetic_batch(&mut ChaCha8Rng::seed_from_u64(5), 2, 4, 5);
-    let cfg = GrpoConfig { iterations: 3, micro_batch_size: 3, loss: GrpoLossConfig { beta: 0.04, ..Default::default() }, ..GrpoConfig::default() };
+    let cfg = GrpoConfig {
+        iterations: 3,
+        micro_batch_size: 3,
+        loss: GrpoLossConfig { beta: 0.04, ..Default::default() },
+        ..GrpoConfig::default()
+    };
     let stats = grpo_step(&model, Some(&reference), &batch, &cfg, &mut opt).unwrap();
     assert_eq!(opt.step_count(), 3);
     assert_eq!(stats.iterations.len(), 3);

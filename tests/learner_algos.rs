@@ -7,9 +7,9 @@ use candle_core::{Device, Tensor, Var};
 use srlm::algo::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirection};
 use srlm::algo::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
 use srlm::algo::AlgoError;
-use srlm::optim::{AdamW, AdamWConfig};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
+use srlm::optim::{AdamW, AdamWConfig};
 
 fn tiny(name: &str) -> (ModelConfig, Weights) {
     load_hf_weights(&common::fixtures().join("tiny").join(name)).unwrap()
@@ -247,8 +247,8 @@ fn teacher_and_student_must_share_a_tokenizer() {
 
 #[test]
 fn trace_distillation_writes_only_correct_traces() {
-    use srlm::data::question_messages;
     use srlm::algo::traces::{distill_traces, Problem};
+    use srlm::data::question_messages;
     use srlm::reward::{grade, Benchmark, Gold};
     let Some(path) = common::real_model(common::SMOL_GGUF) else { return };
     let teacher = srlm::model::LoadedModel::load(path.to_str().unwrap(), &Device::Cpu, candle_core::DType::F32).unwrap();

@@ -69,13 +69,17 @@ fn on_policy_distillation_lowers_the_reverse_kl_on_held_out_prompts() {
     let cfg = DistillConfig { steps: 30, per_step: 8, samples: 4, temperature: 1.0, chunk_rows: 64, pad_id: 0 };
     let mut opt = optimizer(vars, 1e-2);
     let mut seen = Vec::new();
-    let stats = distill_on_policy(&student, &teacher, &Digits, &prompts(false), &generation(3), &cfg, &mut opt, |s: &DistillStep, _: &AdamW| {
-        seen.push(s.kl);
-        Ok::<(), AlgoError>(())
-    })
-    .unwrap();
+    let stats =
+        distill_on_policy(&student, &teacher, &Digits, &prompts(false), &generation(3), &cfg, &mut opt, |s: &DistillStep, _: &AdamW| {
+            seen.push(s.kl);
+            Ok::<(), AlgoError>(())
+        })
+        .unwrap();
     let after = held_out_reverse_kl(&student, &teacher);
-    eprintln!("on-policy: held-out reverse KL {before:.4} → {after:.4}; training KL {:.4} → {:.4} (mean {:.4}, {} skipped)", stats.first_kl, stats.last_kl, stats.mean_kl, stats.skipped);
+    eprintln!(
+        "on-policy: held-out reverse KL {before:.4} → {after:.4}; training KL {:.4} → {:.4} (mean {:.4}, {} skipped)",
+        stats.first_kl, stats.last_kl, stats.mean_kl, stats.skipped
+    );
     assert_eq!((stats.steps, stats.skipped, seen.len()), (30, 0, 30));
     assert!(seen.iter().all(|kl| kl.is_finite() && *kl >= 0.0), "{seen:?}");
     assert!(before > 0.3, "the teacher differs from the student: {before}");
@@ -84,11 +88,13 @@ fn on_policy_distillation_lowers_the_reverse_kl_on_held_out_prompts() {
 
 /// Sequences whose completions follow a fixed map of the last prompt token.
 fn sequences(held_out: bool) -> Vec<SftExample> {
-    prompts(held_out).into_iter().map(|p| {
-        let last = p[p.len() - 1];
-        SftExample { completion: vec![10 + (last * 3) % 80, 10 + (last * 11) % 80, 2], prompt: p }
-    })
-    .collect()
+    prompts(held_out)
+        .into_iter()
+        .map(|p| {
+            let last = p[p.len() - 1];
+            SftExample { completion: vec![10 + (last * 3) % 80, 10 + (last * 11) % 80, 2], prompt: p }
+        })
+        .collect()
 }
 
 #[test]
@@ -146,7 +152,11 @@ fn kd_configs_that_cannot_run_are_refused_by_name() {
         let err = tiny_config(out, kd).unwrap_err();
         assert!(err.contains("kd.toml") && err.contains(expected), "{kd}: {err}");
     }
-    tiny_config(out, "teacher = \"t\"\nmode = \"on_policy\"\nsteps = 5\nprompts_per_step = 2\nlr = 1e-4\ntemperature = 2.0\nmax_new_tokens = 8").unwrap();
+    tiny_config(
+        out,
+        "teacher = \"t\"\nmode = \"on_policy\"\nsteps = 5\nprompts_per_step = 2\nlr = 1e-4\ntemperature = 2.0\nmax_new_tokens = 8",
+    )
+    .unwrap();
 }
 
 /// A tiny teacher directory (another init of the embedded default's model) whose tokenizer is
@@ -188,7 +198,10 @@ fn the_kd_stage_runs_both_logit_modes_end_to_end() {
     let teacher = tmp.path().join("teacher");
     for mode in ["on_policy", "logits"] {
         let out = tmp.path().join(mode);
-        let kd = format!("teacher = {:?}\nmode = \"{mode}\"\nsteps = 3\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3", teacher.to_str().unwrap());
+        let kd = format!(
+            "teacher = {:?}\nmode = \"{mode}\"\nsteps = 3\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
+            teacher.to_str().unwrap()
+        );
         let reports = run_training(&tiny_config(&out, &kd).unwrap(), &RunOptions::default()).unwrap();
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].steps, 3, "{mode}");
@@ -203,7 +216,10 @@ fn sigterm_in_each_logit_kd_mode_checkpoints_and_the_resume_is_exact() {
     tiny_teacher(tmp.path(), None);
     let teacher = tmp.path().join("teacher");
     for mode in ["on_policy", "logits"] {
-        let kd = format!("teacher = {:?}\nmode = \"{mode}\"\nsteps = 60\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3", teacher.to_str().unwrap());
+        let kd = format!(
+            "teacher = {:?}\nmode = \"{mode}\"\nsteps = 60\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
+            teacher.to_str().unwrap()
+        );
         let config = tmp.path().join(format!("{mode}.toml"));
         std::fs::write(&config, format!("{}[kd]\n{kd}\n", TINY.replace("OUT", "unused"))).unwrap();
         let srlm = || {

@@ -4,9 +4,9 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use srlm::optim::{AdamW, AdamWConfig};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{token_logprobs, LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
+use srlm::optim::{AdamW, AdamWConfig};
 
 fn tiny() -> (ModelConfig, Weights) {
     load_hf_weights(&common::fixtures().join("tiny/qwen2")).unwrap()

@@ -59,9 +59,7 @@ fn check_against_hf(golden_dir: &str, weights_dir: &str) {
         positions: Some(tensor_2d(&ids_2d(&left["position_ids"]))),
         scored: None,
     };
-    let hidden = model
-        .forward(&batch.ids, Positions::Explicit(batch.positions.as_ref().unwrap()), Some(&batch.mask), None, false)
-        .unwrap();
+    let hidden = model.forward(&batch.ids, Positions::Explicit(batch.positions.as_ref().unwrap()), Some(&batch.mask), None, false).unwrap();
     let diff = max_abs_diff(&flat(&model.logits(&hidden).unwrap()), &rows_of(&left["logits"], cfg.vocab_size));
     assert!(diff < 1e-4, "{golden_dir}: left-padded logits differ by {diff}");
     let out = token_logprobs(&model, &batch, 1.0, true, 3).unwrap();
@@ -114,10 +112,7 @@ fn matches_candle_transformers_qwen2() {
         use_sliding_window: false,
         hidden_act: candle_nn::Activation::Silu,
     };
-    let vb = unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-    }
-    .unwrap();
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu) }.unwrap();
     let mut reference = reference::Model::new(&ref_cfg, vb).unwrap();
     let ids = Tensor::new(&[[5u32, 17, 3, 88, 41, 9, 60, 12]], &Device::Cpu).unwrap();
     let ref_hidden = reference.forward(&ids, 0, None).unwrap();

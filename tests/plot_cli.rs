@@ -31,9 +31,11 @@ fn a_run_and_two_reports_give_curves_and_one_bar_chart() {
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
     let steps: Vec<_> = (1..=6)
-        .map(|i| json!({"step": i, "loss": 0.1, "kl": 0.01 * i as f64, "clip_fraction": 0.0, "accuracy": 0.1 * i as f64,
+        .map(|i| {
+            json!({"step": i, "loss": 0.1, "kl": 0.01 * i as f64, "clip_fraction": 0.0, "accuracy": 0.1 * i as f64,
                         "rewards": [["accuracy", 0.1 * i as f64], ["format", 0.8], ["total", 0.3]],
-                        "completions": 32, "tokens": 3200, "max_staleness": 1}))
+                        "completions": 32, "tokens": 3200, "max_staleness": 1})
+        })
         .collect();
     std::fs::write(run.join("steps-stage-1.json"), serde_json::to_string(&steps).unwrap()).unwrap();
     for (name, acc) in [("before", 0.3), ("after", 0.45)] {

@@ -137,7 +137,8 @@ fn a_missing_kd_teacher_is_named_before_the_model_loads() {
 fn an_sft_recipe_out_of_range_names_the_file_and_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     let recipe = tmp.path().join("r.toml");
-    std::fs::write(&recipe, "model = \"/nonexistent/m\"\ndata = \"d.jsonl\"\nformat = \"chat\"\noutput = \"o\"\ntoken_budget = 0\n").unwrap();
+    std::fs::write(&recipe, "model = \"/nonexistent/m\"\ndata = \"d.jsonl\"\nformat = \"chat\"\noutput = \"o\"\ntoken_budget = 0\n")
+        .unwrap();
     let stderr = refused(&["sft", "--config", recipe.to_str().unwrap()]);
     assert!(stderr.contains("r.toml: token_budget = 0: must be at least 1"), "{stderr}");
 }
@@ -157,11 +158,22 @@ fn an_over_long_eval_question_is_refused_at_load_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("test.jsonl");
     let long = "7".repeat(4 << 20);
-    std::fs::write(&data, format!("{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{long}\", \"answer\": \"#### 7\"}}\n")).unwrap();
+    std::fs::write(
+        &data,
+        format!("{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{long}\", \"answer\": \"#### 7\"}}\n"),
+    )
+    .unwrap();
     let out = tmp.path().join("eval-out");
     let stderr = refused(&[
-        "eval", "--model", "/nonexistent/model", "--benchmarks", "gsm8k", "--data",
-        &format!("gsm8k={}", data.display()), "--out", out.to_str().unwrap(),
+        "eval",
+        "--model",
+        "/nonexistent/model",
+        "--benchmarks",
+        "gsm8k",
+        "--data",
+        &format!("gsm8k={}", data.display()),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(stderr.contains(&format!("{}:2: question is 4194304 characters", data.display())), "{stderr}");
     assert!(!out.exists(), "the eval started");
@@ -174,10 +186,23 @@ fn an_eval_prompt_longer_than_the_context_names_its_line() {
     let model = common::tiny_model_dir(tmp.path());
     let data = tmp.path().join("test.jsonl");
     // The tiny model's context is 512 positions; the character tokenizer spends one per digit.
-    std::fs::write(&data, format!("{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{}\", \"answer\": \"#### 7\"}}\n", "7".repeat(600))).unwrap();
+    std::fs::write(
+        &data,
+        format!("{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{}\", \"answer\": \"#### 7\"}}\n", "7".repeat(600)),
+    )
+    .unwrap();
     let stderr = refused(&[
-        "eval", "--model", model.to_str().unwrap(), "--benchmarks", "gsm8k", "--data", &format!("gsm8k={}", data.display()),
-        "--out", tmp.path().join("eval-out").to_str().unwrap(), "--max-new-tokens", "4",
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--benchmarks",
+        "gsm8k",
+        "--data",
+        &format!("gsm8k={}", data.display()),
+        "--out",
+        tmp.path().join("eval-out").to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
     ]);
     assert!(stderr.contains(&format!("{}: gsm8k problem on line 2: its prompt is ", data.display())), "{stderr}");
     assert!(stderr.contains("the model's context holds 512"), "{stderr}");
@@ -191,6 +216,7 @@ fn groups_too_large_for_memory_are_refused_before_the_first_evaluation() {
     let out = tmp.path().join("run");
     let stderr = refused(&["train", "--config", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(stderr.contains("runtime.group_size × groups_in_flight × generators, grpo.max_new_tokens: 100000000000 rows"), "{stderr}");
-    let stages = std::fs::read_dir(&out).map_or(0, |d| d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("stage-")).count());
+    let stages = std::fs::read_dir(&out)
+        .map_or(0, |d| d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("stage-")).count());
     assert_eq!(stages, 0, "a stage ran");
 }

@@ -18,7 +18,8 @@ const BATCH_GROUPS: u64 = 2;
 
 /// The embedded default cut to a GRPO-only stage of seconds; no metrics port (tests run at once).
 fn grpo_config(dir: &Path) -> PathBuf {
-    let default = String::from_utf8(Command::new(env!("CARGO_BIN_EXE_srlm")).args(["train", "--print-default"]).output().unwrap().stdout).unwrap();
+    let default =
+        String::from_utf8(Command::new(env!("CARGO_BIN_EXE_srlm")).args(["train", "--print-default"]).output().unwrap().stdout).unwrap();
     let text = default
         .replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]")
         .replace("train_size = 4000", "train_size = 200")
@@ -52,7 +53,21 @@ fn learner(tmp: &Path, port: u16, local: [&str; 2], extra: &[&str]) -> Child {
     let cfg = grpo_config(tmp);
     let (cfg, out, addr) = (cfg.to_str().unwrap().to_string(), tmp.join("out"), format!("127.0.0.1:{port}"));
     let steps = STEPS.to_string();
-    let mut args = vec!["train", "--config", &cfg, "--out", out.to_str().unwrap(), "--grpo-steps", &steps, "--listen", &addr, "--local-generators", local[0], "--local-scorers", local[1]];
+    let mut args = vec![
+        "train",
+        "--config",
+        &cfg,
+        "--out",
+        out.to_str().unwrap(),
+        "--grpo-steps",
+        &steps,
+        "--listen",
+        &addr,
+        "--local-generators",
+        local[0],
+        "--local-scorers",
+        local[1],
+    ];
     args.extend_from_slice(extra);
     spawn(&args, &tmp.join("learner.log"))
 }
@@ -219,7 +234,21 @@ fn a_stopped_learner_node_resumes_with_new_workers() {
     let (steps, out_s) = (LONG.to_string(), out.to_str().unwrap().to_string());
     let node = |port: u16, resume: Option<&str>| {
         let addr = format!("127.0.0.1:{port}");
-        let mut args = vec!["train", "--config", &cfg, "--out", &out_s, "--grpo-steps", &steps, "--listen", &addr, "--local-generators", "0", "--local-scorers", "1"];
+        let mut args = vec![
+            "train",
+            "--config",
+            &cfg,
+            "--out",
+            &out_s,
+            "--grpo-steps",
+            &steps,
+            "--listen",
+            &addr,
+            "--local-generators",
+            "0",
+            "--local-scorers",
+            "1",
+        ];
         args.extend(resume.map(|r| ["--resume", r]).into_iter().flatten());
         let mut c = Command::new(env!("CARGO_BIN_EXE_srlm"));
         c.env("CANDLE_NUM_THREADS", "1");

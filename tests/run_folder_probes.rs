@@ -31,9 +31,14 @@ fn stderr(o: &Output) -> String {
 /// The embedded default cut to seconds; `edits` are (from, to) replacements of its text.
 fn config(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut text = String::from_utf8(run(&["train", "--print-default"]).stdout).unwrap();
-    for (from, to) in [("train_size = 4000", "train_size = 400"), ("heldout_size = 100", "heldout_size = 8"), ("epochs = 6", "epochs = 1"), ("checkpoint_every = 20", "checkpoint_every = 2")]
-        .iter()
-        .chain(edits)
+    for (from, to) in [
+        ("train_size = 4000", "train_size = 400"),
+        ("heldout_size = 100", "heldout_size = 8"),
+        ("epochs = 6", "epochs = 1"),
+        ("checkpoint_every = 20", "checkpoint_every = 2"),
+    ]
+    .iter()
+    .chain(edits)
     {
         assert!(text.contains(from), "the default has no '{from}'");
         text = text.replacen(from, to, 1);
@@ -46,7 +51,8 @@ fn config(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
 }
 
 fn checkpoints(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
     names.sort();
     names
 }
@@ -76,7 +82,8 @@ fn a_folder_holding_a_finished_run_is_refused_unless_forced() {
     // Only the new run's checkpoint (step 2) is left: none of the old run's steps 2..6 survive,
     // and retention could not have deleted the new one in their favour.
     assert_eq!(checkpoints(&out.join("checkpoints-stage-0")), vec!["checkpoint-00000002"]);
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("checkpoints-stage-0/checkpoint-00000002/trainer_state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoints-stage-0/checkpoint-00000002/trainer_state.json")).unwrap()).unwrap();
     let run_json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(state["run_id"], run_json["run_id"]);
 }
@@ -85,7 +92,12 @@ fn a_folder_holding_a_finished_run_is_refused_unless_forced() {
 fn sigterm_in_the_sft_stage_checkpoints_and_the_resume_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
     // About 40 SFT steps, so the signal lands inside the stage.
-    let edits = [("stages = [\"sft\", \"grpo\"]", "stages = [\"sft\"]"), ("train_size = 400", "train_size = 4000"), ("epochs = 1", "epochs = 2"), ("token_budget = 2048", "token_budget = 512")];
+    let edits = [
+        ("stages = [\"sft\", \"grpo\"]", "stages = [\"sft\"]"),
+        ("train_size = 400", "train_size = 4000"),
+        ("epochs = 1", "epochs = 2"),
+        ("token_budget = 2048", "token_budget = 512"),
+    ];
     let cfg = config(tmp.path(), "c.toml", &edits);
     let cfg = cfg.to_str().unwrap();
     let (whole, stopped) = (tmp.path().join("whole"), tmp.path().join("stopped"));
@@ -148,7 +160,15 @@ fn resume_refuses_a_changed_recipe_a_missing_path_and_a_damaged_checkpoint_befor
     let ckpt = out.join("checkpoints-stage-0/checkpoint-00000002");
     let ckpt_s = ckpt.to_str().unwrap();
 
-    let changed = config(tmp.path(), "changed.toml", &[("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]"), ("lr = 3e-4", "lr = 1e-3"), ("checkpoint_every = 2", "checkpoint_every = 5")]);
+    let changed = config(
+        tmp.path(),
+        "changed.toml",
+        &[
+            ("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]"),
+            ("lr = 3e-4", "lr = 1e-3"),
+            ("checkpoint_every = 2", "checkpoint_every = 5"),
+        ],
+    );
     let o = run(&["train", "--config", changed.to_str().unwrap(), "--deterministic", "--out", out.to_str().unwrap(), "--resume", ckpt_s]);
     let text = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{text}");
@@ -182,7 +202,18 @@ fn a_finished_stage_is_a_resume_point_for_the_next() {
     let o = run(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "2", "--out", whole.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Continue a copy of the run after its SFT stage: GRPO starts from the SFT export.
-    let o = run(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "2", "--out", split.to_str().unwrap(), "--resume", whole.join("stage-0-sft").to_str().unwrap()]);
+    let o = run(&[
+        "train",
+        "--config",
+        cfg,
+        "--deterministic",
+        "--grpo-steps",
+        "2",
+        "--out",
+        split.to_str().unwrap(),
+        "--resume",
+        whole.join("stage-0-sft").to_str().unwrap(),
+    ]);
     let text = stderr(&o);
     assert!(o.status.success(), "{text}");
     assert!(!text.contains("sft step"), "SFT was finished: {text}");

@@ -62,13 +62,18 @@ fn lora_sft_writes_a_peft_adapter_that_loads() {
     // `--adapter` everywhere: logprobs over the adapter equal the unmerged LoRA forward's.
     let (prompt, completion) = ("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n", "2 + 2 = 4");
     let (m, a) = (model.to_str().unwrap(), out_dir.to_str().unwrap());
-    let out = srlm().args(["logprobs", "--model", m, "--adapter", a, "--prompt", prompt, "--completion", completion, "--json"]).output().unwrap();
+    let out =
+        srlm().args(["logprobs", "--model", m, "--adapter", a, "--prompt", prompt, "--completion", completion, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<u32> = ["prompt_ids", "completion_ids"].iter().flat_map(|k| got[*k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32)).collect();
+    let ids: Vec<u32> = ["prompt_ids", "completion_ids"]
+        .iter()
+        .flat_map(|k| got[*k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32))
+        .collect();
     let lora = srlm::model::Qwen2::with_lora(&loaded.config, &loaded.weights, &adapters, false).unwrap();
     let batch = srlm::model::TokenBatch::right_padded(&[ids], 0, &candle_core::Device::Cpu).unwrap();
-    let want: Vec<f32> = srlm::model::token_logprobs(&lora, &batch, 1.0, false, 512).unwrap().logprobs.squeeze(0).unwrap().to_vec1().unwrap();
+    let want: Vec<f32> =
+        srlm::model::token_logprobs(&lora, &batch, 1.0, false, 512).unwrap().logprobs.squeeze(0).unwrap().to_vec1().unwrap();
     let p = got["prompt_ids"].as_array().unwrap().len();
     let got: Vec<f64> = got["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(got.len(), want.len() - (p - 1));
@@ -80,7 +85,11 @@ fn lora_sft_writes_a_peft_adapter_that_loads() {
     let out = srlm().args(["export", "--model", m, "--adapter", a, "--out", merged.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let generate = |args: &[&str]| {
-        let out = srlm().args(["generate", "--message", "What is 2 + 2?", "--greedy", "--max-new-tokens", "12", "--json"]).args(args).output().unwrap();
+        let out = srlm()
+            .args(["generate", "--message", "What is 2 + 2?", "--greedy", "--max-new-tokens", "12", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["completions"][0]["ids"].clone()
     };
@@ -110,7 +119,8 @@ fn distill_reports_counts_matching_the_written_traces() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    let kept: usize = log.split("kept ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{log}"));
+    let kept: usize =
+        log.split("kept ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{log}"));
     assert!(log.contains("1 problems, 4 samples"), "{log}");
     assert_eq!(std::fs::read_to_string(&out_path).unwrap().lines().count(), kept);
 }

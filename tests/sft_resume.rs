@@ -33,7 +33,17 @@ fn examples() -> Vec<SftExample> {
 }
 
 fn sft_cfg(grad_accum: usize) -> SftConfig {
-    SftConfig { epochs: 2, max_len: 16, overlong: Overlong::Truncate, token_budget: 24, grad_accum, seed: 9, pad_id: 0, chunk_rows: 16, lanes: 1 }
+    SftConfig {
+        epochs: 2,
+        max_len: 16,
+        overlong: Overlong::Truncate,
+        token_budget: 24,
+        grad_accum,
+        seed: 9,
+        pad_id: 0,
+        chunk_rows: 16,
+        lanes: 1,
+    }
 }
 
 fn adamw(total: usize) -> AdamWConfig {
@@ -209,7 +219,10 @@ fn srlm_sft_resume_reproduces_the_uninterrupted_run() {
     let data = tmp.path().join("data.jsonl");
     let rows: Vec<String> = srlm::synthetic::arithmetic_problems(12, 20, 3)
         .iter()
-        .map(|p| serde_json::json!({"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution()}]}).to_string())
+        .map(|p| {
+            serde_json::json!({"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution()}]})
+                .to_string()
+        })
         .collect();
     std::fs::write(&data, rows.join("\n") + "\n").unwrap();
     let lora = "save = \"adapter\"\n[lora]\nr = 4\nalpha = 8\ndropout = 0.1\n";

@@ -44,7 +44,6 @@ struct Chat {
     ids: Vec<u32>,
 }
 
-
 fn golden(name: &str) -> ModelGolden {
     let golden: Golden = serde_json::from_str(GOLDEN).unwrap();
     golden.models.into_iter().find(|m| m.name == name).unwrap()
@@ -61,37 +60,16 @@ fn assert_matches_golden(tok: &Tokenizer, golden: &ModelGolden) {
     assert_eq!(tok.eos_token(), golden.eos_token.as_deref());
     assert_eq!(tok.pad_token(), golden.pad_token.as_deref());
     for enc in &golden.encodings {
-        assert_eq!(
-            tok.encode(&enc.text, false).unwrap(),
-            enc.ids,
-            "encoding {:?}",
-            enc.text
-        );
+        assert_eq!(tok.encode(&enc.text, false).unwrap(), enc.ids, "encoding {:?}", enc.text);
         // Neither model adds BOS/EOS, so add_special_tokens changes nothing.
-        assert_eq!(
-            tok.encode(&enc.text, true).unwrap(),
-            enc.ids,
-            "encoding {:?}",
-            enc.text
-        );
-        assert_eq!(
-            tok.decode(&enc.ids, false).unwrap(),
-            enc.decoded,
-            "decoding {:?}",
-            enc.ids
-        );
+        assert_eq!(tok.encode(&enc.text, true).unwrap(), enc.ids, "encoding {:?}", enc.text);
+        assert_eq!(tok.decode(&enc.ids, false).unwrap(), enc.decoded, "decoding {:?}", enc.ids);
     }
     let template = tok.chat_template().unwrap();
     for chat in &golden.chats {
-        let text = template
-            .render(&chat.messages, chat.add_generation_prompt)
-            .unwrap();
+        let text = template.render(&chat.messages, chat.add_generation_prompt).unwrap();
         assert_eq!(text, chat.text, "rendering {:?}", chat.messages);
-        assert_eq!(
-            tok.encode(&text, false).unwrap(),
-            chat.ids,
-            "encoding {text:?}"
-        );
+        assert_eq!(tok.encode(&text, false).unwrap(), chat.ids, "encoding {text:?}");
     }
 }
 
@@ -118,10 +96,7 @@ fn qwen2_matches_hf() {
         return;
     };
     let tok = Tokenizer::from_gguf_file(&path).unwrap();
-    assert_eq!(
-        tok.encode("<|im_start|>hello<|im_end|>", false).unwrap(),
-        [151644, 14990, 151645]
-    );
+    assert_eq!(tok.encode("<|im_start|>hello<|im_end|>", false).unwrap(), [151644, 14990, 151645]);
     assert_eq!(tok.eos_token_ids(), &[151645]);
     assert_eq!(tok.pad_token_id(), Some(151643));
     assert_eq!(tok.decode(&[151644, 14990, 151645], true).unwrap(), "hello");
@@ -139,10 +114,7 @@ fn smollm2_matches_hf() {
         return;
     };
     let tok = Tokenizer::from_gguf_file(&path).unwrap();
-    assert_eq!(
-        tok.encode("<|im_start|>hello<|im_end|>", false).unwrap()[0],
-        1
-    );
+    assert_eq!(tok.encode("<|im_start|>hello<|im_end|>", false).unwrap()[0], 1);
     assert_eq!(tok.eos_token_ids(), &[2]);
     assert_eq!(tok.bos_token_id(), Some(1));
     assert_matches_golden(&tok, &golden);
@@ -157,17 +129,11 @@ fn unsupported_pre_tokenizer_names_file_and_value() {
     };
     let mut file = std::fs::File::open(&path).unwrap();
     let mut content = gguf_file::Content::read(&mut file).unwrap();
-    content.metadata.insert(
-        "tokenizer.ggml.pre".into(),
-        gguf_file::Value::String("falcon".into()),
-    );
+    content.metadata.insert("tokenizer.ggml.pre".into(), gguf_file::Value::String("falcon".into()));
     let err = Tokenizer::from_gguf(&content, &path).unwrap_err();
     assert!(matches!(err, TokenizerError::Unsupported { .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&golden.file) && msg.contains("'falcon'"),
-        "{msg}"
-    );
+    assert!(msg.contains(&golden.file) && msg.contains("'falcon'"), "{msg}");
 }
 
 #[test]
@@ -179,10 +145,7 @@ fn not_a_gguf_names_the_file() {
     assert!(matches!(err, TokenizerError::Gguf { .. }), "{err}");
     assert!(err.to_string().contains("broken.gguf"), "{err}");
     let missing = Tokenizer::from_gguf_file(Path::new("/nonexistent/m.gguf")).unwrap_err();
-    assert!(
-        missing.to_string().contains("/nonexistent/m.gguf"),
-        "{missing}"
-    );
+    assert!(missing.to_string().contains("/nonexistent/m.gguf"), "{missing}");
 }
 
 #[test]
@@ -195,10 +158,7 @@ fn missing_and_malformed_hf_files_are_named() {
     let Some(path) = model_path(&golden) else {
         return;
     };
-    Tokenizer::from_gguf_file(&path)
-        .unwrap()
-        .save_hf(dir.path())
-        .unwrap();
+    Tokenizer::from_gguf_file(&path).unwrap().save_hf(dir.path()).unwrap();
     std::fs::write(dir.path().join("tokenizer_config.json"), "{ not json").unwrap();
     let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err();
     assert!(matches!(err, TokenizerError::Json { .. }), "{err}");

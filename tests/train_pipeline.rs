@@ -5,13 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn srlm(args: &[&str], out: &Path) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_srlm"))
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .env("CANDLE_NUM_THREADS", "1")
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_srlm")).args(args).arg("--out").arg(out).env("CANDLE_NUM_THREADS", "1").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     output
@@ -19,7 +13,8 @@ fn srlm(args: &[&str], out: &Path) -> Output {
 
 /// The embedded default cut down to seconds: a few SFT steps and GRPO steps.
 fn short_config(dir: &Path) -> std::path::PathBuf {
-    let default = String::from_utf8(Command::new(env!("CARGO_BIN_EXE_srlm")).args(["train", "--print-default"]).output().unwrap().stdout).unwrap();
+    let default =
+        String::from_utf8(Command::new(env!("CARGO_BIN_EXE_srlm")).args(["train", "--print-default"]).output().unwrap().stdout).unwrap();
     let text = default
         .replace("train_size = 4000", "train_size = 400")
         .replace("heldout_size = 100", "heldout_size = 16")
@@ -50,11 +45,17 @@ fn two_deterministic_runs_give_identical_weights_and_metric_series() {
     let series: serde_json::Value = serde_json::from_slice(&steps).unwrap();
     assert_eq!(series.as_array().unwrap().len(), 4);
     for stage in ["stage-0-sft", "stage-1-grpo"] {
-        assert_eq!(read(&a.join(stage).join("model.safetensors")), read(&b.join(stage).join("model.safetensors")), "{stage} weights differ");
+        assert_eq!(
+            read(&a.join(stage).join("model.safetensors")),
+            read(&b.join(stage).join("model.safetensors")),
+            "{stage} weights differ"
+        );
     }
     // GRPO changed the weights it started from.
     assert_ne!(read(&a.join("stage-0-sft/model.safetensors")), read(&a.join("stage-1-grpo/model.safetensors")));
-    let report = String::from_utf8_lossy(&srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &tmp.path().join("c")).stdout).into_owned();
+    let report =
+        String::from_utf8_lossy(&srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &tmp.path().join("c")).stdout)
+            .into_owned();
     assert!(report.contains("sft") && report.contains("grpo"), "{report}");
 }
 
@@ -84,7 +85,11 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     let full: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
     let tail: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();
     assert_eq!(tail.as_array().unwrap().as_slice(), &full.as_array().unwrap()[2..], "resumed steps differ from the uninterrupted run");
-    assert_eq!(read(&run.join("stage-1-grpo/model.safetensors")), read(&resumed.join("stage-1-grpo/model.safetensors")), "final weights differ");
+    assert_eq!(
+        read(&run.join("stage-1-grpo/model.safetensors")),
+        read(&resumed.join("stage-1-grpo/model.safetensors")),
+        "final weights differ"
+    );
 }
 
 #[test]
@@ -114,7 +119,8 @@ fn groups_in_flight_train_every_batch_threaded() {
     // Several groups per generator call (continuous batching), on the threaded runtime.
     let tmp = tempfile::tempdir().unwrap();
     let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]") + "groups_in_flight = 4\n";
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]") + "groups_in_flight = 4\n";
     std::fs::write(&cfg, text).unwrap();
     let run = tmp.path().join("run");
     let o = srlm(&["train", "--config", cfg.to_str().unwrap(), "--grpo-steps", "3"], &run);
@@ -138,7 +144,10 @@ fn a_generator_on_a_device_of_its_own_gets_each_version_copied_and_timed() {
     let cfg = short_config(tmp.path());
     let text = std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]")
         + "generator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n";
-    assert!(text.ends_with("log_rollouts_every = 10\ngenerator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n"), "[runtime] must be the last section");
+    assert!(
+        text.ends_with("log_rollouts_every = 10\ngenerator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n"),
+        "[runtime] must be the last section"
+    );
     std::fs::write(&cfg, text).unwrap();
     let run = tmp.path().join("run");
     let o = srlm(&["train", "--config", cfg.to_str().unwrap(), "--deterministic", "--grpo-steps", "3"], &run);

@@ -36,7 +36,10 @@ async fn main() {
         Mode { name: "sync, 2 cores per phase", max_staleness: 0, generators: 2, pinned: false, step_cost_divisor: 2 },
     ];
     println!("{steps} steps of {batch} groups; {group_ms} ms per group, {step_ms} ms per step; {cores} cores");
-    println!("{:<28} {:>10} {:>14} {:>12} {:>8} {:>14}", "mode", "steps/min", "generator busy", "learner busy", "dropped", "final accuracy");
+    println!(
+        "{:<28} {:>10} {:>14} {:>12} {:>8} {:>14}",
+        "mode", "steps/min", "generator busy", "learner busy", "dropped", "final accuracy"
+    );
     for mode in modes {
         let pin = mode.pinned && cores >= 2;
         let cfg = RuntimeConfig {

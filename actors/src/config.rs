@@ -141,11 +141,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_then_caps() {
-        let c = RuntimeConfig {
-            restart_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            ..Default::default()
-        };
+        let c =
+            RuntimeConfig { restart_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(500), ..Default::default() };
         let got: Vec<_> = (1..=5).map(|n| c.backoff(n).as_millis()).collect();
         assert_eq!(got, [100, 200, 400, 500, 500]);
     }

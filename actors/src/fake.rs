@@ -87,7 +87,12 @@ impl Sampler for FakeSampler {
         Ok(SampledGroup { prompt_token_ids: vec![(prompt.id % 96) as u32], completions })
     }
 
-    fn sample_groups(&mut self, prompts: &[Prompt], policy: &Policy<FakeWeights>, group_size: usize) -> Result<Vec<SampledGroup>, FakeError> {
+    fn sample_groups(
+        &mut self,
+        prompts: &[Prompt],
+        policy: &Policy<FakeWeights>,
+        group_size: usize,
+    ) -> Result<Vec<SampledGroup>, FakeError> {
         if let Some(batches) = &self.batches {
             lock(batches).push(prompts.len());
         }
@@ -184,7 +189,17 @@ impl FakeTrainer {
             Some(c) => (c.weights, c.state),
             None => (vec![0.0; 4], RunState::default()),
         };
-        Self { weights, state, learning_rate: 0.5, cost: Duration::ZERO, hook: None, fail_at: None, store, steps_here: 0, half_applied: false }
+        Self {
+            weights,
+            state,
+            learning_rate: 0.5,
+            cost: Duration::ZERO,
+            hook: None,
+            fail_at: None,
+            store,
+            steps_here: 0,
+            half_applied: false,
+        }
     }
 }
 

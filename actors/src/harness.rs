@@ -45,9 +45,8 @@ where
         let mut generators: Vec<_> = (0..cfg.generators)
             .map(|i| GeneratorCore::new(i, samplers(i, derive_seed(cfg.seed, Role::Generator(i), 0)), ctx.clone()))
             .collect();
-        let mut scorers: Vec<_> = (0..cfg.scorers)
-            .map(|i| ScorerCore::new(i, rewarders(i, derive_seed(cfg.seed, Role::Scorer(i), 0))))
-            .collect();
+        let mut scorers: Vec<_> =
+            (0..cfg.scorers).map(|i| ScorerCore::new(i, rewarders(i, derive_seed(cfg.seed, Role::Scorer(i), 0)))).collect();
         hold_at_next_checkpoint(&ctx.gate, &learner);
         let interrupted = loop {
             if ctx.shutdown.is_requested() {

@@ -142,7 +142,9 @@ impl<T: Trainer> LearnerCore<T> {
         metrics::gauge!(m::LEARNER_BUSY_RATIO).set(self.busy.as_secs_f64() / self.started.elapsed().as_secs_f64().max(1e-9));
         metrics::gauge!(m::LOSS).set(stats.loss);
         metrics::gauge!(m::LEARNING_RATE).set(stats.learning_rate);
-        for (name, v) in [(m::KL, stats.kl), (m::CLIP_FRACTION, stats.clip_fraction), (m::ENTROPY, stats.entropy), (m::GRAD_NORM, stats.grad_norm)] {
+        for (name, v) in
+            [(m::KL, stats.kl), (m::CLIP_FRACTION, stats.clip_fraction), (m::ENTROPY, stats.entropy), (m::GRAD_NORM, stats.grad_norm)]
+        {
             if let Some(v) = v {
                 metrics::gauge!(name).set(v);
             }
@@ -328,10 +330,12 @@ impl<T: Trainer> LearnerState<T> {
             _ = ctx.shutdown.requested() => return Ok(None),
             _ = ledger_changed.changed() => return Ok(None),
         };
-        let full = self.call(move |core| {
-            core.offer(group);
-            core.batch_full()
-        }).await?;
+        let full = self
+            .call(move |core| {
+                core.offer(group);
+                core.batch_full()
+            })
+            .await?;
         if full {
             self.train_one().await?;
         }
@@ -346,13 +350,15 @@ impl<T: Trainer> LearnerState<T> {
     }
 
     async fn train_one(&mut self) -> Result<(), String> {
-        let step = self.call(|core| -> Result<u64, String> {
-            core.train().map_err(|e| e.to_string())?;
-            if core.checkpoint_due() {
-                core.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
-            }
-            Ok(core.step())
-        }).await??;
+        let step = self
+            .call(|core| -> Result<u64, String> {
+                core.train().map_err(|e| e.to_string())?;
+                if core.checkpoint_due() {
+                    core.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
+                }
+                Ok(core.step())
+            })
+            .await??;
         self.step = step;
         Ok(())
     }
@@ -371,7 +377,11 @@ impl<T: Trainer> LearnerState<T> {
             }
         });
         let outcome = outcome.await.unwrap_or_else(|reason| {
-            Err(RuntimeError::Learner { step: self.step, reason, checkpoint: FailureCheckpoint::Missing { why: "the final one was never written".into() } })
+            Err(RuntimeError::Learner {
+                step: self.step,
+                reason,
+                checkpoint: FailureCheckpoint::Missing { why: "the final one was never written".into() },
+            })
         });
         self.ctx.finish(outcome);
     }
@@ -384,7 +394,12 @@ impl<T: Trainer> LearnerState<T> {
 /// Ends the run after a learner failure (a step's error or panic, or the learner actor's own
 /// failure): checkpoints what can be saved, then records an error naming the step, the reason and
 /// the checkpoint. `last_step` is the fallback step count should the worker thread be gone.
-pub(crate) async fn end_after_failure<T: Trainer>(worker: &Worker<LearnerCore<T>>, ctx: &Context<T::Weights>, last_step: u64, reason: String) {
+pub(crate) async fn end_after_failure<T: Trainer>(
+    worker: &Worker<LearnerCore<T>>,
+    ctx: &Context<T::Weights>,
+    last_step: u64,
+    reason: String,
+) {
     let saved = worker.call(|core| (core.step(), core.checkpoint_after_failure())).await;
     let (step, checkpoint) = saved.unwrap_or_else(|e| (last_step, FailureCheckpoint::Missing { why: format!("saving it failed: {e}") }));
     tracing::error!(step, %reason, %checkpoint, "learner failed");

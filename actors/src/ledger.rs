@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(l.requeue_held_by(Holder::Generator(0)), 1);
         assert_eq!(l.next_prompt(Holder::Generator(1)).unwrap().id, 0);
         l.finish(1);
-        assert_eq!(l.snapshot(3, 3, ), RunState { step: 3, version: 3, cursor: 2, pending: vec![0] });
+        assert_eq!(l.snapshot(3, 3,), RunState { step: 3, version: 3, cursor: 2, pending: vec![0] });
     }
 
     #[test]

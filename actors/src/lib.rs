@@ -30,16 +30,16 @@ pub mod supervisor;
 pub mod traits;
 pub mod worker;
 
+pub use advantages::{group_advantages, AdvantageScale};
 pub use broadcast::{Broadcast, CopyToDevice, WeightSyncs};
 pub use config::RuntimeConfig;
 pub use error::{FailureCheckpoint, RuntimeError};
 pub use messages::{
-    GroupRewards, Policy, PolicyVersion, Prompt, RolloutGroup, RunState, SampledCompletion, SampledGroup, ScoredGroup,
-    Timings, WeightsPublished,
+    GroupRewards, Policy, PolicyVersion, Prompt, RolloutGroup, RunState, SampledCompletion, SampledGroup, ScoredGroup, Timings,
+    WeightsPublished,
 };
 pub use pipeline::Pipeline;
 pub use shutdown::{on_signals, on_signals_in_background, ShutdownHandle};
 pub use summary::{RemoteCounts, RunSummary, StepRecord};
 pub use supervisor::Factory;
-pub use advantages::{group_advantages, AdvantageScale};
 pub use traits::{PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

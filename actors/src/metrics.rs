@@ -66,10 +66,28 @@ pub const METRICS: &[MetricDef] = &[
     def(GENERATOR_TOKENS, Counter, None, &["generator"], "Completion tokens sampled."),
     def(GENERATOR_GROUPS, Counter, None, &["generator"], "Groups sampled."),
     def(GENERATOR_BUSY_RATIO, Gauge, None, &["generator"], "Fraction of wall time spent sampling since the generator started."),
-    def(GENERATOR_WAIT, Histogram, Some(Unit::Seconds), &["generator"], "Time one group waited for room in the rollout queue (backpressure)."),
-    def(GENERATOR_GROUP_SECONDS, Histogram, Some(Unit::Seconds), &["generator"], "Time to sample one group; rate(_sum) is the busy fraction."),
+    def(
+        GENERATOR_WAIT,
+        Histogram,
+        Some(Unit::Seconds),
+        &["generator"],
+        "Time one group waited for room in the rollout queue (backpressure).",
+    ),
+    def(
+        GENERATOR_GROUP_SECONDS,
+        Histogram,
+        Some(Unit::Seconds),
+        &["generator"],
+        "Time to sample one group; rate(_sum) is the busy fraction.",
+    ),
     def(SCORER_GROUPS, Counter, None, &["scorer"], "Groups scored."),
-    def(REWARD_MEAN, Gauge, None, &["function"], "Mean reward of the last trained batch per reward function (function=\"total\": weighted sum)."),
+    def(
+        REWARD_MEAN,
+        Gauge,
+        None,
+        &["function"],
+        "Mean reward of the last trained batch per reward function (function=\"total\": weighted sum).",
+    ),
     def(ACCURACY, Gauge, None, &[], "Fraction of correct completions in the last trained batch."),
     def(LEARNER_GROUPS, Counter, None, &[], "Groups trained on."),
     def(LEARNER_DROPPED, Counter, None, &["reason"], "Groups dropped before training (reason=\"stale\": older than max_staleness)."),
@@ -88,14 +106,32 @@ pub const METRICS: &[MetricDef] = &[
     def(LEARNING_RATE, Gauge, None, &[], "Learning rate of the last step."),
     def(RESTARTS, Counter, None, &["role"], "Actor restarts after a panic or error."),
     def(CHECKPOINT_SECONDS, Histogram, Some(Unit::Seconds), &[], "Time to write one checkpoint."),
-    def(WEIGHT_SYNC_SECONDS, Histogram, Some(Unit::Seconds), &["device"], "Time to copy one published policy version to a generator device."),
+    def(
+        WEIGHT_SYNC_SECONDS,
+        Histogram,
+        Some(Unit::Seconds),
+        &["device"],
+        "Time to copy one published policy version to a generator device.",
+    ),
 ];
 
 /// What a learner node exports only while it listens for workers (`Pipeline::listen`).
 pub const CLUSTER_METRICS: &[MetricDef] = &[
     def(REMOTE_WORKERS, Gauge, None, &[], "Workers on other nodes currently joined to the learner node."),
-    def(REMOTE_REFUSED, Counter, None, &["reason"], "Frames from workers refused (undecodable, unknown_worker, not_held, stale_version, future_version)."),
-    def(WEIGHT_TRANSFER_SECONDS, Histogram, Some(Unit::Seconds), &["worker"], "Time for a remote generator to download one policy version."),
+    def(
+        REMOTE_REFUSED,
+        Counter,
+        None,
+        &["reason"],
+        "Frames from workers refused (undecodable, unknown_worker, not_held, stale_version, future_version).",
+    ),
+    def(
+        WEIGHT_TRANSFER_SECONDS,
+        Histogram,
+        Some(Unit::Seconds),
+        &["worker"],
+        "Time for a remote generator to download one policy version.",
+    ),
     def(WEIGHT_TRANSFER_BYTES, Counter, Some(Unit::Bytes), &["worker"], "Bytes of policy weights downloaded by a remote generator."),
 ];
 
@@ -134,9 +170,7 @@ pub fn serve(addr: SocketAddr) -> Result<SocketAddr, RuntimeError> {
     let outcome = INSTALLED.get_or_init(|| {
         let mut builder = PrometheusBuilder::new().with_http_listener(addr);
         for m in every_metric().filter(|m| m.kind == Kind::Histogram) {
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(m.name.to_string()), buckets(m.name))
-                .map_err(|e| e.to_string())?;
+            builder = builder.set_buckets_for_metric(Matcher::Full(m.name.to_string()), buckets(m.name)).map_err(|e| e.to_string())?;
         }
         // Off any tokio runtime, `install` runs the listener on a thread of its own.
         std::thread::spawn(move || builder.install())

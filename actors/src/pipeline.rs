@@ -69,9 +69,8 @@ where
             None => None,
         };
         let args = SupervisorArgs { ctx: Arc::clone(&ctx), samplers, rewarders, learner: Mutex::new(Some(learner)) };
-        let (_, handle) = Actor::spawn(None, Supervisor::<(S, R, T)>::default(), args)
-            .await
-            .map_err(|e| RuntimeError::Actor(e.to_string()))?;
+        let (_, handle) =
+            Actor::spawn(None, Supervisor::<(S, R, T)>::default(), args).await.map_err(|e| RuntimeError::Actor(e.to_string()))?;
         handle.await.map_err(|e| RuntimeError::Actor(e.to_string()))?;
         if let Some(node) = node {
             // Workers ask at least every half second unless mid-group; give them time to hear it.

@@ -13,12 +13,7 @@ pub trait Sampler: Send + 'static {
     type Error: Error + Send + Sync + 'static;
     /// Sample `group_size` completions of `prompt` with `policy`; the version changes only between
     /// groups, so a sampler may cache whatever it derives from the weights keyed by version.
-    fn sample(
-        &mut self,
-        prompt: &Prompt,
-        policy: &Policy<Self::Weights>,
-        group_size: usize,
-    ) -> Result<SampledGroup, Self::Error>;
+    fn sample(&mut self, prompt: &Prompt, policy: &Policy<Self::Weights>, group_size: usize) -> Result<SampledGroup, Self::Error>;
 
     /// A group for each prompt, in prompt order, sampled together where the sampler can (many
     /// groups in one decode batch); the default samples them one after another.

@@ -45,9 +45,7 @@ impl<T: Send + 'static> Worker<T> {
                 }
             })
             .map_err(|e| RuntimeError::Actor(format!("spawning thread {name}: {e}")))?;
-        pinned_rx
-            .recv()
-            .map_err(|_| RuntimeError::Actor(format!("thread {name} died while starting")))??;
+        pinned_rx.recv().map_err(|_| RuntimeError::Actor(format!("thread {name} died while starting")))??;
         Ok(Self { name: name.to_string(), jobs })
     }
 
@@ -56,10 +54,7 @@ impl<T: Send + 'static> Worker<T> {
     /// caller knows what it is still good for: a failed generator or scorer drops its handle and
     /// is restarted with fresh state, while the learner asks its trainer whether the last
     /// completed step can still be checkpointed.
-    pub async fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut T) -> R + Send + 'static,
-    ) -> Result<R, WorkerFailed> {
+    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut T) -> R + Send + 'static) -> Result<R, WorkerFailed> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job<T> = Box::new(move |state| {
             let _ = tx.send(catch_unwind(AssertUnwindSafe(|| f(state))).map_err(panic_message));

@@ -87,7 +87,8 @@ fn exported_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn promtool_accepts_the_exposition() {
     let text = exposition();
-    let child = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child =
+        Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) if std::env::var_os("CI").is_none() => {
@@ -107,7 +108,8 @@ fn every_registered_metric_is_exported_with_help() {
     let text = exposition();
     let names = exported_names(text);
     for m in METRICS {
-        let family_present = names.iter().any(|n| n == m.name || n.strip_prefix(m.name).is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s)));
+        let family_present =
+            names.iter().any(|n| n == m.name || n.strip_prefix(m.name).is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s)));
         assert!(family_present, "{} not in /metrics", m.name);
         assert!(text.contains(&format!("# HELP {} ", m.name)), "{} has no HELP", m.name);
     }
@@ -217,11 +219,16 @@ const CLUSTER_ONLY: [&str; 4] = [
 #[test]
 fn every_dashboard_metric_is_exported() {
     let exported = exported_names(exposition());
-    let mut files: Vec<_> = std::fs::read_dir(dashboards_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dashboards_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     files.sort();
     assert_eq!(files.len(), 4, "training, throughput, health, cluster: {files:?}");
     for file in files {
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(json["__inputs"][0]["name"] == "DS_PROMETHEUS", "{}: needs the DS_PROMETHEUS input", file.display());
         let mut all = Vec::new();
         exprs(&json, &mut all);
@@ -232,8 +239,15 @@ fn every_dashboard_metric_is_exported() {
             for name in names {
                 // The cluster's own metrics exist only on a learner node with `--listen`, which
                 // this fake run is not; tests/monitoring_prometheus scrapes them from a real one.
-                let cluster_only = file.ends_with("srlm-cluster.json") && CLUSTER_ONLY.iter().any(|m| name.strip_prefix(m).is_some_and(|rest| ["", "_sum", "_count", "_bucket"].contains(&rest)));
-                assert!(exported.contains(&name) || cluster_only, "{}: `{name}` in `{expr}` is not exported; exported: {exported:?}", file.display());
+                let cluster_only = file.ends_with("srlm-cluster.json")
+                    && CLUSTER_ONLY
+                        .iter()
+                        .any(|m| name.strip_prefix(m).is_some_and(|rest| ["", "_sum", "_count", "_bucket"].contains(&rest)));
+                assert!(
+                    exported.contains(&name) || cluster_only,
+                    "{}: `{name}` in `{expr}` is not exported; exported: {exported:?}",
+                    file.display()
+                );
             }
         }
     }

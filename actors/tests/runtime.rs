@@ -26,7 +26,12 @@ fn config(generators: usize, batch_groups: usize, max_staleness: u64) -> Runtime
     }
 }
 
-fn pipeline(cfg: RuntimeConfig, n_prompts: usize, hook: Option<SampleHook>, trainer: FakeTrainer) -> Pipeline<FakeSampler, FakeRewarder, FakeTrainer> {
+fn pipeline(
+    cfg: RuntimeConfig,
+    n_prompts: usize,
+    hook: Option<SampleHook>,
+    trainer: FakeTrainer,
+) -> Pipeline<FakeSampler, FakeRewarder, FakeTrainer> {
     Pipeline::new(
         cfg,
         Arc::new(prompts(n_prompts)),

@@ -12,10 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use srlm_grader::fuzzing::exercise;
 
 fuzz_target!(|data: &[u8]| {
-    let budget = std::env::var("SRLM_FUZZ_MAX_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(Duration::from_millis(10), Duration::from_millis);
+    let budget =
+        std::env::var("SRLM_FUZZ_MAX_MS").ok().and_then(|s| s.parse().ok()).map_or(Duration::from_millis(10), Duration::from_millis);
     let first = exercise(data);
     if first.took >= budget {
         // A busy machine can stall a few runs in a row; only a consistently slow call is a
@@ -26,13 +24,6 @@ fuzz_target!(|data: &[u8]| {
                 exercise(data).took
             })
             .fold(first.took, Duration::min);
-        assert!(
-            retry < budget,
-            "{} took {:?} (budget {:?}) on {} bytes",
-            first.call,
-            retry,
-            budget,
-            data.len()
-        );
+        assert!(retry < budget, "{} took {:?} (budget {:?}) on {} bytes", first.call, retry, budget, data.len());
     }
 });

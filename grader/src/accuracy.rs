@@ -45,16 +45,10 @@ const UNIT_LETTERS: &[char] = &['m', 's', 'g', 'K', 'N', 'J', 'W', 'V', 'A', 'C'
 /// compared with it, so against `5m` or `2x` a letter stays a variable.
 fn without_unit_letter(predicted: &str) -> Option<&str> {
     let s = predicted.trim_end();
-    let s = ["^2", "^3", "^{2}", "^{3}"]
-        .iter()
-        .find_map(|p| s.strip_suffix(p))
-        .unwrap_or(s);
+    let s = ["^2", "^3", "^{2}", "^{3}"].iter().find_map(|p| s.strip_suffix(p)).unwrap_or(s);
     let body = s.strip_suffix(UNIT_LETTERS)?;
     let body = body.trim_end_matches([' ', '~']).trim_end_matches("\\,");
-    let body = body
-        .trim_end_matches("\\;")
-        .trim_end_matches("\\ ")
-        .trim_end();
+    let body = body.trim_end_matches("\\;").trim_end_matches("\\ ").trim_end();
     let before = body.chars().last()?;
     (before.is_ascii_digit() || matches!(before, ')' | '}')).then_some(body)
 }
@@ -95,8 +89,7 @@ pub fn grade(benchmark: Benchmark, completion: &str, gold: &Gold) -> Verdict {
 /// Correct when the extracted answer matches the gold and no other stated answer differs.
 pub fn grade_with(cfg: &ExtractConfig, completion: &str, gold: &Gold) -> Verdict {
     let extracted = extract_answer(completion, cfg);
-    let correct = extracted.as_deref().is_some_and(|a| answers_match(a, gold))
-        && !states_another_answer(completion, cfg, gold);
+    let correct = extracted.as_deref().is_some_and(|a| answers_match(a, gold)) && !states_another_answer(completion, cfg, gold);
     Verdict { extracted, correct }
 }
 
@@ -141,26 +134,10 @@ mod tests {
         assert!(!answers_match("\\frac{72}{x}", &gold));
         assert!(is_prose(&parse_answer("72 apples"), "72 apples"));
         assert!(!is_prose(&parse_answer("\\frac{1}{2}"), "\\frac{1}{2}"));
-        let v = grade(
-            Benchmark::Gsm8k,
-            "<think>48+24</think>\n<answer>72</answer>",
-            &gold,
-        );
-        assert_eq!(
-            v,
-            Verdict {
-                extracted: Some("72".into()),
-                correct: true
-            }
-        );
+        let v = grade(Benchmark::Gsm8k, "<think>48+24</think>\n<answer>72</answer>", &gold);
+        assert_eq!(v, Verdict { extracted: Some("72".into()), correct: true });
         let v = grade(Benchmark::Gsm8k, "no idea", &gold);
-        assert_eq!(
-            v,
-            Verdict {
-                extracted: None,
-                correct: false
-            }
-        );
+        assert_eq!(v, Verdict { extracted: None, correct: false });
     }
 
     #[test]

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use crate::answer::{parse_answer, Answer};
 use crate::fuzzing::{exercise, Slowest};
 use crate::{
-    answers_match, extract_answer, extract_answer_from_bytes, format_score, grade, grade_bytes,
-    Benchmark, ExtractConfig, FormatMode, Gold,
+    answers_match, extract_answer, extract_answer_from_bytes, format_score, grade, grade_bytes, Benchmark, ExtractConfig, FormatMode, Gold,
 };
 
 /// Per-call bound in these unit tests. The 10 ms budget is the fuzzers' (release builds);
@@ -18,12 +17,7 @@ const UNIT_BUDGET: Duration = Duration::from_millis(250);
 
 fn within_budget(what: &str, data: &[u8]) {
     let slowest = exercise(data);
-    assert!(
-        slowest.took < UNIT_BUDGET,
-        "{what}: {} took {:?}",
-        slowest.call,
-        slowest.took
-    );
+    assert!(slowest.took < UNIT_BUDGET, "{what}: {} took {:?}", slowest.call, slowest.took);
 }
 
 fn megabyte_inputs() -> Vec<(&'static str, String)> {
@@ -99,23 +93,8 @@ fn deep_nesting_is_unparseable_not_a_crash() {
 fn non_finite_literals_never_match() {
     for gold in ["0", "1", "\\infty", "NaN"] {
         let gold = Gold::latex(gold).unwrap();
-        for pred in [
-            "NaN",
-            "nan",
-            "NAN",
-            "\\text{NaN}",
-            "-nan",
-            "1e999",
-            "1e400",
-            "inf + 1",
-            "0/0",
-            "\\frac{0}{0}",
-        ] {
-            assert!(
-                !answers_match(pred, &gold),
-                "{pred:?} matched {:?}",
-                gold.raw
-            );
+        for pred in ["NaN", "nan", "NAN", "\\text{NaN}", "-nan", "1e999", "1e400", "inf + 1", "0/0", "\\frac{0}{0}"] {
+            assert!(!answers_match(pred, &gold), "{pred:?} matched {:?}", gold.raw);
         }
     }
     assert!(Gold::gsm8k("#### NaN").is_err());
@@ -141,26 +120,15 @@ fn huge_exponents_do_not_hang() {
         "\\sqrt[999999]{2}",
     ] {
         assert!(!answers_match(pred, &gold), "{pred}");
-        assert!(
-            !answers_match(pred, &Gold::latex("\\infty").unwrap()),
-            "{pred}"
-        );
+        assert!(!answers_match(pred, &Gold::latex("\\infty").unwrap()), "{pred}");
     }
     assert!(start.elapsed() < UNIT_BUDGET);
-    assert!(
-        answers_match("2^{999999}", &Gold::latex("2^{999999}").unwrap()),
-        "same tree"
-    );
+    assert!(answers_match("2^{999999}", &Gold::latex("2^{999999}").unwrap()), "same tree");
 }
 
 #[test]
 fn invalid_utf8_is_lossy_not_fatal() {
-    let bytes: Vec<u8> = [
-        &b"<answer>\\boxed{"[..],
-        &[0xff, 0xfe, 0xc3],
-        b"12}</answer>\xe2\x82",
-    ]
-    .concat();
+    let bytes: Vec<u8> = [&b"<answer>\\boxed{"[..], &[0xff, 0xfe, 0xc3], b"12}</answer>\xe2\x82"].concat();
     let gold = Gold::latex("12").unwrap();
     let got = extract_answer_from_bytes(&bytes, &ExtractConfig::default());
     assert!(got.is_some());
@@ -184,9 +152,7 @@ fn big_lists_match_in_any_order() {
 
 #[test]
 fn wide_named_lists_relations_and_chains_are_fast() {
-    let upto = |n: usize, f: &dyn Fn(usize) -> String, sep: &str| {
-        (1..=n).map(f).collect::<Vec<_>>().join(sep)
-    };
+    let upto = |n: usize, f: &dyn Fn(usize) -> String, sep: &str| (1..=n).map(f).collect::<Vec<_>>().join(sep);
     let named = upto(64, &|i| format!("f({i}) = {i}"), ", ");
     let tuple = format!("({})", upto(64, &|i| i.to_string(), ", "));
     let relations = upto(64, &|i| format!("x \\ne {i}"), " \\text{ or } ");
@@ -387,53 +353,30 @@ fn mutate(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
 #[test]
 #[ignore]
 fn fuzz_for_a_while() {
-    let secs: u64 = std::env::var("SRLM_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    let seed: u64 = std::env::var("SRLM_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    let secs: u64 = std::env::var("SRLM_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let seed: u64 = std::env::var("SRLM_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let budget = Duration::from_millis(10);
     let mut rng = Rng(seed);
     let mut corpus: Vec<Vec<u8>> = seeds().into_iter().map(String::into_bytes).collect();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let (mut runs, mut worst) = (
-        0u64,
-        Slowest {
-            call: "none",
-            took: Duration::ZERO,
-        },
-    );
+    let (mut runs, mut worst) = (0u64, Slowest { call: "none", took: Duration::ZERO });
     let mut problems = Vec::new();
     while Instant::now() < deadline && problems.len() < 5 {
         let input = mutate(&mut rng, &corpus);
         runs += 1;
         match catch_unwind(AssertUnwindSafe(|| exercise(&input))) {
-            Err(_) => problems.push(
-                save_problem(problems.len(), &input) + &format!("panic on {:?}", snippet(&input)),
-            ),
+            Err(_) => problems.push(save_problem(problems.len(), &input) + &format!("panic on {:?}", snippet(&input))),
             Ok(s) if s.took > budget => {
                 let retry = best_of_retries(&input, s.took);
                 if retry > budget {
                     save_problem(problems.len(), &input);
-                    problems.push(format!(
-                        "{} took {retry:?} on {} bytes: {:?}",
-                        s.call,
-                        input.len(),
-                        snippet(&input)
-                    ));
+                    problems.push(format!("{} took {retry:?} on {} bytes: {:?}", s.call, input.len(), snippet(&input)));
                 }
             }
             Ok(mut s) => {
                 if s.took > Duration::from_millis(1) {
                     // Report the best of three: one slow run is usually the scheduler.
-                    s.took = (0..2)
-                        .map(|_| exercise(&input).took)
-                        .min()
-                        .unwrap_or(s.took)
-                        .min(s.took);
+                    s.took = (0..2).map(|_| exercise(&input).took).min().unwrap_or(s.took).min(s.took);
                 }
                 if s.took > worst.took {
                     worst = s;
@@ -445,10 +388,7 @@ fn fuzz_for_a_while() {
             corpus.push(input);
         }
     }
-    eprintln!(
-        "fuzz: {runs} inputs in {secs}s, slowest accepted call {} {:?}",
-        worst.call, worst.took
-    );
+    eprintln!("fuzz: {runs} inputs in {secs}s, slowest accepted call {} {:?}", worst.call, worst.took);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

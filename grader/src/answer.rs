@@ -98,10 +98,7 @@ pub fn parse_answer(s: &str) -> Answer {
 
 /// Lowercased ASCII letters and digits of `s`.
 pub fn text_key_str(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// The key of an over-long answer, or "" (which matches nothing) once it outgrows any gold.
@@ -123,8 +120,7 @@ fn text_key(toks: &[Tok]) -> String {
 
 /// Drops sentence punctuation and stray separators at both ends.
 fn trim_ends(toks: &[Tok]) -> &[Tok] {
-    let junk =
-        |t: &Tok| matches!(&t.kind, Kind::Sym('.' | ',' | ';' | ':')) || is_separator(&t.kind);
+    let junk = |t: &Tok| matches!(&t.kind, Kind::Sym('.' | ',' | ';' | ':')) || is_separator(&t.kind);
     let start = toks.iter().position(|t| !junk(t)).unwrap_or(toks.len());
     let end = toks.iter().rposition(|t| !junk(t)).map_or(start, |e| e + 1);
     toks.get(start..end.max(start)).unwrap_or(&[])
@@ -242,10 +238,7 @@ fn collect_items<'a>(parts: impl Iterator<Item = &'a [Tok]>, depth: usize, all: 
 
 /// `1,000,000` / `-1,234.5`, with nothing but markers and units after: one number.
 fn merge_thousands(toks: &[Tok]) -> Option<Vec<Tok>> {
-    let mut i = usize::from(matches!(
-        toks.first().map(|t| &t.kind),
-        Some(Kind::Sym('-'))
-    ));
+    let mut i = usize::from(matches!(toks.first().map(|t| &t.kind), Some(Kind::Sym('-'))));
     let Some(Kind::Num(head)) = toks.get(i).map(|t| &t.kind) else {
         return None;
     };
@@ -254,9 +247,7 @@ fn merge_thousands(toks: &[Tok]) -> Option<Vec<Tok>> {
     }
     let mut number = head.clone();
     let mut groups = 0;
-    while let (Some(Kind::Sym(',')), Some(next)) =
-        (toks.get(i + 1).map(|t| &t.kind), toks.get(i + 2))
-    {
+    while let (Some(Kind::Sym(',')), Some(next)) = (toks.get(i + 1).map(|t| &t.kind), toks.get(i + 2)) {
         let Kind::Num(g) = &next.kind else {
             return None;
         };
@@ -316,12 +307,7 @@ fn parse_element(toks: &[Tok], depth: usize) -> Answer {
     let is_cup = |k: &Kind| matches!(k, Kind::Cmd(c) if c == "cup");
     let unions = split_top(toks, &is_cup);
     if unions.len() > 1 {
-        return Answer::Union(
-            unions
-                .into_iter()
-                .map(|p| parse_element(p, depth + 1))
-                .collect(),
-        );
+        return Answer::Union(unions.into_iter().map(|p| parse_element(p, depth + 1)).collect());
     }
     if let Some(seq) = parse_seq(toks, depth) {
         return seq;
@@ -372,12 +358,7 @@ fn parse_matrix(toks: &[Tok], depth: usize) -> Option<Answer> {
         if cells.len() > MAX_ITEMS {
             return None;
         }
-        rows.push(
-            cells
-                .into_iter()
-                .map(|c| parse_element(c, depth + 1))
-                .collect::<Vec<_>>(),
-        );
+        rows.push(cells.into_iter().map(|c| parse_element(c, depth + 1)).collect::<Vec<_>>());
         if rows.len() > MAX_ITEMS {
             return None;
         }
@@ -465,10 +446,7 @@ fn parse_seq(toks: &[Tok], depth: usize) -> Option<Answer> {
     if parts.len() > MAX_ITEMS {
         return Some(Answer::Text(text_key(toks)));
     }
-    let items = parts
-        .into_iter()
-        .map(|p| parse_element(p, depth + 1))
-        .collect();
+    let items = parts.into_iter().map(|p| parse_element(p, depth + 1)).collect();
     Some(Answer::Seq { open, close, items })
 }
 
@@ -476,24 +454,14 @@ fn parse_scalar(toks: &[Tok]) -> Answer {
     let key = text_key(toks);
     let percent = toks.iter().any(|t| t.kind == Kind::Percent);
     let degree = toks.iter().any(|t| t.kind == Kind::Degree);
-    let mut kept: Vec<Tok> = toks
-        .iter()
-        .filter(|t| !matches!(t.kind, Kind::Percent | Kind::Degree))
-        .cloned()
-        .collect();
+    let mut kept: Vec<Tok> = toks.iter().filter(|t| !matches!(t.kind, Kind::Percent | Kind::Degree)).cloned().collect();
     drop_arc_marks(&mut kept);
     let parsed = unit_cuts(&kept)
         .into_iter()
         .find_map(|k| kept.get(..k).and_then(|body| parse_expr(body).ok()))
         .map_or_else(|| parse_expr(&kept), Ok);
     match parsed {
-        Ok(expr) => Answer::Scalar(Box::new(Scalar {
-            sig: Signature::of(&expr),
-            expr,
-            percent,
-            degree,
-            key,
-        })),
+        Ok(expr) => Answer::Scalar(Box::new(Scalar { sig: Signature::of(&expr), expr, percent, degree, key })),
         Err(_) => Answer::Text(key),
     }
 }
@@ -532,10 +500,8 @@ fn unit_cuts(toks: &[Tok]) -> Vec<usize> {
     let mut cuts = Vec::new();
     for (i, t) in toks.iter().enumerate() {
         let after_value = i.checked_sub(1).and_then(|p| toks.get(p)).is_some_and(|p| {
-            matches!(
-                p.kind,
-                Kind::Num(_) | Kind::Close | Kind::Sym(')' | ']') | Kind::Letter(_)
-            ) || matches!(&p.kind, Kind::Cmd(c) if c == "pi" || c == "infty")
+            matches!(p.kind, Kind::Num(_) | Kind::Close | Kind::Sym(')' | ']') | Kind::Letter(_))
+                || matches!(&p.kind, Kind::Cmd(c) if c == "pi" || c == "infty")
         });
         let next = toks.get(i + 1).map(|t| &t.kind);
         if level == 0 && after_value && unit_start(&t.kind, next) && tail_ok[i] {
@@ -556,10 +522,7 @@ fn unit_start(k: &Kind, next: Option<&Kind>) -> bool {
     match k {
         Kind::Word(_) | Kind::Text(_) => true,
         Kind::Cmd(c) if UNIT_SIGNS.contains(&c.as_str()) => true,
-        Kind::Cmd(c) if c == "mu" => matches!(
-            next,
-            Some(Kind::Word(_) | Kind::Text(_) | Kind::Letter('m' | 's' | 'g'))
-        ),
+        Kind::Cmd(c) if c == "mu" => matches!(next, Some(Kind::Word(_) | Kind::Text(_) | Kind::Letter('m' | 's' | 'g'))),
         _ => false,
     }
 }
@@ -589,35 +552,19 @@ mod tests {
 
     #[test]
     fn structures() {
-        assert!(matches!(
-            parse_answer("(1,2]"),
-            Answer::Seq {
-                open: '(',
-                close: ']',
-                ..
-            }
-        ));
+        assert!(matches!(parse_answer("(1,2]"), Answer::Seq { open: '(', close: ']', .. }));
         assert!(matches!(parse_answer("\\{1,2\\}"), Answer::Set(v) if v.len() == 2));
         assert!(matches!(parse_answer("1, 2, 3"), Answer::Set(v) if v.len() == 3));
         assert!(matches!(parse_answer("x=1 \\text{ or } x=2"), Answer::Set(v) if v.len() == 2));
         assert!(matches!(parse_answer("1 \\pm \\sqrt{19}"), Answer::Set(v) if v.len() == 2));
-        assert!(
-            matches!(parse_answer("(-\\infty, 2) \\cup (3, \\infty)"), Answer::Union(v) if v.len() == 2)
-        );
+        assert!(matches!(parse_answer("(-\\infty, 2) \\cup (3, \\infty)"), Answer::Union(v) if v.len() == 2));
         assert!(matches!(parse_answer("y = 2x + 3"), Answer::Eq(v) if v.len() == 2));
         assert!(matches!(parse_answer("k \\geqslant 2"), Answer::Rel { .. }));
         assert!(matches!(
             parse_answer("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}"),
             Answer::Matrix(rows) if rows.len() == 2 && rows[0].len() == 2
         ));
-        assert!(matches!(
-            parse_answer("x \\in [-2,7]"),
-            Answer::Seq {
-                open: '[',
-                close: ']',
-                ..
-            }
-        ));
+        assert!(matches!(parse_answer("x \\in [-2,7]"), Answer::Seq { open: '[', close: ']', .. }));
     }
 
     #[test]

@@ -28,13 +28,7 @@ pub enum Benchmark {
 pub struct UnknownBenchmark(pub String);
 
 impl Benchmark {
-    pub const ALL: [Benchmark; 5] = [
-        Benchmark::Gsm8k,
-        Benchmark::Math500,
-        Benchmark::Minerva,
-        Benchmark::OlympiadBench,
-        Benchmark::Amc23,
-    ];
+    pub const ALL: [Benchmark; 5] = [Benchmark::Gsm8k, Benchmark::Math500, Benchmark::Minerva, Benchmark::OlympiadBench, Benchmark::Amc23];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,18 +54,8 @@ impl Benchmark {
     /// The gold answer of one data row, in the layout the set is published with.
     pub fn gold_from_json(self, row: &Value) -> Result<Gold, GoldError> {
         let benchmark = self.name();
-        let field = |name: &'static str| {
-            row.get(name).ok_or(GoldError::MissingField {
-                benchmark,
-                field: name,
-            })
-        };
-        let text = |name: &'static str| {
-            field(name)?.as_str().ok_or(GoldError::MissingField {
-                benchmark,
-                field: name,
-            })
-        };
+        let field = |name: &'static str| row.get(name).ok_or(GoldError::MissingField { benchmark, field: name });
+        let text = |name: &'static str| field(name)?.as_str().ok_or(GoldError::MissingField { benchmark, field: name });
         match self {
             Benchmark::Gsm8k => Gold::gsm8k(text("answer")?),
             Benchmark::Math500 => Gold::latex(text("answer")?),
@@ -79,27 +63,15 @@ impl Benchmark {
             Benchmark::OlympiadBench => match field("final_answer")? {
                 Value::Array(parts) => {
                     let parts: Option<Vec<&str>> = parts.iter().map(Value::as_str).collect();
-                    Gold::list(&parts.ok_or(GoldError::MissingField {
-                        benchmark,
-                        field: "final_answer",
-                    })?)
+                    Gold::list(&parts.ok_or(GoldError::MissingField { benchmark, field: "final_answer" })?)
                 }
                 Value::String(s) => Gold::latex(s),
-                _ => Err(GoldError::MissingField {
-                    benchmark,
-                    field: "final_answer",
-                }),
+                _ => Err(GoldError::MissingField { benchmark, field: "final_answer" }),
             },
             Benchmark::Amc23 => match field("answer")? {
-                Value::Number(n) => Gold::number(n.as_f64().ok_or(GoldError::MissingField {
-                    benchmark,
-                    field: "answer",
-                })?),
+                Value::Number(n) => Gold::number(n.as_f64().ok_or(GoldError::MissingField { benchmark, field: "answer" })?),
                 Value::String(s) => Gold::latex(s),
-                _ => Err(GoldError::MissingField {
-                    benchmark,
-                    field: "answer",
-                }),
+                _ => Err(GoldError::MissingField { benchmark, field: "answer" }),
             },
         }
     }
@@ -138,32 +110,17 @@ mod tests {
         }
         assert!("mmlu".parse::<Benchmark>().is_err());
         for b in Benchmark::ALL {
-            assert_eq!(
-                serde_json::to_string(&b).unwrap(),
-                format!("\"{}\"", b.name())
-            );
+            assert_eq!(serde_json::to_string(&b).unwrap(), format!("\"{}\"", b.name()));
         }
     }
 
     #[test]
     fn rows() {
-        let g = Benchmark::Amc23
-            .gold_from_json(&json!({"answer": 27.0}))
-            .unwrap();
+        let g = Benchmark::Amc23.gold_from_json(&json!({"answer": 27.0})).unwrap();
         assert_eq!(g.raw, "27");
-        let g = Benchmark::OlympiadBench
-            .gold_from_json(&json!({"final_answer": ["$69$,$84$"]}))
-            .unwrap();
+        let g = Benchmark::OlympiadBench.gold_from_json(&json!({"final_answer": ["$69$,$84$"]})).unwrap();
         assert_eq!(g.raw, "$69$,$84$");
-        let e = Benchmark::Math500
-            .gold_from_json(&json!({"problem": "p"}))
-            .unwrap_err();
-        assert_eq!(
-            e,
-            GoldError::MissingField {
-                benchmark: "math500",
-                field: "answer"
-            }
-        );
+        let e = Benchmark::Math500.gold_from_json(&json!({"problem": "p"})).unwrap_err();
+        assert_eq!(e, GoldError::MissingField { benchmark: "math500", field: "answer" });
     }
 }

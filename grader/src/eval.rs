@@ -24,10 +24,7 @@ pub fn eval(e: &Expr, at: &Point) -> f64 {
         Expr::Const(Constant::Infinity) => f64::INFINITY,
         Expr::Const(Constant::NaN) => f64::NAN,
         Expr::Var(name) => var_value(name, at),
-        Expr::Sum(terms) => terms
-            .iter()
-            .map(|(neg, t)| if *neg { -eval(t, at) } else { eval(t, at) })
-            .sum(),
+        Expr::Sum(terms) => terms.iter().map(|(neg, t)| if *neg { -eval(t, at) } else { eval(t, at) }).sum(),
         Expr::Product(factors) => factors.iter().fold(1.0, |acc, (div, f)| {
             let v = eval(f, at);
             if *div {
@@ -166,9 +163,7 @@ fn splitmix(mut z: u64) -> u64 {
 
 /// FNV-1a, then mixed: a fixed hash, unlike std's randomly seeded one.
 fn hash_str(s: &str) -> u64 {
-    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     splitmix(h)
 }
 
@@ -184,13 +179,7 @@ mod tests {
 
     fn v(s: &str) -> f64 {
         let e = parse_expr(&lex(s)).expect("parses");
-        eval(
-            &e,
-            &Point {
-                index: 0,
-                integers: false,
-            },
-        )
+        eval(&e, &Point { index: 0, integers: false })
     }
 
     #[test]

@@ -115,8 +115,7 @@ impl Expr {
     pub fn wants_integers(&self) -> bool {
         let mut found = false;
         self.walk(&mut |e| {
-            found |= matches!(e, Expr::Factorial(_) | Expr::Binom(..))
-                || matches!(e, Expr::Func(f, _) if f.is_integer_valued());
+            found |= matches!(e, Expr::Factorial(_) | Expr::Binom(..)) || matches!(e, Expr::Func(f, _) if f.is_integer_valued());
         });
         found
     }
@@ -163,11 +162,7 @@ impl Expr {
                 s.push('`');
             }
             Expr::Sum(items) | Expr::Product(items) => {
-                let (plus, minus) = if matches!(self, Expr::Sum(_)) {
-                    ('+', '-')
-                } else {
-                    ('*', '/')
-                };
+                let (plus, minus) = if matches!(self, Expr::Sum(_)) { ('+', '-') } else { ('*', '/') };
                 s.push('(');
                 for (inv, e) in items {
                     s.push(if *inv { minus } else { plus });
@@ -221,13 +216,7 @@ mod tests {
     fn free_vars_sorted_unique() {
         let e = Expr::Sum(vec![
             (false, Expr::Var("y".into())),
-            (
-                true,
-                Expr::Product(vec![
-                    (false, Expr::Var("x".into())),
-                    (true, Expr::Var("y".into())),
-                ]),
-            ),
+            (true, Expr::Product(vec![(false, Expr::Var("x".into())), (true, Expr::Var("y".into()))])),
         ]);
         let mut v = Vec::new();
         e.free_vars(&mut v);

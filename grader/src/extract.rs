@@ -36,19 +36,13 @@ pub struct ExtractConfig {
 impl Default for ExtractConfig {
     /// `<answer>` tag, else last `\boxed{}`, else the last number.
     fn default() -> Self {
-        ExtractConfig {
-            order: vec![Strategy::AnswerTag, Strategy::Boxed, Strategy::LastNumber],
-            max_search_bytes: MAX_SEARCH_BYTES,
-        }
+        ExtractConfig { order: vec![Strategy::AnswerTag, Strategy::Boxed, Strategy::LastNumber], max_search_bytes: MAX_SEARCH_BYTES }
     }
 }
 
 impl ExtractConfig {
     pub fn new(order: Vec<Strategy>) -> Self {
-        ExtractConfig {
-            order,
-            ..ExtractConfig::default()
-        }
+        ExtractConfig { order, ..ExtractConfig::default() }
     }
 }
 
@@ -56,9 +50,7 @@ impl ExtractConfig {
 pub fn extract_answer(completion: &str, cfg: &ExtractConfig) -> Option<String> {
     let text = tail(completion, cfg.max_search_bytes.min(MAX_SEARCH_BYTES));
     // An empty hit (`<answer></answer>`) falls through to the next strategy.
-    cfg.order
-        .iter()
-        .find_map(|s| run(*s, text).map(|a| clean(&a)).filter(|a| !a.is_empty()))
+    cfg.order.iter().find_map(|s| run(*s, text).map(|a| clean(&a)).filter(|a| !a.is_empty()))
 }
 
 /// Lossy entry point for fuzzing and raw bytes from a tokenizer.
@@ -127,17 +119,12 @@ pub fn last_boxed(text: &str) -> Option<String> {
 
 /// The `\boxed`/`\fbox` occurrences of `text`, the last first, at most `tries` of them: the
 /// content of each, None where it is unbalanced (a truncated completion).
-pub(crate) fn boxes_from_end(
-    text: &str,
-    tries: usize,
-) -> impl Iterator<Item = Option<String>> + '_ {
+pub(crate) fn boxes_from_end(text: &str, tries: usize) -> impl Iterator<Item = Option<String>> + '_ {
     let mut end = text.len();
     std::iter::from_fn(move || {
         let hay = text.get(..end)?;
-        let (at, name_len) = [("\\boxed", 6), ("\\fbox", 5)]
-            .iter()
-            .filter_map(|(pat, len)| hay.rfind(pat).map(|i| (i, *len)))
-            .max_by_key(|(i, _)| *i)?;
+        let (at, name_len) =
+            [("\\boxed", 6), ("\\fbox", 5)].iter().filter_map(|(pat, len)| hay.rfind(pat).map(|i| (i, *len))).max_by_key(|(i, _)| *i)?;
         end = at;
         Some(boxed_at(text, at + name_len))
     })
@@ -154,10 +141,7 @@ fn boxed_at(text: &str, from: usize) -> Option<String> {
     if let Some(body) = trimmed.strip_prefix('{') {
         return balanced(body).map(str::to_string);
     }
-    let arg: String = trimmed
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '$')
-        .collect();
+    let arg: String = trimmed.chars().take_while(|c| !c.is_whitespace() && *c != '$').collect();
     (!arg.is_empty()).then_some(arg)
 }
 
@@ -184,21 +168,13 @@ fn balanced(body: &str) -> Option<&str> {
 
 fn phrase(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
-    let (at, len) = ["answer is", "answer:"]
-        .iter()
-        .filter_map(|p| lower.rfind(p).map(|i| (i, p.len())))
-        .max_by_key(|(i, _)| *i)?;
+    let (at, len) = ["answer is", "answer:"].iter().filter_map(|p| lower.rfind(p).map(|i| (i, p.len()))).max_by_key(|(i, _)| *i)?;
     let rest = text.get(at + len..)?.trim_start_matches([':', ' ']);
     let line = rest.lines().next().unwrap_or("");
     // A sentence ends at ". " or a final "."; decimals like "3.5" do not end it.
     let cut = line
         .char_indices()
-        .find(|&(i, c)| {
-            c == '.'
-                && line
-                    .get(i + 1..)
-                    .is_some_and(|r| r.is_empty() || r.starts_with(' '))
-        })
+        .find(|&(i, c)| c == '.' && line.get(i + 1..).is_some_and(|r| r.is_empty() || r.starts_with(' ')))
         .map_or(line.len(), |(i, _)| i);
     let answer = line.get(..cut)?.trim();
     (!answer.is_empty()).then(|| answer.to_string())
@@ -220,23 +196,14 @@ pub fn last_number(text: &str) -> Option<String> {
         }
     }
     let (start, end) = last?;
-    let negative = start > 0
-        && b[start - 1] == b'-'
-        && (start < 2 || !(b[start - 2].is_ascii_alphanumeric() || b[start - 2] == b')'));
+    let negative = start > 0 && b[start - 1] == b'-' && (start < 2 || !(b[start - 2].is_ascii_alphanumeric() || b[start - 2] == b')'));
     let digits: String = ascii(b, start, end).chars().filter(|&c| c != ',').collect();
-    Some(if negative {
-        format!("-{digits}")
-    } else {
-        digits
-    })
+    Some(if negative { format!("-{digits}") } else { digits })
 }
 
 /// End of the number starting at `start`: digits, `,ddd` groups, `.ddd`, `/ddd`.
 fn number_end(b: &[u8], start: usize) -> usize {
-    let digits = |i: usize| {
-        b.get(i..)
-            .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count())
-    };
+    let digits = |i: usize| b.get(i..).map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
     let n = digits(start);
     let mut i = start + n;
     // Thousands groups ",ddd" not followed by another digit, after at most three digits.
@@ -253,24 +220,14 @@ fn number_end(b: &[u8], start: usize) -> usize {
 
 /// `b[from..to]` as str; these ranges hold ASCII only, so they are char boundaries.
 fn ascii(b: &[u8], from: usize, to: usize) -> &str {
-    b.get(from..to)
-        .and_then(|r| std::str::from_utf8(r).ok())
-        .unwrap_or("")
+    b.get(from..to).and_then(|r| std::str::from_utf8(r).ok()).unwrap_or("")
 }
 
 /// Trims the answer and drops a leading "the answer is"/"final answer:" and a trailing period.
 pub(crate) fn clean(a: &str) -> String {
     let mut s = a.trim();
-    for prefix in [
-        "the final answer is",
-        "final answer:",
-        "the answer is",
-        "answer:",
-    ] {
-        if s.len() >= prefix.len()
-            && s.get(..prefix.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
-        {
+    for prefix in ["the final answer is", "final answer:", "the answer is", "answer:"] {
+        if s.len() >= prefix.len() && s.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix)) {
             s = s.get(prefix.len()..).unwrap_or("").trim_start();
         }
     }
@@ -287,15 +244,9 @@ mod tests {
 
     #[test]
     fn order_of_strategies() {
-        assert_eq!(
-            ex("<think>2</think><answer>\\boxed{5}</answer>"),
-            Some("5".into())
-        );
+        assert_eq!(ex("<think>2</think><answer>\\boxed{5}</answer>"), Some("5".into()));
         assert_eq!(ex("<answer>The answer is 72.</answer>"), Some("72".into()));
-        assert_eq!(
-            ex("so \\boxed{\\frac{1}{2}} and 7"),
-            Some("\\frac{1}{2}".into())
-        );
+        assert_eq!(ex("so \\boxed{\\frac{1}{2}} and 7"), Some("\\frac{1}{2}".into()));
         assert_eq!(ex("we get 1,234 apples"), Some("1234".into()));
         assert_eq!(ex("nothing here"), None);
     }
@@ -320,8 +271,7 @@ mod tests {
 
     #[test]
     fn config_from_json() {
-        let cfg: ExtractConfig =
-            serde_json::from_str(r#"{"order": ["boxed", "last_number"]}"#).unwrap();
+        let cfg: ExtractConfig = serde_json::from_str(r#"{"order": ["boxed", "last_number"]}"#).unwrap();
         assert_eq!(cfg.order, vec![Strategy::Boxed, Strategy::LastNumber]);
         assert_eq!(cfg.max_search_bytes, MAX_SEARCH_BYTES);
     }

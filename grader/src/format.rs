@@ -137,9 +137,7 @@ mod tests {
         assert!(!lenient("<think>x</think><answer> </answer>"));
         assert!(!lenient("<think>x<think></think><answer>4</answer>"));
         assert!(!lenient("<answer>4</answer><think>x</think>"));
-        assert!(!lenient(
-            "<think>x</think><answer>4</answer><answer>5</answer>"
-        ));
+        assert!(!lenient("<think>x</think><answer>4</answer><answer>5</answer>"));
     }
 
     #[test]
@@ -149,9 +147,7 @@ mod tests {
         assert!(!strict("<think>work</think><answer>42</answer>"));
         assert!(!strict(&format!(" {GOOD_STRICT}")));
         assert!(!strict(&format!("{GOOD_STRICT}\n")));
-        assert!(!strict(
-            "<think>\nwork\n</think>\n\n<answer>\n42\n</answer>"
-        ));
+        assert!(!strict("<think>\nwork\n</think>\n\n<answer>\n42\n</answer>"));
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub fn exercise(data: &[u8]) -> Slowest {
         Some((c, g)) => (c, g),
         None => (text.as_ref(), text.as_ref()),
     };
-    let mut slowest = Slowest {
-        call: "none",
-        took: Duration::ZERO,
-    };
+    let mut slowest = Slowest { call: "none", took: Duration::ZERO };
     let mut timed = |call: &'static str, f: &mut dyn FnMut()| {
         let start = Instant::now();
         f();
@@ -76,13 +73,7 @@ mod tests {
 
     #[test]
     fn exercises_without_panicking() {
-        for data in [
-            &b""[..],
-            b"\0",
-            b"\xff\xfe\0\xff",
-            b"\\boxed{1}\0 1",
-            b"<answer>x</answer>\0x",
-        ] {
+        for data in [&b""[..], b"\0", b"\xff\xfe\0\xff", b"\\boxed{1}\0 1", b"<answer>x</answer>\0x"] {
             assert!(exercise(data).took < Duration::from_secs(1));
         }
     }

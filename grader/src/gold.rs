@@ -25,10 +25,7 @@ pub enum GoldError {
     #[error("Minerva solution has no \\boxed{{}} answer: {snippet:?}")]
     NoBoxed { snippet: String },
     #[error("{benchmark} row has no usable '{field}' field")]
-    MissingField {
-        benchmark: &'static str,
-        field: &'static str,
-    },
+    MissingField { benchmark: &'static str, field: &'static str },
 }
 
 /// A problem's reference answer, parsed.
@@ -50,43 +47,25 @@ impl Gold {
             return Err(GoldError::Empty);
         }
         if raw.len() > MAX_ANSWER_BYTES {
-            return Err(GoldError::TooLong {
-                len: raw.len(),
-                max: MAX_ANSWER_BYTES,
-            });
+            return Err(GoldError::TooLong { len: raw.len(), max: MAX_ANSWER_BYTES });
         }
         let answer = parse_answer(raw);
         if matches!(&answer, Answer::Text(t) if t.is_empty()) {
             return Err(GoldError::Empty);
         }
-        Ok(Gold {
-            raw: raw.to_string(),
-            answer,
-            numeric: false,
-        })
+        Ok(Gold { raw: raw.to_string(), answer, numeric: false })
     }
 
     /// GSM8K's `answer` field: the worked solution ending in `#### N` (searched in its last
     /// 64 KiB, like completions).
     pub fn gsm8k(field: &str) -> Result<Gold, GoldError> {
         let end = tail(field, MAX_SEARCH_BYTES);
-        let at = end.rfind("####").ok_or_else(|| GoldError::MissingHashes {
-            snippet: snippet(field),
-        })?;
+        let at = end.rfind("####").ok_or_else(|| GoldError::MissingHashes { snippet: snippet(field) })?;
         let text = end.get(at + 4..).unwrap_or("").trim();
-        let cleaned: String = text
-            .chars()
-            .filter(|c| !matches!(c, ',' | '$' | ' '))
-            .collect();
-        let value: f64 = cleaned.parse().map_err(|_| GoldError::NotANumber {
-            text: text.to_string(),
-        })?;
-        if !value.is_finite()
-            || !cleaned.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
-        {
-            return Err(GoldError::NotANumber {
-                text: text.to_string(),
-            });
+        let cleaned: String = text.chars().filter(|c| !matches!(c, ',' | '$' | ' ')).collect();
+        let value: f64 = cleaned.parse().map_err(|_| GoldError::NotANumber { text: text.to_string() })?;
+        if !value.is_finite() || !cleaned.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') {
+            return Err(GoldError::NotANumber { text: text.to_string() });
         }
         let mut gold = Gold::latex(&cleaned)?;
         gold.raw = text.to_string();
@@ -97,9 +76,7 @@ impl Gold {
     /// A numeric answer such as AMC23's `27.0`; integral values are written without `.0`.
     pub fn number(value: f64) -> Result<Gold, GoldError> {
         if !value.is_finite() {
-            return Err(GoldError::NotANumber {
-                text: value.to_string(),
-            });
+            return Err(GoldError::NotANumber { text: value.to_string() });
         }
         let mut gold = Gold::latex(&format_number(value))?;
         gold.numeric = true;
@@ -108,31 +85,21 @@ impl Gold {
 
     /// The last `\boxed{}` of a worked solution (Minerva).
     pub fn minerva(solution: &str) -> Result<Gold, GoldError> {
-        let boxed =
-            last_boxed(tail(solution, MAX_SEARCH_BYTES)).ok_or_else(|| GoldError::NoBoxed {
-                snippet: snippet(solution),
-            })?;
+        let boxed = last_boxed(tail(solution, MAX_SEARCH_BYTES)).ok_or_else(|| GoldError::NoBoxed { snippet: snippet(solution) })?;
         Gold::latex(&boxed)
     }
 
     /// A list of answer parts (OlympiadBench `final_answer`): a multi-part answer is matched
     /// only when every part is, in any order.
     pub fn list<S: AsRef<str>>(parts: &[S]) -> Result<Gold, GoldError> {
-        let golds: Vec<Gold> = parts
-            .iter()
-            .map(|p| Gold::latex(p.as_ref()))
-            .collect::<Result<_, _>>()?;
+        let golds: Vec<Gold> = parts.iter().map(|p| Gold::latex(p.as_ref())).collect::<Result<_, _>>()?;
         let mut golds = golds.into_iter();
         match (golds.next(), golds.len()) {
             (None, _) => Err(GoldError::Empty),
             (Some(one), 0) => Ok(one),
             (Some(first), _) => {
                 let all: Vec<Gold> = std::iter::once(first).chain(golds).collect();
-                let raw = all
-                    .iter()
-                    .map(|g| g.raw.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let raw = all.iter().map(|g| g.raw.as_str()).collect::<Vec<_>>().join(", ");
                 let mut items = Vec::new();
                 for g in all {
                     match g.answer {
@@ -140,11 +107,7 @@ impl Gold {
                         a => items.push(a),
                     }
                 }
-                Ok(Gold {
-                    raw,
-                    answer: Answer::Set(items),
-                    numeric: false,
-                })
+                Ok(Gold { raw, answer: Answer::Set(items), numeric: false })
             }
         }
     }
@@ -159,13 +122,7 @@ fn format_number(v: f64) -> String {
 }
 
 fn snippet(s: &str) -> String {
-    s.chars()
-        .rev()
-        .take(60)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect()
+    s.chars().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect()
 }
 
 #[cfg(test)]
@@ -178,22 +135,10 @@ mod tests {
         assert!(g.numeric);
         assert_eq!(g.raw, "7");
         assert!(Gold::gsm8k("#### 1,080").is_ok());
-        assert!(matches!(
-            Gold::gsm8k("no hashes"),
-            Err(GoldError::MissingHashes { .. })
-        ));
-        assert!(matches!(
-            Gold::gsm8k("#### seven"),
-            Err(GoldError::NotANumber { .. })
-        ));
-        assert!(matches!(
-            Gold::gsm8k("#### NaN"),
-            Err(GoldError::NotANumber { .. })
-        ));
-        assert!(matches!(
-            Gold::gsm8k("#### inf"),
-            Err(GoldError::NotANumber { .. })
-        ));
+        assert!(matches!(Gold::gsm8k("no hashes"), Err(GoldError::MissingHashes { .. })));
+        assert!(matches!(Gold::gsm8k("#### seven"), Err(GoldError::NotANumber { .. })));
+        assert!(matches!(Gold::gsm8k("#### NaN"), Err(GoldError::NotANumber { .. })));
+        assert!(matches!(Gold::gsm8k("#### inf"), Err(GoldError::NotANumber { .. })));
     }
 
     #[test]
@@ -207,10 +152,7 @@ mod tests {
         assert_eq!(Gold::number(27.0).unwrap().raw, "27");
         assert!(Gold::number(f64::NAN).is_err());
         assert_eq!(Gold::minerva("so $\\boxed{1.6}$ cm").unwrap().raw, "1.6");
-        assert!(matches!(
-            Gold::minerva("no box"),
-            Err(GoldError::NoBoxed { .. })
-        ));
+        assert!(matches!(Gold::minerva("no box"), Err(GoldError::NoBoxed { .. })));
         assert_eq!(Gold::latex("  "), Err(GoldError::Empty));
         assert!(matches!(Gold::list(&["1", "2"]).unwrap().answer, Answer::Set(v) if v.len() == 2));
         assert!(Gold::list::<&str>(&[]).is_err());

@@ -55,36 +55,19 @@ fn one_sided(op: RelOp, c: &Answer) -> Option<Answer> {
         RelOp::Le => interval(&below, false, c, true),
         RelOp::Gt => interval(c, false, &above, false),
         RelOp::Ge => interval(c, true, &above, false),
-        RelOp::Ne => Answer::Union(vec![
-            interval(&below, false, c, false),
-            interval(c, false, &above, false),
-        ]),
+        RelOp::Ne => Answer::Union(vec![interval(&below, false, c, false), interval(c, false, &above, false)]),
     })
 }
 
 fn interval(lo: &Answer, lo_closed: bool, hi: &Answer, hi_closed: bool) -> Answer {
-    Answer::Seq {
-        open: if lo_closed { '[' } else { '(' },
-        close: if hi_closed { ']' } else { ')' },
-        items: vec![lo.clone(), hi.clone()],
-    }
+    Answer::Seq { open: if lo_closed { '[' } else { '(' }, close: if hi_closed { ']' } else { ')' }, items: vec![lo.clone(), hi.clone()] }
 }
 
 /// `-\infty` or `\infty`, built as the parser builds them so that their trees compare equal.
 fn infinity(negative: bool) -> Answer {
     let inf = Expr::Const(Constant::Infinity);
-    let expr = if negative {
-        Expr::Neg(Box::new(inf))
-    } else {
-        inf
-    };
-    Answer::Scalar(Box::new(Scalar {
-        sig: Signature::of(&expr),
-        expr,
-        percent: false,
-        degree: false,
-        key: "infty".into(),
-    }))
+    let expr = if negative { Expr::Neg(Box::new(inf)) } else { inf };
+    Answer::Scalar(Box::new(Scalar { sig: Signature::of(&expr), expr, percent: false, degree: false, key: "infty".into() }))
 }
 
 fn bare_var(a: &Answer) -> Option<&str> {

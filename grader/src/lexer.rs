@@ -43,19 +43,7 @@ pub enum Kind {
     Degree,
 }
 
-const TEXT_CMDS: &[&str] = &[
-    "text",
-    "textbf",
-    "textit",
-    "textrm",
-    "texttt",
-    "textsf",
-    "textnormal",
-    "textup",
-    "mbox",
-    "hbox",
-    "emph",
-];
+const TEXT_CMDS: &[&str] = &["text", "textbf", "textit", "textrm", "texttt", "textsf", "textnormal", "textup", "mbox", "hbox", "emph"];
 /// Dropped with their braces, content kept: `\mathrm{cm}` is `cm`, `\boxed{2}` is `2`.
 const FONT_CMDS: &[&str] = &[
     "mathrm",
@@ -98,26 +86,18 @@ const DROPPED_CMDS: &[&str] = &[
     "nonumber",
     "notag",
 ];
-const DELIM_SIZE_CMDS: &[&str] = &[
-    "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl",
-    "biggr", "Biggl", "Biggr", "bigm", "Bigm",
-];
+const DELIM_SIZE_CMDS: &[&str] =
+    &["left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr", "Biggl", "Biggr", "bigm", "Bigm"];
 /// Names read as functions when written without a backslash (`sin x`, `sqrt(2)`).
-pub const FUNCTION_WORDS: &[&str] = &[
-    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "ln", "log", "lg", "exp", "sqrt",
-];
+pub const FUNCTION_WORDS: &[&str] =
+    &["sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "ln", "log", "lg", "exp", "sqrt"];
 
 /// Lexes `s`. Never fails: characters it has no use for become [`Kind::Sym`].
 pub fn lex(s: &str) -> Vec<Tok> {
     let chars: Vec<char> = s.chars().collect();
     let closer = match_braces(&chars);
     let mut skip_close = vec![false; chars.len()];
-    let mut out = Lexed {
-        toks: Vec::new(),
-        space: false,
-        upright_until: Vec::new(),
-    };
+    let mut out = Lexed { toks: Vec::new(), space: false, upright_until: Vec::new() };
     let mut i = 0;
     while i < chars.len() {
         while out.upright_until.last().is_some_and(|&end| i > end) {
@@ -147,9 +127,7 @@ pub fn lex(s: &str) -> Vec<Tok> {
             }
             '^' => i = lex_caret(&chars, i, &mut out),
             c if c.is_ascii_digit() => i = lex_number(&chars, i, &mut out),
-            '.' if chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) && !out.last_is_num() => {
-                i = lex_number(&chars, i, &mut out)
-            }
+            '.' if chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) && !out.last_is_num() => i = lex_number(&chars, i, &mut out),
             c if c.is_ascii_alphabetic() => i = lex_letters(&chars, i, &mut out),
             c => {
                 out.push(unicode_kind(c));
@@ -169,20 +147,11 @@ struct Lexed {
 
 impl Lexed {
     fn push(&mut self, kind: Kind) {
-        self.toks.push(Tok {
-            kind,
-            space: self.space,
-        });
+        self.toks.push(Tok { kind, space: self.space });
         self.space = false;
     }
     fn last_is_num(&self) -> bool {
-        matches!(
-            self.toks.last(),
-            Some(Tok {
-                kind: Kind::Num(_),
-                ..
-            })
-        )
+        matches!(self.toks.last(), Some(Tok { kind: Kind::Num(_), .. }))
     }
 }
 
@@ -233,13 +202,7 @@ fn unicode_kind(c: char) -> Kind {
     }
 }
 
-fn lex_backslash(
-    chars: &[char],
-    i: usize,
-    closer: &[Option<usize>],
-    skip_close: &mut [bool],
-    out: &mut Lexed,
-) -> usize {
+fn lex_backslash(chars: &[char], i: usize, closer: &[Option<usize>], skip_close: &mut [bool], out: &mut Lexed) -> usize {
     let Some(&next) = chars.get(i + 1) else {
         return i + 1;
     };
@@ -347,10 +310,7 @@ fn lex_text(chars: &[char], j: usize, closer: &[Option<usize>], out: &mut Lexed)
     let (Some('{'), Some(Some(end))) = (chars.get(k), closer.get(k)) else {
         return j;
     };
-    let raw: String = chars[k + 1..*end]
-        .iter()
-        .map(|&c| if c == '~' { ' ' } else { c })
-        .collect();
+    let raw: String = chars[k + 1..*end].iter().map(|&c| if c == '~' { ' ' } else { c }).collect();
     let content = clean_text(&raw);
     if !content.is_empty() && content.chars().all(|c| c.is_ascii_digit() || c == '.') {
         out.push(Kind::Num(content));
@@ -382,21 +342,12 @@ fn clean_text(raw: &str) -> String {
 }
 
 /// `\begin{pmatrix}` → Begin("pmatrix"); an `array`'s column spec `{cc}` is skipped.
-fn lex_env(
-    chars: &[char],
-    j: usize,
-    closer: &[Option<usize>],
-    begin: bool,
-    out: &mut Lexed,
-) -> usize {
+fn lex_env(chars: &[char], j: usize, closer: &[Option<usize>], begin: bool, out: &mut Lexed) -> usize {
     let k = skip_spaces(chars, j);
     let (Some('{'), Some(Some(end))) = (chars.get(k), closer.get(k)) else {
         return j;
     };
-    let name: String = chars[k + 1..*end]
-        .iter()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let name: String = chars[k + 1..*end].iter().filter(|c| !c.is_whitespace()).collect();
     let mut next = end + 1;
     if begin && name == "array" {
         let k2 = skip_spaces(chars, next);
@@ -404,11 +355,7 @@ fn lex_env(
             next = e2 + 1;
         }
     }
-    out.push(if begin {
-        Kind::Begin(name)
-    } else {
-        Kind::End(name)
-    });
+    out.push(if begin { Kind::Begin(name) } else { Kind::End(name) });
     next
 }
 
@@ -453,9 +400,7 @@ fn braced_primes(chars: &[char], at: usize) -> Option<(usize, usize)> {
     loop {
         if chars.get(k) == Some(&'\'') {
             k += 1;
-        } else if starts_with(chars, k, "\\prime")
-            && !chars.get(k + 6).is_some_and(|c| c.is_ascii_alphabetic())
-        {
+        } else if starts_with(chars, k, "\\prime") && !chars.get(k + 6).is_some_and(|c| c.is_ascii_alphabetic()) {
             k += 6;
         } else {
             break;
@@ -494,10 +439,7 @@ fn lex_number(chars: &[char], i: usize, out: &mut Lexed) -> usize {
                 j = k;
             }
             // `1./3`: a bare trailing point before an operator is still part of the number.
-            Some('.')
-                if !seen_dot
-                    && matches!(chars.get(j + 1), Some('/' | '*' | ')' | '^' | '+' | '-')) =>
-            {
+            Some('.') if !seen_dot && matches!(chars.get(j + 1), Some('/' | '*' | ')' | '^' | '+' | '-')) => {
                 seen_dot = true;
                 j += 1;
             }
@@ -513,9 +455,7 @@ fn lex_number(chars: &[char], i: usize, out: &mut Lexed) -> usize {
 }
 
 fn starts_with(chars: &[char], at: usize, pat: &str) -> bool {
-    pat.chars()
-        .enumerate()
-        .all(|(k, p)| chars.get(at + k) == Some(&p))
+    pat.chars().enumerate().all(|(k, p)| chars.get(at + k) == Some(&p))
 }
 
 fn digit_at(chars: &[char], k: usize) -> bool {
@@ -578,45 +518,27 @@ mod tests {
         assert_eq!(kinds("\\left( 3 \\right)"), kinds("(3)"));
         assert_eq!(kinds("$\\dfrac{1}{2}$"), kinds("\\frac{1}{2}"));
         assert_eq!(kinds("\\mathrm{cm}"), vec![Kind::Word("cm".into())]);
-        assert_eq!(
-            kinds("\\left.x\\right|"),
-            vec![Kind::Letter('x'), Kind::Sym('|')]
-        );
+        assert_eq!(kinds("\\left.x\\right|"), vec![Kind::Letter('x'), Kind::Sym('|')]);
     }
 
     #[test]
     fn numbers() {
         assert_eq!(kinds("10,\\!080"), vec![Kind::Num("10080".into())]);
-        assert_eq!(
-            kinds("11,\\! 111,\\! 111"),
-            vec![Kind::Num("11111111".into())]
-        );
+        assert_eq!(kinds("11,\\! 111,\\! 111"), vec![Kind::Num("11111111".into())]);
         assert_eq!(kinds("1{,}000"), vec![Kind::Num("1000".into())]);
         assert_eq!(kinds("4.5e33"), vec![Kind::Num("4.5e33".into())]);
-        assert_eq!(
-            kinds("2e^x")[..2],
-            [Kind::Num("2".into()), Kind::Letter('e')]
-        );
+        assert_eq!(kinds("2e^x")[..2], [Kind::Num("2".into()), Kind::Letter('e')]);
         assert_eq!(kinds(".5"), vec![Kind::Num(".5".into())]);
         assert_eq!(kinds("5."), vec![Kind::Num("5".into()), Kind::Sym('.')]);
     }
 
     #[test]
     fn markers_and_text() {
-        assert_eq!(
-            kinds("30^\\circ"),
-            vec![Kind::Num("30".into()), Kind::Degree]
-        );
-        assert_eq!(
-            kinds("30^{ \\circ }"),
-            vec![Kind::Num("30".into()), Kind::Degree]
-        );
+        assert_eq!(kinds("30^\\circ"), vec![Kind::Num("30".into()), Kind::Degree]);
+        assert_eq!(kinds("30^{ \\circ }"), vec![Kind::Num("30".into()), Kind::Degree]);
         assert_eq!(kinds("50\\%"), vec![Kind::Num("50".into()), Kind::Percent]);
         assert_eq!(kinds("\\text{ cents}"), vec![Kind::Text("cents".into())]);
-        assert_eq!(
-            kinds("y^{\\prime}"),
-            vec![Kind::Letter('y'), Kind::Sym('\'')]
-        );
+        assert_eq!(kinds("y^{\\prime}"), vec![Kind::Letter('y'), Kind::Sym('\'')]);
         let arcseconds = vec![Kind::Num("2".into()), Kind::Sym('\''), Kind::Sym('\'')];
         assert_eq!(kinds("2^{\\prime\\prime}"), arcseconds);
         assert_eq!(kinds("2^{ \\prime \\prime }"), arcseconds);
@@ -627,18 +549,7 @@ mod tests {
 
     #[test]
     fn unbalanced_and_odd_input_does_not_panic() {
-        for s in [
-            "\\",
-            "{",
-            "}",
-            "\\text{",
-            "\\mathrm{",
-            "^",
-            "\\begin{",
-            "1,\\!",
-            "1{,}",
-            "é\\ü",
-        ] {
+        for s in ["\\", "{", "}", "\\text{", "\\mathrm{", "^", "\\begin{", "1,\\!", "1{,}", "é\\ü"] {
             let _ = lex(s);
         }
     }

@@ -27,9 +27,7 @@
 use crate::answer::{Answer, Scalar};
 use crate::eval::{close, is_rounding_of};
 use crate::interval::{relation_interval, relations_union};
-use crate::limits::{
-    MAX_COMPARE_FUEL, MAX_ITEMS, MAX_STRUCT_DEPTH, MIN_COMPARABLE_POINTS, N_POINTS,
-};
+use crate::limits::{MAX_COMPARE_FUEL, MAX_ITEMS, MAX_STRUCT_DEPTH, MIN_COMPARABLE_POINTS, N_POINTS};
 use crate::named::compare_named;
 
 /// Whether `pred` states the same answer as `gold`.
@@ -67,58 +65,24 @@ fn eq(p: &Answer, g: &Answer, depth: usize, fuel: &mut Fuel) -> bool {
         (Answer::Scalar(a), Answer::Scalar(b)) => scalars_equal(a, b),
         (_, Answer::Text(gk)) => !gk.is_empty() && p.text_key() == Some(gk.as_str()),
         (Answer::Text(_), _) => false,
-        (Answer::Set(a), Answer::Set(b)) | (Answer::Union(a), Answer::Union(b)) => {
-            matching(a, b, d, fuel)
+        (Answer::Set(a), Answer::Set(b)) | (Answer::Union(a), Answer::Union(b)) => matching(a, b, d, fuel),
+        (Answer::Seq { open: o1, close: c1, items: a }, Answer::Seq { open: o2, close: c2, items: b }) => {
+            o1 == o2 && c1 == c2 && pairwise(a, b, d, fuel)
         }
-        (
-            Answer::Seq {
-                open: o1,
-                close: c1,
-                items: a,
-            },
-            Answer::Seq {
-                open: o2,
-                close: c2,
-                items: b,
-            },
-        ) => o1 == o2 && c1 == c2 && pairwise(a, b, d, fuel),
-        (Answer::Matrix(a), Answer::Matrix(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(r, s)| pairwise(r, s, d, fuel))
-        }
-        (
-            Answer::Seq {
-                open: '(',
-                close: ')',
-                items,
-            },
-            Answer::Matrix(m),
-        )
-        | (
-            Answer::Matrix(m),
-            Answer::Seq {
-                open: '(',
-                close: ')',
-                items,
-            },
-        ) => vector_equal(items, m, d, fuel),
+        (Answer::Matrix(a), Answer::Matrix(b)) => a.len() == b.len() && a.iter().zip(b).all(|(r, s)| pairwise(r, s, d, fuel)),
+        (Answer::Seq { open: '(', close: ')', items }, Answer::Matrix(m))
+        | (Answer::Matrix(m), Answer::Seq { open: '(', close: ')', items }) => vector_equal(items, m, d, fuel),
         (Answer::Eq(a), Answer::Eq(b)) => equations_equal(a, b, d, fuel),
         (Answer::Eq(parts), other) | (other, Answer::Eq(parts)) => match stated_side(parts) {
             Some(side) if !matches!(other, Answer::Set(_)) => {
-                eq(side, other, d, fuel)
-                    || rounded_side(parts).is_some_and(|exact| eq(exact, other, d, fuel))
+                eq(side, other, d, fuel) || rounded_side(parts).is_some_and(|exact| eq(exact, other, d, fuel))
             }
             _ => false,
         },
         (Answer::Rel { parts: a, ops: oa }, Answer::Rel { parts: b, ops: ob }) => {
-            let mirrored = oa.len() == ob.len()
-                && oa
-                    .iter()
-                    .zip(ob.iter().rev())
-                    .all(|(x, y)| *x == y.flipped());
+            let mirrored = oa.len() == ob.len() && oa.iter().zip(ob.iter().rev()).all(|(x, y)| *x == y.flipped());
             (oa == ob && pairwise(a, b, d, fuel))
-                || (mirrored
-                    && a.len() == b.len()
-                    && a.iter().zip(b.iter().rev()).all(|(x, y)| eq(x, y, d, fuel)))
+                || (mirrored && a.len() == b.len() && a.iter().zip(b.iter().rev()).all(|(x, y)| eq(x, y, d, fuel)))
         }
         (Answer::Rel { parts, ops }, Answer::Seq { .. } | Answer::Union(_)) => {
             relation_interval(parts, ops).is_some_and(|i| eq(&i, g, d, fuel))
@@ -126,12 +90,8 @@ fn eq(p: &Answer, g: &Answer, depth: usize, fuel: &mut Fuel) -> bool {
         (Answer::Seq { .. } | Answer::Union(_), Answer::Rel { parts, ops }) => {
             relation_interval(parts, ops).is_some_and(|i| eq(p, &i, d, fuel))
         }
-        (Answer::Set(items), Answer::Union(_)) => {
-            relations_union(items).is_some_and(|u| eq(&u, g, d, fuel))
-        }
-        (Answer::Union(_), Answer::Set(items)) => {
-            relations_union(items).is_some_and(|u| eq(p, &u, d, fuel))
-        }
+        (Answer::Set(items), Answer::Union(_)) => relations_union(items).is_some_and(|u| eq(&u, g, d, fuel)),
+        (Answer::Union(_), Answer::Set(items)) => relations_union(items).is_some_and(|u| eq(p, &u, d, fuel)),
         _ => false,
     }
 }
@@ -157,9 +117,7 @@ fn rounded_side(parts: &[Answer]) -> Option<&Answer> {
     }
     let value = exact.sig.values(&exact.expr, false)[0];
     let at = parts.len().checked_sub(2)?;
-    is_rounding_of(shown, value)
-        .then(|| parts.get(at))
-        .flatten()
+    is_rounding_of(shown, value).then(|| parts.get(at)).flatten()
 }
 
 /// First and last side; a chain keeps both ends only when it starts with a name.
@@ -200,9 +158,7 @@ fn vector_equal(items: &[Answer], m: &[Vec<Answer>], depth: usize, fuel: &mut Fu
         })
         .collect();
     match (column, m) {
-        (Some(col), _) if col.len() == items.len() => {
-            items.iter().zip(col).all(|(x, y)| eq(x, y, depth, fuel))
-        }
+        (Some(col), _) if col.len() == items.len() => items.iter().zip(col).all(|(x, y)| eq(x, y, depth, fuel)),
         (_, [row]) => pairwise(items, row, depth, fuel),
         _ => false,
     }
@@ -215,9 +171,7 @@ fn matching(a: &[Answer], b: &[Answer], depth: usize, fuel: &mut Fuel) -> bool {
     }
     let mut edges: Vec<Vec<usize>> = Vec::with_capacity(a.len());
     for x in a {
-        let row: Vec<usize> = (0..b.len())
-            .filter(|&j| b.get(j).is_some_and(|y| eq(x, y, depth, fuel)))
-            .collect();
+        let row: Vec<usize> = (0..b.len()).filter(|&j| b.get(j).is_some_and(|y| eq(x, y, depth, fuel))).collect();
         if row.is_empty() {
             return false; // no partner: no need to compare the rest
         }
@@ -265,9 +219,7 @@ fn equations_equal(a: &[Answer], b: &[Answer], depth: usize, fuel: &mut Fuel) ->
         return eq(r1, r2, depth, fuel);
     }
     match (l1, r1, l2, r2) {
-        (Answer::Scalar(l1), Answer::Scalar(r1), Answer::Scalar(l2), Answer::Scalar(r2)) => {
-            proportional([l1, r1], [l2, r2])
-        }
+        (Answer::Scalar(l1), Answer::Scalar(r1), Answer::Scalar(l2), Answer::Scalar(r2)) => proportional([l1, r1], [l2, r2]),
         _ => false,
     }
 }
@@ -328,15 +280,8 @@ fn scalars_equal(p: &Scalar, g: &Scalar) -> bool {
 
 /// Some(verdict) once enough points are finite on both sides; None if too few are.
 fn sampled_equal(p: &Scalar, g: &Scalar, has_vars: bool, integers: bool) -> Option<bool> {
-    let (n, need) = if has_vars {
-        (N_POINTS, MIN_COMPARABLE_POINTS)
-    } else {
-        (1, 1)
-    };
-    let (pv, gv) = (
-        p.sig.values(&p.expr, integers),
-        g.sig.values(&g.expr, integers),
-    );
+    let (n, need) = if has_vars { (N_POINTS, MIN_COMPARABLE_POINTS) } else { (1, 1) };
+    let (pv, gv) = (p.sig.values(&p.expr, integers), g.sig.values(&g.expr, integers));
     let mut comparable = 0;
     for (&a, &b) in pv.iter().zip(gv).take(n) {
         match (a.is_finite(), b.is_finite()) {
@@ -344,8 +289,7 @@ fn sampled_equal(p: &Scalar, g: &Scalar, has_vars: bool, integers: bool) -> Opti
             (true, true) => {}
             _ => return Some(false),
         }
-        let percent_ok = (p.percent && !g.percent && close(a / 100.0, b))
-            || (g.percent && !p.percent && close(a * 100.0, b));
+        let percent_ok = (p.percent && !g.percent && close(a / 100.0, b)) || (g.percent && !p.percent && close(a * 100.0, b));
         if !close(a, b) && !percent_ok {
             return Some(false);
         }
@@ -368,10 +312,7 @@ mod tests {
         assert!(same("x^2+2x+1", "(x+1)^2"));
         assert!(same("\\frac{x+1}{2}", "\\frac{1}{2}x + \\frac12"));
         assert!(!same("x^2+2x", "(x+1)^2"));
-        assert!(same(
-            "\\lfloor n/2 \\rfloor",
-            "\\lfloor \\frac{n}{2} \\rfloor"
-        ));
+        assert!(same("\\lfloor n/2 \\rfloor", "\\lfloor \\frac{n}{2} \\rfloor"));
     }
 
     #[test]

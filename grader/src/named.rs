@@ -22,11 +22,7 @@ struct Named<'a> {
 
 /// Compares `p` with `g` when either is a named answer; None leaves the pair to the other
 /// rules. `eq` is the caller's comparison of two items.
-pub fn compare_named(
-    p: &Answer,
-    g: &Answer,
-    eq: &mut dyn FnMut(&Answer, &Answer) -> bool,
-) -> Option<bool> {
+pub fn compare_named(p: &Answer, g: &Answer, eq: &mut dyn FnMut(&Answer, &Answer) -> bool) -> Option<bool> {
     match (named(p), named(g)) {
         (Some(a), Some(b)) => by_name(&a, &b, eq),
         (Some(a), None) => in_order(&a, g, eq),
@@ -38,20 +34,16 @@ pub fn compare_named(
 fn named(a: &Answer) -> Option<Named<'_>> {
     match a {
         Answer::Eq(sides) => match sides.as_slice() {
-            [Answer::Seq {
-                items: names,
-                open: '(',
-                close: ')',
-            }, Answer::Seq {
-                items: values,
-                open,
-                close,
-            }] if names.len() == values.len() => Some(Named {
-                names: names.iter().map(name_key).collect::<Option<_>>()?,
-                values: values.iter().collect(),
-                open: *open,
-                close: *close,
-            }),
+            [Answer::Seq { items: names, open: '(', close: ')' }, Answer::Seq { items: values, open, close }]
+                if names.len() == values.len() =>
+            {
+                Some(Named {
+                    names: names.iter().map(name_key).collect::<Option<_>>()?,
+                    values: values.iter().collect(),
+                    open: *open,
+                    close: *close,
+                })
+            }
             _ => None,
         },
         Answer::Set(items) if items.len() >= 2 => named_list(items),
@@ -109,18 +101,10 @@ fn sorted_names<'a>(n: &Named<'a>) -> Vec<&'a str> {
 }
 
 /// The named values in order against an unnamed tuple, vector or list.
-fn in_order(
-    n: &Named,
-    other: &Answer,
-    eq: &mut dyn FnMut(&Answer, &Answer) -> bool,
-) -> Option<bool> {
+fn in_order(n: &Named, other: &Answer, eq: &mut dyn FnMut(&Answer, &Answer) -> bool) -> Option<bool> {
     match other {
         Answer::Seq { .. } | Answer::Matrix(_) => {
-            let seq = Answer::Seq {
-                open: n.open,
-                close: n.close,
-                items: n.values.iter().map(|v| (*v).clone()).collect(),
-            };
+            let seq = Answer::Seq { open: n.open, close: n.close, items: n.values.iter().map(|v| (*v).clone()).collect() };
             Some(eq(&seq, other))
         }
         Answer::Set(items) if !items.iter().any(|i| matches!(i, Answer::Eq(_))) => {
@@ -167,10 +151,7 @@ mod tests {
     fn which_answers_are_named() {
         assert_eq!(names("(k, n) = (2, 4)"), Some(vec!["k".into(), "n".into()]));
         assert_eq!(names("n = 4, k = 2"), Some(vec!["k".into(), "n".into()]));
-        assert_eq!(
-            names("r = 3, \\theta = \\frac{\\pi}{2}"),
-            Some(vec!["r".into(), "\\theta".into()])
-        );
+        assert_eq!(names("r = 3, \\theta = \\frac{\\pi}{2}"), Some(vec!["r".into(), "\\theta".into()]));
         assert_eq!(names("x = 1, x = -2"), None);
         assert_eq!(names("x_1 = 2, x_2 = 3"), None);
         assert_eq!(names("x = 3"), None);

@@ -28,11 +28,7 @@ pub fn parse_expr(toks: &[Tok]) -> Result<Expr, ParseError> {
     if toks.is_empty() {
         return Err(ParseError::UnexpectedEnd);
     }
-    let mut p = Parser {
-        toks: spell_out_words(toks),
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { toks: spell_out_words(toks), pos: 0, depth: 0 };
     let e = p.sum()?;
     if p.pos < p.toks.len() {
         return Err(ParseError::Trailing { at: p.pos });
@@ -101,8 +97,7 @@ const ACCENT_CMDS: &[&str] = &[
     "mathscr",
 ];
 const FUNCTION_CMDS: &[&str] = &[
-    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "ln", "log", "lg", "exp", "tg", "ctg",
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "ln", "log", "lg", "exp", "tg", "ctg",
 ];
 
 struct Parser {
@@ -128,10 +123,7 @@ impl Parser {
 
     fn unexpected(&self) -> ParseError {
         match self.toks.get(self.pos) {
-            Some(t) => ParseError::Unexpected {
-                found: format!("{:?}", t.kind),
-                at: self.pos,
-            },
+            Some(t) => ParseError::Unexpected { found: format!("{:?}", t.kind), at: self.pos },
             None => ParseError::UnexpectedEnd,
         }
     }
@@ -221,11 +213,7 @@ impl Parser {
                 _ => break,
             }
         }
-        Ok(if factors.len() == 1 && !factors[0].0 {
-            factors.swap_remove(0).1
-        } else {
-            Expr::Product(factors)
-        })
+        Ok(if factors.len() == 1 && !factors[0].0 { factors.swap_remove(0).1 } else { Expr::Product(factors) })
     }
 
     fn at_times(&self) -> bool {
@@ -349,9 +337,7 @@ impl Parser {
     }
 
     fn try_call(&mut self) -> Result<Option<Expr>, ParseError> {
-        let (Some(open), Some(arg), Some(close)) =
-            (self.peek_at(0), self.peek_at(1), self.peek_at(2))
-        else {
+        let (Some(open), Some(arg), Some(close)) = (self.peek_at(0), self.peek_at(1), self.peek_at(2)) else {
             return Ok(None);
         };
         let single = matches!(arg.kind, Kind::Num(_) | Kind::Letter(_));
@@ -383,9 +369,7 @@ impl Parser {
                     }
                 }
             }
-            k @ (Kind::Num(_) | Kind::Letter(_) | Kind::Cmd(_) | Kind::Text(_) | Kind::Word(_)) => {
-                s.push_str(&kind_text(&k))
-            }
+            k @ (Kind::Num(_) | Kind::Letter(_) | Kind::Cmd(_) | Kind::Text(_) | Kind::Word(_)) => s.push_str(&kind_text(&k)),
             _ => {
                 self.pos = self.pos.saturating_sub(1);
                 return Err(self.unexpected());
@@ -413,24 +397,14 @@ impl Parser {
                     let r = self.arg()?;
                     return Ok(Expr::Root(Box::new(idx), Box::new(r)));
                 }
-                let r = if matches!(self.peek(), Some(Kind::Sym('('))) {
-                    self.atom()?
-                } else {
-                    self.arg()?
-                };
+                let r = if matches!(self.peek(), Some(Kind::Sym('('))) { self.atom()? } else { self.arg()? };
                 Ok(Expr::Func(Func::Sqrt, Box::new(r)))
             }
             "pi" => Ok(Expr::Const(Constant::Pi)),
             "infty" => Ok(Expr::Const(Constant::Infinity)),
             "nan" => Ok(Expr::Const(Constant::NaN)),
-            "lfloor" => Ok(Expr::Func(
-                Func::Floor,
-                Box::new(self.group(Kind::Cmd("rfloor".into()))?),
-            )),
-            "lceil" => Ok(Expr::Func(
-                Func::Ceil,
-                Box::new(self.group(Kind::Cmd("rceil".into()))?),
-            )),
+            "lfloor" => Ok(Expr::Func(Func::Floor, Box::new(self.group(Kind::Cmd("rfloor".into()))?))),
+            "lceil" => Ok(Expr::Func(Func::Ceil, Box::new(self.group(Kind::Cmd("rceil".into()))?))),
             n if FUNCTION_CMDS.contains(&n) => self.function(n),
             n if ACCENT_CMDS.contains(&n) => {
                 let g = self.raw_group()?;
@@ -489,11 +463,7 @@ impl Parser {
             }
             factors.push((false, self.power()?));
         }
-        Ok(if factors.len() == 1 {
-            factors.swap_remove(0).1
-        } else {
-            Expr::Product(factors)
-        })
+        Ok(if factors.len() == 1 { factors.swap_remove(0).1 } else { Expr::Product(factors) })
     }
 
     /// One LaTeX argument: a braced group, or a single character/command (`\frac12`).
@@ -556,10 +526,7 @@ fn spell_out_words(toks: &[Tok]) -> Vec<Tok> {
         match &t.kind {
             Kind::Word(w) => {
                 for (i, c) in w.chars().enumerate() {
-                    out.push(Tok {
-                        kind: Kind::Letter(c),
-                        space: t.space && i == 0,
-                    });
+                    out.push(Tok { kind: Kind::Letter(c), space: t.space && i == 0 });
                 }
             }
             _ => out.push(t.clone()),
@@ -578,17 +545,10 @@ fn letter(c: char) -> Expr {
 
 /// Digits only reach here, so `NaN`/`inf` spelled as letters never become floats.
 fn parse_number(s: &str) -> Option<Expr> {
-    if !s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_digit() || c == '.')
-    {
+    if !s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.') {
         return None;
     }
-    s.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(Expr::Num)
+    s.parse::<f64>().ok().filter(|v| v.is_finite()).map(Expr::Num)
 }
 
 /// `137 \frac{1}{2}` → 137.5, when both are plain integer literals and the fraction is proper.

@@ -28,11 +28,7 @@ pub fn reward_by_name(name: &str) -> Result<Box<dyn Reward>, RegistryError> {
         "format" => Box::new(FormatReward::new(FormatMode::Lenient)),
         "format_strict" => Box::new(FormatReward::new(FormatMode::Strict)),
         "format_soft" => Box::new(FormatReward::new(FormatMode::Soft)),
-        _ => {
-            return Err(RegistryError::UnknownReward {
-                name: name.to_string(),
-            })
-        }
+        _ => return Err(RegistryError::UnknownReward { name: name.to_string() }),
     })
 }
 
@@ -46,15 +42,10 @@ pub fn build_rewards<S: AsRef<str>>(spec: &[(S, f32)]) -> Result<WeightedRewards
     for (name, weight) in spec {
         let name = name.as_ref();
         if !weight.is_finite() {
-            return Err(RegistryError::BadWeight {
-                name: name.to_string(),
-                weight: *weight,
-            });
+            return Err(RegistryError::BadWeight { name: name.to_string(), weight: *weight });
         }
         if seen.contains(&name) {
-            return Err(RegistryError::Duplicate {
-                name: name.to_string(),
-            });
+            return Err(RegistryError::Duplicate { name: name.to_string() });
         }
         seen.push(name);
         rewards.push(reward_by_name(name)?, *weight);
@@ -69,14 +60,7 @@ pub fn parse_reward_spec(spec: &str) -> Result<Vec<(String, f32)>, RegistryError
         .filter(|s| !s.is_empty())
         .map(|item| {
             let (name, weight) = match item.split_once('=') {
-                Some((n, w)) => (
-                    n.trim(),
-                    w.trim()
-                        .parse::<f32>()
-                        .map_err(|_| RegistryError::BadSpec {
-                            item: item.to_string(),
-                        })?,
-                ),
+                Some((n, w)) => (n.trim(), w.trim().parse::<f32>().map_err(|_| RegistryError::BadSpec { item: item.to_string() })?),
                 None => (item, 1.0),
             };
             Ok((name.to_string(), weight))
@@ -95,10 +79,7 @@ mod tests {
         let rewards = build_rewards(&spec).unwrap();
         assert_eq!(rewards.names(), vec!["accuracy", "format_soft"]);
         let gold = Gold::latex("2").unwrap();
-        assert_eq!(
-            rewards.score("<think>a</think><answer>2</answer>", &gold),
-            1.25
-        );
+        assert_eq!(rewards.score("<think>a</think><answer>2</answer>", &gold), 1.25);
         for name in REWARD_NAMES {
             assert_eq!(reward_by_name(name).unwrap().name(), name);
         }
@@ -106,25 +87,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(
-            reward_by_name("length"),
-            Err(RegistryError::UnknownReward { .. })
-        ));
-        assert!(matches!(
-            build_rewards(&[("format", f32::NAN)]),
-            Err(RegistryError::BadWeight { .. })
-        ));
-        assert!(matches!(
-            build_rewards(&[("format", 1.0), ("format", 2.0)]),
-            Err(RegistryError::Duplicate { .. })
-        ));
-        assert!(matches!(
-            parse_reward_spec("format=x"),
-            Err(RegistryError::BadSpec { .. })
-        ));
-        assert!(matches!(
-            build_rewards::<&str>(&[]),
-            Err(RegistryError::Empty)
-        ));
+        assert!(matches!(reward_by_name("length"), Err(RegistryError::UnknownReward { .. })));
+        assert!(matches!(build_rewards(&[("format", f32::NAN)]), Err(RegistryError::BadWeight { .. })));
+        assert!(matches!(build_rewards(&[("format", 1.0), ("format", 2.0)]), Err(RegistryError::Duplicate { .. })));
+        assert!(matches!(parse_reward_spec("format=x"), Err(RegistryError::BadSpec { .. })));
+        assert!(matches!(build_rewards::<&str>(&[]), Err(RegistryError::Empty)));
     }
 }

@@ -147,13 +147,8 @@ const TWO_ANSWERS: &[(Benchmark, &str, &str, bool)] = &[
 fn table_of_strict_verdicts() {
     let mut failures = Vec::new();
     let mut cases = 0;
-    for (what, table) in [
-        ("small values", SMALL_VALUES),
-        ("intervals", INTERVALS),
-        ("named", NAMED),
-        ("chains", CHAINS),
-        ("marks", MARKS),
-    ] {
+    for (what, table) in [("small values", SMALL_VALUES), ("intervals", INTERVALS), ("named", NAMED), ("chains", CHAINS), ("marks", MARKS)]
+    {
         for (gold_text, preds) in table {
             let gold = Gold::latex(gold_text).expect("latex gold parses");
             for (pred, expect) in preds.iter() {
@@ -166,20 +161,8 @@ fn table_of_strict_verdicts() {
     for (bench, completion, gold_text, expect) in TWO_ANSWERS {
         let gold = completion_gold(*bench, gold_text);
         let got = grade(*bench, completion, &gold).correct;
-        report(
-            &mut failures,
-            "two answers",
-            completion,
-            gold_text,
-            *expect,
-            got,
-        );
+        report(&mut failures, "two answers", completion, gold_text, *expect, got);
         cases += 1;
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
 }

@@ -461,18 +461,9 @@ pub(super) fn completion_gold(bench: Benchmark, text: &str) -> Gold {
     .expect("completion gold parses")
 }
 
-pub(super) fn report(
-    failures: &mut Vec<String>,
-    what: &str,
-    pred: &str,
-    gold: &str,
-    expect: bool,
-    got: bool,
-) {
+pub(super) fn report(failures: &mut Vec<String>, what: &str, pred: &str, gold: &str, expect: bool, got: bool) {
     if expect != got {
-        failures.push(format!(
-            "{what}: pred {pred:?} vs gold {gold:?}: expected {expect}, got {got}"
-        ));
+        failures.push(format!("{what}: pred {pred:?} vs gold {gold:?}: expected {expect}, got {got}"));
     }
 }
 
@@ -482,28 +473,14 @@ fn table_of_verdicts() {
     let mut cases = 0;
     for (pred, field, expect) in GSM8K {
         let gold = Gold::gsm8k(field).expect("gsm8k gold parses");
-        report(
-            &mut failures,
-            "gsm8k",
-            pred,
-            field,
-            *expect,
-            answers_match(pred, &gold),
-        );
+        report(&mut failures, "gsm8k", pred, field, *expect, answers_match(pred, &gold));
         cases += 1;
     }
     for (what, table) in [("math500", MATH500), ("general", GENERAL)] {
         for (gold_text, preds) in table {
             let gold = Gold::latex(gold_text).expect("latex gold parses");
             for (pred, expect) in preds.iter() {
-                report(
-                    &mut failures,
-                    what,
-                    pred,
-                    gold_text,
-                    *expect,
-                    answers_match(pred, &gold),
-                );
+                report(&mut failures, what, pred, gold_text, *expect, answers_match(pred, &gold));
                 cases += 1;
             }
         }
@@ -511,60 +488,27 @@ fn table_of_verdicts() {
     for (parts, preds) in OLYMPIAD {
         let gold = Gold::list(parts).expect("olympiad gold parses");
         for (pred, expect) in preds.iter() {
-            report(
-                &mut failures,
-                "olympiad",
-                pred,
-                &parts.join(" | "),
-                *expect,
-                answers_match(pred, &gold),
-            );
+            report(&mut failures, "olympiad", pred, &parts.join(" | "), *expect, answers_match(pred, &gold));
             cases += 1;
         }
     }
     for (value, pred, expect) in AMC23 {
         let gold = Gold::number(*value).expect("amc gold parses");
-        report(
-            &mut failures,
-            "amc23",
-            pred,
-            &value.to_string(),
-            *expect,
-            answers_match(pred, &gold),
-        );
+        report(&mut failures, "amc23", pred, &value.to_string(), *expect, answers_match(pred, &gold));
         cases += 1;
     }
     for (solution, pred, expect) in MINERVA {
         let gold = Gold::minerva(solution).expect("minerva gold parses");
-        report(
-            &mut failures,
-            "minerva",
-            pred,
-            &gold.raw,
-            *expect,
-            answers_match(pred, &gold),
-        );
+        report(&mut failures, "minerva", pred, &gold.raw, *expect, answers_match(pred, &gold));
         cases += 1;
     }
     for (bench, completion, gold_text, expect) in COMPLETIONS {
         let gold = completion_gold(*bench, gold_text);
         let got = grade(*bench, completion, &gold).correct;
-        report(
-            &mut failures,
-            bench.name(),
-            completion,
-            gold_text,
-            *expect,
-            got,
-        );
+        report(&mut failures, bench.name(), completion, gold_text, *expect, got);
         cases += 1;
     }
     assert!(cases >= 250, "only {cases} table cases");
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
     eprintln!("{cases} table cases passed");
 }

@@ -51,11 +51,7 @@ impl WeightedRewards {
         let parts: Vec<RewardPart> = self
             .terms
             .iter()
-            .map(|(r, w)| RewardPart {
-                name: r.name().to_string(),
-                value: r.score(completion, gold),
-                weight: *w,
-            })
+            .map(|(r, w)| RewardPart { name: r.name().to_string(), value: r.score(completion, gold), weight: *w })
             .collect();
         let total = parts.iter().map(|p| p.value * p.weight).sum();
         RewardBreakdown { total, parts }

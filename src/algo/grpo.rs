@@ -6,8 +6,8 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::lanes::Lanes;
 use super::grpo_loss::{grpo_loss, GrpoLossConfig, LossInputs, LossStats, LossType};
+use super::lanes::Lanes;
 use super::AlgoError;
 use crate::model::logprobs::DEFAULT_CHUNK_ROWS;
 use crate::model::{token_logprobs, Qwen2, TokenBatch};
@@ -278,9 +278,8 @@ fn micro_batch(rows: &[ScoredSequence], batch_rows: usize, cfg: &GrpoConfig, dev
 fn combine(parts: &[(f64, LossStats)]) -> LossStats {
     let tokens: f64 = parts.iter().map(|(_, s)| s.tokens).sum();
     let mean = |f: &dyn Fn(&LossStats) -> f64| parts.iter().map(|(_, s)| f(s) * s.tokens).sum::<f64>() / tokens.max(1.0);
-    let optional = |f: &dyn Fn(&LossStats) -> Option<f64>| {
-        parts.iter().all(|(_, s)| f(s).is_some()).then(|| mean(&|s| f(s).unwrap_or(0.0)))
-    };
+    let optional =
+        |f: &dyn Fn(&LossStats) -> Option<f64>| parts.iter().all(|(_, s)| f(s).is_some()).then(|| mean(&|s| f(s).unwrap_or(0.0)));
     LossStats {
         loss: parts.iter().map(|(w, s)| w * s.loss).sum(),
         ratio_mean: mean(&|s| s.ratio_mean),

@@ -193,9 +193,7 @@ pub fn grpo_loss(inp: &LossInputs, cfg: &GrpoLossConfig) -> Result<GrpoLoss, Alg
 
     let mut kl_mean = None;
     if cfg.beta > 0.0 {
-        let reference = inp.reference.ok_or_else(|| {
-            AlgoError::BadBatch(format!("beta = {} needs reference log-probs", cfg.beta))
-        })?;
+        let reference = inp.reference.ok_or_else(|| AlgoError::BadBatch(format!("beta = {} needs reference log-probs", cfg.beta)))?;
         let delta = (reference.to_dtype(dtype)?.detach() - inp.logprobs)?;
         let kl = ((delta.exp()? - &delta)? - 1.0)?;
         kl_mean = Some(masked_mean(&kl.detach(), &mask)?);

@@ -9,8 +9,8 @@ use candle_core::{DType, Result, Tensor};
 
 use super::sft::{collate, SftBatch, SftExample};
 use crate::generate::{generate_group, GenerationConfig, TextDecoder};
-pub use crate::model::logit_kl::{chunk_kl, KlDirection};
 use crate::model::logit_kl::{autograd_kl, logit_kl};
+pub use crate::model::logit_kl::{chunk_kl, KlDirection};
 use crate::model::logprobs::{prediction_states, ScoredRows};
 use crate::model::target_logprobs::KEPT_LOGITS_BYTES;
 use crate::model::{Qwen2, TokenBatch};
@@ -45,7 +45,9 @@ pub fn token_kl(
     let (hs, ht) = (scored.pick(&hs)?, scored.pick(&ht.detach())?);
     let vocab = student.config().vocab_size.min(teacher.config().vocab_size);
     let kl = match (student.output_weight(), teacher.output_weight()) {
-        (Some(ws), Some(wt)) => logit_kl(&hs, &ws.narrow(0, 0, vocab)?, &ht, &wt.narrow(0, 0, vocab)?, temperature, direction, chunk_rows, KEPT_LOGITS_BYTES)?,
+        (Some(ws), Some(wt)) => {
+            logit_kl(&hs, &ws.narrow(0, 0, vocab)?, &ht, &wt.narrow(0, 0, vocab)?, temperature, direction, chunk_rows, KEPT_LOGITS_BYTES)?
+        }
         _ => autograd_kl(student, teacher, &hs, &ht, temperature, direction, chunk_rows)?,
     };
     scored.spread(kl, &pair_mask)
@@ -192,7 +194,11 @@ mod tests {
                     // Sums in a different order: relative to the gradient's own size.
                     let scale = b.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.max(1e-3);
                     let rel = if dtype == DType::F64 { 1e-9 } else { 1e-4 };
-                    assert!(max_diff(a, b)? < rel * scale, "{dtype:?} {direction:?} {name}: gradients differ by {} (max {scale})", max_diff(a, b)?);
+                    assert!(
+                        max_diff(a, b)? < rel * scale,
+                        "{dtype:?} {direction:?} {name}: gradients differ by {} (max {scale})",
+                        max_diff(a, b)?
+                    );
                 }
             }
         }

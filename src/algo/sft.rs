@@ -219,7 +219,10 @@ pub fn train_sft<E: From<AlgoError>>(
         let batches = plan_batches(&lengths, cfg.token_budget, cfg.seed, epoch);
         let first = if epoch == start.epoch { start.batch } else { 0 };
         if first > batches.len() || first % accum != 0 {
-            let reason = format!("micro-batch {first} of epoch {epoch} is not a step boundary of its {} batches (grad_accum {accum})", batches.len());
+            let reason = format!(
+                "micro-batch {first} of epoch {epoch} is not a step boundary of its {} batches (grad_accum {accum})",
+                batches.len()
+            );
             return Err(bad_cursor(reason).into());
         }
         let mut at = first;
@@ -309,7 +312,14 @@ mod tests {
             assert!(b.len() == 1 || b.len() * longest <= 64, "{b:?}");
         }
         // The short ones share a batch: 4 × 8 = 32 ≤ 64.
-        assert!(batches.iter().any(|b| { let mut b = b.clone(); b.sort(); b == vec![0, 2, 3, 5] }), "{batches:?}");
+        assert!(
+            batches.iter().any(|b| {
+                let mut b = b.clone();
+                b.sort();
+                b == vec![0, 2, 3, 5]
+            }),
+            "{batches:?}"
+        );
         let mut other = plan_batches(&lengths, 64, 3, 1);
         let mut this = batches.clone();
         this.sort();

@@ -100,9 +100,11 @@ pub fn tokenize_conversation(messages: &[Message], template: &ChatTemplate, toke
     let prompt = template.render(context, true).map_err(|e| DataError::Template(e.to_string()))?;
     let full = template.render(messages, false).map_err(|e| DataError::Template(e.to_string()))?;
     let completion = full.strip_prefix(prompt.as_str()).ok_or_else(|| {
-        DataError::Template("the chat template renders the conversation with a different prefix than its prompt, \
+        DataError::Template(
+            "the chat template renders the conversation with a different prefix than its prompt, \
              so the completion cannot be separated"
-            .into())
+                .into(),
+        )
     })?;
     let encode = |text: &str| tokenizer.encode(text, false).map_err(|e| DataError::Template(e.to_string()));
     Ok(SftExample { prompt: encode(&prompt)?, completion: encode(completion)? })

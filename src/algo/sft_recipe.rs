@@ -286,8 +286,11 @@ mod tests {
     #[test]
     fn committed_recipes_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-        let recipes: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sft_"))).collect();
+        let recipes: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sft_")))
+            .collect();
         assert!(recipes.len() >= 2);
         for path in recipes {
             SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -96,14 +96,26 @@ fn generate(b: GenerateBench) -> Result<()> {
     let run = |cfg: &GenerationConfig| -> Result<usize> {
         let mut tokens = 0;
         match b.groups {
-            None => tokens += generate_group(&model, &m.tokenizer, &ids, b.n, 0, cfg, |_, _| {})?.iter().map(|c| c.ids.len()).sum::<usize>(),
+            None => {
+                tokens += generate_group(&model, &m.tokenizer, &ids, b.n, 0, cfg, |_, _| {})?.iter().map(|c| c.ids.len()).sum::<usize>()
+            }
             Some(groups) => {
                 let prompts = vec![ids.clone(); groups];
                 let streams: Vec<u64> = (0..groups as u64).map(|i| i * b.n as u64).collect();
-                generate_groups(&model, &m.tokenizer, &prompts, &streams, b.n, groups * b.n, cfg, |_, done| {
-                    tokens += done.iter().map(|c| c.ids.len()).sum::<usize>();
-                    Ok(())
-                }, |_, _, _| {})?;
+                generate_groups(
+                    &model,
+                    &m.tokenizer,
+                    &prompts,
+                    &streams,
+                    b.n,
+                    groups * b.n,
+                    cfg,
+                    |_, done| {
+                        tokens += done.iter().map(|c| c.ids.len()).sum::<usize>();
+                        Ok(())
+                    },
+                    |_, _, _| {},
+                )?;
             }
         }
         Ok(tokens)

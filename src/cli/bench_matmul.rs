@@ -31,8 +31,7 @@ pub fn run(b: MatmulBench) -> Result<()> {
         let [m, k, n] = dims[..] else { bail!("shape '{shape}' is not M×K×N") };
         for layout in b.layouts.split(',') {
             let (lhs, rhs) = operands(layout, m, k, n, &dev)?;
-            let mut impls: Vec<(&str, fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>)> =
-                vec![("candle-gemm", |a, b| a.matmul(b))];
+            let mut impls: Vec<(&str, fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>)> = vec![("candle-gemm", |a, b| a.matmul(b))];
             if uses_blas(&lhs, &rhs) {
                 impls.push(("blas", matmul));
             }

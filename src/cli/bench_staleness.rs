@@ -116,13 +116,19 @@ pub fn run(b: StalenessBench) -> Result<()> {
     };
     eprintln!(
         "workload: {} steps of {} groups × {} completions, ≤ {} new tokens, micro-batch {}; {} core(s); load average {load_start}",
-        cfg.grpo.steps, cfg.runtime.pipeline.batch_groups, cfg.runtime.pipeline.group_size, cfg.grpo.max_new_tokens(), cfg.grpo.algo.micro_batch_size, cores
+        cfg.grpo.steps,
+        cfg.runtime.pipeline.batch_groups,
+        cfg.runtime.pipeline.group_size,
+        cfg.grpo.max_new_tokens(),
+        cfg.grpo.algo.micro_batch_size,
+        cores
     );
     // Queues that hold every batch the largest bound lets be in flight, in every mode: the
     // staleness bound, not the queue capacity, then limits how far generation runs ahead.
     let most_stale = modes.iter().map(|m| m.max_staleness as usize).max().unwrap_or(0);
     let capacity = cfg.runtime.pipeline.batch_groups * (most_stale + 1);
-    let queues = Queues { rollout: cfg.runtime.pipeline.rollout_capacity.max(capacity), scored: cfg.runtime.pipeline.scored_capacity.max(capacity) };
+    let queues =
+        Queues { rollout: cfg.runtime.pipeline.rollout_capacity.max(capacity), scored: cfg.runtime.pipeline.scored_capacity.max(capacity) };
     let mut rows = Vec::new();
     for mode in &modes {
         let dir = b.out.join(mode.name);

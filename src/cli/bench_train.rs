@@ -14,8 +14,8 @@ use candle_core::D;
 use clap::{Args, ValueEnum};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use srlm::algo::lanes::Lanes;
 use srlm::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
+use srlm::algo::lanes::Lanes;
 use srlm::chat::Message;
 use srlm::model::logprobs::DEFAULT_CHUNK_ROWS;
 use srlm::model::lora::{LoraAdapters, LoraConfig};
@@ -71,24 +71,11 @@ pub struct TrainBench {
 }
 
 pub fn run(b: TrainBench) -> Result<()> {
-    let LoadedModel {
-        config,
-        weights,
-        tokenizer,
-        ..
-    } = b.model.load()?;
+    let LoadedModel { config, weights, tokenizer, .. } = b.model.load()?;
     let weights_params: usize = weights.iter().map(|(_, t)| t.elem_count()).sum();
     let (model, params, _adapters) = match b.lora_rank {
         Some(r) => {
-            let targets = [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ];
+            let targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
             let lora = LoraConfig {
                 r,
                 alpha: 2.0 * r as f64,
@@ -109,17 +96,9 @@ pub fn run(b: TrainBench) -> Result<()> {
     let trainable: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
     let total_params = if b.lora_rank.is_some() { weights_params } else { trainable };
     let model_device = model.device().clone();
-    let mut opt = AdamW::new(
-        params,
-        AdamWConfig {
-            lr: 1e-6,
-            ..AdamWConfig::default()
-        },
-    )?;
+    let mut opt = AdamW::new(params, AdamWConfig { lr: 1e-6, ..AdamWConfig::default() })?;
 
-    let prompt = tokenizer
-        .chat_template()?
-        .render(&[Message::new("user", QUESTION)], true)?;
+    let prompt = tokenizer.chat_template()?.render(&[Message::new("user", QUESTION)], true)?;
     let prompt_ids = tokenizer.encode(&prompt, false)?;
     // Completion content does not change the cost; fixed pseudo-random ids keep runs identical.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -174,12 +153,7 @@ pub fn run(b: TrainBench) -> Result<()> {
         }
         Loss::Grpo => {
             let batch = on_policy_group(&model, &seqs, p, b.chunk_rows)?;
-            let cfg = GrpoConfig {
-                micro_batch_size: micro,
-                lanes: b.lanes,
-                chunk_rows: b.chunk_rows,
-                ..GrpoConfig::default()
-            };
+            let cfg = GrpoConfig { micro_batch_size: micro, lanes: b.lanes, chunk_rows: b.chunk_rows, ..GrpoConfig::default() };
             let model = &model;
             Box::new(move |opt: &mut AdamW| {
                 let stats = grpo_step(model, None, &batch, &cfg, opt)?;
@@ -259,27 +233,20 @@ impl Phases {
 
 /// The group as the learner receives it: behaviour log-probs from the current weights
 /// (synchronous GRPO), advantages alternating +1 and −1.
-fn on_policy_group(
-    model: &Qwen2,
-    seqs: &[Vec<u32>],
-    prompt_len: usize,
-    chunk_rows: usize,
-) -> Result<Vec<ScoredSequence>> {
+fn on_policy_group(model: &Qwen2, seqs: &[Vec<u32>], prompt_len: usize, chunk_rows: usize) -> Result<Vec<ScoredSequence>> {
     let mut out = Vec::with_capacity(seqs.len());
     for (i, tokens) in seqs.iter().enumerate() {
-        let batch = TokenBatch::right_padded(std::slice::from_ref(tokens), 0, model.device())?
-            .scoring_only(&completion_mask(1, prompt_len, tokens.len()));
-        let lp = token_logprobs(model, &batch, 1.0, false, chunk_rows)?
-            .logprobs
-            .detach();
+        let batch = TokenBatch::right_padded(std::slice::from_ref(tokens), 0, model.device())?.scoring_only(&completion_mask(
+            1,
+            prompt_len,
+            tokens.len(),
+        ));
+        let lp = token_logprobs(model, &batch, 1.0, false, chunk_rows)?.logprobs.detach();
         let completion = lp.narrow(D::Minus1, prompt_len - 1, tokens.len() - prompt_len)?;
         out.push(ScoredSequence {
             tokens: tokens.clone(),
             prompt_len,
-            behaviour_logprobs: completion
-                .squeeze(0)?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1()?,
+            behaviour_logprobs: completion.squeeze(0)?.to_dtype(candle_core::DType::F32)?.to_vec1()?,
             advantage: if i % 2 == 0 { 1.0 } else { -1.0 },
             truncated: false,
         });

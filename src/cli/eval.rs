@@ -131,11 +131,7 @@ fn data_files(args: &EvalArgs) -> Result<Vec<(Benchmark, PathBuf)>> {
         let (name, path) = spec.split_once('=').with_context(|| format!("--data '{spec}': expected NAME=PATH"))?;
         explicit.push((name.parse::<Benchmark>()?, PathBuf::from(path)));
     }
-    let dir = args
-        .data_dir
-        .clone()
-        .or_else(|| std::env::var_os("SRLM_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("data"));
+    let dir = args.data_dir.clone().or_else(|| std::env::var_os("SRLM_DATA").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("data"));
     let mut benches: Vec<Benchmark> = Vec::new();
     for name in args.benchmarks.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let bench: Benchmark = name.parse()?;

@@ -40,9 +40,6 @@ pub fn run(args: LogprobsArgs) -> Result<()> {
     let out = token_logprobs(&model, &batch, args.temperature, false, DEFAULT_CHUNK_ROWS)?;
     let all: Vec<f32> = out.logprobs.squeeze(0)?.to_vec1()?;
     let logprobs = &all[prompt_ids.len() - 1..];
-    println!(
-        "{}",
-        json!({ "prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs })
-    );
+    println!("{}", json!({ "prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs }));
     Ok(())
 }

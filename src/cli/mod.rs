@@ -1,14 +1,14 @@
 //! Subcommands and the options they share.
 
 mod bench;
-mod distill;
 mod bench_matmul;
 mod bench_staleness;
 mod bench_staleness_report;
-mod bench_train;
 mod bench_sync;
+mod bench_train;
 mod bench_transfer;
 mod compare;
+mod distill;
 mod error_text;
 mod eval;
 mod export;
@@ -18,8 +18,8 @@ mod inspect;
 mod logprobs;
 mod plot;
 mod recipe_edit;
-mod train;
 mod sft;
+mod train;
 mod worker;
 
 use std::path::PathBuf;

@@ -39,7 +39,9 @@ pub fn run(args: SftArgs) -> Result<()> {
     let examples = conversations
         .iter()
         .enumerate()
-        .map(|(i, c)| tokenize_conversation(c, &template, &loaded.tokenizer).with_context(|| format!("{}: row {}", recipe.data.display(), i + 1)))
+        .map(|(i, c)| {
+            tokenize_conversation(c, &template, &loaded.tokenizer).with_context(|| format!("{}: row {}", recipe.data.display(), i + 1))
+        })
         .collect::<Result<Vec<_>>>()?;
     let fitted = fit_length(examples, recipe.max_length, recipe.overlong);
     eprintln!(

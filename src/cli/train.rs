@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use srlm::train::cluster::{cookie, Listen};
-use srlm_actors::cluster::ServerTls;
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
 use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
+use srlm_actors::cluster::ServerTls;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -100,7 +100,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }),
         None => None,
     };
-    let opts = RunOptions { deterministic: a.deterministic, resume: a.resume, force: a.force, progress: true, shutdown: Default::default(), listen };
+    let opts = RunOptions {
+        deterministic: a.deterministic,
+        resume: a.resume,
+        force: a.force,
+        progress: true,
+        shutdown: Default::default(),
+        listen,
+    };
     // From the first stage on: a stop at any step boundary checkpoints and names the resume command.
     srlm_actors::on_signals_in_background(opts.shutdown.clone())?;
     let args: Vec<String> = std::env::args().collect();

@@ -12,7 +12,7 @@ use srlm::train::cluster::{cookie, decoder};
 use srlm::train::config::TrainConfig;
 use srlm::train::gold_rewarder::GoldRewarder;
 use srlm::train::policy_sampler::PolicySampler;
-use srlm_actors::cluster::{connect, ClientTls, run_generator, run_scorer, Connection, RemoteGeneratorConfig, WorkerEnd, WorkerRole};
+use srlm_actors::cluster::{connect, run_generator, run_scorer, ClientTls, Connection, RemoteGeneratorConfig, WorkerEnd, WorkerRole};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -87,7 +87,11 @@ async fn serve(conn: &Arc<Connection>, role: WorkerRole, cfg: &TrainConfig, exit
             let (model, tokenizer, device, generation) = srlm::train::stages::sampler_parts(cfg)?;
             let sampler = PolicySampler::new(model, tokenizer, generation);
             let r = &cfg.runtime;
-            let gen_cfg = RemoteGeneratorConfig { group_size: r.pipeline.group_size, groups_in_flight: r.pipeline.groups_in_flight, exit_after_groups };
+            let gen_cfg = RemoteGeneratorConfig {
+                group_size: r.pipeline.group_size,
+                groups_in_flight: r.pipeline.groups_in_flight,
+                exit_after_groups,
+            };
             run_generator(Arc::clone(conn), sampler, decoder(device), gen_cfg).await?
         }
         WorkerRole::Scorer => {

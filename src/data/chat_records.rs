@@ -52,10 +52,7 @@ fn messages(row: &Value) -> Result<Vec<Message>, String> {
         .enumerate()
         .map(|(i, m)| {
             let text = |field: &str| {
-                m.get(field)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("messages[{i}] has no string '{field}'"))
+                m.get(field).and_then(Value::as_str).map(str::to_string).ok_or_else(|| format!("messages[{i}] has no string '{field}'"))
             };
             Ok(Message { role: text("role")?, content: text("content")? })
         })

@@ -10,31 +10,16 @@ use crate::reward::{answers_match, grade, Benchmark, Gold};
 
 fn rows(rel: &str) -> Vec<Value> {
     let path = crate::data::shared_data_dir().join(rel);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set SRLM_SHARED to the shared/ folder)",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (set SRLM_SHARED to the shared/ folder)", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{rel} line {}: {e}", i + 1))
-        })
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{rel} line {}: {e}", i + 1)))
         .collect()
 }
 
 fn golds(bench: Benchmark, rel: &str) -> Vec<Gold> {
-    rows(rel)
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            bench
-                .gold_from_json(row)
-                .unwrap_or_else(|e| panic!("{rel} row {i}: {e}"))
-        })
-        .collect()
+    rows(rel).iter().enumerate().map(|(i, row)| bench.gold_from_json(row).unwrap_or_else(|e| panic!("{rel} row {i}: {e}"))).collect()
 }
 
 #[test]
@@ -47,48 +32,29 @@ fn every_gold_parses_and_matches_itself() {
         for (i, gold) in golds.iter().enumerate() {
             text += usize::from(matches!(gold.answer, Answer::Text(_)));
             if !answers_match(&gold.raw, gold) {
-                failures.push(format!(
-                    "{rel} row {i}: {:?} does not match itself",
-                    gold.raw
-                ));
+                failures.push(format!("{rel} row {i}: {:?} does not match itself", gold.raw));
             }
-            let completion = format!(
-                "<think>\nok\n</think>\n<answer>\n\\boxed{{{}}}\n</answer>",
-                gold.raw
-            );
+            let completion = format!("<think>\nok\n</think>\n<answer>\n\\boxed{{{}}}\n</answer>", gold.raw);
             let v = grade(bench, &completion, gold);
             if !v.correct {
-                failures.push(format!(
-                    "{rel} row {i}: completion with {:?} graded wrong ({:?})",
-                    gold.raw, v.extracted
-                ));
+                failures.push(format!("{rel} row {i}: completion with {:?} graded wrong ({:?})", gold.raw, v.extracted));
             }
         }
         eprintln!("{rel}: {count} golds, {text} textual (no math structure)");
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// `\dfrac` → `\frac`, `\left(` → `(`, spaces around `+ = }` and before commands.
 fn rewrite(s: &str) -> String {
-    let s = s
-        .replace("\\dfrac", "\\frac")
-        .replace("\\left(", "(")
-        .replace("\\right)", ")")
-        .replace("\\left[", "[")
-        .replace("\\right]", "]");
+    let s =
+        s.replace("\\dfrac", "\\frac").replace("\\left(", "(").replace("\\right)", ")").replace("\\left[", "[").replace("\\right]", "]");
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::new();
     for (i, &c) in chars.iter().enumerate() {
         let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
         let next = chars.get(i + 1).copied();
-        let starts_command =
-            c == '\\' && next.is_some_and(|n| n.is_ascii_alphabetic()) && prev != Some('\\');
+        let starts_command = c == '\\' && next.is_some_and(|n| n.is_ascii_alphabetic()) && prev != Some('\\');
         if matches!(c, '+' | '=') || starts_command {
             out.push(' ');
         }
@@ -110,19 +76,11 @@ fn math500_golds_equal_their_rewrites() {
             failures.push(format!("row {i}: {:?} vs rewrite {variant:?}", gold.raw));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn rewrite_changes_layout_only() {
-    assert_eq!(
-        rewrite("\\left( 3, \\dfrac{\\pi}{2} \\right)"),
-        "( 3,  \\frac{ \\pi} {2}  )"
-    );
+    assert_eq!(rewrite("\\left( 3, \\dfrac{\\pi}{2} \\right)"), "( 3,  \\frac{ \\pi} {2}  )");
     assert_eq!(rewrite("a+b"), "a + b");
 }

@@ -53,8 +53,7 @@ pub(crate) const SHARED_FILES: [(Benchmark, &str, usize); 6] = [
 /// `$SRLM_SHARED/data`, else `<crate root>/../shared/data`: the shared data sets tests read.
 #[cfg(test)]
 pub(crate) fn shared_data_dir() -> PathBuf {
-    let shared = std::env::var_os("SRLM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let shared =
+        std::env::var_os("SRLM_SHARED").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
     shared.join("data")
 }

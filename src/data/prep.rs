@@ -137,8 +137,7 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, base);
         // Every position is reachable: over many seeds, item 0 lands in many places.
-        let spots: std::collections::HashSet<usize> =
-            (0..200).map(|s| shuffled(s).iter().position(|&x| x == 0).unwrap()).collect();
+        let spots: std::collections::HashSet<usize> = (0..200).map(|s| shuffled(s).iter().position(|&x| x == 0).unwrap()).collect();
         assert!(spots.len() > 40, "{}", spots.len());
     }
 

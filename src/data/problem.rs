@@ -36,7 +36,9 @@ pub fn check_question_length(question: &str) -> Result<(), String> {
         return Ok(());
     }
     match question.chars().count() {
-        n if n > MAX_QUESTION_CHARS => Err(format!("question is {n} characters, over the limit of {MAX_QUESTION_CHARS}: no model's context holds it")),
+        n if n > MAX_QUESTION_CHARS => {
+            Err(format!("question is {n} characters, over the limit of {MAX_QUESTION_CHARS}: no model's context holds it"))
+        }
         _ => Ok(()),
     }
 }
@@ -158,12 +160,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.jsonl");
         let long = "x".repeat(MAX_QUESTION_CHARS + 1);
-        let rows = format!(
-            "{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{long}\", \"answer\": \"#### 2\"}}\n"
-        );
+        let rows = format!("{{\"question\": \"1+1?\", \"answer\": \"#### 2\"}}\n{{\"question\": \"{long}\", \"answer\": \"#### 2\"}}\n");
         std::fs::write(&path, rows).unwrap();
         let err = load_problems(Benchmark::Gsm8k, &path, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(err.ends_with("test.jsonl:2: question is 262145 characters, over the limit of 262144: no model's context holds it"), "{err}");
+        assert!(
+            err.ends_with("test.jsonl:2: question is 262145 characters, over the limit of 262144: no model's context holds it"),
+            "{err}"
+        );
         let skip = LoadOptions { fields: None, on_bad: OnBadRecord::Skip };
         let loaded = load_problems(Benchmark::Gsm8k, &path, &skip).unwrap();
         assert_eq!((loaded.problems.len(), loaded.skipped.len(), loaded.skipped[0].line), (1, 1, 2));

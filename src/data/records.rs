@@ -65,14 +65,12 @@ pub fn read_jsonl(path: &Path) -> Result<Records, DataError> {
     let mut records = Records::default();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|e| format!("not UTF-8 ({e})"))
-            .and_then(|text| {
-                if text.trim().is_empty() {
-                    return Ok(None);
-                }
-                serde_json::from_str::<Value>(text).map(Some).map_err(|e| format!("invalid JSON ({e})"))
-            });
+        let parsed = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 ({e})")).and_then(|text| {
+            if text.trim().is_empty() {
+                return Ok(None);
+            }
+            serde_json::from_str::<Value>(text).map(Some).map_err(|e| format!("invalid JSON ({e})"))
+        });
         match parsed {
             Ok(Some(value)) => records.rows.push((line, value)),
             Ok(None) => {}

@@ -63,9 +63,7 @@ impl CompletionLog {
                     Ok(r) => finished.entry((r.benchmark, r.index)).or_default().push(r),
                     // Only the last line can be a cut write; it ends the file without a newline.
                     Err(_) if i + 1 == lines.len() => dropped = true,
-                    Err(e) => {
-                        return Err(EvalError::Log { path: path.to_path_buf(), line: i + 1, msg: e.to_string() })
-                    }
+                    Err(e) => return Err(EvalError::Log { path: path.to_path_buf(), line: i + 1, msg: e.to_string() }),
                 }
             }
             let before = finished.len();
@@ -115,7 +113,11 @@ fn rewrite(path: &Path, finished: &HashMap<(Benchmark, usize), Vec<CompletionRec
     let mut text = String::new();
     for key in keys {
         for r in &finished[key] {
-            text.push_str(&serde_json::to_string(r).map_err(|e| EvalError::Log { path: path.to_path_buf(), line: 0, msg: e.to_string() })?);
+            text.push_str(&serde_json::to_string(r).map_err(|e| EvalError::Log {
+                path: path.to_path_buf(),
+                line: 0,
+                msg: e.to_string(),
+            })?);
             text.push('\n');
         }
     }

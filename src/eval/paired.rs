@@ -203,7 +203,11 @@ pub fn markdown(before: &EvalRun, after: &EvalRun, pairs: &[Pair], summaries: &[
         label(&after.settings),
         before.settings.format,
         before.settings.k,
-        if before.settings.greedy { "greedy".to_string() } else { format!("T {} top-p {}", before.settings.temperature, before.settings.top_p) },
+        if before.settings.greedy {
+            "greedy".to_string()
+        } else {
+            format!("T {} top-p {}", before.settings.temperature, before.settings.top_p)
+        },
         before.settings.max_new_tokens
     );
     out.push_str("| benchmark | pairs | accuracy before | accuracy after | both right | only before | only after | both wrong | McNemar p | format before | format after |\n");
@@ -226,7 +230,9 @@ pub fn markdown(before: &EvalRun, after: &EvalRun, pairs: &[Pair], summaries: &[
     }
     let differing: Vec<&Pair> = pairs.iter().filter(|p| p.before != p.after).collect();
     out.push_str(&format!("\nProblems graded differently ({}):\n\n", differing.len()));
-    out.push_str("| benchmark | index | id | sample | before | after | answer before | answer after |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "| benchmark | index | id | sample | before | after | answer before | answer after |\n|---|---|---|---|---|---|---|---|\n",
+    );
     let mark = |ok: bool| if ok { "right" } else { "wrong" };
     let cell = |s: &Option<String>| s.as_deref().map(|a| a.replace('|', "\\|").replace('\n', " ")).unwrap_or_else(|| "–".into());
     for p in differing {

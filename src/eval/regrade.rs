@@ -16,11 +16,7 @@ pub fn regrade_line(line: &Value) -> Result<Value, String> {
         Some(_) => return Err("'benchmark' is not a string".into()),
         None => return Err("no 'benchmark' field".into()),
     };
-    let completion = obj
-        .get("completion")
-        .ok_or("no 'completion' field")?
-        .as_str()
-        .ok_or("'completion' is not a string")?;
+    let completion = obj.get("completion").ok_or("no 'completion' field")?.as_str().ok_or("'completion' is not a string")?;
     let gold = obj.get("gold").filter(|g| !g.is_null()).ok_or("no 'gold' field")?;
     let gold = gold_from_answer(benchmark, gold).map_err(|e| format!("'gold': {e}"))?;
     let verdict = grade(benchmark, completion, &gold);
@@ -55,7 +51,8 @@ mod tests {
 
     #[test]
     fn replaces_stale_verdicts_and_keeps_field_order() {
-        let line = json!({"benchmark": "gsm8k", "index": 3, "completion": "\\boxed{5}", "gold": "#### 5", "extracted": "4", "correct": false});
+        let line =
+            json!({"benchmark": "gsm8k", "index": 3, "completion": "\\boxed{5}", "gold": "#### 5", "extracted": "4", "correct": false});
         let out = regrade_line(&line).unwrap();
         let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["benchmark", "index", "completion", "gold", "extracted", "correct"]);

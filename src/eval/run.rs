@@ -73,10 +73,8 @@ impl Evaluator<'_> {
         let resumed = problems.len() - pending.len();
         progress(state);
         let cfg = self.generation_config();
-        let prompts = pending
-            .iter()
-            .map(|&i| self.settings.format.render(&template, &problems[i].question))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prompts =
+            pending.iter().map(|&i| self.settings.format.render(&template, &problems[i].question)).collect::<Result<Vec<_>, _>>()?;
         let ids = prompts.iter().map(|t| self.tokenizer.encode(t, false)).collect::<Result<Vec<_>, _>>()?;
         self.check_sizes(problems, &pending, &ids)?;
         // Sample s of problem i draws from stream i·k + s, however many are in flight.
@@ -84,26 +82,32 @@ impl Evaluator<'_> {
         let rows = self.batch_size.max(1) * k;
         let mut last = Instant::now();
         let mut failed = None;
-        generate_groups(self.model, self.tokenizer, &ids, &streams, k, rows, &cfg, |j, samples| {
-            // The wall time since the previous group finished, shared among this group's samples.
-            let seconds = last.elapsed().as_secs_f64() / k as f64;
-            last = Instant::now();
-            let index = pending[j];
-            let records = grade_samples(&problems[index], index, &prompts[j], samples, seconds);
-            count(&mut state, &records);
-            if let Err(e) = log.append(records) {
-                failed = Some(e);
-                candle_core::bail!("writing the completion log failed");
-            }
-            progress(state);
-            Ok(())
-        }, |_, _, _| {})
+        generate_groups(
+            self.model,
+            self.tokenizer,
+            &ids,
+            &streams,
+            k,
+            rows,
+            &cfg,
+            |j, samples| {
+                // The wall time since the previous group finished, shared among this group's samples.
+                let seconds = last.elapsed().as_secs_f64() / k as f64;
+                last = Instant::now();
+                let index = pending[j];
+                let records = grade_samples(&problems[index], index, &prompts[j], samples, seconds);
+                count(&mut state, &records);
+                if let Err(e) = log.append(records) {
+                    failed = Some(e);
+                    candle_core::bail!("writing the completion log failed");
+                }
+                progress(state);
+                Ok(())
+            },
+            |_, _, _| {},
+        )
         .map_err(|e| failed.take().unwrap_or(EvalError::from(e)))?;
-        let records = problems
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| log.finished(p.benchmark, i).unwrap_or(&[]).to_vec())
-            .collect();
+        let records = problems.iter().enumerate().flat_map(|(i, p)| log.finished(p.benchmark, i).unwrap_or(&[]).to_vec()).collect();
         Ok((records, resumed))
     }
 }

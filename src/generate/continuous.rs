@@ -9,7 +9,9 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{completion, key_mask, last_logits, new_rows, sample_step, Completion, Drawer, GenerationConfig, Row, SamplerPlace, TextDecoder};
+use super::{
+    completion, key_mask, last_logits, new_rows, sample_step, Completion, Drawer, GenerationConfig, Row, SamplerPlace, TextDecoder,
+};
 use crate::model::kv_cache::KvCache;
 use crate::model::Qwen2;
 
@@ -148,12 +150,7 @@ impl Batch {
         pads.extend(std::iter::repeat_n(width - joining, slots.len()));
         let mut active = self.active;
         active.extend(slots);
-        Ok(Batch {
-            cache: cache.concat_rows(&theirs)?,
-            pads,
-            active,
-            logits: Tensor::cat(&[&self.logits, &group.logits], 0)?,
-        })
+        Ok(Batch { cache: cache.concat_rows(&theirs)?, pads, active, logits: Tensor::cat(&[&self.logits, &group.logits], 0)? })
     }
 
     /// Drops the left padding every row has, once it is worth a copy (`at` positions).
@@ -220,13 +217,22 @@ mod tests {
         let streams: Vec<u64> = (0..prompts.len() as u64).map(|i| 100 * i).collect();
         let mut groups: Vec<Option<Vec<Completion>>> = vec![None; prompts.len()];
         let mut tokens = vec![0usize; prompts.len()];
-        run(&model, &Letters, &prompts, &streams, shape, &cfg, |i, done| {
-            assert!(groups[i].replace(done).is_none(), "prompt {i} handed out twice");
-            Ok(())
-        }, |i, s, _| {
-            assert!(s < shape.g);
-            tokens[i] += 1;
-        })
+        run(
+            &model,
+            &Letters,
+            &prompts,
+            &streams,
+            shape,
+            &cfg,
+            |i, done| {
+                assert!(groups[i].replace(done).is_none(), "prompt {i} handed out twice");
+                Ok(())
+            },
+            |i, s, _| {
+                assert!(s < shape.g);
+                tokens[i] += 1;
+            },
+        )
         .unwrap();
         let mut reasons = Vec::new();
         for (i, p) in prompts.iter().enumerate() {

@@ -2,16 +2,16 @@
 
 use candle_core::{Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
-use super::linear::Linear;
 use super::decode_attention::{decode_attention, supports};
+use super::linear::Linear;
 use super::matmul::{matmul, uses_blas};
 use super::packed_linear::{fused_projection, PackedLinear};
 
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
+use super::lora::LoraAttach;
 use super::norm::RmsNorm;
 use super::rope::RopeSlice;
-use super::lora::LoraAttach;
 use super::train_kernels;
 use super::weights::Weights;
 use super::ModelError;
@@ -84,12 +84,7 @@ impl Attention {
     }
 
     /// xs (b, t, d) → (b, t, d). With a cache, keys and values are appended to layer `layer`.
-    pub fn forward(
-        &self,
-        xs: &Tensor,
-        inputs: &AttentionInputs,
-        cache: Option<(&mut KvCache, usize)>,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, xs: &Tensor, inputs: &AttentionInputs, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
         if !inputs.fused && cache.is_none() && train_kernels::fusable(xs) {
             return self.forward_rows(xs, inputs);
         }
@@ -124,10 +119,7 @@ impl Attention {
         let q = (q.reshape((b, kvh, rep * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
         let scores = matmul(&q, &k.t()?)?;
         let scores = match inputs.bias {
-            Some(bias) => scores
-                .reshape((b, kvh, rep, t, total))?
-                .broadcast_add(bias)?
-                .reshape((b, kvh, rep * t, total))?,
+            Some(bias) => scores.reshape((b, kvh, rep, t, total))?.broadcast_add(bias)?.reshape((b, kvh, rep * t, total))?,
             None => scores,
         };
         let probs = softmax(&scores, inputs.fused)?;
@@ -164,7 +156,11 @@ impl Attention {
         let probs = train_kernels::masked_softmax(&scores, inputs.bias, t, 1.0 / (hd as f64).sqrt())?;
         let out = train_kernels::merge_heads(&matmul(&probs, &v)?, (b, t, h, hd))?;
         let out = self.o_proj.forward(&out)?;
-        if xs.rank() == 2 { Ok(out) } else { out.reshape((b, t, out.dim(1)?)) }
+        if xs.rank() == 2 {
+            Ok(out)
+        } else {
+            out.reshape((b, t, out.dim(1)?))
+        }
     }
 }
 

@@ -32,11 +32,7 @@ extern "C" {
 
 /// f32 operands on the CPU with at least two dims each.
 pub fn handles(a: &Tensor, b: &Tensor) -> bool {
-    matches!(a.device(), Device::Cpu)
-        && a.dtype() == DType::F32
-        && b.dtype() == DType::F32
-        && a.rank() >= 2
-        && a.rank() == b.rank()
+    matches!(a.device(), Device::Cpu) && a.dtype() == DType::F32 && b.dtype() == DType::F32 && a.rank() >= 2 && a.rank() == b.rank()
 }
 
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -131,7 +127,8 @@ impl CustomOp2 for BlasMatmul {
         let mut c = vec![0f32; ma.count * m * n];
         check_bounds(a.len(), &ma)?;
         check_bounds(b.len(), &mb)?;
-        let to_int = |x: usize| c_int::try_from(x).map_err(|_| candle_core::Error::Msg(format!("blas matmul: {x} exceeds the BLAS int range")));
+        let to_int =
+            |x: usize| c_int::try_from(x).map_err(|_| candle_core::Error::Msg(format!("blas matmul: {x} exceeds the BLAS int range")));
         let (mi, ni, ki, lda, ldb, ldc) = (to_int(m)?, to_int(n)?, to_int(k)?, to_int(ma.ld)?, to_int(mb.ld)?, to_int(n.max(1))?);
         if m * n * k > 0 {
             for i in 0..ma.count {

@@ -70,10 +70,8 @@ impl ModelConfig {
     /// Parses an HF `config.json`.
     pub fn from_hf_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::BadConfig {
-            path: path.to_path_buf(),
-            reason: format!("not valid JSON: {e}"),
-        })?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::BadConfig { path: path.to_path_buf(), reason: format!("not valid JSON: {e}") })?;
         Self::from_hf_json(&value).map_err(|reason| ModelError::BadConfig { path: path.to_path_buf(), reason })
     }
 
@@ -85,9 +83,8 @@ impl ModelConfig {
             .and_then(Value::as_str)
             .or_else(|| obj.get("architectures")?.as_array()?.first()?.as_str())
             .ok_or("missing field 'model_type'")?;
-        let arch = Arch::parse(model_type).ok_or_else(|| {
-            format!("unsupported architecture '{model_type}' (supported: qwen2, llama, qwen3)")
-        })?;
+        let arch =
+            Arch::parse(model_type).ok_or_else(|| format!("unsupported architecture '{model_type}' (supported: qwen2, llama, qwen3)"))?;
         let hidden_size = req_usize(obj, "hidden_size")?;
         let num_heads = req_usize(obj, "num_attention_heads")?;
         let num_kv_heads = opt_usize(obj, "num_key_value_heads")?.unwrap_or(num_heads);
@@ -244,8 +241,7 @@ fn rope_theta(obj: &Map<String, Value>) -> Result<Option<f64>, String> {
         return Ok(Some(t));
     }
     match obj.get("rope_parameters") {
-        Some(Value::Object(params)) => opt_f64(params, "rope_theta")
-            .map_err(|e| format!("rope_parameters: {e}")),
+        Some(Value::Object(params)) => opt_f64(params, "rope_theta").map_err(|e| format!("rope_parameters: {e}")),
         Some(Value::Null) | None => Ok(None),
         Some(_) => Err("field 'rope_parameters' must be an object".into()),
     }
@@ -258,10 +254,7 @@ fn req_usize(obj: &Map<String, Value>, key: &str) -> Result<usize, String> {
 fn opt_usize(obj: &Map<String, Value>, key: &str) -> Result<Option<usize>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(|n| Some(n as usize))
-            .ok_or_else(|| format!("field '{key}' must be a non-negative integer, found {v}")),
+        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| format!("field '{key}' must be a non-negative integer, found {v}")),
     }
 }
 

@@ -157,7 +157,11 @@ impl Group<'_> {
 
 #[inline(always)]
 fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 /// Eight independent partial sums, so they stay in one vector register.
@@ -210,7 +214,9 @@ mod tests {
         let got = decode_attention(&q, &k, &v, &starts).unwrap();
         for (row, &s) in starts.iter().enumerate() {
             let one = |t: &Tensor| t.narrow(0, row, 1).unwrap();
-            let alone = decode_attention(&one(&q), &one(&k).narrow(2, s, total - s).unwrap(), &one(&v).narrow(2, s, total - s).unwrap(), &[]).unwrap();
+            let alone =
+                decode_attention(&one(&q), &one(&k).narrow(2, s, total - s).unwrap(), &one(&v).narrow(2, s, total - s).unwrap(), &[])
+                    .unwrap();
             let diff = (one(&got) - alone).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-6, "row {row}: {diff}");
         }

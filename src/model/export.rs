@@ -29,15 +29,11 @@ pub fn export_weights(
     overwrite: bool,
 ) -> Result<(), ModelError> {
     if out.exists() && !overwrite {
-        return Err(ModelError::NotFound(format!(
-            "{}: already exists (pass --force to replace it)",
-            out.display()
-        )));
+        return Err(ModelError::NotFound(format!("{}: already exists (pass --force to replace it)", out.display())));
     }
     let tmp = temporary_sibling(out)?;
-    let result = write_hf_files(&tmp, cfg, weights, tokenizer, dtype)
-        .and_then(|()| sync_dir_files(&tmp))
-        .and_then(|()| replace_dir(&tmp, out));
+    let result =
+        write_hf_files(&tmp, cfg, weights, tokenizer, dtype).and_then(|()| sync_dir_files(&tmp)).and_then(|()| replace_dir(&tmp, out));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }

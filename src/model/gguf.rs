@@ -25,8 +25,7 @@ pub struct GgufFile {
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self, ModelError> {
         let mut file = File::open(path).map_err(|e| ModelError::io(path, e))?;
-        let content = Content::read(&mut file)
-            .map_err(|e| ModelError::weights(path, format!("not a readable GGUF file: {e}")))?;
+        let content = Content::read(&mut file).map_err(|e| ModelError::weights(path, format!("not a readable GGUF file: {e}")))?;
         Ok(GgufFile { content, file, path: path.to_path_buf() })
     }
 
@@ -63,9 +62,7 @@ impl GgufFile {
     }
 
     fn req_u32(&self, key: &str) -> Result<usize, ModelError> {
-        self.meta_u32(key)?
-            .map(|n| n as usize)
-            .ok_or_else(|| ModelError::weights(&self.path, format!("missing metadata '{key}'")))
+        self.meta_u32(key)?.map(|n| n as usize).ok_or_else(|| ModelError::weights(&self.path, format!("missing metadata '{key}'")))
     }
 
     /// The model shape from `general.architecture` and its `{arch}.*` keys.
@@ -75,10 +72,7 @@ impl GgufFile {
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| ModelError::weights(&self.path, "missing metadata 'general.architecture'"))?;
         let arch = Arch::parse(arch_name).ok_or_else(|| {
-            ModelError::weights(
-                &self.path,
-                format!("unsupported architecture '{arch_name}' (supported: qwen2, llama, qwen3)"),
-            )
+            ModelError::weights(&self.path, format!("unsupported architecture '{arch_name}' (supported: qwen2, llama, qwen3)"))
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let hidden_size = self.req_u32(&key("embedding_length"))?;
@@ -88,10 +82,11 @@ impl GgufFile {
             Some(d) => d as usize,
             None => hidden_size / num_heads.max(1),
         };
-        let embed = self.content.tensor_infos.get("token_embd.weight").ok_or_else(|| ModelError::MissingTensor {
-            path: self.path.clone(),
-            name: "token_embd.weight".into(),
-        })?;
+        let embed = self
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor { path: self.path.clone(), name: "token_embd.weight".into() })?;
         let vocab_size = embed.shape.dims()[0];
         let has = |name: &str| self.content.tensor_infos.contains_key(name);
         let cfg = ModelConfig {

@@ -82,8 +82,14 @@ mod tests {
             Qwen2::new(&cfg, &w).unwrap();
             let again = init_weights(&cfg, 0.02, 1, &Device::Cpu).unwrap();
             let other = init_weights(&cfg, 0.02, 2, &Device::Cpu).unwrap();
-            let first = |w: &Weights| w.get("model.layers.0.mlp.up_proj.weight", &[cfg.intermediate_size, cfg.hidden_size])
-                .unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let first = |w: &Weights| {
+                w.get("model.layers.0.mlp.up_proj.weight", &[cfg.intermediate_size, cfg.hidden_size])
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
             assert_eq!(first(&w), first(&again));
             assert_ne!(first(&w), first(&other));
         }

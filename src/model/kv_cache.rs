@@ -34,11 +34,7 @@ impl KvCache {
 
     /// Rows in the cache (0 before the first forward).
     pub fn batch_size(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .next()
-            .map_or(0, |l| l.k.dims()[0])
+        self.layers.iter().flatten().next().map_or(0, |l| l.k.dims()[0])
     }
 
     /// Appends `k`, `v` (b, kvh, t, hd) to `layer` and returns all cached keys and values.
@@ -53,10 +49,7 @@ impl KvCache {
                 let (b, kvh, _, hd) = k.dims4()?;
                 let cap = capacity(start + t);
                 let shape = (b, kvh, cap, hd);
-                LayerKv {
-                    k: Tensor::zeros(shape, k.dtype(), k.device())?,
-                    v: Tensor::zeros(shape, v.dtype(), v.device())?,
-                }
+                LayerKv { k: Tensor::zeros(shape, k.dtype(), k.device())?, v: Tensor::zeros(shape, v.dtype(), v.device())? }
             }
         };
         entry.k.slice_set(&k.contiguous()?, 2, start)?;
@@ -178,15 +171,13 @@ fn grow(entry: LayerKv, needed: usize) -> Result<LayerKv> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, DType};
+    use candle_core::{DType, Device};
 
     #[test]
     fn appends_grow_expand_and_retain() {
         let dev = Device::Cpu;
         let mut cache = KvCache::new(1);
-        let chunk = |start: f32, t: usize| {
-            Tensor::arange(start, start + t as f32, &dev).unwrap().reshape((1, 1, t, 1)).unwrap()
-        };
+        let chunk = |start: f32, t: usize| Tensor::arange(start, start + t as f32, &dev).unwrap().reshape((1, 1, t, 1)).unwrap();
         cache.append(0, &chunk(0.0, 10), &chunk(0.0, 10)).unwrap();
         // 10 + 9 crosses the initial capacity of 16.
         let (k, _) = cache.append(0, &chunk(10.0, 9), &chunk(10.0, 9)).unwrap();

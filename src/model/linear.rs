@@ -28,11 +28,8 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>, inference: bool) -> Result<Self> {
-        let packed = if inference && PackedLinear::supports(&weight) {
-            Some(PackedLinear::new(&[(&weight, bias.as_ref())])?)
-        } else {
-            None
-        };
+        let packed =
+            if inference && PackedLinear::supports(&weight) { Some(PackedLinear::new(&[(&weight, bias.as_ref())])?) } else { None };
         let weight_t = if inference && packed.is_none() { Some(weight.t()?.contiguous()?) } else { None };
         Ok(Linear { weight, weight_t, packed, bias, lora: None })
     }

@@ -34,10 +34,7 @@ impl ModelSource {
             if path.join("config.json").is_file() {
                 return Ok(ModelSource::HfDir(path.to_path_buf()));
             }
-            return Err(ModelError::NotFound(format!(
-                "{}: directory has no config.json (expected an HF model directory)",
-                path.display()
-            )));
+            return Err(ModelError::NotFound(format!("{}: directory has no config.json (expected an HF model directory)", path.display())));
         }
         if looks_like_hub_id(spec) {
             let cache = hf_hub::Cache::from_env();
@@ -74,9 +71,7 @@ fn expand_home(spec: &str) -> PathBuf {
 fn looks_like_hub_id(spec: &str) -> bool {
     let parts: Vec<&str> = spec.split('/').collect();
     parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
+        && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
 }
 
 /// A checkpoint in memory: shape, weights in the working dtype, tokenizer.
@@ -166,23 +161,16 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     }
     let index = dir.join("model.safetensors.index.json");
     if !index.is_file() {
-        return Err(ModelError::NotFound(format!(
-            "{}: no model.safetensors or model.safetensors.index.json",
-            dir.display()
-        )));
+        return Err(ModelError::NotFound(format!("{}: no model.safetensors or model.safetensors.index.json", dir.display())));
     }
     let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::BadConfig { path: index.clone(), reason: format!("not valid JSON: {e}") })?;
-    let map = value.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| ModelError::BadConfig {
-        path: index.clone(),
-        reason: "missing object 'weight_map'".into(),
-    })?;
-    let mut files: Vec<PathBuf> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| dir.join(f))
-        .collect();
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::BadConfig { path: index.clone(), reason: format!("not valid JSON: {e}") })?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::BadConfig { path: index.clone(), reason: "missing object 'weight_map'".into() })?;
+    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
     files.sort();
     files.dedup();
     if let Some(missing) = files.iter().find(|f| !f.is_file()) {

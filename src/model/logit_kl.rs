@@ -49,7 +49,13 @@ pub fn logit_kl(
 ) -> Result<Tensor> {
     let n = hidden.dim(0)?;
     if teacher_hidden.dim(0)? != n || teacher_weight.dim(0)? != weight.dim(0)? {
-        candle_core::bail!("KL: student {:?} × {:?}, teacher {:?} × {:?}", hidden.dims(), weight.dims(), teacher_hidden.dims(), teacher_weight.dims());
+        candle_core::bail!(
+            "KL: student {:?} × {:?}, teacher {:?} × {:?}",
+            hidden.dims(),
+            weight.dims(),
+            teacher_hidden.dims(),
+            teacher_weight.dims()
+        );
     }
     let wide = widened(hidden.dtype());
     let keep = worth_keeping(hidden, weight, wide.size_in_bytes(), kept_bytes)?;
@@ -130,15 +136,21 @@ fn chunk_grad(student: &Tensor, teacher: &Tensor, reuse: &Reuse, g: &Tensor, tem
             let g = g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
             train_kernels::vocab_kl_grad(&zs, &zt, rows, &g, temperature, direction)
         }
-        Reuse::Nothing => kl_by_ops(&zs, &zt, temperature, direction, Some(g))?
-            .1
-            .ok_or_else(|| candle_core::Error::Msg("KL: no gradient".into())),
+        Reuse::Nothing => {
+            kl_by_ops(&zs, &zt, temperature, direction, Some(g))?.1.ok_or_else(|| candle_core::Error::Msg("KL: no gradient".into()))
+        }
     }
 }
 
 /// KL per row of two logits chunks and, given g per row, d(Σ g·KL)/d z_s, through candle's
 /// ops: differentiable in `student` when it tracks. The teacher is taken as a constant.
-fn kl_by_ops(student: &Tensor, teacher: &Tensor, temperature: f64, direction: KlDirection, grad: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+fn kl_by_ops(
+    student: &Tensor,
+    teacher: &Tensor,
+    temperature: f64,
+    direction: KlDirection,
+    grad: Option<&Tensor>,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (zs, zt) = widened_pair(student, teacher)?;
     let wide = zs.dtype();
     let log_s = log_softmax(&widened_and_scaled(zs, temperature)?)?;

@@ -115,13 +115,7 @@ impl ScoredRows {
 /// When the output projection is a plain matrix, its backward recomputes logits chunk by chunk
 /// (`target_logprobs`), so memory does not grow with rows × vocab; otherwise (a bias or a LoRA
 /// branch on `lm_head`) autograd runs through each chunk's logits.
-pub fn token_logprobs(
-    model: &Qwen2,
-    batch: &TokenBatch,
-    temperature: f64,
-    with_entropy: bool,
-    chunk_rows: usize,
-) -> Result<TokenLogProbs> {
+pub fn token_logprobs(model: &Qwen2, batch: &TokenBatch, temperature: f64, with_entropy: bool, chunk_rows: usize) -> Result<TokenLogProbs> {
     let (b, t) = batch.ids.dims2()?;
     let (hidden, target_mask) = prediction_states(model, batch)?;
     let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(b * (t - 1))?;
@@ -202,7 +196,12 @@ mod tests {
             let some = token_logprobs(&model, &TokenBatch::right_padded(&seqs, 0, &dev)?.scoring_only(&scored), 0.9, with_entropy, 3)?;
             let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar() };
             let d = max_diff(&some.logprobs, &(&all.logprobs * &keep)?)?;
-            assert!(d < 1e-5, "log-probs differ by {d}: {some:?} vs {all:?}", some = some.logprobs.to_vec2::<f32>()?, all = all.logprobs.to_vec2::<f32>()?);
+            assert!(
+                d < 1e-5,
+                "log-probs differ by {d}: {some:?} vs {all:?}",
+                some = some.logprobs.to_vec2::<f32>()?,
+                all = all.logprobs.to_vec2::<f32>()?
+            );
             if with_entropy {
                 let (a, b) = (some.entropies.as_ref().unwrap(), all.entropies.as_ref().unwrap());
                 assert!(max_diff(a, &(b * &keep)?)? < 1e-6);

@@ -211,9 +211,7 @@ impl LoraAdapters {
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.modules
             .iter()
-            .flat_map(|(path, p)| {
-                [(peft_name(path, "lora_A"), p.a.clone()), (peft_name(path, "lora_B"), p.b.clone())]
-            })
+            .flat_map(|(path, p)| [(peft_name(path, "lora_A"), p.a.clone()), (peft_name(path, "lora_B"), p.b.clone())])
             .collect()
     }
 
@@ -276,11 +274,8 @@ impl LoraAdapters {
 
     /// The contents of adapter_config.json; `base_model` goes into `base_model_name_or_path`.
     pub fn peft_config(&self, base_model: &str) -> Value {
-        let mut targets: Vec<&str> = LORA_MODULES
-            .iter()
-            .map(|(_, m)| *m)
-            .filter(|m| self.cfg.target_modules.iter().any(|t| t == m))
-            .collect();
+        let mut targets: Vec<&str> =
+            LORA_MODULES.iter().map(|(_, m)| *m).filter(|m| self.cfg.target_modules.iter().any(|t| t == m)).collect();
         targets.dedup();
         // PEFT fills every key it does not find with its default; these are the ones that
         // decide how the adapter is applied.

@@ -178,9 +178,7 @@ impl CustomOp1 for PackedLinear {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("packed linear: input is not contiguous")
-        };
+        let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("packed linear: input is not contiguous") };
         let x = &storage.as_slice::<f32>()?[start..end];
         let rows = x.len() / self.inputs;
         let total = rows * self.outs.iter().sum::<usize>();

@@ -10,9 +10,9 @@ use super::packed_linear::{fused_projection, PackedLinear};
 use super::attention::{Attention, AttentionInputs};
 use super::config::ModelConfig;
 use super::kv_cache::KvCache;
+use super::lora::{LoraAdapters, LoraAttach};
 use super::norm::RmsNorm;
 use super::rope::RotaryTables;
-use super::lora::{LoraAdapters, LoraAttach};
 use super::train_kernels;
 use super::weights::Weights;
 use super::ModelError;
@@ -36,11 +36,8 @@ struct Mlp {
 impl Mlp {
     fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let gate_up = if inference && lora.is_none() {
-            fused_projection(w, prefix, &[("gate_proj", i), ("up_proj", i)], d, false)?
-        } else {
-            None
-        };
+        let gate_up =
+            if inference && lora.is_none() { fused_projection(w, prefix, &[("gate_proj", i), ("up_proj", i)], d, false)? } else { None };
         // The fused projection replaces the separate ones' inference copies.
         let separate = inference && gate_up.is_none();
         let linear = |name: &str, out: usize, inp: usize, inference: bool| -> Result<Linear, ModelError> {
@@ -204,7 +201,11 @@ impl Qwen2 {
             xs = layer.forward(&xs, &inputs, layer_cache)?;
         }
         let out = self.norm.forward(&xs, fused)?;
-        if rows { out.reshape((b, t, self.cfg.hidden_size)) } else { Ok(out) }
+        if rows {
+            out.reshape((b, t, self.cfg.hidden_size))
+        } else {
+            Ok(out)
+        }
     }
 
     /// Logits (…, vocab) of hidden states (…, d).
@@ -247,23 +248,14 @@ fn left_padding(key_mask: &Tensor) -> Result<Option<Vec<usize>>> {
 
 /// Additive attention bias (b, 1, 1, t, T) for causal attention over `past` cached keys and `t`
 /// new ones, with padding keys from `key_mask` masked. None when nothing needs masking.
-fn attention_bias(
-    b: usize,
-    t: usize,
-    past: usize,
-    key_mask: Option<&Tensor>,
-    dtype: DType,
-    device: &Device,
-) -> Result<Option<Tensor>> {
+fn attention_bias(b: usize, t: usize, past: usize, key_mask: Option<&Tensor>, dtype: DType, device: &Device) -> Result<Option<Tensor>> {
     let total = past + t;
     if t == 1 && key_mask.is_none() {
         return Ok(None);
     }
     // Finite, so a row whose keys are all padding still gives a (meaningless) finite softmax.
     const MASKED: f32 = -1e9;
-    let causal: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { MASKED }))
-        .collect();
+    let causal: Vec<f32> = (0..t).flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { MASKED })).collect();
     let causal = Tensor::from_vec(causal, (1, t, total), device)?;
     let bias = match key_mask {
         None => causal,

@@ -22,9 +22,7 @@ impl RotaryTables {
         let half = cfg.head_dim / 2;
         let theta = cfg.rope_theta as f32;
         // Computed in f32 as HF does, so positions far into the context round the same way.
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / theta.powf((2 * i) as f32 / cfg.head_dim as f32))
-            .collect();
+        let inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / theta.powf((2 * i) as f32 / cfg.head_dim as f32)).collect();
         let n = cfg.max_position_embeddings;
         let mut cos = Vec::with_capacity(n * half);
         let mut sin = Vec::with_capacity(n * half);
@@ -35,10 +33,7 @@ impl RotaryTables {
                 sin.push(angle.sin());
             }
         }
-        Ok(RotaryTables {
-            cos: Tensor::from_vec(cos, (n, half), device)?,
-            sin: Tensor::from_vec(sin, (n, half), device)?,
-        })
+        Ok(RotaryTables { cos: Tensor::from_vec(cos, (n, half), device)?, sin: Tensor::from_vec(sin, (n, half), device)? })
     }
 
     pub fn max_positions(&self) -> usize {
@@ -48,10 +43,7 @@ impl RotaryTables {
     /// Positions `offset..offset + t`, shared by every row: (t, hd / 2).
     pub fn contiguous_positions(&self, offset: usize, t: usize, dtype: DType) -> Result<RopeSlice> {
         self.check(offset + t)?;
-        Ok(RopeSlice {
-            cos: self.cos.narrow(0, offset, t)?.to_dtype(dtype)?,
-            sin: self.sin.narrow(0, offset, t)?.to_dtype(dtype)?,
-        })
+        Ok(RopeSlice { cos: self.cos.narrow(0, offset, t)?.to_dtype(dtype)?, sin: self.sin.narrow(0, offset, t)?.to_dtype(dtype)? })
     }
 
     /// Explicit positions per row, (b, t) u32: (b, t, hd / 2).
@@ -61,9 +53,7 @@ impl RotaryTables {
         self.check(max + 1)?;
         let flat = positions.flatten_all()?;
         let half = self.cos.dims()[1];
-        let gather = |table: &Tensor| -> Result<Tensor> {
-            table.index_select(&flat, 0)?.reshape((b, t, half))?.to_dtype(dtype)
-        };
+        let gather = |table: &Tensor| -> Result<Tensor> { table.index_select(&flat, 0)?.reshape((b, t, half))?.to_dtype(dtype) };
         Ok(RopeSlice { cos: gather(&self.cos)?, sin: gather(&self.sin)? })
     }
 

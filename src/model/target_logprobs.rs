@@ -15,8 +15,8 @@ use candle_core::{DType, Result, Tensor, D};
 
 use super::custom_grad::attach_grad;
 use super::matmul::matmul;
-use super::projection_grad::{project_back, row_chunks, worth_keeping};
 use super::norm::widened;
+use super::projection_grad::{project_back, row_chunks, worth_keeping};
 use super::qwen2::log_softmax;
 use super::train_kernels;
 
@@ -69,9 +69,8 @@ fn logprobs_keeping(
     };
     let out = chunked_logprobs(&targets, temperature, with_entropy, chunk_rows, widened(hidden.dtype()), logits)?;
     let kept = kept.into_inner();
-    let backward = move |h: &Tensor, w: &Tensor, grad: &Tensor| {
-        recomputed_backward(h, w, grad, &targets, temperature, chunk_rows, kept.as_ref())
-    };
+    let backward =
+        move |h: &Tensor, w: &Tensor, grad: &Tensor| recomputed_backward(h, w, grad, &targets, temperature, chunk_rows, kept.as_ref());
     let logprobs = attach_grad("recomputed-target-logprobs", hidden, weight, &out.logprobs, Box::new(backward))?;
     Ok(TargetLogProbs { logprobs, entropies: out.entropies })
 }
@@ -166,22 +165,11 @@ mod tests {
     /// The plain autograd formulation the op replaces.
     fn reference(h: &Tensor, w: &Tensor, targets: &Tensor, temperature: f64) -> Result<Tensor> {
         let logits = (h.matmul(&w.t()?)? / temperature)?;
-        log_softmax(&logits)?
-            .gather(&targets.unsqueeze(1)?, 1)?
-            .squeeze(1)
+        log_softmax(&logits)?.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)
     }
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     #[test]
@@ -202,15 +190,8 @@ mod tests {
             let g_ours = (&ours.logprobs * &coeffs)?.sum_all()?.backward()?;
             let g_theirs = (&theirs * &coeffs)?.sum_all()?.backward()?;
             for var in [&h, &w] {
-                let (a, b) = (
-                    g_ours.get(var).expect("grad"),
-                    g_theirs.get(var).expect("grad"),
-                );
-                assert!(
-                    max_abs_diff(a, b) < 1e-5,
-                    "T={temperature}: gradients differ by {}",
-                    max_abs_diff(a, b)
-                );
+                let (a, b) = (g_ours.get(var).expect("grad"), g_theirs.get(var).expect("grad"));
+                assert!(max_abs_diff(a, b) < 1e-5, "T={temperature}: gradients differ by {}", max_abs_diff(a, b));
             }
         }
         Ok(())
@@ -223,10 +204,7 @@ mod tests {
         let w = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]], &dev)?;
         let out = target_logprobs(&h, &w, &Tensor::new(&[0u32, 2], &dev)?, 1.0, true, 1)?;
         let entropies: Vec<f32> = out.entropies.expect("asked for").to_vec1()?;
-        for (row, e) in [[0.3f64, -1.2, -0.9], [2.0, 0.5, 2.5]]
-            .iter()
-            .zip(entropies)
-        {
+        for (row, e) in [[0.3f64, -1.2, -0.9], [2.0, 0.5, 2.5]].iter().zip(entropies) {
             let z: f64 = row.iter().map(|x| x.exp()).sum();
             let expected: f64 = row.iter().map(|x| -(x.exp() / z) * (x - z.ln())).sum();
             assert!((expected - e as f64).abs() < 1e-5, "{expected} vs {e}");
@@ -239,14 +217,7 @@ mod tests {
         let dev = Device::Cpu;
         let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3), &dev)?)?;
         let w = Tensor::randn(0f32, 1.0, (6, 3), &dev)?;
-        let out = target_logprobs(
-            h.as_tensor(),
-            &w,
-            &Tensor::new(&[1u32, 2, 3, 4], &dev)?,
-            1.0,
-            false,
-            2,
-        )?;
+        let out = target_logprobs(h.as_tensor(), &w, &Tensor::new(&[1u32, 2, 3, 4], &dev)?, 1.0, false, 2)?;
         let grads = out.logprobs.sum_all()?.backward()?;
         assert!(grads.get(&w).is_none());
         assert!(grads.get(&h).is_some());

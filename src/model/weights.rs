@@ -42,10 +42,7 @@ impl Weights {
 
     /// The tensor `name`, checked against the shape the model expects.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
-        let t = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor {
-            path: self.source.clone(),
-            name: name.to_string(),
-        })?;
+        let t = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { path: self.source.clone(), name: name.to_string() })?;
         if t.dims() != expected {
             return Err(ModelError::WrongShape {
                 path: self.source.clone(),

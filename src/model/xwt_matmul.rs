@@ -45,11 +45,24 @@ fn xwt<T: Real>(x: &[T], w: &[T], inp: usize) -> Vec<T> {
     // Wᵀ (in, out) is W read with row stride 1 and column stride in, y is (rows, out).
     unsafe {
         gemm::gemm(
-            rows, out, inp,
-            y.as_mut_ptr(), 1, out as isize, false,
-            x.as_ptr(), 1, inp as isize,
-            w.as_ptr(), inp as isize, 1,
-            T::zero(), T::one(), false, false, false,
+            rows,
+            out,
+            inp,
+            y.as_mut_ptr(),
+            1,
+            out as isize,
+            false,
+            x.as_ptr(),
+            1,
+            inp as isize,
+            w.as_ptr(),
+            inp as isize,
+            1,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
             parallelism,
         );
     }

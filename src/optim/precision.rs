@@ -33,7 +33,10 @@ mod tests {
     fn a_step_below_half_an_ulp_really_rounds_away_and_is_refused() {
         // The premise, in real bf16: 0.02 + 1e-6 is 0.02 again; + 1e-4 moves it.
         use candle_core::{DType, Device, Tensor};
-        let in_bf16 = |x: f64| Tensor::new(&[x], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()[0];
+        let in_bf16 = |x: f64| {
+            Tensor::new(&[x], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
+                [0]
+        };
         let w = in_bf16(TYPICAL_WEIGHT);
         assert_eq!(in_bf16(w + 1e-6), w);
         assert_ne!(in_bf16(w + 1e-4), w);

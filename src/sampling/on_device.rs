@@ -13,7 +13,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use super::{SamplingParams, Sampled, SequenceRng};
+use super::{Sampled, SamplingParams, SequenceRng};
 
 /// Bisection steps for a top-k/top-p threshold over log-weights in [-LOG_RANGE, 0]: the cut is
 /// placed within LOG_RANGE / 2^24 ≈ 5e-6 of the exact one (relative weight).
@@ -87,9 +87,7 @@ fn keep_mask(log_w: &Tensor, w: &Tensor, params: &SamplingParams) -> Result<Tens
     if params.top_k > 0 && params.top_k < vocab {
         let k = params.top_k as f32;
         // Highest threshold that still keeps at least k tokens.
-        cut = bisect(cut, device, rows, |mid| {
-            log_w.broadcast_ge(mid)?.to_dtype(DType::F32)?.sum_keepdim(D::Minus1)?.ge(k)
-        })?;
+        cut = bisect(cut, device, rows, |mid| log_w.broadcast_ge(mid)?.to_dtype(DType::F32)?.sum_keepdim(D::Minus1)?.ge(k))?;
     }
     let mask = log_w.broadcast_ge(&cut)?.to_dtype(DType::F32)?;
     if params.top_p >= 1.0 {
@@ -140,11 +138,7 @@ fn draw(w: &Tensor, full_sums: Option<Vec<f32>>, rngs: &mut [&mut SequenceRng]) 
         let target = rng.uniform() * total;
         picks.push((total > 0.0).then(|| find(row, target)));
     }
-    let chosen: Vec<u32> = picks
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i * blocks + p.map_or(0, |(b, _)| b)) as u32)
-        .collect();
+    let chosen: Vec<u32> = picks.iter().enumerate().map(|(i, p)| (i * blocks + p.map_or(0, |(b, _)| b)) as u32).collect();
     let index = Tensor::from_vec(chosen, rows, w.device())?;
     let inside = by_block.index_select(&index, 0)?.flatten_all()?.to_vec1::<f32>()?;
     let mut out = Vec::with_capacity(rows);
@@ -246,12 +240,7 @@ mod tests {
 
     fn chi_square(counts: &[usize], probs: &[f64]) -> f64 {
         let n: usize = counts.iter().sum();
-        counts
-            .iter()
-            .zip(probs)
-            .filter(|(_, &p)| p > 0.0)
-            .map(|(&c, &p)| (c as f64 - n as f64 * p).powi(2) / (n as f64 * p))
-            .sum()
+        counts.iter().zip(probs).filter(|(_, &p)| p > 0.0).map(|(&c, &p)| (c as f64 - n as f64 * p).powi(2) / (n as f64 * p)).sum()
     }
 
     /// Draws `n` tokens from one row, many rows at a time (each its own stream).

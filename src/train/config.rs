@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo::GrpoConfig;
-use crate::optim::AdamWConfig;
-use srlm_actors::{AdvantageScale, RuntimeConfig};
 use crate::data::PromptFormat;
+use crate::optim::AdamWConfig;
 use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
+use srlm_actors::{AdvantageScale, RuntimeConfig};
 
 /// The embedded default: a tiny model learns arithmetic (SFT warm-up, then GRPO).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../configs/default.toml");
@@ -324,8 +324,8 @@ pub enum ConfigError {
 
 impl TrainConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -347,7 +347,11 @@ impl TrainConfig {
     /// shown the solutions of.
     pub fn grpo_first_prompt(&self) -> usize {
         let sft_before_grpo = self.stages.iter().take_while(|s| **s != Stage::Grpo).any(|s| *s == Stage::Sft);
-        if sft_before_grpo { self.sft.examples } else { 0 }
+        if sft_before_grpo {
+            self.sft.examples
+        } else {
+            0
+        }
     }
 
     /// The rewards as (name, weight) pairs, in name order.
@@ -361,7 +365,9 @@ impl TrainConfig {
         let dtype = self.model.dtype.as_str();
         for stage in &self.stages {
             match (stage, &self.kd) {
-                (Stage::Sft, _) | (Stage::Kd, Some(KdSection { mode: KdMode::Traces, .. })) => check_steps_survive_rounding("sft.lr", self.sft.lr, dtype)?,
+                (Stage::Sft, _) | (Stage::Kd, Some(KdSection { mode: KdMode::Traces, .. })) => {
+                    check_steps_survive_rounding("sft.lr", self.sft.lr, dtype)?
+                }
                 (Stage::Kd, Some(kd)) => check_steps_survive_rounding("kd.lr", kd.lr(), dtype)?,
                 (Stage::Kd, None) => {}
                 (Stage::Grpo, _) => check_steps_survive_rounding("grpo.lr", self.grpo.lr, dtype)?,
@@ -496,7 +502,8 @@ mod tests {
         assert_eq!((cfg.model.source.as_str(), cfg.data.task.as_str()), ("tiny", "arithmetic"));
     }
 
-    const GRPO_BASE: &str = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
+    const GRPO_BASE: &str =
+        "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
 
     /// The keys the old hand copy dropped reach the loss and the optimizer the stage builds.
     #[test]
@@ -529,7 +536,10 @@ mod tests {
     #[test]
     fn grpo_defaults_are_the_documented_ones() {
         let g = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().grpo;
-        assert_eq!((g.algo.loss.loss_type, g.algo.loss.epsilon_low, g.algo.loss.epsilon_high, g.algo.loss.ratio_cap), (LossType::Dapo, 0.2, 0.28, None));
+        assert_eq!(
+            (g.algo.loss.loss_type, g.algo.loss.epsilon_low, g.algo.loss.epsilon_high, g.algo.loss.ratio_cap),
+            (LossType::Dapo, 0.2, 0.28, None)
+        );
         assert_eq!((g.algo.micro_batch_size, g.max_new_tokens(), g.steps, g.top_p), (16, 2048, 100, 1.0));
         assert_eq!((g.adamw().lr, g.optimizer.max_grad_norm, g.adamw().schedule.total_steps), (1e-6, Some(1.0), 100));
         assert_eq!((g.algo, g.optimizer), (GrpoConfig::default(), AdamWConfig::default()));
@@ -555,7 +565,10 @@ mod tests {
         assert_eq!((opt.lr, opt.weight_decay, opt.max_grad_norm), (4e-5, 0.01, None));
         assert_eq!(opt.schedule, crate::optim::Schedule { decay: crate::optim::Decay::Linear, warmup_steps: 3, total_steps: 40 });
         let defaults = TrainConfig::from_toml(GRPO_BASE, "f.toml").unwrap().sft.adamw(40);
-        assert_eq!((defaults.max_grad_norm, defaults.schedule.decay, defaults.weight_decay), (Some(1.0), crate::optim::Decay::Constant, 0.0));
+        assert_eq!(
+            (defaults.max_grad_norm, defaults.schedule.decay, defaults.weight_decay),
+            (Some(1.0), crate::optim::Decay::Constant, 0.0)
+        );
     }
 
     /// `[runtime]` is the runtime's own `RuntimeConfig`; what the stage derives is not a key.

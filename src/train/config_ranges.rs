@@ -97,7 +97,10 @@ fn check_grpo(g: &GrpoSection) -> Result<(), String> {
     if let Some(cap) = loss.ratio_cap {
         // Below the upper clip the cap would cut ratios the clip lets through.
         if !(cap.is_finite() && cap > 1.0 + loss.epsilon_high) {
-            return Err(format!("grpo.ratio_cap = {cap}: must be a finite number above 1 + grpo.epsilon_high ({})", 1.0 + loss.epsilon_high));
+            return Err(format!(
+                "grpo.ratio_cap = {cap}: must be a finite number above 1 + grpo.epsilon_high ({})",
+                1.0 + loss.epsilon_high
+            ));
         }
     }
     non_negative("grpo.beta", loss.beta)?;
@@ -150,7 +153,8 @@ fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
 mod tests {
     use crate::train::config::TrainConfig;
 
-    const BASE: &str = "stages = [\"sft\", \"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
+    const BASE: &str =
+        "stages = [\"sft\", \"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
 
     /// The error of BASE with `line` added to `[section]`.
     fn error_of(section: &str, line: &str) -> String {

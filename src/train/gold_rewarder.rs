@@ -73,10 +73,7 @@ impl Rewarder for GoldRewarder {
     }
 
     fn score(&mut self, group: &RolloutGroup) -> Result<GroupRewards, RewardError> {
-        let gold = self
-            .gold
-            .parse(&group.prompt.reference)
-            .map_err(|message| RewardError { id: group.prompt.id, message })?;
+        let gold = self.gold.parse(&group.prompt.reference).map_err(|message| RewardError { id: group.prompt.id, message })?;
         let names = self.reward_names();
         let mut per_function: Vec<(String, Vec<f32>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
         let (mut total, mut correct) = (Vec::new(), Vec::new());

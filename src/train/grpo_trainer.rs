@@ -1,8 +1,8 @@
 //! The learner's capability for GRPO: one `grpo_step` per batch of scored groups, a policy
 //! snapshot per version, checkpoints with exact resume state.
 
-use std::path::PathBuf;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use candle_core::Var;
@@ -252,7 +252,8 @@ impl Trainer for GrpoTrainer {
             run_id: self.run_id.clone(),
             ..Default::default()
         };
-        let extra: Vec<ExtraFile> = self.stamp.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
+        let extra: Vec<ExtraFile> =
+            self.stamp.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
         let contents = CheckpointContents {
             config: &self.config,
             weights: Some(&weights),

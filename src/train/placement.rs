@@ -26,9 +26,7 @@ impl Placement {
     /// `generators` devices named by `generator_devices` (empty: all on `learner`).
     pub fn new(learner: &str, generator_devices: &[String], generators: usize, generator_dtype: Option<&str>) -> Result<Self, String> {
         check_count(generator_devices, generators)?;
-        let generator_dtype = generator_dtype
-            .map(|d| parse_dtype(d).map_err(|e| format!("runtime.generator_dtype: {e}")))
-            .transpose()?;
+        let generator_dtype = generator_dtype.map(|d| parse_dtype(d).map_err(|e| format!("runtime.generator_dtype: {e}"))).transpose()?;
         // Generators in a dtype of their own never share the learner's tensors, even on its device.
         let own_copy = usize::from(generator_dtype.is_some());
         let listed = match generator_devices {

@@ -72,10 +72,20 @@ impl Sampler for PolicySampler {
         let model = self.model(policy)?;
         let mut done: Vec<Option<Vec<Completion>>> = vec![None; prompts.len()];
         let rows = prompts.len() * group_size;
-        generate_groups(model, tokenizer.as_ref(), &ids, &streams, group_size, rows, &generation, |i, c| {
-            done[i] = Some(c);
-            Ok(())
-        }, |_, _, _| {})
+        generate_groups(
+            model,
+            tokenizer.as_ref(),
+            &ids,
+            &streams,
+            group_size,
+            rows,
+            &generation,
+            |i, c| {
+                done[i] = Some(c);
+                Ok(())
+            },
+            |_, _, _| {},
+        )
         .map_err(|e| SampleError::Generate { id: prompts[0].id, message: format!("(with {} other prompts) {e}", prompts.len() - 1) })?;
         Ok(ids.into_iter().zip(done).map(|(ids, c)| sampled_group(ids, c.expect("every group is handed out"))).collect())
     }

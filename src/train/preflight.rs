@@ -49,7 +49,8 @@ fn check_devices(cfg: &TrainConfig) -> Result<(), PreflightError> {
     parse_device(&cfg.model.device).map_err(|e| PreflightError::Device(format!("model.device: {e}")))?;
     if cfg.stages.contains(&Stage::Grpo) {
         let r = &cfg.runtime;
-        Placement::new(&cfg.model.device, &r.generator_devices, r.pipeline.generators, r.generator_dtype.as_deref()).map_err(PreflightError::Device)?;
+        Placement::new(&cfg.model.device, &r.generator_devices, r.pipeline.generators, r.generator_dtype.as_deref())
+            .map_err(PreflightError::Device)?;
     }
     Ok(())
 }
@@ -76,10 +77,18 @@ fn check_metrics_addr(addr: &str) -> Result<(), PreflightError> {
 
 /// Once the model and problems are loaded, before any stage: the rows each sampler decodes at
 /// once fit in memory. A prompt's bytes bound its tokens, so no prompt is tokenized for this.
-pub fn check_generation_memory(cfg: &TrainConfig, model: &ModelConfig, device: &Device, dtype: DType, prompts: &[&str]) -> Result<(), PreflightError> {
+pub fn check_generation_memory(
+    cfg: &TrainConfig,
+    model: &ModelConfig,
+    device: &Device,
+    dtype: DType,
+    prompts: &[&str],
+) -> Result<(), PreflightError> {
     let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let positions = |max_new: usize| (longest + max_new).min(model.max_position_embeddings);
-    let fits = |keys, rows, max_new| check_fits(model, device, dtype, rows, positions(max_new)).map_err(|error| PreflightError::TooLarge { keys, error });
+    let fits = |keys, rows, max_new| {
+        check_fits(model, device, dtype, rows, positions(max_new)).map_err(|error| PreflightError::TooLarge { keys, error })
+    };
     fits("eval.samples, eval.max_new_tokens", cfg.eval.samples, cfg.eval.max_new_tokens)?;
     if cfg.stages.contains(&Stage::Grpo) {
         let r = &cfg.runtime;
@@ -126,7 +135,8 @@ mod tests {
     fn a_bad_gold_in_the_heldout_file_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let train = write(dir.path(), "t.jsonl", "{\"question\": \"q\", \"answer\": \"#### 1\"}\n");
-        let heldout = write(dir.path(), "h.jsonl", "{\"question\": \"q\", \"answer\": \"#### 1\"}\n{\"question\": \"q\", \"answer\": \"one\"}\n");
+        let heldout =
+            write(dir.path(), "h.jsonl", "{\"question\": \"q\", \"answer\": \"#### 1\"}\n{\"question\": \"q\", \"answer\": \"one\"}\n");
         let cfg = config(&format!("train = {train:?}\nheldout = {heldout:?}\n[runtime]\nmetrics_addr = \"\"\n"));
         let err = preflight(&cfg, false).unwrap_err().to_string();
         assert!(err.starts_with("data.heldout: ") && err.contains("h.jsonl:2: 'answer'"), "{err}");

@@ -17,7 +17,13 @@ use crate::train::config::TrainConfig;
 use crate::train::gold_rewarder::GoldFormat;
 use crate::train::heldout::TrainingProblem;
 
-fn problem(template: &ChatTemplate, question: &str, format: PromptFormat, gold: String, solution: Option<String>) -> Result<TrainingProblem> {
+fn problem(
+    template: &ChatTemplate,
+    question: &str,
+    format: PromptFormat,
+    gold: String,
+    solution: Option<String>,
+) -> Result<TrainingProblem> {
     let messages = format.messages(question);
     let prompt = template.render(&messages, true)?;
     Ok(TrainingProblem { messages, prompt, gold, solution })

@@ -19,18 +19,12 @@ impl GrpoProgress {
     pub fn new(total: u64, enabled: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "grpo [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template("grpo [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})") {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar
         });
-        GrpoProgress {
-            bar,
-            total: if enabled { total } else { 0 },
-            started: Instant::now(),
-        }
+        GrpoProgress { bar, total: if enabled { total } else { 0 }, started: Instant::now() }
     }
 
     pub fn step(&self, p: &StepProgress) {

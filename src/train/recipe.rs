@@ -163,6 +163,10 @@ mod tests {
         let added_kd = recipe(|c| {
             c.kd = Some(toml::from_str("teacher = \"t.gguf\"").unwrap());
         });
-        assert!(added_kd.changes_since(&saved).iter().any(|c| c.starts_with("kd.teacher: (absent) → ")), "{:?}", added_kd.changes_since(&saved));
+        assert!(
+            added_kd.changes_since(&saved).iter().any(|c| c.starts_with("kd.teacher: (absent) → ")),
+            "{:?}",
+            added_kd.changes_since(&saved)
+        );
     }
 }

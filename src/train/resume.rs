@@ -96,19 +96,22 @@ mod tests {
     #[test]
     fn a_stop_names_the_resume_command_or_says_nothing_was_saved() {
         let args = ["srlm", "train", "--out", "r"].map(String::from).to_vec();
-        let stop = Interrupted { during: "sft".into(), resume_from: Some("r/checkpoints-stage-0/checkpoint-00000007".into()), command: None };
+        let stop =
+            Interrupted { during: "sft".into(), resume_from: Some("r/checkpoints-stage-0/checkpoint-00000007".into()), command: None };
         let e = with_resume_command(stop.into(), &args);
         assert!(e.downcast_ref::<Interrupted>().is_some(), "stays an Interrupted (the exit status depends on it)");
-        assert_eq!(e.to_string(), "stopped by a signal during sft; continue with:\n  srlm train --out r --resume r/checkpoints-stage-0/checkpoint-00000007");
+        assert_eq!(
+            e.to_string(),
+            "stopped by a signal during sft; continue with:\n  srlm train --out r --resume r/checkpoints-stage-0/checkpoint-00000007"
+        );
         let early = Interrupted { during: "the held-out evaluation".into(), resume_from: None, command: None };
         assert!(with_resume_command(early.into(), &args).to_string().ends_with("nothing was saved yet: run the same command again"));
     }
 
     #[test]
     fn replaces_an_earlier_resume_and_quotes_what_needs_it() {
-        let args: Vec<String> = ["srlm", "train", "--resume", "old", "--out", "my runs", "--resume=older", "--deterministic"]
-            .map(String::from)
-            .to_vec();
+        let args: Vec<String> =
+            ["srlm", "train", "--resume", "old", "--out", "my runs", "--resume=older", "--deterministic"].map(String::from).to_vec();
         assert_eq!(
             resume_command(&args, "my runs/checkpoints-stage-1/checkpoint-00000004"),
             "srlm train --out 'my runs' --deterministic --resume 'my runs/checkpoints-stage-1/checkpoint-00000004'"

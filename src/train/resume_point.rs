@@ -37,7 +37,8 @@ impl StageStamp {
     /// Writes the stamp into a finished stage's export folder.
     pub fn write_into(&self, dir: &Path) -> Result<()> {
         let path = dir.join(STAGE_STAMP);
-        crate::atomic_file::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+        crate::atomic_file::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -61,7 +62,10 @@ impl ResumePoint {
     /// one it was saved with (up to [`MAY_CHANGE_ON_RESUME`]).
     pub fn open(dir: &Path, cfg: &TrainConfig, recipe: &Recipe) -> Result<ResumePoint> {
         if !dir.exists() {
-            bail!("--resume {}: no such folder (give a checkpoint-N folder under checkpoints-stage-*, or a finished stage-* folder)", dir.display());
+            bail!(
+                "--resume {}: no such folder (give a checkpoint-N folder under checkpoints-stage-*, or a finished stage-* folder)",
+                dir.display()
+            );
         }
         let is_checkpoint = dir.join(MANIFEST).is_file();
         if is_checkpoint {
@@ -72,7 +76,11 @@ impl ResumePoint {
             let text = std::fs::read_to_string(&stamp_path).with_context(|| format!("reading {}", stamp_path.display()))?;
             let stamp: StageStamp = serde_json::from_str(&text).with_context(|| format!("{}: not a stage stamp", stamp_path.display()))?;
             check_recipe(dir, &stamp, recipe)?;
-            let at = if is_checkpoint { ResumeAt::Inside { stage: stamp.stage, dir: dir.into() } } else { ResumeAt::After { stage: stamp.stage, dir: dir.into() } };
+            let at = if is_checkpoint {
+                ResumeAt::Inside { stage: stamp.stage, dir: dir.into() }
+            } else {
+                ResumeAt::After { stage: stamp.stage, dir: dir.into() }
+            };
             ResumePoint { at, run_id: stamp.run_id }
         } else if is_checkpoint {
             legacy_grpo_checkpoint(dir, cfg)?
@@ -128,11 +136,9 @@ fn check_recipe(dir: &Path, stamp: &StageStamp, recipe: &Recipe) -> Result<()> {
 /// A GRPO checkpoint from before stage stamps: its stage is the recipe's GRPO stage, and its
 /// recipe cannot be checked.
 fn legacy_grpo_checkpoint(dir: &Path, cfg: &TrainConfig) -> Result<ResumePoint> {
-    let stage = cfg
-        .stages
-        .iter()
-        .position(|s| *s == crate::train::config::Stage::Grpo)
-        .context("--resume: this checkpoint has no stage stamp (an older srlm), so it can only continue a GRPO stage, and the recipe has none")?;
+    let stage = cfg.stages.iter().position(|s| *s == crate::train::config::Stage::Grpo).context(
+        "--resume: this checkpoint has no stage stamp (an older srlm), so it can only continue a GRPO stage, and the recipe has none",
+    )?;
     tracing::warn!("{}: no {STAGE_STAMP} (written by an older srlm): the recipe cannot be checked", dir.display());
     Ok(ResumePoint { at: ResumeAt::Inside { stage, dir: dir.into() }, run_id: String::new() })
 }

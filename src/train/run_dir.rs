@@ -86,7 +86,8 @@ impl RunDir {
         };
         let identity = RunIdentity { run_id: run_id.clone(), recipe_hash: recipe_hash.into(), pid: std::process::id(), started };
         let file = path.join(RUN_FILE);
-        crate::atomic_file::write_atomic(&file, serde_json::to_string_pretty(&identity)?.as_bytes()).with_context(|| format!("writing {}", file.display()))?;
+        crate::atomic_file::write_atomic(&file, serde_json::to_string_pretty(&identity)?.as_bytes())
+            .with_context(|| format!("writing {}", file.display()))?;
         Ok(RunDir { path: path.to_path_buf(), run_id, _lock: lock })
     }
 }
@@ -106,7 +107,13 @@ fn age(started: u64) -> String {
 /// An exclusive lock on `dir/.srlm.lock`, which then holds this process's PID.
 fn lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK);
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     try_lock(dir, &mut file)?;
     file.set_len(0)?;
     file.rewind()?;

@@ -16,7 +16,6 @@ use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::generate::GenerationConfig;
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
-use crate::train::placement::Placement;
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::sampling::{SamplingParams, StopStrings};
@@ -25,10 +24,11 @@ use crate::tokenizer::Tokenizer;
 use crate::train::config::{KdMode, Stage, TrainConfig};
 use crate::train::gold_rewarder::GoldRewarder;
 use crate::train::grpo_trainer::{GrpoTrainer, StepProgress};
-use crate::train::progress::GrpoProgress;
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
+use crate::train::placement::Placement;
 use crate::train::policy_sampler::PolicySampler;
 use crate::train::problems::load_problems;
+use crate::train::progress::GrpoProgress;
 use crate::train::recipe::Recipe;
 use crate::train::resume::Interrupted;
 use crate::train::resume_point::{ResumeAt, ResumePoint, StageStamp, STAGE_STAMP};
@@ -121,7 +121,15 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     crate::train::preflight::check_generation_memory(cfg, &state.config, &state.device, state.weights_dtype(), &prompts)?;
     if let Some(point) = &resume {
         state.weights = resumed_weights(point, &state)?;
-        say(opts, &format!("resuming from {}: stage {} ({:?}) onwards", point.dir().display(), point.first_stage(), cfg.stages.get(point.first_stage())));
+        say(
+            opts,
+            &format!(
+                "resuming from {}: stage {} ({:?}) onwards",
+                point.dir().display(),
+                point.first_stage(),
+                cfg.stages.get(point.first_stage())
+            ),
+        );
     }
     // What a stop during an evaluation leaves to resume from.
     let mut resume_from = resume.as_ref().map(|p| p.dir().to_path_buf());
@@ -135,7 +143,15 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     let mut reports = Vec::new();
     let mut score = evaluate(&state, &resume_from)?;
     let when = if resume.is_some() { "at the resume point" } else { "before training" };
-    say(opts, &format!("held-out {when}: accuracy {:.1}% (format {:.1}%, {} samples)", 100.0 * score.accuracy, 100.0 * score.format, score.samples));
+    say(
+        opts,
+        &format!(
+            "held-out {when}: accuracy {:.1}% (format {:.1}%, {} samples)",
+            100.0 * score.accuracy,
+            100.0 * score.format,
+            score.samples
+        ),
+    );
     let first = resume.as_ref().map_or(0, ResumePoint::first_stage);
     for (index, &stage) in cfg.stages.iter().enumerate().skip(first) {
         let start = Instant::now();
@@ -158,7 +174,15 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
         stage_run.stamp.write_into(&dir)?;
         resume_from = Some(dir);
         let after = evaluate(&state, &resume_from)?;
-        say(opts, &format!("held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%", 100.0 * after.accuracy, 100.0 * score.accuracy, 100.0 * after.format));
+        say(
+            opts,
+            &format!(
+                "held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%",
+                100.0 * after.accuracy,
+                100.0 * score.accuracy,
+                100.0 * after.format
+            ),
+        );
         reports.push(StageReport { stage, before: score, after, seconds: start.elapsed().as_secs_f64(), steps });
         score = after;
     }
@@ -170,7 +194,9 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
 fn resumed_weights(point: &ResumePoint, state: &State) -> Result<Weights> {
     let weights = match &point.at {
         ResumeAt::Inside { dir, .. } => crate::checkpoint::load(dir, &state.config)?.weights,
-        ResumeAt::After { dir, .. } => Some(crate::model::load::load_hf_weights(dir).with_context(|| format!("--resume {}", dir.display()))?.1),
+        ResumeAt::After { dir, .. } => {
+            Some(crate::model::load::load_hf_weights(dir).with_context(|| format!("--resume {}", dir.display()))?.1)
+        }
     };
     let weights = weights.with_context(|| format!("--resume {}: holds no full weights", point.dir().display()))?;
     Ok(weights.to(state.weights_dtype(), &state.device)?)
@@ -306,21 +332,47 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
     if stage.resume.is_some() && out.is_file() {
         say(opts, &format!("kd: reusing this run's traces in {}", out.display()));
     } else {
-        let teacher = LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
+        let teacher =
+            LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
         let model = teacher.inference_model()?;
         let problems: Vec<_> = train
             .iter()
             .take(kd.prompts)
-            .map(|p| Ok(crate::algo::traces::Problem { messages: p.messages.clone(), gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)? }))
+            .map(|p| {
+                Ok(crate::algo::traces::Problem {
+                    messages: p.messages.clone(),
+                    gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)?,
+                })
+            })
             .collect::<Result<_>>()?;
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens());
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
-        let stats = match crate::algo::traces::distill_traces(&model, &teacher.tokenizer, &teacher_template, &problems, kd.samples, &gen, crate::reward::Benchmark::Gsm8k, &out, &go_on) {
+        let stats = match crate::algo::traces::distill_traces(
+            &model,
+            &teacher.tokenizer,
+            &teacher_template,
+            &problems,
+            kd.samples,
+            &gen,
+            crate::reward::Benchmark::Gsm8k,
+            &out,
+            &go_on,
+        ) {
             Err(crate::algo::traces::TraceError::Stopped { .. }) => return Err(stage.stopped_before_any_step()),
             other => other?,
         };
-        say(opts, &format!("kd: teacher kept {} of {} samples ({} of {} problems solved) → {}", stats.kept, stats.samples, stats.solved, stats.problems, out.display()));
+        say(
+            opts,
+            &format!(
+                "kd: teacher kept {} of {} samples ({} of {} problems solved) → {}",
+                stats.kept,
+                stats.samples,
+                stats.solved,
+                stats.problems,
+                out.display()
+            ),
+        );
     }
     let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, None)?;
     let examples = conversations
@@ -392,7 +444,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let runtime = RuntimeConfig {
         generator_devices: placement.generator_slots.clone(),
         seed: cfg.seed,
-        metrics_addr: if r.metrics_addr.is_empty() || opts.deterministic { None } else { Some(r.metrics_addr.parse().context("runtime.metrics_addr")?) },
+        metrics_addr: if r.metrics_addr.is_empty() || opts.deterministic {
+            None
+        } else {
+            Some(r.metrics_addr.parse().context("runtime.metrics_addr")?)
+        },
         ..r.pipeline.clone()
     };
     let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
@@ -493,8 +549,8 @@ pub fn sampler_parts(cfg: &TrainConfig) -> Result<(ModelConfig, Arc<Tokenizer>, 
         (state.config, state.tokenizer, state.device)
     } else {
         let device = parse_device(&cfg.model.device).map_err(anyhow::Error::msg)?;
-        let (config, tokenizer) = crate::model::load::shape_and_tokenizer(&cfg.model.source)
-            .with_context(|| format!("model.source '{}'", cfg.model.source))?;
+        let (config, tokenizer) =
+            crate::model::load::shape_and_tokenizer(&cfg.model.source).with_context(|| format!("model.source '{}'", cfg.model.source))?;
         (config, Arc::new(tokenizer), device)
     };
     let g = &cfg.grpo;

@@ -42,10 +42,7 @@ pub const SMOL_GGUF: &str = "smollm2-135m-instruct-q4_1.gguf";
 /// Largest |a - b| over pairs where the golden value is not null.
 pub fn max_abs_diff(got: &[f32], golden: &[serde_json::Value]) -> f32 {
     assert_eq!(got.len(), golden.len());
-    got.iter()
-        .zip(golden)
-        .filter_map(|(g, e)| e.as_f64().map(|e| (g - e as f32).abs()))
-        .fold(0.0, f32::max)
+    got.iter().zip(golden).filter_map(|(g, e)| e.as_f64().map(|e| (g - e as f32).abs())).fold(0.0, f32::max)
 }
 
 /// Flattens nested JSON arrays into their leaves, nulls kept.
@@ -63,11 +60,7 @@ pub fn rows_of(v: &serde_json::Value, width: usize) -> Vec<serde_json::Value> {
 }
 
 pub fn ids_2d(v: &serde_json::Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
-        .collect()
+    v.as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()).collect()
 }
 
 /// Compares backward's gradient of the scalar `f()` with central finite differences, one

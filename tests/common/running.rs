@@ -62,4 +62,3 @@ pub fn named_checkpoint(text: &str) -> PathBuf {
     let at = text.find("--resume ").unwrap_or_else(|| panic!("no --resume in: {text}"));
     PathBuf::from(text[at + "--resume ".len()..].split_whitespace().next().unwrap().trim_matches('\''))
 }
-

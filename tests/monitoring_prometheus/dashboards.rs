@@ -39,12 +39,17 @@ impl PanelQuery {
 /// value in `known` (what the test knows: job, instance), Grafana's built-in intervals for a
 /// scrape every `scrape`, or the dashboard variable's saved current value.
 pub fn panel_queries(dir: &Path, scrape: Duration, known: &BTreeMap<&str, String>) -> Vec<PanelQuery> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).expect("read dashboards/").map(|e| e.expect("dir entry").path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dashboards/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     files.sort();
     let mut queries = Vec::new();
     for file in files {
         let name = file.file_name().expect("a file name").to_string_lossy().into_owned();
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read dashboard")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read dashboard")).unwrap_or_else(|e| panic!("{name}: {e}"));
         let builtins = builtins(scrape, dashboard_range(&json));
         let saved = saved_values(&json);
         let lookup = |var: &str| known.get(var).cloned().or_else(|| builtins.get(var).cloned()).or_else(|| saved.get(var).cloned());
@@ -187,7 +192,12 @@ mod tests {
 
     #[test]
     fn legend_labels_are_the_braced_names() {
-        let q = PanelQuery { dashboard: "d".into(), panel: "p".into(), legend: Some("generator {{generator}} / {{ queue }}".into()), expr: "x".into() };
+        let q = PanelQuery {
+            dashboard: "d".into(),
+            panel: "p".into(),
+            legend: Some("generator {{generator}} / {{ queue }}".into()),
+            expr: "x".into(),
+        };
         assert_eq!(q.legend_labels(), ["generator", "queue"]);
     }
 }

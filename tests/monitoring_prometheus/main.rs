@@ -65,7 +65,9 @@ fn legend_gaps(q: &PanelQuery, samples: &[Sample]) -> Vec<String> {
     let labels = q.legend_labels();
     samples
         .iter()
-        .flat_map(|s| labels.iter().filter(|l| !s.labels.contains_key(*l)).map(move |l| format!("{}: `{l}` not on {:?}", q.name(), s.labels)))
+        .flat_map(|s| {
+            labels.iter().filter(|l| !s.labels.contains_key(*l)).map(move |l| format!("{}: `{l}` not on {:?}", q.name(), s.labels))
+        })
         .collect()
 }
 
@@ -176,10 +178,20 @@ fn every_dashboard_panel_has_data_from_a_real_prometheus_scraping_srlm_train() {
         .filter(|(i, q)| !seen.data.contains_key(i) && !declared_empty(q))
         .map(|(i, q)| format!("{}: `{}` {}", q.name(), q.expr, seen.errors.get(&i).map_or("returned nothing finite", String::as_str)))
         .collect();
-    assert!(missing.is_empty(), "panels without data after {PATIENCE:?} of training:\n{}\n--- srlm train ---\n{}", missing.join("\n"), train_log());
-    let unexpected: Vec<String> = queries.iter().enumerate().filter(|(i, q)| seen.data.contains_key(i) && declared_empty(q)).map(|(_, q)| q.name()).collect();
+    assert!(
+        missing.is_empty(),
+        "panels without data after {PATIENCE:?} of training:\n{}\n--- srlm train ---\n{}",
+        missing.join("\n"),
+        train_log()
+    );
+    let unexpected: Vec<String> =
+        queries.iter().enumerate().filter(|(i, q)| seen.data.contains_key(i) && declared_empty(q)).map(|(_, q)| q.name()).collect();
     assert!(unexpected.is_empty(), "declared empty on CPU but returned data (drop them from EMPTY_ON_CPU): {unexpected:?}");
-    assert!(seen.legend_gaps.is_empty(), "legend labels missing from the series:\n{}", seen.legend_gaps.into_iter().collect::<Vec<_>>().join("\n"));
+    assert!(
+        seen.legend_gaps.is_empty(),
+        "legend labels missing from the series:\n{}",
+        seen.legend_gaps.into_iter().collect::<Vec<_>>().join("\n")
+    );
     assert_eq!(status.and_then(|s| s.code()), Some(75), "srlm train after SIGINT: {status:?}\n{}", train_log());
     assert!(train_log().contains("--resume"), "the stop names the resume command:\n{}", train_log());
     eprintln!("{} panel queries checked in {:.0}s", queries.len(), started.elapsed().as_secs_f64());

@@ -10,7 +10,8 @@ impl KillOnDrop {
     /// SIGINT, as Ctrl-C sends it. The shell's builtin `kill`: the root crate has no libc
     /// dependency, and a slim image may have no /bin/kill.
     pub fn interrupt(&self) {
-        let status = std::process::Command::new("sh").args(["-c", "kill -INT \"$1\"", "sh", &self.0.id().to_string()]).status().expect("run sh");
+        let status =
+            std::process::Command::new("sh").args(["-c", "kill -INT \"$1\"", "sh", &self.0.id().to_string()]).status().expect("run sh");
         assert!(status.success(), "kill -INT {} failed", self.0.id());
     }
 

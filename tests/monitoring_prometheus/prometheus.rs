@@ -76,7 +76,11 @@ impl Prometheus {
             if matches!(http_get(self.addr, "/-/ready"), Ok((200, _))) {
                 return;
             }
-            assert!(Instant::now() < deadline, "prometheus not ready after {limit:?}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready after {limit:?}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -89,14 +93,20 @@ impl Prometheus {
             return Err(format!("HTTP {status}: {} {}", answer["errorType"], answer["error"]));
         }
         let data = &answer["data"];
-        let value = |pair: &serde_json::Value| pair[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or(format!("unreadable value in {body}"));
+        let value =
+            |pair: &serde_json::Value| pair[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or(format!("unreadable value in {body}"));
         match data["resultType"].as_str() {
             Some("vector") => data["result"]
                 .as_array()
                 .ok_or(format!("no result list in {body}"))?
                 .iter()
                 .map(|s| {
-                    let labels = s["metric"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+                    let labels = s["metric"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect();
                     Ok(Sample { labels, value: value(&s["value"])? })
                 })
                 .collect(),

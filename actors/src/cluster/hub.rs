@@ -13,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::cluster::registry::Registry;
 use crate::cluster::weights::{EncodeWeights, WeightsBlob};
-use crate::cluster::wire::{decode, encode, HubMsg, Report, Reply, Request};
+use crate::cluster::wire::{decode, encode, HubMsg, Reply, Report, Request};
 use crate::context::Context;
 use crate::ledger::Holder;
 use crate::messages::{PolicyVersion, RolloutGroup, ScoredGroup};
@@ -146,7 +146,13 @@ impl<W: Send + Sync + 'static> Shared<W> {
     async fn lend_prompts(&self, worker: u64, max: usize) -> Reply {
         let ctx = &self.ctx;
         let holder = Holder::Node(worker);
-        let nothing = || if ctx.stop.is_stopped() { Reply::Finished } else { Reply::Prompts { prompts: Vec::new(), version: ctx.broadcast.version() } };
+        let nothing = || {
+            if ctx.stop.is_stopped() {
+                Reply::Finished
+            } else {
+                Reply::Prompts { prompts: Vec::new(), version: ctx.broadcast.version() }
+            }
+        };
         if !matches!(tokio::time::timeout(WAIT_FOR_WORK, ctx.gate.acquire(&ctx.stop)).await, Ok(Some(()))) {
             return nothing();
         }
@@ -245,7 +251,9 @@ impl<W: Send + Sync + 'static> Shared<W> {
             | Report::Failed { worker, .. } => *worker,
         };
         if !self.registry.is_live(worker) {
-            return drop(self.refuse("unknown_worker", format!("a report from worker {worker}, which is not registered (or its node left)")));
+            return drop(
+                self.refuse("unknown_worker", format!("a report from worker {worker}, which is not registered (or its node left)")),
+            );
         }
         match report {
             Report::GroupsGenerated { groups, .. } => groups.into_iter().for_each(|g| self.generated(worker, g)),
@@ -268,7 +276,10 @@ impl<W: Send + Sync + 'static> Shared<W> {
         let too_old = newest.saturating_sub(group.policy_version) > ctx.cfg.max_staleness;
         if group.policy_version > newest || too_old {
             let reason = if too_old { "stale_version" } else { "future_version" };
-            drop(self.refuse(reason, format!("worker {worker}: prompt {id} sampled with version {} (newest {newest}); sampled again", group.policy_version)));
+            drop(self.refuse(
+                reason,
+                format!("worker {worker}: prompt {id} sampled with version {} (newest {newest}); sampled again", group.policy_version),
+            ));
             ctx.ledger.requeue(id);
             ctx.counters.requeued.fetch_add(1, Ordering::Relaxed);
             ctx.gate.refund();

@@ -56,7 +56,8 @@ pub async fn listen<W: Send + Sync + 'static>(ctx: Arc<Context<W>>, opts: Listen
         Some(tls) => Some(IncomingEncryptionMode::Tls(tls.acceptor().map_err(|e| ClusterError::Listen { addr, reason: e.to_string() })?)),
         None => None,
     };
-    let server = NodeServer::new(addr.port(), opts.cookie, LEARNER_NODE.into(), addr.ip().to_string(), encryption, None).with_listen_addr(addr.ip());
+    let server =
+        NodeServer::new(addr.port(), opts.cookie, LEARNER_NODE.into(), addr.ip().to_string(), encryption, None).with_listen_addr(addr.ip());
     let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| ClusterError::Listen { addr, reason: e.to_string() })?;
     let registry = Arc::new(Registry::default());
     let chunk_bytes = opts.chunk_bytes.clamp(1, (MAX_FRAME_BYTES / 2) as usize);
@@ -123,8 +124,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(120);
 impl Connection {
     pub async fn ask(&self, request: &Request) -> Result<Reply, ClusterError> {
         let frame = encode(request).map_err(|e| ClusterError::Protocol(e.to_string()))?;
-        let bytes = ractor::call_t!(self.hub, HubMsg::Ask, ASK_TIMEOUT.as_millis() as u64, frame)
-            .map_err(|e| ClusterError::Lost(e.to_string()))?;
+        let bytes =
+            ractor::call_t!(self.hub, HubMsg::Ask, ASK_TIMEOUT.as_millis() as u64, frame).map_err(|e| ClusterError::Lost(e.to_string()))?;
         decode(&bytes).map_err(|e| ClusterError::Protocol(e.to_string()))
     }
 
@@ -169,7 +170,13 @@ impl NodeEventSubscription for SessionWatch {
 /// Connects to the learner node at `addr` (retrying until `patience` runs out, since the learner
 /// opens its port only when its GRPO stage starts) and joins the run as `role`; over TLS when
 /// `tls` names what to trust.
-pub async fn connect(addr: SocketAddr, cookie: String, role: WorkerRole, patience: Duration, tls: Option<&ClientTls>) -> Result<Connection, ClusterError> {
+pub async fn connect(
+    addr: SocketAddr,
+    cookie: String,
+    role: WorkerRole,
+    patience: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Connection, ClusterError> {
     let tls = match tls {
         Some(t) => Some(t.connector().map_err(|e| ClusterError::Connect { addr, reason: e.to_string() })?),
         None => None,
@@ -181,7 +188,9 @@ pub async fn connect(addr: SocketAddr, cookie: String, role: WorkerRole, patienc
     let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| ClusterError::Connect { addr, reason: e.to_string() })?;
     let (tx, mut session) = tokio::sync::watch::channel(Session::Pending);
     let watch = Box::new(SessionWatch(tx, false.into()));
-    server.cast(NodeServerMessage::SubscribeToEvents { id: "srlm-worker".into(), subscription: watch }).map_err(|e| ClusterError::Connect { addr, reason: e.to_string() })?;
+    server
+        .cast(NodeServerMessage::SubscribeToEvents { id: "srlm-worker".into(), subscription: watch })
+        .map_err(|e| ClusterError::Connect { addr, reason: e.to_string() })?;
     let deadline = Instant::now() + patience;
     loop {
         let opened = match &tls {
@@ -228,5 +237,9 @@ async fn find_hub(addr: SocketAddr, deadline: Instant) -> Result<ActorRef<HubMsg
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -46,7 +46,8 @@ pub async fn run_generator<S: Sampler>(
 ) -> Result<WorkerEnd, ClusterError> {
     let mut end = WorkerEnd { groups: 0, versions_adopted: 0 };
     let mut policy = adopt(&conn, download(&conn, conn.version, &decode).await?, &mut end)?;
-    let sampler = Worker::spawn(&format!("srlm-remote-generator-{}", conn.worker), None, sampler).map_err(|e| ClusterError::Worker(e.to_string()))?;
+    let sampler =
+        Worker::spawn(&format!("srlm-remote-generator-{}", conn.worker), None, sampler).map_err(|e| ClusterError::Worker(e.to_string()))?;
     let mut next: Option<tokio::task::JoinHandle<Result<Download<S::Weights>, ClusterError>>> = None;
     'group: loop {
         // The group boundary: a finished download replaces the policy; a failed one is retried
@@ -128,7 +129,11 @@ fn adopt<W>(conn: &Connection, d: Download<W>, end: &mut WorkerEnd) -> Result<Po
 }
 
 /// Downloads `version` chunk by chunk and decodes it off the async workers.
-pub async fn download<W: Send + Sync + 'static>(conn: &Connection, version: PolicyVersion, decode: &DecodeWeights<W>) -> Result<Download<W>, ClusterError> {
+pub async fn download<W: Send + Sync + 'static>(
+    conn: &Connection,
+    version: PolicyVersion,
+    decode: &DecodeWeights<W>,
+) -> Result<Download<W>, ClusterError> {
     let started = Instant::now();
     let mut assembly = Assembly::new(version);
     let blob = loop {

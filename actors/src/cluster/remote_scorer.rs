@@ -13,7 +13,8 @@ use crate::worker::Worker;
 
 pub async fn run_scorer<R: Rewarder>(conn: Arc<Connection>, rewarder: R) -> Result<WorkerEnd, ClusterError> {
     let name = format!("srlm-remote-scorer-{}", conn.worker);
-    let core = Worker::spawn(&name, None, ScorerCore::new(conn.worker as usize, rewarder)).map_err(|e| ClusterError::Worker(e.to_string()))?;
+    let core =
+        Worker::spawn(&name, None, ScorerCore::new(conn.worker as usize, rewarder)).map_err(|e| ClusterError::Worker(e.to_string()))?;
     let mut end = WorkerEnd { groups: 0, versions_adopted: 0 };
     loop {
         let group = match conn.ask(&Request::Rollout { worker: conn.worker }).await? {

@@ -37,9 +37,16 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// `recipe` is the run's recipe (TOML) the worker builds its sampler or rewarder from.
-    Joined { worker: u64, recipe: String, version: PolicyVersion },
+    Joined {
+        worker: u64,
+        recipe: String,
+        version: PolicyVersion,
+    },
     /// `version` is the newest published policy: a generator behind it fetches it meanwhile.
-    Prompts { prompts: Vec<Prompt>, version: PolicyVersion },
+    Prompts {
+        prompts: Vec<Prompt>,
+        version: PolicyVersion,
+    },
     Chunk(WeightChunk),
     Rollout(Option<RolloutGroup>),
     /// The run is over; the worker exits.
@@ -63,12 +70,26 @@ pub struct WeightChunk {
 /// Worker → learner node, one way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
-    GroupsGenerated { worker: u64, groups: Vec<RolloutGroup> },
-    GroupScored { worker: u64, group: ScoredGroup },
+    GroupsGenerated {
+        worker: u64,
+        groups: Vec<RolloutGroup>,
+    },
+    GroupScored {
+        worker: u64,
+        group: ScoredGroup,
+    },
     /// The worker swapped in `version`, whose transfer took `seconds` for `bytes`.
-    WeightsAdopted { worker: u64, version: PolicyVersion, bytes: u64, seconds: f64 },
+    WeightsAdopted {
+        worker: u64,
+        version: PolicyVersion,
+        bytes: u64,
+        seconds: f64,
+    },
     /// Sampling or scoring failed: what the worker holds goes back to the queue.
-    Failed { worker: u64, reason: String },
+    Failed {
+        worker: u64,
+        reason: String,
+    },
 }
 
 /// The hub's mailbox. `Ask` and `Tell` carry encoded frames and may come from another node;

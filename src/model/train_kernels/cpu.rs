@@ -52,12 +52,7 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
 
 /// Σ over rows of `f(row index)` (each a vector of `len`), summed task by task in a fixed order
 /// so the result is the same on every run whatever the thread schedule.
-pub(crate) fn sum_over_rows<T: Real>(
-    rows: usize,
-    row_len: usize,
-    len: usize,
-    f: impl Fn(usize, &mut [T]) + Send + Sync,
-) -> Vec<T> {
+pub(crate) fn sum_over_rows<T: Real>(rows: usize, row_len: usize, len: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) -> Vec<T> {
     let per_task = rows_per_task(row_len);
     let partials: Vec<Vec<T>> = (0..rows.div_ceil(per_task))
         .into_par_iter()

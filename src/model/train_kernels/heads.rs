@@ -78,7 +78,11 @@ fn permute<T: Real>(x: &[T], (_, t, n, hd): (usize, usize, usize, usize), to_hea
 impl Permute {
     fn out_shape(&self, to_heads: bool) -> Shape {
         let (b, t, n, hd) = self.dims;
-        if to_heads { (b, n, t, hd).into() } else { (b, t, n, hd).into() }
+        if to_heads {
+            (b, n, t, hd).into()
+        } else {
+            (b, t, n, hd).into()
+        }
     }
 
     /// Runs the permutation (direction `to_heads`, rotation sign `sign`) on CPU elements.
@@ -177,7 +181,10 @@ mod tests {
             )?;
             let x = random(&[2, 5, 24], dtype, 9)?;
             let round_trip = merge_heads(&split_heads(&x, dims, None)?, dims)?;
-            assert_eq!(round_trip.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?, x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
+            assert_eq!(
+                round_trip.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+                x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?
+            );
         }
         Ok(())
     }

@@ -103,7 +103,9 @@ impl CustomOp1 for MaskedSoftmax {
     fn bwd(&self, scores: &Tensor, probs: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let keys = scores.dim(candle_core::D::Minus1)?;
         let ds = match scores.dtype() {
-            DType::F32 => tensor(with_slice::<f32, _>(probs, |p| with_slice(grad, |g| Ok(backward(p, g, keys, self.scale))))?, scores.shape())?,
+            DType::F32 => {
+                tensor(with_slice::<f32, _>(probs, |p| with_slice(grad, |g| Ok(backward(p, g, keys, self.scale))))?, scores.shape())?
+            }
             _ => tensor(with_slice::<f64, _>(probs, |p| with_slice(grad, |g| Ok(backward(p, g, keys, self.scale))))?, scores.shape())?,
         };
         Ok(Some(ds))

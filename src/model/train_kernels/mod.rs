@@ -15,11 +15,11 @@ mod swiglu;
 mod vocab_kl;
 mod vocab_softmax;
 
+pub(crate) use cpu::{slice, Real};
 pub(crate) use heads::{merge_heads, split_heads, Rotation};
 pub(crate) use masked_softmax::masked_softmax;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use swiglu::swiglu;
-pub(crate) use cpu::{slice, Real};
 pub(crate) use vocab_kl::{vocab_kl, vocab_kl_grad, KlRow};
 pub(crate) use vocab_softmax::{vocab_logprob_grad, vocab_logprobs};
 

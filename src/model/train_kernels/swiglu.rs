@@ -71,9 +71,7 @@ impl CustomOp2 for SwiGlu {
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         fn run<T: Real>(gate: &Tensor, up: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
-            let (dg, du) = with_slice::<T, _>(gate, |a| {
-                with_slice::<T, _>(up, |b| with_slice::<T, _>(g, |c| Ok(backward(a, b, c))))
-            })?;
+            let (dg, du) = with_slice::<T, _>(gate, |a| with_slice::<T, _>(up, |b| with_slice::<T, _>(g, |c| Ok(backward(a, b, c)))))?;
             Ok((tensor(dg, gate.shape())?, tensor(du, up.shape())?))
         }
         let (dg, du) = match gate.dtype() {

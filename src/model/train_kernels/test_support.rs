@@ -30,9 +30,8 @@ pub(crate) fn assert_same_values_and_grads(
     let dtype = ours.dtype();
     let tol = if dtype == DType::F64 { 1e-10 } else { 1e-4 };
     assert_eq!(ours.dims(), theirs.dims(), "shapes differ");
-    let max_diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()
-    };
+    let max_diff =
+        |a: &Tensor, b: &Tensor| -> Result<f64> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>() };
     let d = max_diff(&ours, &theirs)?;
     assert!(d < tol, "{dtype:?}: values differ by {d}");
     let c = random(ours.dims(), dtype, 99)?;

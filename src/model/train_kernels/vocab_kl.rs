@@ -79,7 +79,10 @@ pub(crate) fn vocab_kl(student: &Tensor, teacher: &Tensor, temperature: f64, dir
         with_slice::<T, _>(zs, |s| {
             with_slice::<T, _>(zt, |t| {
                 let rows = s.len() / vocab;
-                Ok((0..rows).into_par_iter().map(|r| row_kl(&s[r * vocab..(r + 1) * vocab], &t[r * vocab..(r + 1) * vocab], inv_t, direction)).collect())
+                Ok((0..rows)
+                    .into_par_iter()
+                    .map(|r| row_kl(&s[r * vocab..(r + 1) * vocab], &t[r * vocab..(r + 1) * vocab], inv_t, direction))
+                    .collect())
             })
         })
     }
@@ -133,7 +136,13 @@ fn inverse<T: Real>(temperature: f64) -> T {
 fn check(student: &Tensor, teacher: &Tensor) -> Result<(usize, usize)> {
     let (rows, vocab) = student.dims2()?;
     if teacher.dims2()? != (rows, vocab) || teacher.dtype() != student.dtype() || vocab == 0 {
-        candle_core::bail!("KL: student logits {:?} {:?}, teacher {:?} {:?}", student.dims(), student.dtype(), teacher.dims(), teacher.dtype());
+        candle_core::bail!(
+            "KL: student logits {:?} {:?}, teacher {:?} {:?}",
+            student.dims(),
+            student.dtype(),
+            teacher.dims(),
+            teacher.dtype()
+        );
     }
     Ok((rows, vocab))
 }
@@ -170,9 +179,14 @@ mod tests {
                     let (kl, rows) = vocab_kl(zs.as_tensor(), &zt, temperature, direction)?;
                     let dz = vocab_kl_grad(zs.as_tensor(), &zt, &rows, &g, temperature, direction)?;
                     // Relative to the values' own size: f32 sums of a dozen nats round at ~1e-6 each.
-                    let size = |x: &Tensor| -> Result<f64> { x.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>().map(|m| m.max(1.0)) };
+                    let size =
+                        |x: &Tensor| -> Result<f64> { x.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>().map(|m| m.max(1.0)) };
                     let (kl_scale, scale) = (size(&reference)?, size(ref_dz)?);
-                    assert!(max_diff(&kl, &reference) < tol * kl_scale, "{case}: KL differs by {} (max {kl_scale})", max_diff(&kl, &reference));
+                    assert!(
+                        max_diff(&kl, &reference) < tol * kl_scale,
+                        "{case}: KL differs by {} (max {kl_scale})",
+                        max_diff(&kl, &reference)
+                    );
                     assert!(max_diff(&dz, ref_dz) < tol * scale, "{case}: gradients differ by {}", max_diff(&dz, ref_dz));
                 }
             }

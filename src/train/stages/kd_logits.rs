@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::{generation, say, sft_examples, RunOptions, StageRun, State};
-use crate::checkpoint::{self, CheckpointContents, TrainerState};
 use crate::algo::kd::check_shared_tokenizer;
 use crate::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStats, DistillStep};
 use crate::algo::sft::{fit_length, Overlong};
+use crate::checkpoint::{self, CheckpointContents, TrainerState};
 use crate::model::load::ModelSource;
 use crate::model::{LoadedModel, Qwen2};
 use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
@@ -32,14 +32,21 @@ pub(super) fn check_teacher_tokenizer(spec: &str, student: &Tokenizer) -> Result
 
 /// The teacher in the student's dtype and device, its tokenizer checked against the student's.
 pub(super) fn load_teacher(kd: &KdSection, state: &State) -> Result<LoadedModel> {
-    let teacher = LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
+    let teacher =
+        LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
     check_shared_tokenizer(&teacher.tokenizer, &state.tokenizer).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
     Ok(teacher)
 }
 
 /// Runs `kd.steps` steps of the configured logit mode (`logits` or `on_policy`) on the student's weights.
 /// A stop checkpoints at the step boundary; a resumed stage continues at the checkpoint's step.
-pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
+pub(super) fn logit_kd_stage(
+    cfg: &TrainConfig,
+    state: &mut State,
+    train: &[TrainingProblem],
+    opts: &RunOptions,
+    stage: &StageRun,
+) -> Result<u64> {
     let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
     let teacher = load_teacher(kd, state)?;
     let teacher_model = teacher.model()?;
@@ -62,12 +69,31 @@ pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[Trai
     let (config, tokenizer) = (state.config.clone(), Arc::clone(&state.tokenizer));
     let log_step = |s: &DistillStep, opt: &AdamW| -> Result<()> {
         let note = if s.skipped { " (non-finite: skipped)" } else { "" };
-        say(opts, &format!("kd step {:>4}/{} mean KL {:.4} over {} tokens, grad-norm {:.3}{note}", s.step, distill.steps, s.kl, s.tokens, s.grad_norm));
+        say(
+            opts,
+            &format!(
+                "kd step {:>4}/{} mean KL {:.4} over {} tokens, grad-norm {:.3}{note}",
+                s.step, distill.steps, s.kl, s.tokens, s.grad_norm
+            ),
+        );
         if opts.shutdown.is_requested() {
-            let state = TrainerState { step: opt.step_count(), skipped_steps: opt.skipped_count(), policy_version: opt.step_count(), run_id: stage.stamp.run_id.clone(), ..Default::default() };
+            let state = TrainerState {
+                step: opt.step_count(),
+                skipped_steps: opt.skipped_count(),
+                policy_version: opt.step_count(),
+                run_id: stage.stamp.run_id.clone(),
+                ..Default::default()
+            };
             let weights = snapshot(&vars)?;
             let extra = [stage.stamp.extra_file()];
-            let contents = CheckpointContents { config: &config, weights: Some(&weights), tokenizer: Some(&tokenizer), optimizer: opt, state: &state, extra: &extra };
+            let contents = CheckpointContents {
+                config: &config,
+                weights: Some(&weights),
+                tokenizer: Some(&tokenizer),
+                optimizer: opt,
+                state: &state,
+                extra: &extra,
+            };
             return Err(stage.stopped(checkpoint::save(&stage.checkpoints, &contents, cfg.runtime.keep_checkpoints)?));
         }
         Ok(())
@@ -83,10 +109,26 @@ pub(super) fn logit_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[Trai
         if fitted.examples.is_empty() {
             bail!("kd.mode `logits` distills on the training problems' worked solutions, and none of the first {} has one within sft.max_len {}", problems.len(), cfg.sft.max_len);
         }
-        say(opts, &format!("kd (logits): {} worked solutions ({} over sft.max_len dropped), {} per step, forward KL at temperature {}, lr {}", fitted.examples.len(), fitted.dropped, distill.per_step, distill.temperature, kd.lr()));
+        say(
+            opts,
+            &format!(
+                "kd (logits): {} worked solutions ({} over sft.max_len dropped), {} per step, forward KL at temperature {}, lr {}",
+                fitted.examples.len(),
+                fitted.dropped,
+                distill.per_step,
+                distill.temperature,
+                kd.lr()
+            ),
+        );
         distill_forward(&student, &teacher_model, &fitted.examples, &distill, &mut opt, log_step)?
     };
-    say(opts, &format!("kd: {} steps, mean KL {:.4} (first {:.4}, last {:.4}), {} skipped as non-finite", stats.steps, stats.mean_kl, stats.first_kl, stats.last_kl, stats.skipped));
+    say(
+        opts,
+        &format!(
+            "kd: {} steps, mean KL {:.4} (first {:.4}, last {:.4}), {} skipped as non-finite",
+            stats.steps, stats.mean_kl, stats.first_kl, stats.last_kl, stats.skipped
+        ),
+    );
     state.weights = snapshot(&vars)?;
     Ok(stats.steps as u64)
 }
