@@ -273,10 +273,12 @@ fn a_stopped_learner_node_resumes_with_new_workers() {
     assert_eq!(status, Some(0), "{text}");
     let (status, llog) = finish(late, &tmp.path().join("late.log"), Duration::from_secs(30));
     assert_eq!(status, Some(0), "{llog}");
+    // The resumed stage's step series is the whole stage's: the steps before the stop, then the rest.
     let after = trained_prompts(&out);
-    let mut all: Vec<u64> = before.keys().chain(after.keys()).copied().collect();
-    all.sort_unstable();
+    assert!(before.iter().all(|(id, n)| after.get(id) == Some(n)), "steps before the stop {before:?} lost from {after:?}");
+    let all: Vec<u64> = after.keys().copied().collect();
     let want: Vec<u64> = (0..LONG * BATCH_GROUPS).collect();
-    assert_eq!(all, want, "prompts trained before the stop {before:?} and after the resume {after:?}");
+    assert_eq!(all, want, "prompts trained before the stop {before:?} and over the whole stage {after:?}");
+    assert!(after.values().all(|&n| n == 1), "a prompt trained twice: {after:?}");
     assert!(out.join("stage-0-grpo/model.safetensors").is_file());
 }

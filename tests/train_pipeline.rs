@@ -81,10 +81,12 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     assert!(stderr.contains("grpo step    3/4") && !stderr.contains("grpo step    1/4"), "{stderr}");
     let staleness: Vec<u64> = stderr.split("staleness ≤").skip(1).map(|t| t.split_whitespace().next().unwrap().parse().unwrap()).collect();
     assert!(!staleness.is_empty() && staleness.iter().all(|&s| s <= 1), "{staleness:?}: {stderr}");
-    // Steps 2 and 3 again, from the checkpoint: the same series as the uninterrupted run's tail.
+    // Steps 3 and 4 again, from the checkpoint, after steps 1 and 2 taken from the checkpoint's
+    // run: the same whole series as the uninterrupted run's.
     let full: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
-    let tail: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();
-    assert_eq!(tail.as_array().unwrap().as_slice(), &full.as_array().unwrap()[2..], "resumed steps differ from the uninterrupted run");
+    let whole: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();
+    assert_eq!(whole.as_array().unwrap().len(), 4);
+    assert_eq!(whole, full, "the resumed stage's step series differs from the uninterrupted run's");
     assert_eq!(
         read(&run.join("stage-1-grpo/model.safetensors")),
         read(&resumed.join("stage-1-grpo/model.safetensors")),

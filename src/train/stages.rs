@@ -13,6 +13,7 @@ use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, Shutdown
 use crate::algo::grpo::GrpoConfig;
 use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
 use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use crate::atomic_file::write_atomic;
 use crate::generate::GenerationConfig;
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
@@ -137,8 +138,16 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     let evaluate = |s: &State, resume_from: &Option<PathBuf>| -> Result<HeldoutScore> {
         // A real model takes minutes here: a line every tenth of the way.
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "held-out", done, total);
-        heldout_accuracy(&s.config, &s.weights, &s.tokenizer, &heldout, cfg.data.gold, cfg.eval.samples, &eval_gen, &go_on)?
-            .ok_or_else(|| Interrupted { during: "the held-out evaluation".into(), resume_from: resume_from.clone(), command: None }.into())
+        heldout_accuracy(
+            &Qwen2::for_inference(&s.config, &s.weights)?,
+            &s.tokenizer,
+            &heldout,
+            cfg.data.gold,
+            cfg.eval.samples,
+            &eval_gen,
+            &go_on,
+        )?
+        .ok_or_else(|| Interrupted { during: "the held-out evaluation".into(), resume_from: resume_from.clone(), command: None }.into())
     };
     let mut reports = Vec::new();
     let mut score = evaluate(&state, &resume_from)?;
@@ -205,7 +214,7 @@ fn resumed_weights(point: &ResumePoint, state: &State) -> Result<Weights> {
 /// Between the items of long work: a progress line every tenth of the way, and whether to go on
 /// (no stop asked).
 fn progress_or_stop(opts: &RunOptions, what: &str, done: usize, total: usize) -> bool {
-    if done > 0 && done % total.div_ceil(10) == 0 {
+    if crate::train::progress::at_a_tenth(done, total) {
         say(opts, &format!("{what} {done}/{total} problems"));
     }
     !opts.shutdown.is_requested()
@@ -490,7 +499,15 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         Some(w) => Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone()),
         None => anyhow::bail!("grpo: the learner published no weights"),
     };
-    std::fs::write(cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(&summary)?)?;
+    let earlier = match stage.resume.map(|dir| steps_before_resume(dir, index, &summary)) {
+        Some(Err(e)) => {
+            say(opts, &format!("grpo: {e}; steps-stage-{index}.json starts at the resume point"));
+            Vec::new()
+        }
+        Some(Ok(steps)) => steps,
+        None => Vec::new(),
+    };
+    write_atomic(&cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(earlier, &summary)?.as_bytes())?;
     std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?)?;
     if summary.interrupted {
         let saved = last_checkpoint.lock().expect("not poisoned").clone();
@@ -559,11 +576,23 @@ pub fn sampler_parts(cfg: &TrainConfig) -> Result<(ModelConfig, Arc<Tokenizer>, 
 }
 
 /// The per-step metric series (what two deterministic runs must agree on).
-fn steps_json(summary: &RunSummary) -> Result<String> {
-    let steps: Vec<_> = summary
-        .steps
-        .iter()
-        .map(|s| {
+/// A resumed stage's steps before its checkpoint, from the step series of the run that wrote the
+/// checkpoint (`RUN/checkpoints-stage-N/checkpoint-S` → `RUN/steps-stage-N.json`), so the
+/// resumed stage's series is the whole stage's. The error names the file when it cannot be read
+/// (a checkpoint copied elsewhere, a damaged file).
+fn steps_before_resume(checkpoint: &Path, index: usize, summary: &RunSummary) -> Result<Vec<serde_json::Value>, String> {
+    let Some(first_new) = summary.steps.first().map(|s| s.step) else { return Ok(Vec::new()) };
+    let run = checkpoint.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let path = run.join(format!("steps-stage-{index}.json"));
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let steps: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(steps.into_iter().filter(|s| s["step"].as_u64().is_some_and(|n| n < first_new)).collect())
+}
+
+fn steps_json(earlier: Vec<serde_json::Value>, summary: &RunSummary) -> Result<String> {
+    let steps: Vec<_> = earlier
+        .into_iter()
+        .chain(summary.steps.iter().map(|s| {
             serde_json::json!({
                 "step": s.step, "version": s.version, "loss": s.stats.loss, "kl": s.stats.kl,
                 "clip_fraction": s.stats.clip_fraction, "grad_norm": s.stats.grad_norm,
@@ -571,7 +600,7 @@ fn steps_json(summary: &RunSummary) -> Result<String> {
                 "prompts": s.prompts, "completions": s.completions, "tokens": s.tokens,
                 "max_staleness": s.max_staleness,
             })
-        })
+        }))
         .collect();
     Ok(serde_json::to_string_pretty(&steps)?)
 }
