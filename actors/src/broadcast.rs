@@ -12,12 +12,15 @@ use crate::metrics as m;
 /// Copies weights to device `d`; called at most once per (version, device).
 pub type CopyToDevice<W> = Box<dyn Fn(&W, usize) -> W + Send + Sync>;
 
+/// The newest copy on one foreign device, filled when a generator there first asks for it.
+type DeviceSlot<W> = Arc<Mutex<Option<Policy<W>>>>;
+
 pub struct Broadcast<W> {
     home_device: usize,
     latest: Mutex<Policy<W>>,
     /// One slot per foreign device; its own lock so a copy to one device blocks neither the
     /// learner's publish nor other devices.
-    copies: Mutex<HashMap<usize, Arc<Mutex<Option<Policy<W>>>>>>,
+    copies: Mutex<HashMap<usize, DeviceSlot<W>>>,
     copy: CopyToDevice<W>,
     published: tokio::sync::watch::Sender<PolicyVersion>,
     syncs: Mutex<WeightSyncs>,

@@ -172,7 +172,7 @@ impl<T: Trainer> LearnerCore<T> {
 
     pub fn checkpoint_due(&self) -> bool {
         let every = self.ctx.cfg.checkpoint_every;
-        every > 0 && self.step % every == 0
+        every > 0 && self.step.is_multiple_of(every)
     }
 
     /// The policy version the next periodic checkpoint will hold, if checkpoints are periodic.

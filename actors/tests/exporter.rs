@@ -78,10 +78,7 @@ fn exposition() -> &'static String {
 
 /// Metric family names in exposition text (histogram series keep their _bucket/_sum/_count).
 fn exported_names(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.split(|c| c == '{' || c == ' ').next().unwrap().to_string())
-        .collect()
+    text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split(['{', ' ']).next().unwrap().to_string()).collect()
 }
 
 #[test]

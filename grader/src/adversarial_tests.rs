@@ -281,10 +281,10 @@ fn seeds() -> Vec<String> {
         "x < -5 \\text{ or } x \\ne 3\0(-\\infty,-5) \\cup (3, \\infty)",
         "n = 4, k = 2\0(k, n) = (2, 4)",
         "y = -1, x = 3\0(3,-1)",
-        "\\angle A = 180^\\circ - 50^\\circ = 130^\\circ\0130",
+        "\\angle A = 180^\\circ - 50^\\circ = 130^\\circ\x00130",
         "0.5^{\\prime \\prime}\0 0.5 \\text{ arcsec}",
-        "\\boxed{3} <answer>\\boxed{3} or 5</answer>\03",
-        "3.2 \\times 10^{-10}\02.3e-10",
+        "\\boxed{3} <answer>\\boxed{3} or 5</answer>\x003",
+        "3.2 \\times 10^{-10}\x002.3e-10",
     ]
     .iter()
     .map(|s| s.to_string())

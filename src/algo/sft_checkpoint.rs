@@ -67,7 +67,7 @@ pub fn plan_fingerprint(examples: &[SftExample], cfg: &SftConfig) -> String {
 impl SftCheckpoints<'_> {
     /// Saves a checkpoint when `stats` completes a multiple of `every` steps.
     pub fn after_step(&self, stats: &SftStepStats, opt: &AdamW) -> Result<Option<PathBuf>, CheckpointError> {
-        if self.every == 0 || (stats.step + 1) % self.every != 0 {
+        if self.every == 0 || !(stats.step + 1).is_multiple_of(self.every) {
             return Ok(None);
         }
         self.save(opt, stats.next).map(Some)

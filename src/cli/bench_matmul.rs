@@ -10,6 +10,8 @@ use clap::Args;
 use serde_json::json;
 use srlm::model::matmul::{matmul, uses_blas};
 
+type Matmul = fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>;
+
 #[derive(Args)]
 pub struct MatmulBench {
     /// Products as M×K×N (M rows of activations, K inputs, N outputs), comma-separated.
@@ -31,7 +33,7 @@ pub fn run(b: MatmulBench) -> Result<()> {
         let [m, k, n] = dims[..] else { bail!("shape '{shape}' is not M×K×N") };
         for layout in b.layouts.split(',') {
             let (lhs, rhs) = operands(layout, m, k, n, &dev)?;
-            let mut impls: Vec<(&str, fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>)> = vec![("candle-gemm", |a, b| a.matmul(b))];
+            let mut impls: Vec<(&str, Matmul)> = vec![("candle-gemm", |a, b| a.matmul(b))];
             if uses_blas(&lhs, &rhs) {
                 impls.push(("blas", matmul));
             }

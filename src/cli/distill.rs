@@ -86,7 +86,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
         .map_err(|e| anyhow!("--n {}: {e}; lower --n or --max-new-tokens", args.n))?;
     // Minutes to hours of teacher sampling: a line every tenth of the way.
     let progress = |done: usize, total: usize| {
-        if done > 0 && done % total.div_ceil(10) == 0 {
+        if srlm::train::progress::at_a_tenth(done, total) {
             eprintln!("distill: {done}/{total} problems sampled");
         }
         true

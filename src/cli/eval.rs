@@ -189,8 +189,7 @@ fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<usi
         }
         return;
     }
-    let step = p.total.div_ceil(10).max(1);
-    if bar.is_hidden() && (p.done % step == 0 || p.done == p.total) {
+    if bar.is_hidden() && (srlm::train::progress::at_a_tenth(p.done, p.total) || p.done == p.total) {
         eprintln!("{bench}: {}/{} problems, accuracy {accuracy:.1}% so far", p.done, p.total);
     }
 }

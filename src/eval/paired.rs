@@ -323,7 +323,7 @@ mod tests {
         assert_eq!((s.accuracy_before, s.accuracy_after), (0.4, 0.6));
         assert_eq!(s.mcnemar_p, 1.0); // n = 3, min 1: 2 · (1 + 3) / 8 > 1
         assert_eq!((s.format_before, s.format_after), (Some(0.0), Some(1.0)));
-        let text = markdown(&before, &after, &pairs, &[s.clone()]);
+        let text = markdown(&before, &after, &pairs, std::slice::from_ref(s));
         assert!(text.contains("Problems graded differently (3)"), "{text}");
     }
 

@@ -29,7 +29,7 @@ impl TokenBatch {
         let mut ids = Vec::with_capacity(seqs.len() * t);
         let mut mask = Vec::with_capacity(seqs.len() * t);
         for s in seqs {
-            ids.extend(s.iter().copied().chain(std::iter::repeat(pad).take(t - s.len())));
+            ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad, t - s.len())));
             mask.extend((0..t).map(|i| if i < s.len() { 1f32 } else { 0.0 }));
         }
         let b = seqs.len();

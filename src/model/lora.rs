@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 
 use super::{ModelConfig, ModelError, Weights};
 
+/// Whether a PEFT config value turns on a feature this loader refuses.
+type IsSet = fn(&Value) -> bool;
+
 /// Projections LoRA can wrap, with the block they live in (`self_attn` or `mlp`).
 pub const LORA_MODULES: [(&str, &str); 7] = [
     ("self_attn", "q_proj"),
@@ -373,7 +376,7 @@ fn peft_config(json: &Value) -> Result<LoraConfig, String> {
         Some(Value::String(s)) => return Err(format!("target_modules is the pattern '{s}'; only a list of names is supported")),
         _ => return Err("missing list field 'target_modules'".into()),
     };
-    let unsupported: [(&str, fn(&Value) -> bool); 6] = [
+    let unsupported: [(&str, IsSet); 6] = [
         ("use_dora", |v| v.as_bool() == Some(true)),
         ("use_rslora", |v| v.as_bool() == Some(true)),
         ("fan_in_fan_out", |v| v.as_bool() == Some(true)),

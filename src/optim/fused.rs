@@ -138,7 +138,7 @@ where
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        (&mut *self.0.borrow_mut())(storage, layout)
+        (*self.0.borrow_mut())(storage, layout)
     }
 }
 

@@ -15,6 +15,9 @@ use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 use crate::train::snapshot::snapshot;
 
+/// Called after each step (progress display).
+pub type OnStep = Box<dyn FnMut(&StepProgress) + Send>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("GRPO step {step}: {message}")]
@@ -39,7 +42,7 @@ pub struct GrpoTrainer {
     keep_last: usize,
     start: RunState,
     /// Called after each step (progress display).
-    pub on_step: Option<Box<dyn FnMut(&StepProgress) + Send>>,
+    pub on_step: Option<OnStep>,
     latest: Arc<Mutex<Option<Arc<Weights>>>>,
     rollout_log: Option<(PathBuf, u64)>,
     tokens_so_far: u64,
@@ -149,7 +152,7 @@ impl GrpoTrainer {
     fn write_rollouts(&self, step: u64, batch: &[ScoredGroup]) -> std::io::Result<()> {
         let Some((path, every)) = &self.rollout_log else { return Ok(()) };
         let Some(g) = batch.first() else { return Ok(()) };
-        if step % every != 0 {
+        if !step.is_multiple_of(*every) {
             return Ok(());
         }
         let completions: Vec<_> = g

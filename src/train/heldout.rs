@@ -2,7 +2,7 @@
 //! settings, printed before and after each stage.
 
 use crate::generate::{generate_group, GenerationConfig};
-use crate::model::{ModelConfig, Qwen2, Weights};
+use crate::model::Qwen2;
 use crate::tokenizer::Tokenizer;
 use crate::train::gold_rewarder::GoldFormat;
 
@@ -28,8 +28,7 @@ pub struct HeldoutScore {
 /// Samples `k` completions of every problem (streams disjoint from training's) and grades them.
 /// Before each problem `go_on(done, total)` reports progress and may stop the evaluation (None).
 pub fn heldout_accuracy(
-    cfg: &ModelConfig,
-    weights: &Weights,
+    model: &Qwen2,
     tokenizer: &Tokenizer,
     problems: &[TrainingProblem],
     gold: GoldFormat,
@@ -37,7 +36,6 @@ pub fn heldout_accuracy(
     generation: &GenerationConfig,
     go_on: &dyn Fn(usize, usize) -> bool,
 ) -> anyhow::Result<Option<HeldoutScore>> {
-    let model = Qwen2::for_inference(cfg, weights)?;
     let extract = crate::reward::ExtractConfig::default();
     let (mut correct, mut formatted, mut n) = (0usize, 0usize, 0usize);
     for (i, p) in problems.iter().enumerate() {
@@ -48,7 +46,7 @@ pub fn heldout_accuracy(
         let gold = gold.parse(&p.gold).map_err(anyhow::Error::msg)?;
         // Streams above 2^40 never meet the training prompts' streams (prompt id × G).
         let first = (1u64 << 40) + (i * k) as u64;
-        for c in generate_group(&model, tokenizer, &ids, k, first, generation, |_, _| {})? {
+        for c in generate_group(model, tokenizer, &ids, k, first, generation, |_, _| {})? {
             correct += crate::reward::grade_with(&extract, &c.text, &gold).correct as usize;
             formatted += (crate::reward::format_score(&c.text, crate::reward::FormatMode::Lenient) >= 1.0) as usize;
             n += 1;

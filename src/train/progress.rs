@@ -67,6 +67,12 @@ fn step_line(p: &StepProgress, total: u64, tokens_per_s: f64) -> String {
     )
 }
 
+/// Whether `done` of `total` items is a tenth-of-the-way mark: where long work without a
+/// terminal prints a line (teacher sampling, evaluation, held-out checks).
+pub fn at_a_tenth(done: usize, total: usize) -> bool {
+    done > 0 && done.is_multiple_of(total.div_ceil(10).max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +92,15 @@ mod tests {
             step_line(&p, 150, 250.0),
             "grpo step    5/150 reward 0.500 accuracy 37.5% loss -0.0123 clip 0.020 staleness ≤1 250 tok/s"
         );
+    }
+
+    #[test]
+    fn a_line_every_tenth_of_the_way() {
+        let marks = |total| (0..=total).filter(|&d| at_a_tenth(d, total)).collect::<Vec<_>>();
+        assert_eq!(marks(200), (1..=10).map(|k| 20 * k).collect::<Vec<_>>());
+        // 25 items: every 3rd (a tenth rounded up), never at 0.
+        assert_eq!(marks(25), vec![3, 6, 9, 12, 15, 18, 21, 24]);
+        assert_eq!(marks(3), vec![1, 2, 3]);
+        assert!(marks(0).is_empty());
     }
 }

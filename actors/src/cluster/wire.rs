@@ -68,6 +68,8 @@ pub struct WeightChunk {
 }
 
 /// Worker → learner node, one way.
+// A report is built once per group and serialized at once: boxing the scored group saves nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
     GroupsGenerated {

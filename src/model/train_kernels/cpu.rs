@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, Device, Layout, Result, Shape, Storage, Tensor, Wi
 use rayon::prelude::*;
 
 /// The float types the kernels are written for.
-pub(crate) trait Real: WithDType + num_traits::Float + super::fast_exp::FastExp + Send + Sync {}
+pub(crate) trait Real: WithDType + num_traits::Float + num_traits::NumAssign + super::fast_exp::FastExp + Send + Sync {}
 impl Real for f32 {}
 impl Real for f64 {}
 
@@ -67,7 +67,7 @@ pub(crate) fn sum_over_rows<T: Real>(rows: usize, row_len: usize, len: usize, f:
     let mut total = vec![T::zero(); len];
     for p in partials {
         for (t, v) in total.iter_mut().zip(p) {
-            *t = *t + v;
+            *t += v;
         }
     }
     total

@@ -159,12 +159,12 @@ mod tests {
                 let table = if per_batch { vec![2, 5, 4] } else { vec![5, 4] };
                 let (cos, sin) = (random(&table, dtype, 6)?, random(&table, dtype, 7)?);
                 assert_same_values_and_grads(
-                    &[x.clone()],
+                    std::slice::from_ref(&x),
                     |v| split_heads(&v[0], dims, Some(Rotation { cos: &cos, sin: &sin })),
                     |v| reference(&v[0], dims, Some((&cos, &sin))),
                 )?;
             }
-            assert_same_values_and_grads(&[x.clone()], |v| split_heads(&v[0], dims, None), |v| reference(&v[0], dims, None))?;
+            assert_same_values_and_grads(std::slice::from_ref(&x), |v| split_heads(&v[0], dims, None), |v| reference(&v[0], dims, None))?;
         }
         Ok(())
     }

@@ -43,7 +43,7 @@ fn forward<T: Real>(s: &[T], bias: Option<&[T]>, batch: usize, t: usize, keys: u
             let bi = if bias.len() == t * keys { 0 } else { r / rows_per_batch };
             let at = (bi * t + (r % rows_per_batch) % t) * keys;
             for (o, &v) in out.iter_mut().zip(&bias[at..at + keys]) {
-                *o = *o + v;
+                *o += v;
             }
         }
         let max = out.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
@@ -52,7 +52,7 @@ fn forward<T: Real>(s: &[T], bias: Option<&[T]>, batch: usize, t: usize, keys: u
         }
         let inv_sum = T::one() / out.iter().fold(T::zero(), |acc, &v| acc + v);
         for o in out.iter_mut() {
-            *o = *o * inv_sum;
+            *o *= inv_sum;
         }
     });
     p
@@ -149,7 +149,7 @@ mod tests {
             let s = (random(&[b, 2, 3 * t, keys], dtype, 10)? * 3.0)?;
             for bias in [None, Some(bias(1, t, keys, &[0], dtype)?), Some(bias(b, t, keys, &[0, 2], dtype)?)] {
                 assert_same_values_and_grads(
-                    &[s.clone()],
+                    std::slice::from_ref(&s),
                     |v| masked_softmax(&v[0], bias.as_ref(), t, 0.125),
                     |v| reference(&v[0], bias.as_ref(), t, 0.125),
                 )?;

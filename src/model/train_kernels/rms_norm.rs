@@ -55,7 +55,7 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64, with_dw: bool) -> (Vec
         let (row, grow) = (&x[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
         let inv = inv_rms(row, eps);
         for ((a, &v), &gi) in acc.iter_mut().zip(row).zip(grow) {
-            *a = *a + gi * v * inv;
+            *a += gi * v * inv;
         }
     });
     (dx, Some(dw))

@@ -75,7 +75,7 @@ pub(crate) fn vocab_logprob_grad(logits: &Tensor, targets: &[u32], grad: &[f64],
                     *o = -(v * inv_t - max - lse).fast_exp() * g;
                 }
                 let t = targets[r] as usize;
-                out[t] = out[t] + g;
+                out[t] += g;
             });
             Ok(dz)
         })?;
