@@ -111,7 +111,8 @@ pub struct SftSection {
     pub lr: f64,
     #[serde(default = "one_usize")]
     pub epochs: usize,
-    /// Training examples used (the first N of the shuffled training set); 0 = all.
+    /// Training examples used (the first N of the shuffled training set); 0 = all. A grpo stage
+    /// after this one starts at problem N (`TrainConfig::grpo_first_prompt`).
     #[serde(default)]
     pub examples: usize,
     #[serde(default = "default_max_len")]
