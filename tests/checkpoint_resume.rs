@@ -77,9 +77,12 @@ fn state_of(run: &Run) -> TrainerState {
 }
 
 fn save(run: &Run, root: &Path, keep: usize, extra: &[ExtraFile]) -> std::path::PathBuf {
-    let state = state_of(run);
-    let contents =
-        CheckpointContents { config: &run.cfg, weights: Some(&run.weights), tokenizer: None, optimizer: &run.opt, state: &state, extra };
+    save_state(run, &state_of(run), root, keep, extra)
+}
+
+/// `save` with a trainer state of the caller's (another run id, say).
+fn save_state(run: &Run, state: &TrainerState, root: &Path, keep: usize, extra: &[ExtraFile]) -> std::path::PathBuf {
+    let contents = CheckpointContents { config: &run.cfg, weights: Some(&run.weights), tokenizer: None, optimizer: &run.opt, state, extra };
     checkpoint::save(root, &contents, keep).unwrap()
 }
 
@@ -220,29 +223,13 @@ fn retention_never_deletes_another_runs_checkpoints() {
     train(&mut old, 5);
     let mut state = state_of(&old);
     state.run_id = "old-run".into();
-    let contents = CheckpointContents {
-        config: &old.cfg,
-        weights: Some(&old.weights),
-        tokenizer: None,
-        optimizer: &old.opt,
-        state: &state,
-        extra: &[],
-    };
-    checkpoint::save(root.path(), &contents, 0).unwrap();
+    save_state(&old, &state, root.path(), 0, &[]);
     let mut run = start();
     for _ in 0..3 {
         train(&mut run, 1);
         let mut state = state_of(&run);
         state.run_id = "new-run".into();
-        let contents = CheckpointContents {
-            config: &run.cfg,
-            weights: Some(&run.weights),
-            tokenizer: None,
-            optimizer: &run.opt,
-            state: &state,
-            extra: &[],
-        };
-        checkpoint::save(root.path(), &contents, 2).unwrap();
+        save_state(&run, &state, root.path(), 2, &[]);
     }
     let steps: Vec<u64> = checkpoint::list(root.path()).unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(steps, vec![4, 6, 10], "the new run keeps its last two (steps 4, 6); the old run's step 10 stays");
