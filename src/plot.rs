@@ -68,8 +68,14 @@ pub fn step_charts(stage: &str, steps: &[Value]) -> Vec<Chart> {
     let length: Vec<(f64, f64)> =
         steps.iter().filter_map(|s| Some((step(s), s["tokens"].as_f64()? / s["completions"].as_f64().filter(|&c| c > 0.0)?))).collect();
     let one = |name: &str, points: Vec<(f64, f64)>| vec![Series { name: name.into(), points }];
+    // Under dynamic sampling the trained batches hold only groups with differing rewards; the
+    // policy's own reward is then the mean over every sampled group.
+    let mut reward = rewards(&|_| true);
+    if steps.iter().any(|s| s["dropped_uniform_so_far"].as_u64().is_some_and(|n| n > 0)) {
+        reward.push(Series { name: "total, all sampled groups".into(), points: field("sampled_reward") });
+    }
     let charts = [
-        ("reward", "mean reward per completion", rewards(&|_| true)),
+        ("reward", "mean reward per completion", reward),
         ("accuracy", "fraction correct", one("accuracy", field("accuracy"))),
         ("format", "format reward (compliance)", rewards(&|n| n.starts_with("format"))),
         ("kl", "KL to the reference", one("kl", field("kl"))),
@@ -310,6 +316,22 @@ mod tests {
         // Mean completion length: tokens / completions.
         assert_eq!(charts[4].series[0].points[0], (1.0, 336.0 / 16.0));
         assert_eq!(charts[5].series[0].points[..2], [(1.0, 1.0), (2.0, 0.0)]);
+    }
+
+    #[test]
+    fn the_reward_chart_adds_the_all_groups_mean_only_when_groups_were_dropped() {
+        let names = |steps: &[Value]| -> Vec<String> { step_charts("s", steps)[0].series.iter().map(|s| s.name.clone()).collect() };
+        let mut with_drops = steps();
+        for (i, s) in with_drops.iter_mut().enumerate() {
+            s["sampled_reward"] = json!(0.1 * i as f64);
+            s["dropped_uniform_so_far"] = json!(i);
+        }
+        assert_eq!(names(&with_drops), ["accuracy", "format", "total", "total, all sampled groups"]);
+        assert_eq!(step_charts("s", &with_drops)[0].series[3].points[2], (3.0, 0.2));
+        for s in with_drops.iter_mut() {
+            s["dropped_uniform_so_far"] = json!(0);
+        }
+        assert_eq!(names(&with_drops), ["accuracy", "format", "total"]);
     }
 
     #[test]

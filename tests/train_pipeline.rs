@@ -167,3 +167,46 @@ fn a_generator_on_a_device_of_its_own_gets_each_version_copied_and_timed() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("runtime.generator_devices"), "{stderr}");
 }
+
+/// Progress lines, the rollout log and the step series count learner steps, one per batch, also
+/// when a batch takes two optimizer updates (`iterations = 2`) and across a resume.
+#[test]
+fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = short_config(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[grpo]\n", "[grpo]\niterations = 2\n");
+    let text = text.replace("log_rollouts_every = 10", "log_rollouts_every = 1");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let progress = |stderr: &str| -> Vec<String> {
+        stderr.lines().filter_map(|l| l.strip_prefix("grpo step").map(|r| r.split_whitespace().next().unwrap().to_string())).collect()
+    };
+    let logged_steps = |run: &Path| -> Vec<u64> {
+        String::from_utf8(read(&run.join("rollouts.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .collect()
+    };
+    let run = tmp.path().join("run");
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(progress(&stderr), ["1/4", "2/4", "3/4", "4/4"], "{stderr}");
+    assert_eq!(logged_steps(&run), [0, 1, 2, 3]);
+    let series: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
+    let pairs: Vec<(u64, u64)> =
+        series.as_array().unwrap().iter().map(|s| (s["step"].as_u64().unwrap(), s["version"].as_u64().unwrap())).collect();
+    assert_eq!(pairs, [(1, 1), (2, 2), (3, 3), (4, 4)]);
+
+    let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
+    let resumed = tmp.path().join("resumed");
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(progress(&stderr), ["3/4", "4/4"], "{stderr}");
+    assert_eq!(logged_steps(&resumed), [2, 3]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&read(&resumed.join("checkpoints-stage-1").join("checkpoint-00000004").join("trainer_state.json"))).unwrap();
+    assert_eq!((state["step"].as_u64(), state["policy_version"].as_u64()), (Some(4), Some(4)), "{state}");
+}

@@ -30,6 +30,10 @@ pub struct RuntimeConfig {
     pub scored_capacity: usize,
     /// Write a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// DAPO's dynamic sampling: a group whose completions all earned the same total reward has
+    /// no advantage, so (with β = 0) no gradient; the learner drops it instead of spending a pass
+    /// on it, its prompt counts as done, and steps consist of groups that carry a signal.
+    pub dynamic_sampling: bool,
     /// Restart delay after the first failure of an actor; doubles per failure up to `max_backoff`.
     #[serde(skip)]
     pub restart_backoff: Duration,
@@ -74,6 +78,7 @@ impl Default for RuntimeConfig {
             rollout_capacity: 8,
             scored_capacity: 8,
             checkpoint_every: 50,
+            dynamic_sampling: false,
             restart_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             max_restarts: 5,

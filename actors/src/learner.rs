@@ -1,5 +1,6 @@
 //! Learner: ScoredGroup → batches → Trainer::step → WeightsPublished; drops groups staler than
-//! `max_staleness`, checkpoints every N steps, at a shutdown request and at the end.
+//! `max_staleness` (and, under dynamic sampling, groups whose rewards are all equal), checkpoints
+//! every N steps, at a shutdown request and at the end.
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,9 @@ pub struct LearnerCore<T: Trainer> {
     batch: Vec<ScoredGroup>,
     trained: u64,
     dropped_stale: u64,
+    dropped_uniform: u64,
+    /// Sum and count of the total rewards offered since the last step (dropped groups included).
+    offered_rewards: (f64, usize),
     started: Instant,
     busy: Duration,
     history: Vec<StepRecord>,
@@ -40,6 +44,8 @@ pub struct LearnerCore<T: Trainer> {
 pub enum Admission {
     Batched,
     DroppedStale,
+    /// Every completion earned the same total reward (dynamic sampling).
+    DroppedUniform,
 }
 
 impl<T: Trainer> LearnerCore<T> {
@@ -48,6 +54,7 @@ impl<T: Trainer> LearnerCore<T> {
         metrics::gauge!(m::POLICY_VERSION).set(version as f64);
         // Exported from the start so dashboards show 0 rather than no data.
         metrics::counter!(m::LEARNER_DROPPED, "reason" => "stale").increment(0);
+        metrics::counter!(m::LEARNER_DROPPED, "reason" => "uniform").increment(0);
         Self {
             trainer,
             ctx,
@@ -56,6 +63,8 @@ impl<T: Trainer> LearnerCore<T> {
             batch: Vec::new(),
             trained: 0,
             dropped_stale: 0,
+            dropped_uniform: 0,
+            offered_rewards: (0.0, 0),
             started: Instant::now(),
             busy: Duration::ZERO,
             history: Vec::new(),
@@ -64,10 +73,14 @@ impl<T: Trainer> LearnerCore<T> {
         }
     }
 
-    /// Batches `group`, or drops it if its policy is more than `max_staleness` versions old.
+    /// Batches `group`, or drops it if its policy is more than `max_staleness` versions old or,
+    /// under dynamic sampling, if its rewards are all equal.
     pub fn offer(&mut self, group: ScoredGroup) -> Admission {
         let staleness = self.version.saturating_sub(group.group.policy_version);
         metrics::histogram!(m::STALENESS).record(staleness as f64);
+        let totals = &group.rewards.total;
+        self.offered_rewards.0 += totals.iter().map(|&r| r as f64).sum::<f64>();
+        self.offered_rewards.1 += totals.len();
         let id = group.group.prompt.id;
         if staleness > self.ctx.cfg.max_staleness {
             self.dropped_stale += 1;
@@ -75,6 +88,14 @@ impl<T: Trainer> LearnerCore<T> {
             self.ctx.ledger.finish(id);
             self.ctx.gate.refund();
             return Admission::DroppedStale;
+        }
+        if self.ctx.cfg.dynamic_sampling && totals.windows(2).all(|w| w[0] == w[1]) {
+            self.dropped_uniform += 1;
+            metrics::counter!(m::LEARNER_DROPPED, "reason" => "uniform").increment(1);
+            self.trainer.observe_dropped(&group);
+            self.ctx.ledger.finish(id);
+            self.ctx.gate.refund();
+            return Admission::DroppedUniform;
         }
         self.ctx.ledger.hand_over(id, Holder::Learner);
         self.batch.push(group);
@@ -106,6 +127,7 @@ impl<T: Trainer> LearnerCore<T> {
         }
         self.trained += batch.len() as u64;
         let record = self.record(&batch, stats, took);
+        self.offered_rewards = (0.0, 0);
         self.history.push(record);
         self.unrecorded_step = false;
         Ok(published)
@@ -167,6 +189,8 @@ impl<T: Trainer> LearnerCore<T> {
             // `version` already counts this step's update; the groups trained version − 1.
             max_staleness: batch.iter().map(|g| (self.version - 1).saturating_sub(g.group.policy_version)).max().unwrap_or(0),
             dropped_stale_so_far: self.dropped_stale,
+            sampled_reward_mean: self.offered_rewards.0 / self.offered_rewards.1.max(1) as f64,
+            dropped_uniform_so_far: self.dropped_uniform,
         }
     }
 
@@ -229,6 +253,7 @@ impl<T: Trainer> LearnerCore<T> {
             state: ctx.ledger.snapshot(self.step, self.version),
             groups_trained: self.trained,
             groups_dropped_stale: self.dropped_stale,
+            groups_dropped_uniform: self.dropped_uniform,
             groups_generated: c.groups_generated.load(Ordering::Relaxed),
             tokens_generated: c.tokens.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),

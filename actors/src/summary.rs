@@ -25,6 +25,11 @@ pub struct StepRecord {
     /// Largest lag (in versions) of a trained group behind the policy it trained.
     pub max_staleness: u64,
     pub dropped_stale_so_far: u64,
+    /// Mean total reward of every group that reached the learner since the previous step,
+    /// dropped ones included: what the policy earns, where `reward_means` is the trained batch
+    /// (under dynamic sampling only groups with differing rewards).
+    pub sampled_reward_mean: f64,
+    pub dropped_uniform_so_far: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub struct RunSummary {
     pub state: RunState,
     pub groups_trained: u64,
     pub groups_dropped_stale: u64,
+    /// Groups with equal rewards dropped under dynamic sampling.
+    pub groups_dropped_uniform: u64,
     pub groups_generated: u64,
     pub tokens_generated: u64,
     pub restarts: u32,

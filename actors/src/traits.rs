@@ -72,6 +72,9 @@ pub trait Trainer: Send + 'static {
     /// have changed them (a half-applied update). The learner checkpoints after a failure only when
     /// this holds, so a checkpoint never pairs half-updated weights with the previous step's state.
     fn consistent(&self) -> bool;
+    /// A scored group the learner dropped without training (dynamic sampling), e.g. for a log of
+    /// every rollout; nothing by default.
+    fn observe_dropped(&mut self, _group: &ScoredGroup) {}
 }
 
 /// The training prompts in a fixed order; `None` past the end.

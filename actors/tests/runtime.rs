@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use srlm_actors::fake::{checksum, prompts, FakeError, FakeFailure, FakeRewarder, FakeSampler, FakeStore, FakeTrainer, SampleHook};
-use srlm_actors::{FailureCheckpoint, Pipeline, RunSummary, RuntimeConfig, RuntimeError, ShutdownHandle};
+use srlm_actors::messages::GroupRewards;
+use srlm_actors::traits::Rewarder;
+use srlm_actors::{FailureCheckpoint, Pipeline, RolloutGroup, RunSummary, RuntimeConfig, RuntimeError, ShutdownHandle};
 
 fn config(generators: usize, batch_groups: usize, max_staleness: u64) -> RuntimeConfig {
     RuntimeConfig {
@@ -348,4 +350,67 @@ fn worker_thread_is_pinned_to_the_requested_core() {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let cores = rt.block_on(w.call(|_| srlm_actors::worker::current_affinity())).unwrap();
     assert_eq!(cores, vec![core]);
+}
+
+/// Pays every completion 1.0 on prompts whose id is a multiple of 3 (no advantage), and
+/// alternately 0 and 1 on the others (mean 0.5).
+struct EqualOnThirds;
+
+impl Rewarder for EqualOnThirds {
+    type Error = FakeError;
+
+    fn reward_names(&self) -> Vec<String> {
+        vec!["accuracy".into()]
+    }
+
+    fn score(&mut self, group: &RolloutGroup) -> Result<GroupRewards, FakeError> {
+        let equal = group.prompt.id % 3 == 0;
+        let total: Vec<f32> = (0..group.completions.len()).map(|i| if equal { 1.0 } else { (i % 2) as f32 }).collect();
+        Ok(GroupRewards { per_function: vec![("accuracy".into(), total.clone())], total, correct: None })
+    }
+}
+
+fn dynamic_sampling_pipeline(cfg: RuntimeConfig, n: usize, store: &FakeStore) -> Pipeline<FakeSampler, EqualOnThirds, FakeTrainer> {
+    let cfg = RuntimeConfig { dynamic_sampling: true, ..cfg };
+    Pipeline::new(
+        cfg,
+        Arc::new(prompts(n)),
+        Arc::new(|_, seed| FakeSampler::new(seed)),
+        Arc::new(|_, _| EqualOnThirds),
+        FakeTrainer::new(store.clone(), None),
+    )
+}
+
+#[test]
+fn dynamic_sampling_drops_groups_with_equal_rewards_and_reports_the_sampled_mean() {
+    let store = FakeStore::default();
+    let cfg = RuntimeConfig { seed: 1, ..config(1, 1, 0) };
+    let s = dynamic_sampling_pipeline(cfg, 30, &store).run_deterministic().unwrap();
+    assert_eq!(s.groups_dropped_uniform, 10);
+    assert_eq!(s.groups_trained, 20);
+    let mut trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
+    trained.sort_unstable();
+    assert_eq!(trained, (0..30).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+    // One group per step: the batch's mean is 0.5; the sampled mean also counts the k equal
+    // groups (1.0 each) dropped since the step before, (k + 0.5) / (k + 1).
+    let mut before = 0;
+    for r in &s.steps {
+        let k = (r.dropped_uniform_so_far - before) as f64;
+        before = r.dropped_uniform_so_far;
+        assert_eq!(r.reward_means.last().unwrap().1, 0.5);
+        assert!((r.sampled_reward_mean - (k + 0.5) / (k + 1.0)).abs() < 1e-12, "step {}: k {k}, {}", r.step, r.sampled_reward_mean);
+    }
+    assert_eq!(before, 10, "prompt 0 comes first, so every drop precedes some step");
+    assert!(store.last_checkpoint().unwrap().state.pending.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_sampling_in_the_threaded_runtime_trains_each_prompt_with_a_signal_once() {
+    let store = FakeStore::default();
+    let s = dynamic_sampling_pipeline(config(2, 2, 1), 24, &store).run().await.unwrap();
+    assert_eq!((s.groups_trained, s.groups_dropped_uniform, s.groups_dropped_stale), (16, 8, 0));
+    let mut trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
+    trained.sort_unstable();
+    assert_eq!(trained, (0..24).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+    assert_eq!(s.steps.len(), 8);
 }

@@ -46,6 +46,10 @@ pub struct GrpoTrainer {
     latest: Arc<Mutex<Option<Arc<Weights>>>>,
     rollout_log: Option<(PathBuf, u64)>,
     tokens_so_far: u64,
+    /// Learner steps completed, counted from the run's start (restored on resume): the one step
+    /// count the log, progress and versions use. The optimizer's own counts differ from it when
+    /// a step takes several updates (`iterations`) or skips one.
+    steps_done: u64,
     /// The optimizer's (applied, skipped) update counts when the last step completed. AdamW
     /// counts an update before it writes any weight, so a failed step that left the applied
     /// count unchanged left weights and moments as that step found them.
@@ -101,6 +105,7 @@ impl GrpoTrainer {
             latest: Arc::new(Mutex::new(None)),
             rollout_log: None,
             tokens_so_far: 0,
+            steps_done: 0,
             completed: (0, 0),
             run_id: String::new(),
             stamp: Vec::new(),
@@ -116,6 +121,7 @@ impl GrpoTrainer {
         let s = &loaded.state;
         let pending = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
         self.start = RunState { step: s.step, version: s.policy_version, cursor: s.data_cursor, pending };
+        self.steps_done = s.step;
         Ok(())
     }
 
@@ -150,8 +156,16 @@ impl GrpoTrainer {
     }
 
     fn write_rollouts(&self, step: u64, batch: &[ScoredGroup]) -> std::io::Result<()> {
+        match batch.first() {
+            Some(g) => self.write_rollout(step, g, None),
+            None => Ok(()),
+        }
+    }
+
+    /// One line of the rollout log for `g` on every `every`-th step; `dropped` says why the
+    /// learner did not train it.
+    fn write_rollout(&self, step: u64, g: &ScoredGroup, dropped: Option<&str>) -> std::io::Result<()> {
         let Some((path, every)) = &self.rollout_log else { return Ok(()) };
-        let Some(g) = batch.first() else { return Ok(()) };
         if !step.is_multiple_of(*every) {
             return Ok(());
         }
@@ -166,10 +180,13 @@ impl GrpoTrainer {
                 serde_json::json!({ "completion": c.text, "rewards": rewards, "total": g.rewards.total[i], "advantage": g.advantages[i] })
             })
             .collect();
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "step": step, "policy_version": g.group.policy_version, "prompt": g.group.prompt.text,
             "gold": g.group.prompt.reference, "completions": completions,
         });
+        if let Some(why) = dropped {
+            line["dropped"] = why.into();
+        }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         writeln!(f, "{line}")
     }
@@ -201,8 +218,15 @@ impl Trainer for GrpoTrainer {
         Ok(Start { state: self.start.clone(), weights })
     }
 
+    /// Dropped groups go to the rollout log too (marked), so it holds every group the policy sampled.
+    fn observe_dropped(&mut self, group: &ScoredGroup) {
+        if let Err(e) = self.write_rollout(self.steps_done, group, Some("uniform")) {
+            tracing::warn!("rollout log: {e}");
+        }
+    }
+
     fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Weights>), TrainError> {
-        let step = self.optimizer.step_count();
+        let step = self.steps_done;
         let rows = sequences(batch);
         let stats = grpo_step(&self.policy, self.reference.as_ref(), &rows, &self.grpo, &mut self.optimizer)
             .map_err(|e| TrainError::Step { step, message: e.to_string() })?;
@@ -213,8 +237,8 @@ impl Trainer for GrpoTrainer {
         if let Some(f) = self.on_step.as_mut() {
             let totals: Vec<f32> = batch.iter().flat_map(|g| g.rewards.total.iter().copied()).collect();
             let correct: Vec<bool> = batch.iter().flat_map(|g| g.rewards.correct.iter().flatten().copied()).collect();
-            // Both counters were restored on resume: count this run's steps once.
-            let version = self.start.version + step.saturating_sub(self.start.step);
+            // The policy this step trains (the version before its update).
+            let version = self.start.version + (step - self.start.step);
             f(&StepProgress {
                 step,
                 loss: loss.map_or(f64::NAN, |l| l.loss),
@@ -236,6 +260,7 @@ impl Trainer for GrpoTrainer {
         let published = Arc::new(self.weights()?);
         *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&published));
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
+        self.steps_done += 1;
         Ok((out, published))
     }
 

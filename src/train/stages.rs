@@ -485,10 +485,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     say(
         opts,
         &format!(
-            "grpo: {} steps, {} groups trained, {} dropped as stale, {} generated tokens in {:.1}s (learner busy {:.0}%)",
+            "grpo: {} steps, {} groups trained, {} dropped as stale, {} with equal rewards, {} generated tokens in {:.1}s (learner busy {:.0}%)",
             summary.steps.len(),
             summary.groups_trained,
             summary.groups_dropped_stale,
+            summary.groups_dropped_uniform,
             summary.tokens_generated,
             summary.elapsed.as_secs_f64(),
             100.0 * summary.learner_busy_fraction()
@@ -547,7 +548,8 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
         "learner_busy_s": seconds(summary.learner_busy),
         "generator_busy_s": summary.generator_busy.iter().map(|d| seconds(*d)).collect::<Vec<_>>(),
         "groups_generated": summary.groups_generated, "groups_trained": summary.groups_trained,
-        "groups_dropped_stale": summary.groups_dropped_stale, "tokens_generated": summary.tokens_generated,
+        "groups_dropped_stale": summary.groups_dropped_stale, "groups_dropped_uniform": summary.groups_dropped_uniform,
+        "dynamic_sampling": r.pipeline.dynamic_sampling, "tokens_generated": summary.tokens_generated,
         "max_staleness": r.pipeline.max_staleness, "batch_groups": r.pipeline.batch_groups, "group_size": r.pipeline.group_size,
         "generator_cores": r.pipeline.generator_cores, "learner_core": r.pipeline.learner_core,
         "interrupted": summary.interrupted,
@@ -598,7 +600,8 @@ fn steps_json(earlier: Vec<serde_json::Value>, summary: &RunSummary) -> Result<S
                 "clip_fraction": s.stats.clip_fraction, "grad_norm": s.stats.grad_norm,
                 "lr": s.stats.learning_rate, "rewards": s.reward_means, "accuracy": s.accuracy,
                 "prompts": s.prompts, "completions": s.completions, "tokens": s.tokens,
-                "max_staleness": s.max_staleness,
+                "max_staleness": s.max_staleness, "sampled_reward": s.sampled_reward_mean,
+                "dropped_uniform_so_far": s.dropped_uniform_so_far,
             })
         }))
         .collect();
