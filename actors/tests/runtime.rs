@@ -364,7 +364,7 @@ impl Rewarder for EqualOnThirds {
     }
 
     fn score(&mut self, group: &RolloutGroup) -> Result<GroupRewards, FakeError> {
-        let equal = group.prompt.id % 3 == 0;
+        let equal = group.prompt.id.is_multiple_of(3);
         let total: Vec<f32> = (0..group.completions.len()).map(|i| if equal { 1.0 } else { (i % 2) as f32 }).collect();
         Ok(GroupRewards { per_function: vec![("accuracy".into(), total.clone())], total, correct: None })
     }
@@ -390,7 +390,7 @@ fn dynamic_sampling_drops_groups_with_equal_rewards_and_reports_the_sampled_mean
     assert_eq!(s.groups_trained, 20);
     let mut trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
     trained.sort_unstable();
-    assert_eq!(trained, (0..30).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+    assert_eq!(trained, (0u64..30).filter(|i| !i.is_multiple_of(3)).collect::<Vec<_>>());
     // One group per step: the batch's mean is 0.5; the sampled mean also counts the k equal
     // groups (1.0 each) dropped since the step before, (k + 0.5) / (k + 1).
     let mut before = 0;
@@ -411,6 +411,6 @@ async fn dynamic_sampling_in_the_threaded_runtime_trains_each_prompt_with_a_sign
     assert_eq!((s.groups_trained, s.groups_dropped_uniform, s.groups_dropped_stale), (16, 8, 0));
     let mut trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
     trained.sort_unstable();
-    assert_eq!(trained, (0..24).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+    assert_eq!(trained, (0u64..24).filter(|i| !i.is_multiple_of(3)).collect::<Vec<_>>());
     assert_eq!(s.steps.len(), 8);
 }
