@@ -50,6 +50,8 @@ pub struct GrpoTrainer {
     /// count the log, progress and versions use. The optimizer's own counts differ from it when
     /// a step takes several updates (`iterations`) or skips one.
     steps_done: u64,
+    /// Groups the learner dropped without training (dynamic sampling) in this run.
+    dropped: u64,
     /// The optimizer's (applied, skipped) update counts when the last step completed. AdamW
     /// counts an update before it writes any weight, so a failed step that left the applied
     /// count unchanged left weights and moments as that step found them.
@@ -71,6 +73,9 @@ pub struct StepProgress {
     /// Largest lag (in versions) of a group in this batch behind the learner's policy.
     pub max_staleness: u64,
     pub tokens_so_far: u64,
+    /// Groups dropped without training (dynamic sampling) before this step, in this run: each
+    /// used up one of the stage's problems, as a step does.
+    pub dropped_so_far: u64,
 }
 
 impl GrpoTrainer {
@@ -106,6 +111,7 @@ impl GrpoTrainer {
             rollout_log: None,
             tokens_so_far: 0,
             steps_done: 0,
+            dropped: 0,
             completed: (0, 0),
             run_id: String::new(),
             stamp: Vec::new(),
@@ -220,6 +226,7 @@ impl Trainer for GrpoTrainer {
 
     /// Dropped groups go to the rollout log too (marked), so it holds every group the policy sampled.
     fn observe_dropped(&mut self, group: &ScoredGroup) {
+        self.dropped += 1;
         if let Err(e) = self.write_rollout(self.steps_done, group, Some("uniform")) {
             tracing::warn!("rollout log: {e}");
         }
@@ -247,6 +254,7 @@ impl Trainer for GrpoTrainer {
                 clip_fraction: loss.map_or(0.0, |l| l.clip_low + l.clip_high),
                 max_staleness: batch.iter().map(|g| version.saturating_sub(g.group.policy_version)).max().unwrap_or(0),
                 tokens_so_far: self.tokens_so_far,
+                dropped_so_far: self.dropped,
             });
         }
         let out = StepStats {

@@ -31,7 +31,7 @@ impl GrpoProgress {
         let rate = p.tokens_so_far as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         match &self.bar {
             Some(bar) => {
-                bar.set_position(p.step + 1);
+                bar.set_position(p.step + 1 + p.dropped_so_far);
                 bar.set_message(format!(
                     "reward {:.3} acc {:.1}% {:.0} tok/s staleness ≤{}",
                     p.reward_mean,
@@ -55,8 +55,9 @@ impl GrpoProgress {
 }
 
 fn step_line(p: &StepProgress, total: u64, tokens_per_s: f64) -> String {
+    let dropped = if p.dropped_so_far > 0 { format!(" (+{} dropped)", p.dropped_so_far) } else { String::new() };
     format!(
-        "grpo step {:>4}/{total} reward {:.3} accuracy {:.1}% loss {:+.4} clip {:.3} staleness ≤{} {:.0} tok/s",
+        "grpo step {:>4}/{total}{dropped} reward {:.3} accuracy {:.1}% loss {:+.4} clip {:.3} staleness ≤{} {:.0} tok/s",
         p.step + 1,
         p.reward_mean,
         100.0 * p.accuracy,
@@ -87,11 +88,15 @@ mod tests {
             clip_fraction: 0.02,
             max_staleness: 1,
             tokens_so_far: 1000,
+            dropped_so_far: 0,
         };
         assert_eq!(
             step_line(&p, 150, 250.0),
             "grpo step    5/150 reward 0.500 accuracy 37.5% loss -0.0123 clip 0.020 staleness ≤1 250 tok/s"
         );
+        // Under dynamic sampling the total counts problems, which steps and drops both use up.
+        let p = StepProgress { dropped_so_far: 3, ..p };
+        assert!(step_line(&p, 150, 250.0).starts_with("grpo step    5/150 (+3 dropped) reward 0.500"));
     }
 
     #[test]
