@@ -509,7 +509,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         None => Vec::new(),
     };
     write_atomic(&cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(earlier, &summary)?.as_bytes())?;
-    std::fs::write(cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?)?;
+    write_atomic(&cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?.as_bytes())?;
     if summary.interrupted {
         let saved = last_checkpoint.lock().expect("not poisoned").clone();
         let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
