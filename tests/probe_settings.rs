@@ -76,7 +76,6 @@ fn bad_values_in_every_section_name_the_file_and_the_key() {
         ("grpo", "top_p", "0.0", "grpo.top_p = 0: must be in (0, 1]"),
         ("grpo", "top_p", "2.0", "grpo.top_p = 2: must be in (0, 1]"),
         ("grpo", "max_new_tokens", "0", "grpo.max_new_tokens = 0: must be at least 1"),
-        ("runtime", "keep_checkpoints", "0", "runtime.keep_checkpoints = 0: must be at least 1"),
         ("eval", "samples", "0", "eval.samples = 0: must be at least 1"),
         ("eval", "temperature", "nan", "eval.temperature = NaN: must be a finite number >= 0"),
     ];

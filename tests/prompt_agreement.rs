@@ -5,7 +5,7 @@
 mod common;
 
 use common::fixtures;
-use srlm::algo::sft_data::{read_conversations, DataFormat};
+use srlm::algo::sft_data::read_conversations;
 use srlm::algo::sft_recipe::SftRecipe;
 use srlm::algo::traces::read_problems;
 use srlm::chat::ChatTemplate;
@@ -13,6 +13,7 @@ use srlm::data::PromptFormat;
 use srlm::reward::Benchmark;
 use srlm::train::config::TrainConfig;
 use srlm::train::problems::load_problems;
+use srlm::train::sft_recipe_map::map_recipe;
 
 /// Qwen2.5's ChatML template, the part these messages use.
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -36,13 +37,20 @@ fn train_sft_distill_and_eval_render_the_same_prompt_for_each_format() {
         let (_, heldout) = load_problems(&train_cfg, &template).unwrap();
         let train = heldout.iter().find(|p| p.prompt.contains(first_question)).expect("the first question").prompt.clone();
 
-        let recipe = SftRecipe::parse(&format!(
-            "model = \"m\"\ndata = \"{}\"\nformat = \"gsm8k\"\noutput = \"out\"\nprompt_format = \"{}\"\n",
-            data.display(),
-            format.name()
-        ))
+        // `srlm sft` maps its recipe onto a train config; the sft stage asks GSM8K rows in `[data] format`.
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("sft.toml");
+        std::fs::write(
+            &recipe,
+            format!(
+                "model = \"m\"\ndata = \"{}\"\nformat = \"gsm8k\"\noutput = \"out\"\nprompt_format = \"{}\"\n",
+                data.display(),
+                format.name()
+            ),
+        )
         .unwrap();
-        let conversation = read_conversations(&data, DataFormat::Gsm8k, recipe.system()).unwrap().remove(0);
+        let sft_cfg = map_recipe(&recipe).unwrap().config;
+        let conversation = read_conversations(&data, sft_cfg.sft.data_format, sft_cfg.data.format.system_prompt()).unwrap().remove(0);
         let sft = template.render(&conversation[..conversation.len() - 1], true).unwrap();
 
         let distill_problem = read_problems(&data, Benchmark::Gsm8k, format.system_prompt()).unwrap().remove(0);

@@ -51,7 +51,7 @@ fn lora_sft_writes_a_peft_adapter_that_loads() {
     let out = srlm().args(["sft", "--config", recipe.to_str().unwrap()]).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("2 examples (0 truncated, 1 dropped at max_length 128)"), "{log}");
+    assert!(log.contains("of the examples longer than max_len 128: 1 dropped, 0 truncated"), "{log}");
     let loaded = srlm::model::LoadedModel::load(model.to_str().unwrap(), &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
     let adapters = srlm::model::LoraAdapters::load_peft(&out_dir, &loaded.weights, &loaded.config).unwrap();
     assert_eq!(adapters.module_paths().count(), 2 * loaded.config.num_layers);

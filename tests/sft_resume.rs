@@ -207,7 +207,7 @@ fn srlm_sft(recipe: &Path, extra: &[&str]) {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     if !extra.is_empty() {
-        assert!(log.contains("resumed from"), "{log}");
+        assert!(log.contains("resuming from"), "{log}");
     }
 }
 
@@ -241,10 +241,35 @@ fn srlm_sft_resume_reproduces_the_uninterrupted_run() {
             path
         };
         srlm_sft(&recipe("whole"), &[]);
-        let ckpt = tmp.path().join(format!("{kind}-whole-ckpt/checkpoint-00000003"));
+        let ckpt = tmp.path().join(format!("{kind}-whole-ckpt/checkpoints-stage-0/checkpoint-00000003"));
         assert!(ckpt.join("manifest.json").is_file(), "{kind}: no checkpoint at step 3");
         srlm_sft(&recipe("resumed"), &["--resume", ckpt.to_str().unwrap()]);
         let read = |name: &str| std::fs::read(tmp.path().join(format!("{kind}-{name}-out")).join(weights)).unwrap();
         assert!(read("whole") == read("resumed"), "{kind}: the resumed run wrote other weights");
     }
+}
+
+/// `srlm sft` also takes a `srlm train` config: its one sft stage runs (held-out check included),
+/// and a config with other stages is sent to `srlm train`.
+#[test]
+fn srlm_sft_runs_a_train_config_s_sft_stage_and_refuses_other_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let body = format!(
+        "out_dir = {:?}\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\nformat = \"plain\"\ngold = \"number\"\ntrain_size = 16\nheldout_size = 4\n\
+         [eval]\nsamples = 1\nmax_new_tokens = 8\n[sft]\nlr = 1e-3\nmax_len = 64\ntoken_budget = 256\n[sft.lora]\nr = 2\nalpha = 4\n[runtime]\nmetrics_addr = \"\"\n",
+        out.to_str().unwrap()
+    );
+    let config = tmp.path().join("sft.toml");
+    std::fs::write(&config, &body).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_srlm")).args(["sft", "--config", config.to_str().unwrap()]).output().unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(log.contains("sft: 16 examples, LoRA") && log.contains("held-out after Sft"), "{log}");
+    assert!(out.join("stage-0-sft/model.safetensors").is_file(), "{log}");
+
+    std::fs::write(&config, format!("stages = [\"sft\", \"grpo\"]\n{body}")).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_srlm")).args(["sft", "--config", config.to_str().unwrap()]).output().unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && log.contains("`srlm sft` runs one sft stage; run several with `srlm train --config`"), "{log}");
 }

@@ -157,20 +157,9 @@ impl<T: Trainer> LearnerCore<T> {
         reward_means.push(("total".into(), sum_total / n));
         let accuracy = (judged > 0).then(|| correct as f64 / judged as f64);
 
-        metrics::counter!(m::LEARNER_STEPS).increment(1);
+        m::record_update(&stats, took, self.version);
         metrics::counter!(m::LEARNER_GROUPS).increment(batch.len() as u64);
-        metrics::gauge!(m::POLICY_VERSION).set(self.version as f64);
-        metrics::histogram!(m::LEARNER_STEP_SECONDS).record(took.as_secs_f64());
         metrics::gauge!(m::LEARNER_BUSY_RATIO).set(self.busy.as_secs_f64() / self.started.elapsed().as_secs_f64().max(1e-9));
-        metrics::gauge!(m::LOSS).set(stats.loss);
-        metrics::gauge!(m::LEARNING_RATE).set(stats.learning_rate);
-        for (name, v) in
-            [(m::KL, stats.kl), (m::CLIP_FRACTION, stats.clip_fraction), (m::ENTROPY, stats.entropy), (m::GRAD_NORM, stats.grad_norm)]
-        {
-            if let Some(v) = v {
-                metrics::gauge!(name).set(v);
-            }
-        }
         for (f, mean) in &reward_means {
             metrics::gauge!(m::REWARD_MEAN, "function" => f.clone()).set(*mean);
         }

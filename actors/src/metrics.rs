@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::error::RuntimeError;
+use crate::traits::StepStats;
 
 pub const GENERATOR_TOKENS: &str = "srlm_generator_tokens_total";
 pub const GENERATOR_GROUPS: &str = "srlm_generator_groups_total";
@@ -168,7 +170,27 @@ pub fn describe() {
     }
 }
 
+/// One optimizer update of any objective (GRPO, SFT, KD): the step counter, the policy version it
+/// made, how long it took and its statistics, so every stage reads the same on `/metrics`.
+pub fn record_update(stats: &StepStats, took: Duration, version: u64) {
+    metrics::counter!(LEARNER_STEPS).increment(1);
+    metrics::gauge!(POLICY_VERSION).set(version as f64);
+    metrics::histogram!(LEARNER_STEP_SECONDS).record(took.as_secs_f64());
+    metrics::gauge!(LOSS).set(stats.loss);
+    metrics::gauge!(LEARNING_RATE).set(stats.learning_rate);
+    for (name, v) in [(KL, stats.kl), (CLIP_FRACTION, stats.clip_fraction), (ENTROPY, stats.entropy), (GRAD_NORM, stats.grad_norm)] {
+        if let Some(v) = v {
+            metrics::gauge!(name).set(v);
+        }
+    }
+}
+
 static INSTALLED: OnceLock<Result<SocketAddr, String>> = OnceLock::new();
+
+/// Where this process already serves `/metrics`, if it does.
+pub fn serving() -> Option<SocketAddr> {
+    INSTALLED.get().and_then(|outcome| outcome.as_ref().ok().copied())
+}
 
 /// Installs the Prometheus recorder and serves `/metrics` on `addr` from its own thread. Once per
 /// process: later calls return the first call's outcome.

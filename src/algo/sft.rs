@@ -34,7 +34,7 @@ impl SftExample {
 }
 
 /// What to do with an example longer than the maximum length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlong {
     /// Keep its first `max_len` tokens (dropped if no completion token is left).

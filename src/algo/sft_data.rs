@@ -21,7 +21,7 @@ pub enum DataError {
 }
 
 /// How the rows of a JSONL file are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataFormat {
     /// `{"question", "answer"}` with the worked solution ending in `#### N`.

@@ -84,7 +84,8 @@ pub enum SaveAs {
     Adapter,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[lora]` of a recipe, `[sft.lora]` of a `srlm train` config.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoraSection {
     pub r: usize,
@@ -117,7 +118,6 @@ mod defaults {
     pub fn lr_schedule() -> super::Decay {
         super::Decay::Cosine
     }
-    pub const WARMUP_RATIO: f64 = 0.03;
     pub fn keep_checkpoints() -> usize {
         2
     }
@@ -131,6 +131,9 @@ mod defaults {
         crate::model::lora::LORA_MODULES.iter().map(|(_, m)| m.to_string()).collect()
     }
 }
+
+/// Warmup when a recipe names neither `warmup_steps` nor `warmup_ratio`.
+pub const DEFAULT_WARMUP_RATIO: f64 = 0.03;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -199,17 +202,10 @@ impl SftRecipe {
         if self.lora.is_none() {
             crate::optim::precision::check_steps_survive_rounding("lr", self.lr, &self.dtype)?;
         }
-        if let Some(lora) = &self.lora {
-            at_least("lora.r", lora.r, 1)?;
-            positive("lora.alpha", lora.alpha)?;
-            if !(0.0..1.0).contains(&lora.dropout) {
-                return Err(format!("lora.dropout = {}: must be in [0, 1)", lora.dropout));
-            }
-            if lora.target_modules.is_empty() {
-                return Err("lora.target_modules is empty: name at least one projection (q_proj, v_proj, ...)".into());
-            }
+        match &self.lora {
+            Some(lora) => lora.check("lora"),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn save_as(&self) -> SaveAs {
@@ -220,7 +216,7 @@ impl SftRecipe {
     pub fn schedule(&self, total_steps: usize) -> Schedule {
         match self.warmup_steps {
             Some(warmup_steps) => Schedule { decay: self.lr_schedule, warmup_steps, total_steps },
-            None => Schedule::with_warmup_ratio(self.lr_schedule, self.warmup_ratio.unwrap_or(defaults::WARMUP_RATIO), total_steps),
+            None => Schedule::with_warmup_ratio(self.lr_schedule, self.warmup_ratio.unwrap_or(DEFAULT_WARMUP_RATIO), total_steps),
         }
     }
 
@@ -245,13 +241,26 @@ impl SftRecipe {
     }
 
     pub fn lora_config(&self) -> Option<LoraConfig> {
-        self.lora.as_ref().map(|l| LoraConfig {
-            r: l.r,
-            alpha: l.alpha,
-            dropout: l.dropout,
-            target_modules: l.target_modules.clone(),
-            seed: self.seed,
-        })
+        self.lora.as_ref().map(|l| l.config(self.seed))
+    }
+}
+
+impl LoraSection {
+    /// Every value in its range, named as `section.key`.
+    pub fn check(&self, section: &str) -> Result<(), String> {
+        at_least(&format!("{section}.r"), self.r, 1)?;
+        positive(&format!("{section}.alpha"), self.alpha)?;
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("{section}.dropout = {}: must be in [0, 1)", self.dropout));
+        }
+        if self.target_modules.is_empty() {
+            return Err(format!("{section}.target_modules is empty: name at least one projection (q_proj, v_proj, ...)"));
+        }
+        Ok(())
+    }
+
+    pub fn config(&self, seed: u64) -> LoraConfig {
+        LoraConfig { r: self.r, alpha: self.alpha, dropout: self.dropout, target_modules: self.target_modules.clone(), seed }
     }
 }
 

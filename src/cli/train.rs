@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use srlm::train::cluster::{cookie, Listen};
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
+use srlm::train::heldout::HeldoutScore;
 use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
 use srlm_actors::cluster::ServerTls;
@@ -84,11 +85,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(steps) = a.grpo_steps {
         cfg.grpo.steps = steps;
     }
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // Every actor runs on its own thread; candle's spin-waiting pool per op would
-        // oversubscribe the cores.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     let listen = match a.listen {
         Some(addr) if a.deterministic => anyhow::bail!("--listen {addr}: remote workers cannot join a --deterministic run"),
         Some(addr) => Some(Listen {
@@ -108,17 +104,28 @@ pub fn run(a: TrainArgs) -> Result<()> {
         shutdown: Default::default(),
         listen,
     };
+    run_and_report(&cfg, &opts)
+}
+
+/// Runs the stages of `cfg` and prints each one's held-out accuracy before and after.
+pub fn run_and_report(cfg: &TrainConfig, opts: &RunOptions) -> Result<()> {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Every actor runs on its own thread; candle's spin-waiting pool per op would
+        // oversubscribe the cores.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     // From the first stage on: a stop at any step boundary checkpoints and names the resume command.
     srlm_actors::on_signals_in_background(opts.shutdown.clone())?;
     let args: Vec<String> = std::env::args().collect();
-    let reports = run_training(&cfg, &opts).map_err(|e| with_resume_command(e, &args))?;
+    let reports = run_training(cfg, opts).map_err(|e| with_resume_command(e, &args))?;
+    let percent = |s: &Option<HeldoutScore>| s.as_ref().map_or("-".to_string(), |s| format!("{:.1}%", 100.0 * s.accuracy));
     println!("{:<6} {:>10} {:>10} {:>8} {:>8}", "stage", "before", "after", "steps", "seconds");
     for r in &reports {
         println!(
-            "{:<6} {:>9.1}% {:>9.1}% {:>8} {:>8.1}",
+            "{:<6} {:>10} {:>10} {:>8} {:>8.1}",
             format!("{:?}", r.stage).to_lowercase(),
-            100.0 * r.before.accuracy,
-            100.0 * r.after.accuracy,
+            percent(&r.before),
+            percent(&r.after),
             r.steps,
             r.seconds
         );

@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo::GrpoConfig;
+use crate::algo::sft::Overlong;
+use crate::algo::sft_data::DataFormat;
+use crate::algo::sft_recipe::LoraSection;
 use crate::data::PromptFormat;
-use crate::optim::AdamWConfig;
+use crate::model::LoraConfig;
+use crate::optim::{AdamWConfig, Schedule};
 use crate::ranges::{at_least, positive};
 use crate::train::gold_rewarder::GoldFormat;
 use srlm_actors::{AdvantageScale, RuntimeConfig};
@@ -27,6 +31,9 @@ pub struct TrainConfig {
     /// Where checkpoints, the final model, logs and reports go.
     pub out_dir: PathBuf,
     pub model: ModelSection,
+    /// The task's problems (training and held-out); absent only for an SFT-only run on
+    /// `[sft] data`, which then has no held-out check.
+    #[serde(default)]
     pub data: DataSection,
     /// Reward name → weight (accuracy, format, format_strict, format_soft).
     #[serde(default = "default_rewards")]
@@ -66,7 +73,9 @@ pub struct ModelSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// `arithmetic` (synthetic, built in) or `gsm8k` (a GSM8K-layout JSONL at `train`).
+    /// `arithmetic` (synthetic, built in), `gsm8k` (a GSM8K-layout JSONL at `train`) or `none`
+    /// (the default: no problems, for an SFT-only run on `[sft] data`).
+    #[serde(default = "default_task")]
     pub task: String,
     pub train: Option<PathBuf>,
     pub heldout: Option<PathBuf>,
@@ -83,6 +92,19 @@ pub struct DataSection {
     pub format: PromptFormat,
     #[serde(default = "default_gold")]
     pub gold: GoldFormat,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        toml::from_str("").expect("all data fields have defaults")
+    }
+}
+
+impl DataSection {
+    /// Whether the run has training and held-out problems.
+    pub fn has_problems(&self) -> bool {
+        self.task != NO_TASK
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -124,6 +146,26 @@ pub struct SftSection {
     /// Micro-batches computed at once, one thread each (README: CPU speed settings).
     #[serde(default = "one_usize")]
     pub lanes: usize,
+    /// A JSONL of worked examples to train on instead of the training problems' solutions.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// How the rows of `data` read: `gsm8k` (`question`, `answer`; prompted in `[data] format`)
+    /// or `chat` (`messages`, the last one the assistant's).
+    #[serde(default = "default_sft_data_format")]
+    pub data_format: DataFormat,
+    /// An example longer than `max_len`: `drop` it, or `truncate` its completion.
+    #[serde(default = "default_overlong")]
+    pub overlong: Overlong,
+    /// Warmup as a fraction of the stage's optimizer steps (rounded up), instead of `warmup_steps`.
+    #[serde(default)]
+    pub warmup_ratio: Option<f64>,
+    /// Train low-rank adapters over frozen weights instead of every weight; the stage's export
+    /// holds them merged.
+    #[serde(default)]
+    pub lora: Option<LoraSection>,
+    /// With `lora`: also write the adapters as a PEFT directory, `stage-<i>-sft-adapter`.
+    #[serde(default)]
+    pub save_adapter: bool,
     /// beta1, beta2, eps, weight_decay, max_grad_norm (0 = off), lr_schedule, warmup_steps.
     #[serde(flatten)]
     pub optimizer: AdamWConfig,
@@ -133,8 +175,16 @@ impl SftSection {
     /// The optimizer of a stage of `total_steps` optimizer steps (known once the data is).
     pub fn adamw(&self, total_steps: usize) -> AdamWConfig {
         let mut optimizer = AdamWConfig { lr: self.lr, ..self.optimizer.clone() };
-        optimizer.schedule.total_steps = total_steps;
+        optimizer.schedule = match self.warmup_ratio {
+            Some(ratio) => Schedule::with_warmup_ratio(optimizer.schedule.decay, ratio, total_steps),
+            None => Schedule { total_steps, ..optimizer.schedule },
+        };
         optimizer
+    }
+
+    /// The adapters' shape, seeded by the run's seed.
+    pub fn lora_config(&self, seed: u64) -> Option<LoraConfig> {
+        self.lora.as_ref().map(|l| l.config(seed))
     }
 }
 
@@ -292,6 +342,7 @@ pub struct RuntimeSection {
     /// rollout_capacity, scored_capacity, checkpoint_every, generator_cores, learner_core.
     #[serde(flatten)]
     pub pipeline: RuntimeConfig,
+    /// Newest checkpoints kept of each stage; 0 keeps all.
     #[serde(default = "default_keep")]
     pub keep_checkpoints: usize,
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
@@ -366,6 +417,8 @@ impl TrainConfig {
         let dtype = self.model.dtype.as_str();
         for stage in &self.stages {
             match (stage, &self.kd) {
+                // Adapters train in f32 whatever the base's dtype.
+                (Stage::Sft, _) if self.sft.lora.is_some() => {}
                 (Stage::Sft, _) | (Stage::Kd, Some(KdSection { mode: KdMode::Traces, .. })) => {
                     check_steps_survive_rounding("sft.lr", self.sft.lr, dtype)?
                 }
@@ -373,6 +426,37 @@ impl TrainConfig {
                 (Stage::Kd, None) => {}
                 (Stage::Grpo, _) => check_steps_survive_rounding("grpo.lr", self.grpo.lr, dtype)?,
             }
+        }
+        Ok(())
+    }
+
+    /// Without problems only SFT on its own examples can run.
+    fn check_runs_without_problems(&self) -> Result<(), String> {
+        if let Some(stage) = self.stages.iter().find(|s| **s != Stage::Sft) {
+            return Err(format!("stage `{stage:?}` needs problems: set data.task (arithmetic or gsm8k)").to_lowercase());
+        }
+        if self.sft.data.is_none() {
+            return Err("data.task: with no task, the sft stage needs its own examples in [sft] data".into());
+        }
+        Ok(())
+    }
+
+    /// The SFT keys that only mean something together.
+    fn check_sft_extras(&self) -> Result<(), String> {
+        let s = &self.sft;
+        if let Some(ratio) = s.warmup_ratio {
+            if s.optimizer.schedule.warmup_steps > 0 {
+                return Err("sft: give warmup_steps or warmup_ratio, not both".into());
+            }
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!("sft.warmup_ratio = {ratio}: must be in [0, 1]"));
+            }
+        }
+        if s.save_adapter && s.lora.is_none() {
+            return Err("sft.save_adapter needs an [sft.lora] section".into());
+        }
+        if let Some(lora) = &s.lora {
+            lora.check("sft.lora")?;
         }
         Ok(())
     }
@@ -393,8 +477,10 @@ impl TrainConfig {
             "arithmetic" => {}
             "gsm8k" if self.data.train.is_some() => {}
             "gsm8k" => return Err("data.train: task `gsm8k` needs the path of a GSM8K-layout JSONL".into()),
-            other => return Err(format!("data.task: unknown task '{other}' (known: arithmetic, gsm8k)")),
+            NO_TASK => self.check_runs_without_problems()?,
+            other => return Err(format!("data.task: unknown task '{other}' (known: arithmetic, gsm8k, none)")),
         }
+        self.check_sft_extras()?;
         if self.model.source == "tiny" && self.data.task != "arithmetic" {
             return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
         }
@@ -418,6 +504,18 @@ fn one() -> f64 {
 }
 fn one_usize() -> usize {
     1
+}
+/// `data.task` of a run without problems.
+pub const NO_TASK: &str = "none";
+
+fn default_task() -> String {
+    NO_TASK.into()
+}
+fn default_sft_data_format() -> DataFormat {
+    DataFormat::Gsm8k
+}
+fn default_overlong() -> Overlong {
+    Overlong::Drop
 }
 fn default_max_operand() -> i64 {
     20
@@ -594,5 +692,40 @@ mod tests {
         assert!(err.contains("sft.lanes"), "{err}");
         let err = TrainConfig::from_toml(&format!("{base}[runtime]\ngroup_size = 1\n"), "f.toml").unwrap_err().to_string();
         assert!(err.contains("group_size"), "{err}");
+    }
+
+    #[test]
+    fn a_run_without_problems_is_an_sft_stage_on_its_own_examples() {
+        let base = "out_dir = \"x\"\n[model]\nsource = \"m\"\n";
+        let ok =
+            TrainConfig::from_toml(&format!("stages = [\"sft\"]\n{base}[sft]\ndata = \"d.jsonl\"\ndata_format = \"chat\"\n"), "f.toml")
+                .unwrap();
+        assert!(!ok.data.has_problems());
+        let err = TrainConfig::from_toml(&format!("stages = [\"sft\"]\n{base}"), "f.toml").unwrap_err().to_string();
+        assert!(err.contains("[sft] data"), "{err}");
+        let err = TrainConfig::from_toml(&format!("stages = [\"sft\", \"grpo\"]\n{base}[sft]\ndata = \"d.jsonl\"\n"), "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stage `grpo` needs problems: set data.task"), "{err}");
+    }
+
+    #[test]
+    fn sft_lora_adapter_and_warmup_keys_are_checked_together() {
+        let base =
+            "stages = [\"sft\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\n";
+        let parse = |extra: &str| TrainConfig::from_toml(&format!("{base}{extra}"), "f.toml").map_err(|e| e.to_string());
+        let cfg = parse("save_adapter = true\nwarmup_ratio = 0.1\n[sft.lora]\nr = 4\nalpha = 8\n").unwrap();
+        assert_eq!(cfg.sft.lora_config(cfg.seed).unwrap().r, 4);
+        assert_eq!(cfg.sft.adamw(25).schedule.warmup_steps, 3);
+        assert!(parse("save_adapter = true\n").unwrap_err().contains("sft.save_adapter needs an [sft.lora] section"));
+        assert!(parse("warmup_ratio = 0.1\nwarmup_steps = 2\n").unwrap_err().contains("warmup_steps or warmup_ratio"));
+        assert!(parse("warmup_ratio = 1.5\n").unwrap_err().contains("sft.warmup_ratio = 1.5"));
+        assert!(parse("[sft.lora]\nr = 0\nalpha = 8\n").unwrap_err().contains("sft.lora.r = 0"));
+        assert!(parse("[sft.lora]\nr = 4\nalpha = 8\nrank = 2\n").unwrap_err().contains("rank"));
+        // A LoRA stage trains f32 adapters: an lr too small for bf16 weights is fine there.
+        let bf16 = base.replace("source = \"tiny\"", "source = \"tiny\"\ndtype = \"bf16\"");
+        let tiny_lr = "lr = 1e-9\n";
+        assert!(TrainConfig::from_toml(&format!("{bf16}{tiny_lr}"), "f.toml").is_err());
+        assert!(TrainConfig::from_toml(&format!("{bf16}{tiny_lr}[sft.lora]\nr = 4\nalpha = 8\n"), "f.toml").is_ok());
     }
 }

@@ -129,7 +129,6 @@ fn check_runtime(r: &RuntimeSection) -> Result<(), String> {
         ("runtime.scorers", r.pipeline.scorers),
         ("runtime.rollout_capacity", r.pipeline.rollout_capacity),
         ("runtime.scored_capacity", r.pipeline.scored_capacity),
-        ("runtime.keep_checkpoints", r.keep_checkpoints),
     ];
     for (key, value) in counts {
         at_least(key, value, 1)?;
@@ -196,7 +195,6 @@ mod tests {
             ("sft", "token_budget = 0", "sft.token_budget = 0"),
             ("sft", "lr = -1.0", "sft.lr = -1"),
             ("sft", "weight_decay = -0.1", "sft.weight_decay = -0.1"),
-            ("runtime", "keep_checkpoints = 0", "runtime.keep_checkpoints = 0"),
             ("runtime", "scorers = 0", "runtime.scorers = 0"),
             ("runtime", "metrics_addr = \"localhost\"", "runtime.metrics_addr = \"localhost\""),
             ("runtime", "generator_dtype = \"f8\"", "runtime.generator_dtype: bad dtype 'f8'"),

@@ -17,5 +17,6 @@ pub mod recipe;
 pub mod resume;
 pub mod resume_point;
 pub mod run_dir;
+pub mod sft_recipe_map;
 pub mod snapshot;
 pub mod stages;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 
-use crate::algo::sft_data::DataError;
+use crate::algo::sft_data::{read_conversations, DataError};
 use crate::generate::memory::{check_fits, TooLarge};
 use crate::model::load::{parse_device, ModelSource};
 use crate::model::ModelConfig;
@@ -19,7 +19,8 @@ use crate::train::problems::gsm8k_rows;
 pub enum PreflightError {
     #[error("runtime.metrics_addr = \"{addr}\": cannot listen there ({error}); free the port, pick another, or set it to \"\" for no metrics endpoint")]
     MetricsAddr { addr: String, error: std::io::Error },
-    #[error("data.{key}: {error}")]
+    /// `key` is the config key naming the file (`data.train`, `sft.data`).
+    #[error("{key}: {error}")]
     Data { key: &'static str, error: DataError },
     #[error("kd.teacher '{spec}': {reason}")]
     Teacher { spec: String, reason: String },
@@ -37,8 +38,10 @@ pub fn preflight(cfg: &TrainConfig, deterministic: bool) -> Result<(), Preflight
     if let (Some(kd), true) = (&cfg.kd, cfg.stages.contains(&Stage::Kd)) {
         ModelSource::resolve(&kd.teacher).map_err(|e| PreflightError::Teacher { spec: kd.teacher.clone(), reason: e.to_string() })?;
     }
-    let serves_metrics = cfg.stages.contains(&Stage::Grpo) && !deterministic && !cfg.runtime.metrics_addr.is_empty();
-    if serves_metrics {
+    let serves_metrics = !deterministic && !cfg.runtime.metrics_addr.is_empty();
+    // An earlier run in this process may serve it already; that endpoint is the one to use.
+    let served_here = srlm_actors::metrics::serving().is_some_and(|a| a.to_string() == cfg.runtime.metrics_addr);
+    if serves_metrics && !served_here {
         check_metrics_addr(&cfg.runtime.metrics_addr)?;
     }
     Ok(())
@@ -58,11 +61,14 @@ fn check_devices(cfg: &TrainConfig) -> Result<(), PreflightError> {
 /// Every row of the data files, golds parsed, so a bad row names its line now rather than
 /// restarting the scorer mid-run.
 fn check_data_files(cfg: &TrainConfig) -> Result<(), PreflightError> {
-    let files: [(&'static str, &Option<PathBuf>); 2] = [("train", &cfg.data.train), ("heldout", &cfg.data.heldout)];
+    let files: [(&'static str, &Option<PathBuf>); 2] = [("data.train", &cfg.data.train), ("data.heldout", &cfg.data.heldout)];
     for (key, path) in files {
         if let Some(path) = path {
             gsm8k_rows(path, cfg.data.gold).map_err(|error| PreflightError::Data { key, error })?;
         }
+    }
+    if let (Some(path), true) = (&cfg.sft.data, cfg.stages.contains(&Stage::Sft)) {
+        read_conversations(path, cfg.sft.data_format, None).map_err(|error| PreflightError::Data { key: "sft.data", error })?;
     }
     Ok(())
 }
@@ -140,6 +146,20 @@ mod tests {
         let cfg = config(&format!("train = {train:?}\nheldout = {heldout:?}\n[runtime]\nmetrics_addr = \"\"\n"));
         let err = preflight(&cfg, false).unwrap_err().to_string();
         assert!(err.starts_with("data.heldout: ") && err.contains("h.jsonl:2: 'answer'"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_row_of_the_sft_data_names_its_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n";
+        let data = write(dir.path(), "chat.jsonl", &format!("{good}{{\"messages\": []}}\n"));
+        let text =
+            format!("stages = [\"sft\"]\nout_dir = \"x\"\n[model]\nsource = \"m\"\n[sft]\ndata = {data:?}\ndata_format = \"chat\"\n");
+        let cfg = TrainConfig::from_toml(&text, "x.toml").unwrap();
+        let err = preflight(&cfg, false).unwrap_err().to_string();
+        assert!(err.starts_with("sft.data: ") && err.contains("chat.jsonl:2:"), "{err}");
+        write(dir.path(), "chat.jsonl", good);
+        preflight(&cfg, false).unwrap();
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn load_problems(cfg: &TrainConfig, template: &ChatTemplate) -> Result<(Vec<
             // Held-out problems come from a different seed; any coincidences are rare and harmless.
             Ok((make(d.train_size, cfg.seed)?, make(d.heldout_size, cfg.seed ^ 0x5eed_4e1d)?))
         }
+        crate::train::config::NO_TASK => Ok((Vec::new(), Vec::new())),
         _ => {
             let train_path = d.train.as_deref().expect("validated: gsm8k has a train path");
             let mut train = gsm8k_file(train_path, template, d.format, d.gold)?;

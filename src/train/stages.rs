@@ -11,14 +11,11 @@ use candle_core::{DType, Device};
 use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle};
 
 use crate::algo::grpo::GrpoConfig;
-use crate::algo::sft::{fit_length, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
-use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::atomic_file::write_atomic;
 use crate::generate::GenerationConfig;
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
-use crate::optim::AdamW;
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
@@ -34,9 +31,12 @@ use crate::train::recipe::Recipe;
 use crate::train::resume::Interrupted;
 use crate::train::resume_point::{ResumeAt, ResumePoint, StageStamp, STAGE_STAMP};
 use crate::train::run_dir::{Claim, RunDir};
-use crate::train::snapshot::{deep_copy, snapshot};
+use crate::train::snapshot::deep_copy;
 
 mod kd_logits;
+mod sft;
+
+use sft::{sft_on, sft_stage};
 
 /// How this invocation runs, beside what the config says.
 #[derive(Clone, Default)]
@@ -58,8 +58,9 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct StageReport {
     pub stage: Stage,
-    pub before: HeldoutScore,
-    pub after: HeldoutScore,
+    /// Held-out scores; none for a run without problems (`data.task = "none"`).
+    pub before: Option<HeldoutScore>,
+    pub after: Option<HeldoutScore>,
     pub seconds: f64,
     pub steps: u64,
 }
@@ -106,6 +107,10 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
         None => Claim::Fresh,
     };
     let run = RunDir::claim(&cfg.out_dir, claim, &recipe.hash(), opts.force)?;
+    // Every stage's updates go to /metrics; the GRPO stage's runtime serves the same endpoint.
+    if !cfg.runtime.metrics_addr.is_empty() && !opts.deterministic {
+        srlm_actors::metrics::serve(cfg.runtime.metrics_addr.parse().context("runtime.metrics_addr")?)?;
+    }
     let mut state = load_model(cfg)?;
     // Logits are compared token by token; traces travel as text and need no shared tokenizer.
     if let (Some(kd), true) = (&cfg.kd, cfg.stages.contains(&Stage::Kd)) {
@@ -115,13 +120,13 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     }
     let template = state.tokenizer.chat_template()?;
     let (train, heldout) = load_problems(cfg, &template)?;
-    if train.is_empty() || heldout.is_empty() {
+    if cfg.data.has_problems() && (train.is_empty() || heldout.is_empty()) {
         bail!("no training or held-out problems (check [data])");
     }
     let prompts: Vec<&str> = train.iter().chain(&heldout).map(|p| p.prompt.as_str()).collect();
     crate::train::preflight::check_generation_memory(cfg, &state.config, &state.device, state.weights_dtype(), &prompts)?;
     if let Some(point) = &resume {
-        state.weights = resumed_weights(point, &state)?;
+        state.weights = resumed_weights(point, cfg, &state)?;
         say(
             opts,
             &format!(
@@ -135,10 +140,13 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     // What a stop during an evaluation leaves to resume from.
     let mut resume_from = resume.as_ref().map(|p| p.dir().to_path_buf());
     let eval_gen = generation(cfg, &state.tokenizer, cfg.eval.temperature, 1.0, cfg.eval.max_new_tokens);
-    let evaluate = |s: &State, resume_from: &Option<PathBuf>| -> Result<HeldoutScore> {
+    let evaluate = |s: &State, resume_from: &Option<PathBuf>| -> Result<Option<HeldoutScore>> {
+        if heldout.is_empty() {
+            return Ok(None);
+        }
         // A real model takes minutes here: a line every tenth of the way.
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "held-out", done, total);
-        heldout_accuracy(
+        let score = heldout_accuracy(
             &Qwen2::for_inference(&s.config, &s.weights)?,
             &s.tokenizer,
             &heldout,
@@ -147,20 +155,23 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
             &eval_gen,
             &go_on,
         )?
-        .ok_or_else(|| Interrupted { during: "the held-out evaluation".into(), resume_from: resume_from.clone(), command: None }.into())
+        .ok_or_else(|| Interrupted {
+            during: "the held-out evaluation".into(),
+            resume_from: resume_from.clone(),
+            command: None,
+        })?;
+        Ok(Some(score))
     };
     let mut reports = Vec::new();
     let mut score = evaluate(&state, &resume_from)?;
     let when = if resume.is_some() { "at the resume point" } else { "before training" };
-    say(
-        opts,
-        &format!(
-            "held-out {when}: accuracy {:.1}% (format {:.1}%, {} samples)",
-            100.0 * score.accuracy,
-            100.0 * score.format,
-            score.samples
+    match &score {
+        Some(s) => say(
+            opts,
+            &format!("held-out {when}: accuracy {:.1}% (format {:.1}%, {} samples)", 100.0 * s.accuracy, 100.0 * s.format, s.samples),
         ),
-    );
+        None => say(opts, "no held-out problems (data.task = \"none\"): no accuracy check"),
+    }
     let first = resume.as_ref().map_or(0, ResumePoint::first_stage);
     for (index, &stage) in cfg.stages.iter().enumerate().skip(first) {
         let start = Instant::now();
@@ -183,15 +194,17 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
         stage_run.stamp.write_into(&dir)?;
         resume_from = Some(dir);
         let after = evaluate(&state, &resume_from)?;
-        say(
-            opts,
-            &format!(
-                "held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%",
-                100.0 * after.accuracy,
-                100.0 * score.accuracy,
-                100.0 * after.format
-            ),
-        );
+        if let (Some(after), Some(score)) = (&after, &score) {
+            say(
+                opts,
+                &format!(
+                    "held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%",
+                    100.0 * after.accuracy,
+                    100.0 * score.accuracy,
+                    100.0 * after.format
+                ),
+            );
+        }
         reports.push(StageReport { stage, before: score, after, seconds: start.elapsed().as_secs_f64(), steps });
         score = after;
     }
@@ -199,10 +212,16 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
 }
 
 /// The weights at the resume point: the checkpoint's (checked against this model) or the
-/// finished stage's export.
-fn resumed_weights(point: &ResumePoint, state: &State) -> Result<Weights> {
+/// finished stage's export. A LoRA checkpoint holds only adapters: the weights are those its
+/// stage started from, which the adapters never changed.
+fn resumed_weights(point: &ResumePoint, cfg: &TrainConfig, state: &State) -> Result<Weights> {
     let weights = match &point.at {
-        ResumeAt::Inside { dir, .. } => crate::checkpoint::load(dir, &state.config)?.weights,
+        ResumeAt::Inside { dir, stage } => match crate::checkpoint::load(dir, &state.config)?.weights {
+            None if cfg.sft.lora.is_some() && dir.join(crate::model::lora::ADAPTER_WEIGHTS).is_file() => {
+                Some(stage_start_weights(cfg, state, *stage)?)
+            }
+            weights => weights,
+        },
         ResumeAt::After { dir, .. } => {
             Some(crate::model::load::load_hf_weights(dir).with_context(|| format!("--resume {}", dir.display()))?.1)
         }
@@ -252,77 +271,6 @@ fn generation(cfg: &TrainConfig, tok: &Tokenizer, temperature: f64, top_p: f64, 
         stop: StopStrings::default(),
         seed: cfg.seed,
     }
-}
-
-/// Prompt and solution tokens, the end-of-turn token appended so the model learns to stop.
-fn sft_examples(problems: &[TrainingProblem], tok: &Tokenizer) -> Result<Vec<SftExample>> {
-    let eos = tok.eos_token_ids().first().copied();
-    problems
-        .iter()
-        .filter_map(|p| p.solution.as_ref().map(|s| (p, s)))
-        .map(|(p, s)| {
-            let mut completion = tok.encode(s, false)?;
-            completion.extend(eos);
-            Ok(SftExample { prompt: tok.encode(&p.prompt, false)?, completion })
-        })
-        .collect()
-}
-
-fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts: &RunOptions, stage: &StageRun) -> Result<u64> {
-    let s = &cfg.sft;
-    let fitted = fit_length(examples, s.max_len, Overlong::Drop);
-    if fitted.dropped > 0 {
-        say(opts, &format!("sft: {} examples longer than max_len {} dropped", fitted.dropped, s.max_len));
-    }
-    let (trainable, vars) = state.weights.to_vars()?;
-    let model = Qwen2::new(&state.config, &trainable)?;
-    let sft = SftConfig {
-        epochs: s.epochs,
-        max_len: s.max_len,
-        overlong: Overlong::Drop,
-        token_budget: s.token_budget,
-        grad_accum: s.grad_accum,
-        seed: cfg.seed,
-        pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
-        chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
-        lanes: s.lanes,
-    };
-    let mut opt = AdamW::new(vars.clone(), s.adamw(total_steps(&fitted.examples, &sft).max(1)))?;
-    let checkpoints = SftCheckpoints {
-        root: stage.checkpoints.clone(),
-        every: 0,
-        keep: cfg.runtime.keep_checkpoints,
-        config: &state.config,
-        tokenizer: Some(&state.tokenizer),
-        params: SftParams::Full(&vars),
-        plan: plan_fingerprint(&fitted.examples, &sft),
-        run_id: stage.stamp.run_id.clone(),
-        extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
-    };
-    let start = match stage.resume {
-        Some(dir) => checkpoints.resume(dir, &mut opt)?,
-        None => SftCursor::default(),
-    };
-    let report = train_sft(&model, &mut opt, &fitted.examples, &sft, start, |st, opt: &AdamW| -> Result<()> {
-        if opts.progress && st.step % 10 == 0 {
-            eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
-        }
-        if opts.shutdown.is_requested() {
-            return Err(stage.stopped(checkpoints.save(opt, st.next)?));
-        }
-        Ok(())
-    })?;
-    state.weights = snapshot(&vars)?;
-    Ok(report.steps as u64)
-}
-
-fn sft_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {
-    let mut examples = sft_examples(train, &state.tokenizer)?;
-    if cfg.sft.examples > 0 {
-        examples.truncate(cfg.sft.examples);
-    }
-    say(opts, &format!("sft: {} examples, lr {}, {} epoch(s)", examples.len(), cfg.sft.lr, cfg.sft.epochs));
-    sft_on(cfg, state, examples, opts, stage)
 }
 
 fn kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], opts: &RunOptions, stage: &StageRun) -> Result<u64> {

@@ -2,10 +2,13 @@
 //! solutions (`logits`), or reverse KL on the student's own samples (`on_policy`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use srlm_actors::StepStats;
 
-use super::{generation, say, sft_examples, RunOptions, StageRun, State};
+use super::sft::sft_examples;
+use super::{generation, say, RunOptions, StageRun, State};
 use crate::algo::kd::check_shared_tokenizer;
 use crate::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStats, DistillStep};
 use crate::algo::sft::{fit_length, Overlong};
@@ -67,7 +70,11 @@ pub(super) fn logit_kd_stage(
     };
     let problems = &train[..kd.prompts.min(train.len())];
     let (config, tokenizer) = (state.config.clone(), Arc::clone(&state.tokenizer));
+    let mut since = Instant::now();
     let log_step = |s: &DistillStep, opt: &AdamW| -> Result<()> {
+        let stats = StepStats { loss: s.kl, kl: Some(s.kl), grad_norm: Some(s.grad_norm), learning_rate: opt.lr(), ..StepStats::default() };
+        srlm_actors::metrics::record_update(&stats, since.elapsed(), opt.step_count());
+        since = Instant::now();
         let note = if s.skipped { " (non-finite: skipped)" } else { "" };
         say(
             opts,
