@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::tiny_kd::{tiny_config, tiny_teacher, TINY};
+
 use candle_core::{DType, Device};
 use srlm::algo::kd::{masked_mean, on_policy_batch, token_kl, KlDirection};
 use srlm::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStep};
@@ -13,7 +15,6 @@ use srlm::generate::{GenerationConfig, TextDecoder};
 use srlm::model::load::load_hf_weights;
 use srlm::model::{Qwen2, Weights};
 use srlm::optim::{AdamW, AdamWConfig};
-use srlm::train::config::TrainConfig;
 use srlm::train::stages::{run_training, RunOptions};
 
 /// The student (a tiny Qwen2) and a teacher that disagrees with it (a tiny Llama, another init).
@@ -125,13 +126,6 @@ fn a_non_finite_step_is_counted_and_not_applied() {
     assert_eq!(before, vars[0].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap());
 }
 
-const TINY: &str = "stages = [\"kd\"]\nout_dir = \"OUT\"\nseed = 1\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\nformat = \"plain\"\ngold = \"number\"\nmax_operand = 10\ntrain_size = 64\nheldout_size = 4\n[eval]\nsamples = 1\nmax_new_tokens = 12\n[grpo]\nmax_new_tokens = 12\n[sft]\nmax_len = 64\n[runtime]\nmetrics_addr = \"\"\n";
-
-fn tiny_config(out: &std::path::Path, kd: &str) -> Result<TrainConfig, String> {
-    let text = format!("{}[kd]\n{kd}\n", TINY.replace("OUT", out.to_str().unwrap()));
-    TrainConfig::from_toml(&text, "kd.toml").map_err(|e| e.to_string())
-}
-
 #[test]
 fn kd_configs_that_cannot_run_are_refused_by_name() {
     let out = std::path::Path::new("unused");
@@ -161,24 +155,6 @@ fn kd_configs_that_cannot_run_are_refused_by_name() {
 
 /// A tiny teacher directory (another init of the embedded default's model) whose tokenizer is
 /// the character tokenizer, with `extra` added to its vocabulary when given.
-fn tiny_teacher(dir: &std::path::Path, extra: Option<&str>) {
-    use srlm::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
-    let config = tiny_qwen2_config(char_vocab_size());
-    let weights = srlm::model::init::init_weights(&config, 0.3, 7, &Device::Cpu).unwrap();
-    let tok_dir = dir.join("tok");
-    std::fs::create_dir_all(&tok_dir).unwrap();
-    write_char_tokenizer(&tok_dir).unwrap();
-    let tokenizer = srlm::tokenizer::Tokenizer::from_hf_dir(&tok_dir).unwrap();
-    srlm::model::export::export_weights(&config, &weights, Some(&tokenizer), &dir.join("teacher"), DType::F32, true).unwrap();
-    if let Some(extra) = extra {
-        let path = dir.join("teacher/tokenizer.json");
-        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let vocab = json["model"]["vocab"].as_object_mut().unwrap();
-        vocab.insert(extra.into(), vocab.len().into());
-        std::fs::write(&path, json.to_string()).unwrap();
-    }
-}
-
 #[test]
 fn a_teacher_with_another_tokenizer_is_refused_before_any_training() {
     let tmp = tempfile::tempdir().unwrap();
@@ -209,48 +185,30 @@ fn the_kd_stage_runs_both_logit_modes_end_to_end() {
     }
 }
 
-/// `/metrics` of a run serving it (the one test here that does).
-fn learner_steps_on_metrics(addr: std::net::SocketAddr) -> f64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let line =
-        response.lines().find(|l| l.starts_with("srlm_learner_steps_total ")).unwrap_or_else(|| panic!("no steps counter: {response}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
-/// Every mode outside GRPO counts its updates where GRPO does: each run adds its steps to
-/// `srlm_learner_steps_total` on the run's `/metrics`.
+/// `runtime.checkpoint_every` applies to the logit KD modes too, and a run resumed from such a
+/// checkpoint ends with the uninterrupted run's weights.
 #[test]
-fn kd_modes_and_sft_count_their_updates_on_metrics() {
+fn a_periodic_checkpoint_of_each_logit_kd_mode_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     tiny_teacher(tmp.path(), None);
     let teacher = tmp.path().join("teacher");
-    let addr: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut counted = 0.0;
-    let runs = [
-        (
-            "kd",
-            format!(
-                "teacher = {:?}\nmode = \"on_policy\"\nsteps = 3\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
-                teacher.to_str().unwrap()
-            ),
-        ),
-        ("kd", format!("teacher = {:?}\nmode = \"logits\"\nsteps = 2\nprompts_per_step = 2\nlr = 1e-3", teacher.to_str().unwrap())),
-        ("sft", format!("teacher = {:?}", teacher.to_str().unwrap())),
-    ];
-    for (i, (stage, kd)) in runs.iter().enumerate() {
-        let mut cfg = tiny_config(&tmp.path().join(format!("run-{i}")), kd).unwrap();
-        cfg.stages = vec![if *stage == "kd" { srlm::train::config::Stage::Kd } else { srlm::train::config::Stage::Sft }];
-        cfg.runtime.metrics_addr = addr.to_string();
-        cfg.sft.examples = 8;
-        let reports = run_training(&cfg, &RunOptions::default()).unwrap();
-        assert!(reports[0].steps > 0, "{stage}: {kd}");
-        let now = learner_steps_on_metrics(addr);
-        assert_eq!(now - counted, reports[0].steps as f64, "{stage}: {kd}");
-        counted = now;
+    for mode in ["on_policy", "logits"] {
+        let kd = format!(
+            "teacher = {:?}\nmode = \"{mode}\"\nsteps = 4\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
+            teacher.to_str().unwrap()
+        );
+        let config = |name: &str| {
+            let mut cfg = tiny_config(&tmp.path().join(format!("{mode}-{name}")), &kd).unwrap();
+            cfg.runtime.pipeline.checkpoint_every = 2;
+            cfg
+        };
+        run_training(&config("whole"), &RunOptions::default()).unwrap();
+        let ckpt = tmp.path().join(format!("{mode}-whole/checkpoints-stage-0/checkpoint-00000002"));
+        assert!(ckpt.join("manifest.json").is_file(), "{mode}: no checkpoint at step 2");
+        let reports = run_training(&config("resumed"), &RunOptions { resume: Some(ckpt), ..RunOptions::default() }).unwrap();
+        assert_eq!(reports[0].steps, 2, "{mode}: the resumed invocation takes the last 2 of 4 steps");
+        let weights = |name: &str| std::fs::read(tmp.path().join(format!("{mode}-{name}/stage-0-kd/model.safetensors"))).unwrap();
+        assert!(weights("whole") == weights("resumed"), "{mode}: resumed from step 2, the weights differ");
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod running;
+pub mod tiny_kd;
 
 use std::path::PathBuf;
 

@@ -70,6 +70,27 @@ pub(super) fn logit_kd_stage(
     };
     let problems = &train[..kd.prompts.min(train.len())];
     let (config, tokenizer) = (state.config.clone(), Arc::clone(&state.tokenizer));
+    // A checkpoint after the step just taken: the stage continues from it exactly.
+    let save = |opt: &AdamW| -> Result<std::path::PathBuf> {
+        let state = TrainerState {
+            step: opt.step_count(),
+            skipped_steps: opt.skipped_count(),
+            policy_version: opt.step_count(),
+            run_id: stage.stamp.run_id.clone(),
+            ..Default::default()
+        };
+        let weights = snapshot(&vars)?;
+        let extra = [stage.stamp.extra_file()];
+        let contents = CheckpointContents {
+            config: &config,
+            weights: Some(&weights),
+            tokenizer: Some(&tokenizer),
+            optimizer: opt,
+            state: &state,
+            extra: &extra,
+        };
+        Ok(checkpoint::save(&stage.checkpoints, &contents, cfg.runtime.keep_checkpoints)?)
+    };
     let mut since = Instant::now();
     let log_step = |s: &DistillStep, opt: &AdamW| -> Result<()> {
         let stats = StepStats { loss: s.kl, kl: Some(s.kl), grad_norm: Some(s.grad_norm), learning_rate: opt.lr(), ..StepStats::default() };
@@ -83,25 +104,12 @@ pub(super) fn logit_kd_stage(
                 s.step, distill.steps, s.kl, s.tokens, s.grad_norm
             ),
         );
+        let every = cfg.runtime.pipeline.checkpoint_every as usize;
         if opts.shutdown.is_requested() {
-            let state = TrainerState {
-                step: opt.step_count(),
-                skipped_steps: opt.skipped_count(),
-                policy_version: opt.step_count(),
-                run_id: stage.stamp.run_id.clone(),
-                ..Default::default()
-            };
-            let weights = snapshot(&vars)?;
-            let extra = [stage.stamp.extra_file()];
-            let contents = CheckpointContents {
-                config: &config,
-                weights: Some(&weights),
-                tokenizer: Some(&tokenizer),
-                optimizer: opt,
-                state: &state,
-                extra: &extra,
-            };
-            return Err(stage.stopped(checkpoint::save(&stage.checkpoints, &contents, cfg.runtime.keep_checkpoints)?));
+            return Err(stage.stopped(save(opt)?));
+        }
+        if every > 0 && s.step.is_multiple_of(every) {
+            save(opt)?;
         }
         Ok(())
     };

@@ -1,0 +1,52 @@
+//! Every mode outside GRPO counts its updates where GRPO does. Alone in its binary: the
+//! metrics recorder is one per process, and other tests' runs would add to its counters.
+
+mod common;
+
+use common::tiny_kd::{tiny_config, tiny_teacher};
+use srlm::train::stages::{run_training, RunOptions};
+
+/// `srlm_learner_steps_total` on the `/metrics` at `addr`.
+fn learner_steps_on_metrics(addr: std::net::SocketAddr) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let line =
+        response.lines().find(|l| l.starts_with("srlm_learner_steps_total ")).unwrap_or_else(|| panic!("no steps counter: {response}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Every mode outside GRPO counts its updates where GRPO does: each run adds its steps to
+/// `srlm_learner_steps_total` on the run's `/metrics`.
+#[test]
+fn kd_modes_and_sft_count_their_updates_on_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_teacher(tmp.path(), None);
+    let teacher = tmp.path().join("teacher");
+    let addr: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut counted = 0.0;
+    let runs = [
+        (
+            "kd",
+            format!(
+                "teacher = {:?}\nmode = \"on_policy\"\nsteps = 3\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
+                teacher.to_str().unwrap()
+            ),
+        ),
+        ("kd", format!("teacher = {:?}\nmode = \"logits\"\nsteps = 2\nprompts_per_step = 2\nlr = 1e-3", teacher.to_str().unwrap())),
+        ("sft", format!("teacher = {:?}", teacher.to_str().unwrap())),
+    ];
+    for (i, (stage, kd)) in runs.iter().enumerate() {
+        let mut cfg = tiny_config(&tmp.path().join(format!("run-{i}")), kd).unwrap();
+        cfg.stages = vec![if *stage == "kd" { srlm::train::config::Stage::Kd } else { srlm::train::config::Stage::Sft }];
+        cfg.runtime.metrics_addr = addr.to_string();
+        cfg.sft.examples = 8;
+        let reports = run_training(&cfg, &RunOptions::default()).unwrap();
+        assert!(reports[0].steps > 0, "{stage}: {kd}");
+        let now = learner_steps_on_metrics(addr);
+        assert_eq!(now - counted, reports[0].steps as f64, "{stage}: {kd}");
+        counted = now;
+    }
+}
