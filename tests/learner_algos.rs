@@ -270,7 +270,8 @@ fn trace_distillation_writes_only_correct_traces() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("traces.jsonl");
     let model = teacher.inference_model().unwrap();
-    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, &out, &|_, _| true).unwrap();
+    let stats =
+        distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, None, &out, &|_, _| true).unwrap();
     eprintln!("{stats:?}");
     assert_eq!(stats.samples, 12);
     assert!(stats.kept >= 1, "a 135M model answers 2 + 2 at least once in 6 tries: {stats:?}");
@@ -284,12 +285,23 @@ fn trace_distillation_writes_only_correct_traces() {
         assert_eq!(messages.last().unwrap()["role"], "assistant");
         assert!(grade(Benchmark::Gsm8k, messages.last().unwrap()["content"].as_str().unwrap(), &gold).correct, "{line}");
     }
+    // The same samples (one seed) with the r1 layout required: the bare numbers asked for have no
+    // think/answer tags, so every correct trace is left out, and counted.
+    let r1_out = dir.path().join("r1.jsonl");
+    let layout = Some(srlm::data::PromptFormat::R1);
+    let r1 =
+        distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, layout, &r1_out, &|_, _| true).unwrap();
+    assert_eq!((r1.kept, r1.unformatted, r1.samples), (0, stats.kept, 12), "{r1:?}");
+    assert_eq!(std::fs::read_to_string(&r1_out).unwrap(), "");
     // A stop asked after the first problem: an error saying how far it got, the old file kept.
+    // With 32 samples a problem fills the teacher's batch alone, so the stop falls between problems.
+    assert_eq!(srlm::algo::traces::problems_per_batch(srlm::algo::traces::TEACHER_ROWS), 1);
     let go_on = |done: usize, total: usize| {
         assert_eq!(total, 2);
         done < 1
     };
-    let err = distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, &out, &go_on).unwrap_err();
+    let n = srlm::algo::traces::TEACHER_ROWS;
+    let err = distill_traces(&model, &teacher.tokenizer, &template, &problems, n, &gen, Benchmark::Gsm8k, None, &out, &go_on).unwrap_err();
     assert_eq!(err.to_string(), "stopped after 1 of 2 problems; no traces written");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 }

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use crate::algo::sft_data::{read_jsonl, DataError};
 use crate::chat::{ChatTemplate, Message};
-use crate::data::question_messages;
-use crate::generate::{generate_group, GenerationConfig};
+use crate::data::{question_messages, PromptFormat};
+use crate::generate::continuous::generate_groups;
+use crate::generate::{Completion, GenerationConfig};
 use crate::model::Qwen2;
 use crate::reward::{grade, Benchmark, Gold};
 use crate::tokenizer::Tokenizer;
@@ -50,14 +51,18 @@ pub struct TraceStats {
     pub samples: usize,
     /// Correct traces written.
     pub kept: usize,
+    /// Correct traces left out for not keeping the required layout.
+    pub unformatted: usize,
     /// Problems with at least one correct trace.
     pub solved: usize,
 }
 
 /// Samples `n` teacher completions per problem through the shared sampler, keeps those the
-/// accuracy reward of `benchmark` marks correct, and writes them to `out` as chat JSONL
-/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. Before each problem
-/// `go_on(done, total)` reports progress and may stop the run (a signal's graceful stop).
+/// accuracy reward of `benchmark` marks correct (and, with `layout`, that keep that prompt
+/// format's layout: a student learns the shape of what it is shown), and writes them to `out` as chat JSONL
+/// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. Problems are sampled
+/// [`problems_per_batch`] at a time in one decode batch; before each batch `go_on(done, total)`
+/// reports progress and may stop the run (a signal's graceful stop).
 #[allow(clippy::too_many_arguments)]
 pub fn distill_traces(
     teacher: &Qwen2,
@@ -67,35 +72,64 @@ pub fn distill_traces(
     n: usize,
     gen: &GenerationConfig,
     benchmark: Benchmark,
+    layout: Option<PromptFormat>,
     out: &Path,
     go_on: &dyn Fn(usize, usize) -> bool,
 ) -> Result<TraceStats, TraceError> {
     let mut lines = String::new();
     let mut stats = TraceStats { problems: problems.len(), ..TraceStats::default() };
-    for (index, problem) in problems.iter().enumerate() {
-        if !go_on(index, problems.len()) {
-            return Err(TraceError::Stopped { done: index, total: problems.len() });
+    let prompts = problems
+        .iter()
+        .enumerate()
+        .map(|(index, problem)| {
+            let prompt_error = |reason: String| TraceError::Prompt { index, reason };
+            let text = template.render(&problem.messages, true).map_err(|e| prompt_error(e.to_string()))?;
+            tokenizer.encode(&text, false).map_err(|e| prompt_error(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_batch = problems_per_batch(n);
+    for first in (0..problems.len()).step_by(per_batch) {
+        if !go_on(first, problems.len()) {
+            return Err(TraceError::Stopped { done: first, total: problems.len() });
         }
-        let prompt_error = |reason: String| TraceError::Prompt { index, reason };
-        let text = template.render(&problem.messages, true).map_err(|e| prompt_error(e.to_string()))?;
-        let ids = tokenizer.encode(&text, false).map_err(|e| prompt_error(e.to_string()))?;
+        let end = (first + per_batch).min(problems.len());
         // Streams are disjoint across problems, so every sample has its own randomness.
-        let completions = generate_group(teacher, tokenizer, &ids, n, (index * n) as u64, gen, |_, _| {})?;
-        stats.samples += completions.len();
-        let mut solved = false;
-        for c in completions.iter().filter(|c| grade(benchmark, &c.text, &problem.gold).correct) {
-            let mut messages = problem.messages.clone();
-            messages.push(Message::new("assistant", c.text.trim()));
-            let line = serde_json::json!({ "messages": messages });
-            lines.push_str(&line.to_string());
-            lines.push('\n');
-            stats.kept += 1;
-            solved = true;
+        let streams: Vec<u64> = (first..end).map(|index| (index * n) as u64).collect();
+        let mut groups: Vec<Vec<Completion>> = vec![Vec::new(); end - first];
+        let keep = |i: usize, completions: Vec<Completion>| {
+            groups[i] = completions;
+            Ok(())
+        };
+        generate_groups(teacher, tokenizer, &prompts[first..end], &streams, n, per_batch * n, gen, keep, |_, _, _| {})?;
+        for (problem, completions) in problems[first..end].iter().zip(groups) {
+            stats.samples += completions.len();
+            let mut solved = false;
+            for c in completions.iter().filter(|c| grade(benchmark, &c.text, &problem.gold).correct) {
+                if layout.and_then(|f| f.followed_by(&c.text)) == Some(false) {
+                    stats.unformatted += 1;
+                    continue;
+                }
+                let mut messages = problem.messages.clone();
+                messages.push(Message::new("assistant", c.text.trim()));
+                lines.push_str(&serde_json::json!({ "messages": messages }).to_string());
+                lines.push('\n');
+                stats.kept += 1;
+                solved = true;
+            }
+            stats.solved += usize::from(solved);
         }
-        stats.solved += usize::from(solved);
     }
     write_atomically(out, lines.as_bytes())?;
     Ok(stats)
+}
+
+/// Rows decoding together while the teacher samples: on the CPU a batch this wide costs little
+/// more per step than one row.
+pub const TEACHER_ROWS: usize = 32;
+
+/// Problems sampled together: their groups fill `TEACHER_ROWS` rows (one problem at least).
+pub fn problems_per_batch(n: usize) -> usize {
+    (TEACHER_ROWS / n.max(1)).max(1)
 }
 
 /// [`crate::atomic_file::write_atomic`], its failure naming `path`.

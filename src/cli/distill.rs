@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use srlm::algo::traces::{distill_traces, read_problems};
+use srlm::algo::traces::{distill_traces, problems_per_batch, read_problems};
 use srlm::data::PromptFormat;
 use srlm::generate::memory::check_fits;
 use srlm::generate::GenerationConfig;
@@ -39,6 +39,9 @@ pub struct DistillArgs {
     /// A custom system prompt instead of the format's; "" for none.
     #[arg(long)]
     system: Option<String>,
+    /// Keep only correct traces that also keep `--format`'s layout (r1: the think/answer tags).
+    #[arg(long)]
+    require_format: bool,
     #[arg(long, default_value_t = 0.7)]
     temperature: f32,
     #[arg(long = "top-p", default_value_t = 1.0)]
@@ -82,8 +85,9 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let model = teacher.inference_model()?;
     // Prompts are tokenized one at a time later, so the estimate counts completions only.
     let positions = args.max_new_tokens.min(teacher.config.max_position_embeddings);
-    check_fits(&teacher.config, model.device(), model.dtype(), args.n, positions)
-        .map_err(|e| anyhow!("--n {}: {e}; lower --n or --max-new-tokens", args.n))?;
+    let rows = problems_per_batch(args.n) * args.n;
+    check_fits(&teacher.config, model.device(), model.dtype(), rows, positions)
+        .map_err(|e| anyhow!("--n {} ({rows} rows decoding together): {e}; lower --n or --max-new-tokens", args.n))?;
     // Minutes to hours of teacher sampling: a line every tenth of the way.
     let progress = |done: usize, total: usize| {
         if srlm::train::progress::at_a_tenth(done, total) {
@@ -91,12 +95,14 @@ pub fn run(args: DistillArgs) -> Result<()> {
         }
         true
     };
-    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, &args.out, &progress)?;
+    let layout = args.require_format.then_some(args.format);
+    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, layout, &args.out, &progress)?;
     eprintln!(
-        "{} problems, {} samples: kept {} correct traces, {} problems solved; wrote {}",
+        "{} problems, {} samples: kept {} correct traces ({} correct but out of format left out), {} problems solved; wrote {}",
         stats.problems,
         stats.samples,
         stats.kept,
+        stats.unformatted,
         stats.solved,
         args.out.display()
     );

@@ -208,6 +208,10 @@ pub struct KdSection {
     /// Training problems used (the first N).
     #[serde(default = "default_kd_prompts")]
     pub prompts: usize,
+    /// Traces: keep only correct ones that also keep `[data] format`'s layout (r1: the
+    /// think/answer tags), so the student learns the shape it is asked for.
+    #[serde(default)]
+    pub require_format: bool,
     // The logit modes' loop. `None` is the default where the mode uses the field, and an error
     // where it does not (a forgotten `mode` would otherwise ignore them silently).
     /// Optimizer steps.
@@ -262,7 +266,8 @@ impl KdSection {
     /// Fields that mean nothing in this mode, and counts or rates that cannot run.
     fn validate(&self) -> Result<(), String> {
         use KdMode::{Logits, OnPolicy};
-        let used_by: [(&str, bool, &[KdMode]); 5] = [
+        let used_by: [(&str, bool, &[KdMode]); 6] = [
+            ("require_format", self.require_format, &[KdMode::Traces]),
             ("steps", self.steps.is_some(), &[Logits, OnPolicy]),
             ("prompts_per_step", self.prompts_per_step.is_some(), &[Logits, OnPolicy]),
             ("lr", self.lr.is_some(), &[Logits, OnPolicy]),

@@ -313,6 +313,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             kd.samples,
             &gen,
             crate::reward::Benchmark::Gsm8k,
+            kd.require_format.then_some(cfg.data.format),
             &out,
             &go_on,
         ) {
@@ -322,9 +323,10 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         say(
             opts,
             &format!(
-                "kd: teacher kept {} of {} samples ({} of {} problems solved) → {}",
+                "kd: teacher kept {} of {} samples ({} correct but out of format left out; {} of {} problems solved) → {}",
                 stats.kept,
                 stats.samples,
+                stats.unformatted,
                 stats.solved,
                 stats.problems,
                 out.display()
