@@ -232,6 +232,7 @@ fn a_stop_during_the_first_evaluation_says_nothing_was_saved() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = TrainConfig::from_toml(EMBEDDED_DEFAULT, "default").unwrap();
     cfg.out_dir = tmp.path().join("run");
+    cfg.runtime.metrics_addr = String::new();
     let opts = RunOptions::default();
     opts.shutdown.request();
     let err = run_training(&cfg, &opts).unwrap_err();

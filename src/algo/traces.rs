@@ -61,8 +61,8 @@ pub struct TraceStats {
 /// accuracy reward of `benchmark` marks correct (and, with `layout`, that keep that prompt
 /// format's layout: a student learns the shape of what it is shown), and writes them to `out` as chat JSONL
 /// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. Problems are sampled
-/// [`problems_per_batch`] at a time in one decode batch; before each batch `go_on(done, total)`
-/// reports progress and may stop the run (a signal's graceful stop).
+/// [`problems_per_batch`] at a time in one decode batch; `go_on(done, total)` is told of every
+/// finished problem and may stop the run before the next batch (a signal's graceful stop).
 #[allow(clippy::too_many_arguments)]
 pub fn distill_traces(
     teacher: &Qwen2,
@@ -88,11 +88,12 @@ pub fn distill_traces(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let per_batch = problems_per_batch(n);
-    for first in (0..problems.len()).step_by(per_batch) {
-        if !go_on(first, problems.len()) {
-            return Err(TraceError::Stopped { done: first, total: problems.len() });
-        }
-        let end = (first + per_batch).min(problems.len());
+    let total = problems.len();
+    if !go_on(0, total) {
+        return Err(TraceError::Stopped { done: 0, total });
+    }
+    for first in (0..total).step_by(per_batch) {
+        let end = (first + per_batch).min(total);
         // Streams are disjoint across problems, so every sample has its own randomness.
         let streams: Vec<u64> = (first..end).map(|index| (index * n) as u64).collect();
         let mut groups: Vec<Vec<Completion>> = vec![Vec::new(); end - first];
@@ -117,6 +118,10 @@ pub fn distill_traces(
                 solved = true;
             }
             stats.solved += usize::from(solved);
+        }
+        // Each problem of the batch counts as done (progress lines fall on every tenth).
+        if !(first + 1..=end).all(|done| go_on(done, total)) && end < total {
+            return Err(TraceError::Stopped { done: end, total });
         }
     }
     write_atomically(out, lines.as_bytes())?;

@@ -1,7 +1,8 @@
 //! Held-out accuracy: pass@1 averaged over k samples per problem, with the training sampler's
 //! settings, printed before and after each stage.
 
-use crate::generate::{generate_group, GenerationConfig};
+use crate::generate::continuous::generate_groups;
+use crate::generate::{Completion, GenerationConfig};
 use crate::model::Qwen2;
 use crate::tokenizer::Tokenizer;
 use crate::train::gold_rewarder::GoldFormat;
@@ -25,8 +26,12 @@ pub struct HeldoutScore {
     pub samples: usize,
 }
 
+/// Rows decoding together during the evaluation: problems are sampled a batch at a time.
+const EVAL_ROWS: usize = 32;
+
 /// Samples `k` completions of every problem (streams disjoint from training's) and grades them.
-/// Before each problem `go_on(done, total)` reports progress and may stop the evaluation (None).
+/// Problems decode together, `EVAL_ROWS / k` at a time; `go_on(done, total)` is told of every
+/// finished problem and may stop the evaluation (None) before the next batch.
 pub fn heldout_accuracy(
     model: &Qwen2,
     tokenizer: &Tokenizer,
@@ -38,18 +43,29 @@ pub fn heldout_accuracy(
 ) -> anyhow::Result<Option<HeldoutScore>> {
     let extract = crate::reward::ExtractConfig::default();
     let (mut correct, mut formatted, mut n) = (0usize, 0usize, 0usize);
-    for (i, p) in problems.iter().enumerate() {
-        if !go_on(i, problems.len()) {
-            return Ok(None);
-        }
-        let ids = tokenizer.encode(&p.prompt, false)?;
-        let gold = gold.parse(&p.gold).map_err(anyhow::Error::msg)?;
+    let prompts = problems.iter().map(|p| tokenizer.encode(&p.prompt, false)).collect::<Result<Vec<_>, _>>()?;
+    let golds = problems.iter().map(|p| gold.parse(&p.gold).map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
+    let per_batch = (EVAL_ROWS / k.max(1)).max(1);
+    let total = problems.len();
+    if !go_on(0, total) {
+        return Ok(None);
+    }
+    for first in (0..total).step_by(per_batch) {
+        let end = (first + per_batch).min(total);
         // Streams above 2^40 never meet the training prompts' streams (prompt id × G).
-        let first = (1u64 << 40) + (i * k) as u64;
-        for c in generate_group(model, tokenizer, &ids, k, first, generation, |_, _| {})? {
-            correct += crate::reward::grade_with(&extract, &c.text, &gold).correct as usize;
-            formatted += (crate::reward::format_score(&c.text, crate::reward::FormatMode::Lenient) >= 1.0) as usize;
-            n += 1;
+        let streams: Vec<u64> = (first..end).map(|i| (1u64 << 40) + (i * k) as u64).collect();
+        let grade = |i: usize, completions: Vec<Completion>| {
+            for c in completions {
+                correct += crate::reward::grade_with(&extract, &c.text, &golds[first + i]).correct as usize;
+                formatted += (crate::reward::format_score(&c.text, crate::reward::FormatMode::Lenient) >= 1.0) as usize;
+                n += 1;
+            }
+            Ok(())
+        };
+        generate_groups(model, tokenizer, &prompts[first..end], &streams, k, per_batch * k, generation, grade, |_, _, _| {})?;
+        // Each problem of the batch counts as done (progress lines fall on every tenth).
+        if !(first + 1..=end).all(|done| go_on(done, total)) && end < total {
+            return Ok(None);
         }
     }
     let frac = |x: usize| if n == 0 { 0.0 } else { x as f64 / n as f64 };
