@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::algo::sft_data::{read_jsonl, DataError};
 use crate::chat::{ChatTemplate, Message};
 use crate::data::{question_messages, PromptFormat};
-use crate::generate::continuous::generate_groups;
+use crate::generate::continuous::groups_in_batches;
 use crate::generate::{Completion, GenerationConfig};
 use crate::model::Qwen2;
 use crate::reward::{grade, Benchmark, Gold};
@@ -87,42 +87,29 @@ pub fn distill_traces(
             tokenizer.encode(&text, false).map_err(|e| prompt_error(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let per_batch = problems_per_batch(n);
     let total = problems.len();
-    if !go_on(0, total) {
-        return Err(TraceError::Stopped { done: 0, total });
-    }
-    for first in (0..total).step_by(per_batch) {
-        let end = (first + per_batch).min(total);
-        // Streams are disjoint across problems, so every sample has its own randomness.
-        let streams: Vec<u64> = (first..end).map(|index| (index * n) as u64).collect();
-        let mut groups: Vec<Vec<Completion>> = vec![Vec::new(); end - first];
-        let keep = |i: usize, completions: Vec<Completion>| {
-            groups[i] = completions;
-            Ok(())
-        };
-        generate_groups(teacher, tokenizer, &prompts[first..end], &streams, n, per_batch * n, gen, keep, |_, _, _| {})?;
-        for (problem, completions) in problems[first..end].iter().zip(groups) {
-            stats.samples += completions.len();
-            let mut solved = false;
-            for c in completions.iter().filter(|c| grade(benchmark, &c.text, &problem.gold).correct) {
-                if layout.and_then(|f| f.followed_by(&c.text)) == Some(false) {
-                    stats.unformatted += 1;
-                    continue;
-                }
-                let mut messages = problem.messages.clone();
-                messages.push(Message::new("assistant", c.text.trim()));
-                lines.push_str(&serde_json::json!({ "messages": messages }).to_string());
-                lines.push('\n');
-                stats.kept += 1;
-                solved = true;
+    let keep = |index: usize, completions: Vec<Completion>| {
+        let problem = &problems[index];
+        stats.samples += completions.len();
+        let mut solved = false;
+        for c in completions.iter().filter(|c| grade(benchmark, &c.text, &problem.gold).correct) {
+            if layout.and_then(|f| f.followed_by(&c.text)) == Some(false) {
+                stats.unformatted += 1;
+                continue;
             }
-            stats.solved += usize::from(solved);
+            let mut messages = problem.messages.clone();
+            messages.push(Message::new("assistant", c.text.trim()));
+            lines.push_str(&serde_json::json!({ "messages": messages }).to_string());
+            lines.push('\n');
+            stats.kept += 1;
+            solved = true;
         }
-        // Each problem of the batch counts as done (progress lines fall on every tenth).
-        if !(first + 1..=end).all(|done| go_on(done, total)) && end < total {
-            return Err(TraceError::Stopped { done: end, total });
-        }
+        stats.solved += usize::from(solved);
+    };
+    // Streams are disjoint across problems, so every sample has its own randomness.
+    let stream = |index: usize| (index * n) as u64;
+    if let Some(done) = groups_in_batches(teacher, tokenizer, &prompts, stream, n, TEACHER_ROWS, gen, keep, go_on)? {
+        return Err(TraceError::Stopped { done, total });
     }
     write_atomically(out, lines.as_bytes())?;
     Ok(stats)
@@ -132,7 +119,8 @@ pub fn distill_traces(
 /// more per step than one row.
 pub const TEACHER_ROWS: usize = 32;
 
-/// Problems sampled together: their groups fill `TEACHER_ROWS` rows (one problem at least).
+/// Problems sampled together: their groups fill `TEACHER_ROWS` rows (one problem at least),
+/// as `groups_in_batches` batches them.
 pub fn problems_per_batch(n: usize) -> usize {
     (TEACHER_ROWS / n.max(1)).max(1)
 }

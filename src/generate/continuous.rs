@@ -37,6 +37,49 @@ pub fn generate_groups(
     run(model, tokenizer, prompts, first_streams, shape, cfg, on_group, on_token)
 }
 
+/// Long sampling jobs that report progress and can stop (teacher traces, held-out checks): a
+/// group of `g` completions of every prompt, prompts decoding `max_rows / g` at a time (one at
+/// least), row `s` of prompt `i` on RNG stream `stream(i) + s`. Each batch's groups go to
+/// `on_group(i, completions)` in prompt order; `go_on(done, total)` is told of every finished
+/// prompt, and a `false` stops the job before the next batch: `Ok(Some(done))`, `Ok(None)` when
+/// every prompt was sampled.
+#[allow(clippy::too_many_arguments)]
+pub fn groups_in_batches(
+    model: &Qwen2,
+    tokenizer: &dyn TextDecoder,
+    prompts: &[Vec<u32>],
+    stream: impl Fn(usize) -> u64,
+    g: usize,
+    max_rows: usize,
+    cfg: &GenerationConfig,
+    mut on_group: impl FnMut(usize, Vec<Completion>),
+    go_on: &dyn Fn(usize, usize) -> bool,
+) -> Result<Option<usize>> {
+    let per_batch = (max_rows / g.max(1)).max(1);
+    let total = prompts.len();
+    if !go_on(0, total) {
+        return Ok(Some(0));
+    }
+    for first in (0..total).step_by(per_batch) {
+        let end = (first + per_batch).min(total);
+        let streams: Vec<u64> = (first..end).map(&stream).collect();
+        let mut groups: Vec<Vec<Completion>> = vec![Vec::new(); end - first];
+        let keep = |i: usize, completions: Vec<Completion>| {
+            groups[i] = completions;
+            Ok(())
+        };
+        generate_groups(model, tokenizer, &prompts[first..end], &streams, g, per_batch * g, cfg, keep, |_, _, _| {})?;
+        for (i, completions) in groups.into_iter().enumerate() {
+            on_group(first + i, completions);
+        }
+        // Each prompt of the batch counts as done (progress lines fall on every tenth).
+        if !(first + 1..=end).all(|done| go_on(done, total)) && end < total {
+            return Ok(Some(end));
+        }
+    }
+    Ok(None)
+}
+
 /// Group size, rows in flight, and the common left padding worth trimming.
 #[derive(Debug, Clone, Copy)]
 struct Shape {

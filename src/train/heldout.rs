@@ -1,7 +1,7 @@
 //! Held-out accuracy: pass@1 averaged over k samples per problem, with the training sampler's
 //! settings, printed before and after each stage.
 
-use crate::generate::continuous::generate_groups;
+use crate::generate::continuous::groups_in_batches;
 use crate::generate::{Completion, GenerationConfig};
 use crate::model::Qwen2;
 use crate::tokenizer::Tokenizer;
@@ -45,28 +45,17 @@ pub fn heldout_accuracy(
     let (mut correct, mut formatted, mut n) = (0usize, 0usize, 0usize);
     let prompts = problems.iter().map(|p| tokenizer.encode(&p.prompt, false)).collect::<Result<Vec<_>, _>>()?;
     let golds = problems.iter().map(|p| gold.parse(&p.gold).map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
-    let per_batch = (EVAL_ROWS / k.max(1)).max(1);
-    let total = problems.len();
-    if !go_on(0, total) {
-        return Ok(None);
-    }
-    for first in (0..total).step_by(per_batch) {
-        let end = (first + per_batch).min(total);
-        // Streams above 2^40 never meet the training prompts' streams (prompt id × G).
-        let streams: Vec<u64> = (first..end).map(|i| (1u64 << 40) + (i * k) as u64).collect();
-        let grade = |i: usize, completions: Vec<Completion>| {
-            for c in completions {
-                correct += crate::reward::grade_with(&extract, &c.text, &golds[first + i]).correct as usize;
-                formatted += (crate::reward::format_score(&c.text, crate::reward::FormatMode::Lenient) >= 1.0) as usize;
-                n += 1;
-            }
-            Ok(())
-        };
-        generate_groups(model, tokenizer, &prompts[first..end], &streams, k, per_batch * k, generation, grade, |_, _, _| {})?;
-        // Each problem of the batch counts as done (progress lines fall on every tenth).
-        if !(first + 1..=end).all(|done| go_on(done, total)) && end < total {
-            return Ok(None);
+    // Streams above 2^40 never meet the training prompts' streams (prompt id × G).
+    let stream = |i: usize| (1u64 << 40) + (i * k) as u64;
+    let grade = |i: usize, completions: Vec<Completion>| {
+        for c in completions {
+            correct += crate::reward::grade_with(&extract, &c.text, &golds[i]).correct as usize;
+            formatted += (crate::reward::format_score(&c.text, crate::reward::FormatMode::Lenient) >= 1.0) as usize;
+            n += 1;
         }
+    };
+    if groups_in_batches(model, tokenizer, &prompts, stream, k, EVAL_ROWS, generation, grade, go_on)?.is_some() {
+        return Ok(None);
     }
     let frac = |x: usize| if n == 0 { 0.0 } else { x as f64 / n as f64 };
     Ok(Some(HeldoutScore { accuracy: frac(correct), format: frac(formatted), samples: n }))

@@ -91,6 +91,7 @@ pub(super) fn logit_kd_stage(
         };
         Ok(checkpoint::save(&stage.checkpoints, &contents, cfg.runtime.keep_checkpoints)?)
     };
+    let every = cfg.runtime.pipeline.checkpoint_every as usize;
     let mut since = Instant::now();
     let log_step = |s: &DistillStep, opt: &AdamW| -> Result<()> {
         let stats = StepStats { loss: s.kl, kl: Some(s.kl), grad_norm: Some(s.grad_norm), learning_rate: opt.lr(), ..StepStats::default() };
@@ -104,7 +105,6 @@ pub(super) fn logit_kd_stage(
                 s.step, distill.steps, s.kl, s.tokens, s.grad_norm
             ),
         );
-        let every = cfg.runtime.pipeline.checkpoint_every as usize;
         if opts.shutdown.is_requested() {
             return Err(stage.stopped(save(opt)?));
         }
