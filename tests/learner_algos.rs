@@ -249,8 +249,8 @@ fn teacher_and_student_must_share_a_tokenizer() {
 
 #[test]
 fn trace_distillation_writes_only_correct_traces() {
-    use srlm::algo::traces::{distill_traces, Problem};
-    use srlm::data::question_messages;
+    use srlm::algo::traces::{distill_traces, Problem, TraceLayout};
+    use srlm::data::{question_messages, PromptFormat};
     use srlm::reward::{grade, Benchmark, Gold};
     let Some(path) = common::real_model(common::SMOL_GGUF) else { return };
     let teacher = srlm::model::LoadedModel::load(path.to_str().unwrap(), &Device::Cpu, candle_core::DType::F32).unwrap();
@@ -270,8 +270,21 @@ fn trace_distillation_writes_only_correct_traces() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("traces.jsonl");
     let model = teacher.inference_model().unwrap();
-    let stats =
-        distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, None, &out, &|_, _| true).unwrap();
+    let plain = PromptFormat::Plain;
+    let stats = distill_traces(
+        &model,
+        &teacher.tokenizer,
+        &template,
+        &problems,
+        6,
+        &gen,
+        Benchmark::Gsm8k,
+        plain,
+        TraceLayout::Any,
+        &out,
+        &|_, _| true,
+    )
+    .unwrap();
     eprintln!("{stats:?}");
     assert_eq!(stats.samples, 12);
     assert!(stats.kept >= 1, "a 135M model answers 2 + 2 at least once in 6 tries: {stats:?}");
@@ -288,11 +301,26 @@ fn trace_distillation_writes_only_correct_traces() {
     // The same samples (one seed) with the r1 layout required: the bare numbers asked for have no
     // think/answer tags, so every correct trace is left out, and counted.
     let r1_out = dir.path().join("r1.jsonl");
-    let layout = Some(srlm::data::PromptFormat::R1);
-    let r1 =
-        distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, layout, &r1_out, &|_, _| true).unwrap();
-    assert_eq!((r1.kept, r1.unformatted, r1.samples), (0, stats.kept, 12), "{r1:?}");
+    let (r1, require) = (PromptFormat::R1, TraceLayout::Require);
+    let required =
+        distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, r1, require, &r1_out, &|_, _| true)
+            .unwrap();
+    assert_eq!((required.kept, required.unformatted, required.samples), (0, stats.kept, 12), "{required:?}");
     assert_eq!(std::fs::read_to_string(&r1_out).unwrap(), "");
+    // Rewritten instead: the same traces, each now the number inside the r1 tags.
+    let rewrite = TraceLayout::Rewrite;
+    let rewritten =
+        distill_traces(&model, &teacher.tokenizer, &template, &problems, 6, &gen, Benchmark::Gsm8k, r1, rewrite, &r1_out, &|_, _| true)
+            .unwrap();
+    assert_eq!((rewritten.kept, rewritten.unformatted), (stats.kept, stats.kept), "{rewritten:?}");
+    let sampled: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (line, before) in std::fs::read_to_string(&r1_out).unwrap().lines().zip(&sampled) {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reply = row["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
+        let before = before["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap();
+        let answer = if row["messages"][0]["content"].as_str().unwrap().contains("2 + 2") { "4" } else { "2" };
+        assert_eq!(reply, r1.lay_out(&r1.reasoning_of(before), answer), "{line}");
+    }
     // A stop asked after the first problem: an error saying how far it got, the old file kept.
     // With 32 samples a problem fills the teacher's batch alone, so the stop falls between problems.
     assert_eq!(srlm::algo::traces::problems_per_batch(srlm::algo::traces::TEACHER_ROWS), 1);
@@ -301,7 +329,9 @@ fn trace_distillation_writes_only_correct_traces() {
         done < 1
     };
     let n = srlm::algo::traces::TEACHER_ROWS;
-    let err = distill_traces(&model, &teacher.tokenizer, &template, &problems, n, &gen, Benchmark::Gsm8k, None, &out, &go_on).unwrap_err();
+    let err =
+        distill_traces(&model, &teacher.tokenizer, &template, &problems, n, &gen, Benchmark::Gsm8k, plain, TraceLayout::Any, &out, &go_on)
+            .unwrap_err();
     assert_eq!(err.to_string(), "stopped after 1 of 2 problems; no traces written");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 }

@@ -50,7 +50,7 @@ fn train_sft_distill_and_eval_render_the_same_prompt_for_each_format() {
         )
         .unwrap();
         let sft_cfg = map_recipe(&recipe).unwrap().config;
-        let conversation = read_conversations(&data, sft_cfg.sft.data_format, sft_cfg.data.format.system_prompt()).unwrap().remove(0);
+        let conversation = read_conversations(&data, sft_cfg.sft.data_format, sft_cfg.data.format).unwrap().remove(0);
         let sft = template.render(&conversation[..conversation.len() - 1], true).unwrap();
 
         let distill_problem = read_problems(&data, Benchmark::Gsm8k, format.system_prompt()).unwrap().remove(0);

@@ -111,11 +111,7 @@ impl Reward for AccuracyReward {
     }
 
     fn score(&self, completion: &str, gold: &Gold) -> f32 {
-        if grade_with(&self.config, completion, gold).correct {
-            1.0
-        } else {
-            0.0
-        }
+        crate::format::as_score(grade_with(&self.config, completion, gold).correct)
     }
 }
 

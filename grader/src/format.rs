@@ -56,7 +56,8 @@ pub fn format_score(completion: &str, mode: FormatMode) -> f32 {
     }
 }
 
-fn as_score(ok: bool) -> f32 {
+/// A pass/fail check as a reward: 1.0 or 0.0.
+pub(crate) fn as_score(ok: bool) -> f32 {
     if ok {
         1.0
     } else {

@@ -1,11 +1,12 @@
 //! Registry: reward names and weights (from config or `accuracy=1,format=0.1`) → rewards.
 
 use crate::accuracy::AccuracyReward;
+use crate::boxed_format::BoxedFormatReward;
 use crate::format::{FormatMode, FormatReward};
 use crate::weighted::WeightedRewards;
 use crate::Reward;
 
-pub const REWARD_NAMES: [&str; 4] = ["accuracy", "format", "format_strict", "format_soft"];
+pub const REWARD_NAMES: [&str; 5] = ["accuracy", "format", "format_strict", "format_soft", "format_boxed"];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegistryError {
@@ -28,6 +29,7 @@ pub fn reward_by_name(name: &str) -> Result<Box<dyn Reward>, RegistryError> {
         "format" => Box::new(FormatReward::new(FormatMode::Lenient)),
         "format_strict" => Box::new(FormatReward::new(FormatMode::Strict)),
         "format_soft" => Box::new(FormatReward::new(FormatMode::Soft)),
+        "format_boxed" => Box::new(BoxedFormatReward),
         _ => return Err(RegistryError::UnknownReward { name: name.to_string() }),
     })
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::sft::SftExample;
 use crate::chat::{ChatTemplate, Message};
-use crate::data::question_messages;
+use crate::data::PromptFormat;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,16 +30,16 @@ pub enum DataFormat {
     Chat,
 }
 
-/// The GSM8K worked solution rewritten as `<think>\nreasoning\n</think>\n<answer>\nN\n</answer>`,
+/// The GSM8K worked solution in `format`'s layout (r1: `<think>\nreasoning\n</think>\n<answer>\nN\n</answer>`),
 /// without the calculator annotations `<<48/2=24>>`.
-pub fn gsm8k_solution(answer: &str) -> Result<String, String> {
+pub fn gsm8k_solution(answer: &str, format: PromptFormat) -> Result<String, String> {
     let (reasoning, final_answer) = answer.rsplit_once("####").ok_or("answer has no '#### N' line")?;
     // As the GSM8K gold is read: thousands separators and currency signs dropped.
     let final_answer: String = final_answer.trim().chars().filter(|c| !matches!(c, ',' | '$')).collect();
     if final_answer.is_empty() {
         return Err("'####' is followed by no answer".into());
     }
-    Ok(format!("<think>\n{}\n</think>\n<answer>\n{final_answer}\n</answer>", strip_annotations(reasoning).trim()))
+    Ok(format.lay_out(&strip_annotations(reasoning), &final_answer))
 }
 
 fn strip_annotations(text: &str) -> String {
@@ -54,13 +54,14 @@ fn strip_annotations(text: &str) -> String {
     out
 }
 
-/// One row as a conversation ending with the assistant's answer.
-pub fn row_conversation(row: &Value, format: DataFormat, system: Option<&str>) -> Result<Vec<Message>, String> {
+/// One row as a conversation ending with the assistant's answer: a GSM8K row asked and answered
+/// in `prompt`'s format (the prompt every command renders), a chat row as it is.
+pub fn row_conversation(row: &Value, format: DataFormat, prompt: PromptFormat) -> Result<Vec<Message>, String> {
     match format {
         DataFormat::Gsm8k => {
             let text = |k: &str| row.get(k).and_then(Value::as_str).ok_or(format!("missing string field '{k}'"));
-            let mut messages = question_messages(text("question")?, system);
-            messages.push(Message::new("assistant", gsm8k_solution(text("answer")?)?));
+            let mut messages = prompt.messages(text("question")?);
+            messages.push(Message::new("assistant", gsm8k_solution(text("answer")?, prompt)?));
             Ok(messages)
         }
         DataFormat::Chat => {
@@ -75,8 +76,8 @@ pub fn row_conversation(row: &Value, format: DataFormat, system: Option<&str>) -
 }
 
 /// Every non-blank line of a JSONL file as a conversation; errors name the file and line.
-pub fn read_conversations(path: &Path, format: DataFormat, system: Option<&str>) -> Result<Vec<Vec<Message>>, DataError> {
-    read_jsonl(path, |row| row_conversation(row, format, system))
+pub fn read_conversations(path: &Path, format: DataFormat, prompt: PromptFormat) -> Result<Vec<Vec<Message>>, DataError> {
+    read_jsonl(path, |row| row_conversation(row, format, prompt))
 }
 
 /// Every non-blank line of a JSONL file through `parse`; errors name the file and line.
@@ -118,17 +119,22 @@ mod tests {
     fn gsm8k_solution_moves_the_answer_into_tags_and_drops_annotations() {
         let answer = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 1,072";
         assert_eq!(
-            gsm8k_solution(answer).unwrap(),
+            gsm8k_solution(answer, PromptFormat::R1).unwrap(),
             "<think>\nNatalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips.\n</think>\n<answer>\n1072\n</answer>"
         );
-        assert!(gsm8k_solution("no final line").unwrap_err().contains("####"));
+        assert!(gsm8k_solution("no final line", PromptFormat::R1).unwrap_err().contains("####"));
+        // Other formats get their own layout, not r1's tags under a prompt that never asked for them.
+        assert_eq!(
+            gsm8k_solution(answer, PromptFormat::Boxed).unwrap(),
+            PromptFormat::Boxed.lay_out("Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips.", "1072")
+        );
     }
 
     #[test]
     fn rewritten_solution_passes_the_strict_format_and_the_accuracy_reward() {
         use crate::reward::{format::format_score, format::FormatMode, grade, Benchmark, Gold};
         let row = serde_json::json!({"question": "q", "answer": "2 + 3 = <<2+3=5>>5\n#### 5"});
-        let conv = row_conversation(&row, DataFormat::Gsm8k, crate::data::PromptFormat::R1.system_prompt()).unwrap();
+        let conv = row_conversation(&row, DataFormat::Gsm8k, PromptFormat::R1).unwrap();
         let solution = &conv.last().unwrap().content;
         assert_eq!(format_score(solution, FormatMode::Strict), 1.0);
         assert!(grade(Benchmark::Gsm8k, solution, &Gold::gsm8k(row["answer"].as_str().unwrap()).unwrap()).correct);
@@ -139,7 +145,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         std::fs::write(&path, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").unwrap();
-        let err = read_conversations(&path, DataFormat::Chat, None).unwrap_err().to_string();
+        let err = read_conversations(&path, DataFormat::Chat, PromptFormat::R1).unwrap_err().to_string();
         assert!(err.contains("d.jsonl:3") && err.contains("assistant"), "{err}");
     }
 }

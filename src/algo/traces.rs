@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::algo::sft_data::{read_jsonl, DataError};
 use crate::chat::{ChatTemplate, Message};
 use crate::data::{question_messages, PromptFormat};
@@ -45,21 +47,65 @@ pub struct Problem {
     pub gold: Gold,
 }
 
+/// What becomes of a correct trace that does not keep the prompt format's layout (a student
+/// learns the shape of what it is shown, so a teacher that breaks the layout teaches it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceLayout {
+    /// Kept as sampled.
+    #[default]
+    Any,
+    /// Left out.
+    Require,
+    /// Laid out again: the teacher's text without the layout's marks as the reasoning, the
+    /// answer the grader read from it as the answer (`PromptFormat::lay_out`).
+    Rewrite,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trace layout '{0}' (known: any, require, rewrite)")]
+pub struct UnknownTraceLayout(pub String);
+
+impl std::str::FromStr for TraceLayout {
+    type Err = UnknownTraceLayout;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "any" => Ok(TraceLayout::Any),
+            "require" => Ok(TraceLayout::Require),
+            "rewrite" => Ok(TraceLayout::Rewrite),
+            _ => Err(UnknownTraceLayout(s.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceStats {
     pub problems: usize,
     pub samples: usize,
     /// Correct traces written.
     pub kept: usize,
-    /// Correct traces left out for not keeping the required layout.
+    /// Correct traces out of the layout: left out (`Require`) or laid out again (`Rewrite`).
     pub unformatted: usize,
     /// Problems with at least one correct trace.
     pub solved: usize,
 }
 
+impl TraceStats {
+    /// What happened to the correct traces out of the layout, for the progress line.
+    pub fn layout_note(&self, layout: TraceLayout) -> String {
+        let n = self.unformatted;
+        match layout {
+            TraceLayout::Any => format!("{n} of them out of the layout, kept as sampled"),
+            TraceLayout::Require => format!("{n} correct but out of the layout left out"),
+            TraceLayout::Rewrite => format!("{n} of them laid out again"),
+        }
+    }
+}
+
 /// Samples `n` teacher completions per problem through the shared sampler, keeps those the
-/// accuracy reward of `benchmark` marks correct (and, with `layout`, that keep that prompt
-/// format's layout: a student learns the shape of what it is shown), and writes them to `out` as chat JSONL
+/// accuracy reward of `benchmark` marks correct (those out of `format`'s layout as `layout`
+/// says), and writes them to `out` as chat JSONL
 /// (`{"messages": [..prompt, {"role": "assistant", …}]}`), atomically. Problems are sampled
 /// [`problems_per_batch`] at a time in one decode batch; `go_on(done, total)` is told of every
 /// finished problem and may stop the run before the next batch (a signal's graceful stop).
@@ -72,7 +118,8 @@ pub fn distill_traces(
     n: usize,
     gen: &GenerationConfig,
     benchmark: Benchmark,
-    layout: Option<PromptFormat>,
+    format: PromptFormat,
+    layout: TraceLayout,
     out: &Path,
     go_on: &dyn Fn(usize, usize) -> bool,
 ) -> Result<TraceStats, TraceError> {
@@ -92,13 +139,20 @@ pub fn distill_traces(
         let problem = &problems[index];
         stats.samples += completions.len();
         let mut solved = false;
-        for c in completions.iter().filter(|c| grade(benchmark, &c.text, &problem.gold).correct) {
-            if layout.and_then(|f| f.followed_by(&c.text)) == Some(false) {
+        for c in &completions {
+            let verdict = grade(benchmark, &c.text, &problem.gold);
+            let Some(answer) = verdict.extracted.filter(|_| verdict.correct) else { continue };
+            let mut reply = c.text.trim().to_string();
+            if format.followed_by(&reply) == Some(false) {
                 stats.unformatted += 1;
-                continue;
+                match layout {
+                    TraceLayout::Any => {}
+                    TraceLayout::Require => continue,
+                    TraceLayout::Rewrite => reply = format.lay_out(&format.reasoning_of(&reply), &answer),
+                }
             }
             let mut messages = problem.messages.clone();
-            messages.push(Message::new("assistant", c.text.trim()));
+            messages.push(Message::new("assistant", reply));
             lines.push_str(&serde_json::json!({ "messages": messages }).to_string());
             lines.push('\n');
             stats.kept += 1;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use srlm::algo::traces::{distill_traces, problems_per_batch, read_problems};
+use srlm::algo::traces::{distill_traces, problems_per_batch, read_problems, TraceLayout};
 use srlm::data::PromptFormat;
 use srlm::generate::memory::check_fits;
 use srlm::generate::GenerationConfig;
@@ -39,9 +39,10 @@ pub struct DistillArgs {
     /// A custom system prompt instead of the format's; "" for none.
     #[arg(long)]
     system: Option<String>,
-    /// Keep only correct traces that also keep `--format`'s layout (r1: the think/answer tags).
-    #[arg(long)]
-    require_format: bool,
+    /// What becomes of a correct trace out of `--format`'s layout (r1: the think/answer tags):
+    /// any (kept as sampled), require (left out), rewrite (laid out again).
+    #[arg(long, default_value = "any")]
+    layout: TraceLayout,
     #[arg(long, default_value_t = 0.7)]
     temperature: f32,
     #[arg(long = "top-p", default_value_t = 1.0)]
@@ -95,14 +96,25 @@ pub fn run(args: DistillArgs) -> Result<()> {
         }
         true
     };
-    let layout = args.require_format.then_some(args.format);
-    let stats = distill_traces(&model, &teacher.tokenizer, &template, &problems, args.n, &gen, benchmark, layout, &args.out, &progress)?;
+    let stats = distill_traces(
+        &model,
+        &teacher.tokenizer,
+        &template,
+        &problems,
+        args.n,
+        &gen,
+        benchmark,
+        args.format,
+        args.layout,
+        &args.out,
+        &progress,
+    )?;
     eprintln!(
-        "{} problems, {} samples: kept {} correct traces ({} correct but out of format left out), {} problems solved; wrote {}",
+        "{} problems, {} samples: kept {} correct traces ({}), {} problems solved; wrote {}",
         stats.problems,
         stats.samples,
         stats.kept,
-        stats.unformatted,
+        stats.layout_note(args.layout),
         stats.solved,
         args.out.display()
     );

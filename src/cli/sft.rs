@@ -33,7 +33,7 @@ pub fn run(args: SftArgs) -> Result<()> {
         anyhow::ensure!(args.force || !output.exists(), "{}: already exists (--force replaces it)", output.display());
         (config, Some((from, output)))
     } else {
-        (one_sft_stage(&text, &table, &origin)?, None)
+        (one_sft_stage(&text, &origin)?, None)
     };
     let opts = RunOptions { resume: args.resume, force: args.force, progress: true, ..Default::default() };
     crate::cli::train::run_and_report(&cfg, &opts)?;
@@ -45,12 +45,8 @@ pub fn run(args: SftArgs) -> Result<()> {
 }
 
 /// A `srlm train` config run as `srlm sft`: its stages must be the sft stage alone.
-fn one_sft_stage(text: &str, table: &toml::Table, origin: &str) -> Result<TrainConfig> {
-    let cfg = if table.contains_key("stages") {
-        TrainConfig::from_toml(text, origin)?
-    } else {
-        TrainConfig::from_toml(&format!("stages = [\"sft\"]\n{text}"), origin)?
-    };
+fn one_sft_stage(text: &str, origin: &str) -> Result<TrainConfig> {
+    let cfg = TrainConfig::from_toml_or_stages(text, origin, &[Stage::Sft])?;
     if cfg.stages != [Stage::Sft] {
         bail!("{origin}: stages = {:?}: `srlm sft` runs one sft stage; run several with `srlm train --config`", cfg.stages);
     }

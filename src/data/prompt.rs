@@ -66,6 +66,37 @@ impl PromptFormat {
         }
     }
 
+    /// A reply in this format's layout: `reasoning`, then `answer` where the format asks for it
+    /// (r1: inside the think and answer tags; boxed: in a closing `\boxed{}`; plain: an "answer
+    /// is" sentence, which every benchmark's extraction reads).
+    pub fn lay_out(self, reasoning: &str, answer: &str) -> String {
+        let reasoning = reasoning.trim();
+        match self {
+            PromptFormat::R1 => format!("<think>\n{reasoning}\n</think>\n<answer>\n{answer}\n</answer>"),
+            PromptFormat::Boxed => format!("{reasoning}\n\nThe final answer is $\\boxed{{{answer}}}$."),
+            PromptFormat::Plain => format!("{reasoning}\n\nThe answer is {answer}."),
+        }
+    }
+
+    /// `reply` without this format's layout marks (r1's tags, and a tag cut off at the end by the
+    /// token limit), so it can be laid out again with [`PromptFormat::lay_out`].
+    pub fn reasoning_of(self, reply: &str) -> String {
+        match self {
+            PromptFormat::R1 => {
+                let mut text = reply.to_string();
+                for tag in ["<think>", "</think>", "<answer>", "</answer>"] {
+                    text = text.replace(tag, " ");
+                }
+                let cut_tag = text.rfind('<').filter(|&i| text[i..].len() <= "</answer".len() && !text[i..].contains('>'));
+                if let Some(i) = cut_tag {
+                    text.truncate(i);
+                }
+                text.split('\n').map(str::trim).collect::<Vec<_>>().join("\n").trim().to_string()
+            }
+            PromptFormat::Boxed | PromptFormat::Plain => reply.trim().to_string(),
+        }
+    }
+
     /// The prompt text, ending where the assistant's reply begins.
     pub fn render(self, template: &ChatTemplate, question: &str) -> Result<String, ChatError> {
         template.render(&self.messages(question), true)
@@ -114,6 +145,29 @@ mod tests {
         assert_eq!(PromptFormat::Boxed.followed_by(boxed), Some(true));
         assert_eq!(PromptFormat::Boxed.followed_by(tagged), Some(false));
         assert_eq!(PromptFormat::Plain.followed_by(tagged), None);
+    }
+
+    #[test]
+    fn laid_out_replies_keep_the_layout_and_grade_as_their_answer() {
+        use crate::reward::{grade, Benchmark, Gold};
+        let gold = Gold::number(72.0).unwrap();
+        for format in [PromptFormat::R1, PromptFormat::Boxed, PromptFormat::Plain] {
+            let reply = format.lay_out("48 / 2 = 24 in May; 48 + 24 = 72 in all.", "72");
+            assert_ne!(format.followed_by(&reply), Some(false), "{format}: {reply}");
+            assert!(grade(Benchmark::Gsm8k, &reply, &gold).correct, "{format}: {reply}");
+            assert!(grade(Benchmark::Math500, &reply, &gold).correct, "{format}: {reply}");
+        }
+        assert_eq!(PromptFormat::R1.lay_out(" So 72. ", "72"), "<think>\nSo 72.\n</think>\n<answer>\n72\n</answer>");
+    }
+
+    #[test]
+    fn r1_reasoning_drops_the_tags_and_a_tag_cut_off_at_the_end() {
+        let broken = "<think> Half of 48 is 24. </answer>\n<answer> 48 + 24 = 72 </";
+        assert_eq!(PromptFormat::R1.reasoning_of(broken), "Half of 48 is 24.\n48 + 24 = 72");
+        assert_eq!(PromptFormat::R1.reasoning_of("<think>a < b, so 3</think><answer>3</answer>"), "a < b, so 3  3");
+        assert_eq!(PromptFormat::Boxed.reasoning_of(" x = 2 "), "x = 2");
+        let relaid = PromptFormat::R1.lay_out(&PromptFormat::R1.reasoning_of(broken), "72");
+        assert_eq!(PromptFormat::R1.followed_by(&relaid), Some(true));
     }
 
     /// The ChatML template of Qwen2.5 (shortened to the part these messages use).

@@ -10,6 +10,7 @@ use crate::algo::grpo::GrpoConfig;
 use crate::algo::sft::Overlong;
 use crate::algo::sft_data::DataFormat;
 use crate::algo::sft_recipe::LoraSection;
+use crate::algo::traces::TraceLayout;
 use crate::data::PromptFormat;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, Schedule};
@@ -27,6 +28,9 @@ pub struct TrainConfig {
     #[serde(default)]
     pub seed: u64,
     /// Stages run in order, each starting from the previous one's weights: sft, kd, grpo.
+    /// Required (absent reads as empty, which `validate` refuses) except where a command has its
+    /// own default ([`TrainConfig::from_toml_or_stages`]).
+    #[serde(default)]
     pub stages: Vec<Stage>,
     /// Where checkpoints, the final model, logs and reports go.
     pub out_dir: PathBuf,
@@ -35,7 +39,7 @@ pub struct TrainConfig {
     /// `[sft] data`, which then has no held-out check.
     #[serde(default)]
     pub data: DataSection,
-    /// Reward name → weight (accuracy, format, format_strict, format_soft).
+    /// Reward name → weight (accuracy, format, format_strict, format_soft, format_boxed).
     #[serde(default = "default_rewards")]
     pub rewards: BTreeMap<String, f32>,
     #[serde(default)]
@@ -208,10 +212,11 @@ pub struct KdSection {
     /// Training problems used (the first N).
     #[serde(default = "default_kd_prompts")]
     pub prompts: usize,
-    /// Traces: keep only correct ones that also keep `[data] format`'s layout (r1: the
-    /// think/answer tags), so the student learns the shape it is asked for.
+    /// Traces: what becomes of a correct trace out of `[data] format`'s layout (r1: the
+    /// think/answer tags): `any` keeps it as sampled, `require` leaves it out, `rewrite` lays
+    /// it out again, so the student learns the shape it is asked for.
     #[serde(default)]
-    pub require_format: bool,
+    pub layout: TraceLayout,
     // The logit modes' loop. `None` is the default where the mode uses the field, and an error
     // where it does not (a forgotten `mode` would otherwise ignore them silently).
     /// Optimizer steps.
@@ -267,7 +272,7 @@ impl KdSection {
     fn validate(&self) -> Result<(), String> {
         use KdMode::{Logits, OnPolicy};
         let used_by: [(&str, bool, &[KdMode]); 6] = [
-            ("require_format", self.require_format, &[KdMode::Traces]),
+            ("layout", self.layout != TraceLayout::Any, &[KdMode::Traces]),
             ("steps", self.steps.is_some(), &[Logits, OnPolicy]),
             ("prompts_per_step", self.prompts_per_step.is_some(), &[Logits, OnPolicy]),
             ("lr", self.lr.is_some(), &[Logits, OnPolicy]),
@@ -388,9 +393,18 @@ impl TrainConfig {
 
     /// `origin` names the text in errors (a file path, or `<embedded default>`).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_or_stages(text, origin, &[])
+    }
+
+    /// [`TrainConfig::from_toml`], with `stages` read as `default` when the file names none
+    /// (`srlm sft`'s one sft stage); errors keep the file's own line numbers.
+    pub fn from_toml_or_stages(text: &str, origin: &str, default: &[Stage]) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: origin.into(), message };
-        let cfg: TrainConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut cfg: TrainConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let file: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if !file.contains_key("stages") {
+            cfg.stages = default.to_vec();
+        }
         let parsed = serde_json::to_value(&cfg).map_err(|e| invalid(e.to_string()))?;
         if let Some(message) = crate::train::config_keys::first_unknown_key(&file, &parsed) {
             return Err(invalid(message));
@@ -469,7 +483,7 @@ impl TrainConfig {
     /// Values and combinations that cannot run, found before loading anything.
     fn validate(&self) -> Result<(), String> {
         if self.stages.is_empty() {
-            return Err("`stages` is empty: name at least one of sft, kd, grpo".into());
+            return Err("`stages` is missing or empty: name at least one of sft, kd, grpo".into());
         }
         if self.stages.contains(&Stage::Kd) && self.kd.is_none() {
             return Err("stage `kd` needs a [kd] section with `teacher`".into());
@@ -712,6 +726,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("stage `grpo` needs problems: set data.task"), "{err}");
+    }
+
+    #[test]
+    fn a_default_stage_list_keeps_the_files_line_numbers() {
+        let body = "out_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\n";
+        let sft = TrainConfig::from_toml_or_stages(body, "f.toml", &[Stage::Sft]).unwrap();
+        assert_eq!(sft.stages, [Stage::Sft]);
+        // A mistake on the file's line 8 is reported on line 8 (a prepended stage line made it 9).
+        let err = TrainConfig::from_toml_or_stages(&format!("{body}lr = \"fast\"\n"), "f.toml", &[Stage::Sft]).unwrap_err().to_string();
+        assert!(err.contains("line 8"), "{err}");
+        // The file's own list wins; `srlm train` has no default.
+        let grpo = TrainConfig::from_toml_or_stages(&format!("stages = [\"grpo\"]\n{body}"), "f.toml", &[Stage::Sft]).unwrap();
+        assert_eq!(grpo.stages, [Stage::Grpo]);
+        let err = TrainConfig::from_toml(body, "f.toml").unwrap_err().to_string();
+        assert!(err.contains("`stages` is missing or empty"), "{err}");
     }
 
     #[test]

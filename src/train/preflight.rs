@@ -68,7 +68,7 @@ fn check_data_files(cfg: &TrainConfig) -> Result<(), PreflightError> {
         }
     }
     if let (Some(path), true) = (&cfg.sft.data, cfg.stages.contains(&Stage::Sft)) {
-        read_conversations(path, cfg.sft.data_format, None).map_err(|error| PreflightError::Data { key: "sft.data", error })?;
+        read_conversations(path, cfg.sft.data_format, cfg.data.format).map_err(|error| PreflightError::Data { key: "sft.data", error })?;
     }
     Ok(())
 }

@@ -63,7 +63,7 @@ fn gsm8k_file(path: &Path, template: &ChatTemplate, format: PromptFormat, gold: 
         .into_iter()
         .enumerate()
         .map(|(i, (question, answer))| {
-            let solution = gsm8k_solution(&answer).ok();
+            let solution = gsm8k_solution(&answer, format).ok();
             problem(template, &question, format, answer, solution).with_context(|| format!("{}: row {}", path.display(), i + 1))
         })
         .collect()

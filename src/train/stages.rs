@@ -150,7 +150,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
             &Qwen2::for_inference(&s.config, &s.weights)?,
             &s.tokenizer,
             &heldout,
-            cfg.data.gold,
+            &cfg.data,
             cfg.eval.samples,
             &eval_gen,
             &go_on,
@@ -313,7 +313,8 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             kd.samples,
             &gen,
             crate::reward::Benchmark::Gsm8k,
-            kd.require_format.then_some(cfg.data.format),
+            cfg.data.format,
+            kd.layout,
             &out,
             &go_on,
         ) {
@@ -323,17 +324,17 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         say(
             opts,
             &format!(
-                "kd: teacher kept {} of {} samples ({} correct but out of format left out; {} of {} problems solved) → {}",
+                "kd: teacher kept {} of {} samples ({}; {} of {} problems solved) → {}",
                 stats.kept,
                 stats.samples,
-                stats.unformatted,
+                stats.layout_note(kd.layout),
                 stats.solved,
                 stats.problems,
                 out.display()
             ),
         );
     }
-    let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, None)?;
+    let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, cfg.data.format)?;
     let examples = conversations
         .iter()
         .map(|c| crate::algo::sft_data::tokenize_conversation(c, &template, &state.tokenizer))

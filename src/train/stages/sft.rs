@@ -11,7 +11,7 @@ use srlm_actors::StepStats;
 use super::{say, RunOptions, StageRun, State};
 use crate::algo::sft::{fit_length, total_steps, train_sft, SftConfig, SftCursor, SftExample, SftStepStats};
 use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
-use crate::algo::sft_data::{read_conversations, tokenize_conversation, DataFormat};
+use crate::algo::sft_data::{read_conversations, tokenize_conversation};
 use crate::model::{LoraAdapters, Qwen2};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
@@ -56,11 +56,7 @@ pub(super) fn sft_examples(problems: &[TrainingProblem], tok: &Tokenizer) -> Res
 /// `[sft] data` through the chat template; GSM8K rows are asked in `[data] format`, the prompt
 /// every other command renders for the same question.
 fn examples_from_file(cfg: &TrainConfig, path: &Path, tok: &Tokenizer) -> Result<Vec<SftExample>> {
-    let system = match cfg.sft.data_format {
-        DataFormat::Gsm8k => cfg.data.format.system_prompt(),
-        DataFormat::Chat => None,
-    };
-    let conversations = read_conversations(path, cfg.sft.data_format, system).context("sft.data")?;
+    let conversations = read_conversations(path, cfg.sft.data_format, cfg.data.format).context("sft.data")?;
     let template = tok.chat_template()?;
     conversations
         .iter()
