@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::kv_cache::KvCache;
 use crate::model::qwen2::Positions;
-use crate::model::Qwen2;
+use crate::model::CausalLm;
 use crate::sampling::{on_device, sample, Sampled, SamplingParams, SequenceRng, StopStrings};
 use crate::tokenizer::Tokenizer;
 
@@ -94,7 +94,7 @@ struct Row {
 /// so a group and the same sequences sampled one by one give the same tokens.
 /// `on_token(i, id)` is called for every sampled token (for streaming).
 pub fn generate_group(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &dyn TextDecoder,
     prompt: &[u32],
     n: usize,
@@ -109,7 +109,7 @@ pub fn generate_group(
 /// `generate_group` with the sampler's place chosen by the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn generate_group_with(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &dyn TextDecoder,
     prompt: &[u32],
     n: usize,
@@ -145,7 +145,7 @@ pub fn generate_group_with(
 /// here or in a group with the same stream gets the same tokens. `on_token(i, id)` is called
 /// for every sampled token of prompt `i`. (`continuous::generate_groups` with groups of one.)
 pub fn generate_batch(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     streams: &[u64],
@@ -195,8 +195,8 @@ fn decode_rows(
 }
 
 /// Logits (b, vocab) at the last position of `ids`, appending to `cache`.
-fn last_logits(model: &Qwen2, ids: &Tensor, positions: &Tensor, mask: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-    let hidden = model.forward(ids, Positions::Explicit(positions), Some(mask), Some(cache), true)?;
+fn last_logits(model: &dyn CausalLm, ids: &Tensor, positions: &Tensor, mask: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    let hidden = model.forward(ids, Positions::Explicit(positions), Some(mask), Some(cache))?;
     let t = hidden.dim(1)?;
     let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
     model.logits(&last)?.to_dtype(DType::F32)

@@ -8,7 +8,7 @@ use srlm::algo::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirectio
 use srlm::algo::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
 use srlm::algo::AlgoError;
 use srlm::model::load::load_hf_weights;
-use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
+use srlm::model::{CausalLm, LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
 use srlm::optim::{AdamW, AdamWConfig};
 
 fn tiny(name: &str) -> (ModelConfig, Weights) {

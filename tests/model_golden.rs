@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use srlm::model::load::load_hf_weights;
-use srlm::model::{token_logprobs, Positions, Qwen2, TokenBatch, Weights};
+use srlm::model::{token_logprobs, CausalLm, Positions, Qwen2, TokenBatch, Weights};
 
 fn tiny(dir: &str) -> (srlm::model::ModelConfig, Weights) {
     load_hf_weights(&fixtures().join("tiny").join(dir)).unwrap()
@@ -28,43 +28,50 @@ fn flat(t: &Tensor) -> Vec<f32> {
 fn check_against_hf(golden_dir: &str, weights_dir: &str) {
     let (cfg, w) = tiny(weights_dir);
     let g = read_json(&fixtures().join("tiny").join(golden_dir).join("golden.json"));
-    let model = Qwen2::new(&cfg, &w).unwrap();
-    let fused = Qwen2::for_inference(&cfg, &w).unwrap();
+    // The kernels follow the weights: variables take the differentiable (training) kernels,
+    // frozen weights candle's fused inference kernels, and the generation build also packs its
+    // projections. All three must match HF.
+    let (trainable, _vars) = w.to_vars().unwrap();
+    let models = [
+        ("training", Qwen2::new(&cfg, &trainable).unwrap()),
+        ("frozen", Qwen2::new(&cfg, &w).unwrap()),
+        ("generation", Qwen2::for_inference(&cfg, &w).unwrap()),
+    ];
 
     let ids = tensor_2d(&ids_2d(&g["input_ids"]));
     let mask = mask_of(&ids_2d(&g["attention_mask"]));
     let golden_logits = rows_of(&g["logits"], cfg.vocab_size);
-    let logits = model.forward_train(&ids, Some(&mask)).unwrap();
-    let diff = max_abs_diff(&flat(&logits), &golden_logits);
-    assert!(diff < 1e-4, "{golden_dir}: logits differ from HF by {diff}");
-    let hidden = fused.forward(&ids, Positions::Offset(0), Some(&mask), None, true).unwrap();
-    let diff = max_abs_diff(&flat(&fused.logits(&hidden).unwrap()), &golden_logits);
-    assert!(diff < 1e-4, "{golden_dir}: fused-kernel logits differ from HF by {diff}");
-
-    let batch = TokenBatch { ids, mask, positions: None, scored: None };
-    // Chunks of 4 rows so that the chunked output projection is exercised across rows.
-    let out = token_logprobs(&model, &batch, 1.0, true, 4).unwrap();
-    let diff = max_abs_diff(&flat(&out.logprobs), &leaves(&g["logprobs"]));
-    assert!(diff < 1e-4, "{golden_dir}: log-probs differ by {diff}");
-    let diff = max_abs_diff(&flat(out.entropies.as_ref().unwrap()), &leaves(&g["entropies"]));
-    assert!(diff < 1e-4, "{golden_dir}: entropies differ by {diff}");
-    let cold = token_logprobs(&model, &batch, 0.7, false, 512).unwrap();
-    let diff = max_abs_diff(&flat(&cold.logprobs), &leaves(&g["temperature_0.7_logprobs"]));
-    assert!(diff < 1e-4, "{golden_dir}: T=0.7 log-probs differ by {diff}");
-
     let left = &g["left_padded"];
-    let batch = TokenBatch {
+    let left_batch = TokenBatch {
         ids: tensor_2d(&ids_2d(&left["input_ids"])),
         mask: mask_of(&ids_2d(&left["attention_mask"])),
         positions: Some(tensor_2d(&ids_2d(&left["position_ids"]))),
         scored: None,
     };
-    let hidden = model.forward(&batch.ids, Positions::Explicit(batch.positions.as_ref().unwrap()), Some(&batch.mask), None, false).unwrap();
-    let diff = max_abs_diff(&flat(&model.logits(&hidden).unwrap()), &rows_of(&left["logits"], cfg.vocab_size));
-    assert!(diff < 1e-4, "{golden_dir}: left-padded logits differ by {diff}");
-    let out = token_logprobs(&model, &batch, 1.0, true, 3).unwrap();
-    let diff = max_abs_diff(&flat(&out.logprobs), &leaves(&left["logprobs"]));
-    assert!(diff < 1e-4, "{golden_dir}: left-padded log-probs differ by {diff}");
+    for (kind, model) in &models {
+        let logits = model.forward_train(&ids, Some(&mask)).unwrap();
+        let diff = max_abs_diff(&flat(&logits), &golden_logits);
+        assert!(diff < 1e-4, "{golden_dir}, {kind}: logits differ from HF by {diff}");
+
+        let batch = TokenBatch { ids: ids.clone(), mask: mask.clone(), positions: None, scored: None };
+        // Chunks of 4 rows so that the chunked output projection is exercised across rows.
+        let out = token_logprobs(model, &batch, 1.0, true, 4).unwrap();
+        let diff = max_abs_diff(&flat(&out.logprobs), &leaves(&g["logprobs"]));
+        assert!(diff < 1e-4, "{golden_dir}, {kind}: log-probs differ by {diff}");
+        let diff = max_abs_diff(&flat(out.entropies.as_ref().unwrap()), &leaves(&g["entropies"]));
+        assert!(diff < 1e-4, "{golden_dir}, {kind}: entropies differ by {diff}");
+        let cold = token_logprobs(model, &batch, 0.7, false, 512).unwrap();
+        let diff = max_abs_diff(&flat(&cold.logprobs), &leaves(&g["temperature_0.7_logprobs"]));
+        assert!(diff < 1e-4, "{golden_dir}, {kind}: T=0.7 log-probs differ by {diff}");
+
+        let positions = Positions::Explicit(left_batch.positions.as_ref().unwrap());
+        let hidden = model.forward(&left_batch.ids, positions, Some(&left_batch.mask), None).unwrap();
+        let diff = max_abs_diff(&flat(&model.logits(&hidden).unwrap()), &rows_of(&left["logits"], cfg.vocab_size));
+        assert!(diff < 1e-4, "{golden_dir}, {kind}: left-padded logits differ by {diff}");
+        let out = token_logprobs(model, &left_batch, 1.0, true, 3).unwrap();
+        let diff = max_abs_diff(&flat(&out.logprobs), &leaves(&left["logprobs"]));
+        assert!(diff < 1e-4, "{golden_dir}, {kind}: left-padded log-probs differ by {diff}");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ use candle_core::{DType, Device};
 use common::*;
 use srlm::generate::{generate_group, GenerationConfig};
 use srlm::model::logprobs::DEFAULT_CHUNK_ROWS;
+use srlm::model::CausalLm;
 use srlm::model::{token_logprobs, LoadedModel, TokenBatch};
 use srlm::sampling::{SamplingParams, StopStrings};
 

@@ -10,7 +10,8 @@ use super::grpo_loss::{grpo_loss, GrpoLossConfig, LossInputs, LossStats, LossTyp
 use super::lanes::Lanes;
 use super::AlgoError;
 use crate::model::logprobs::DEFAULT_CHUNK_ROWS;
-use crate::model::{token_logprobs, Qwen2, TokenBatch};
+use crate::model::CausalLm;
+use crate::model::{token_logprobs, TokenBatch};
 use crate::optim::AdamW;
 
 /// One completion of a rollout group, scored.
@@ -115,8 +116,8 @@ struct MicroBatch {
 /// Micro-batches are weighted so the accumulated gradient equals the full batch's for `grpo`,
 /// `dr_grpo` and `dapo`; `bnpo` averages each micro-batch's token mean, as TRL does.
 pub fn grpo_step(
-    policy: &Qwen2,
-    reference: Option<&Qwen2>,
+    policy: &dyn CausalLm,
+    reference: Option<&dyn CausalLm>,
     batch: &ScoredBatch,
     cfg: &GrpoConfig,
     opt: &mut AdamW,

@@ -13,7 +13,8 @@ use crate::model::logit_kl::{autograd_kl, logit_kl};
 pub use crate::model::logit_kl::{chunk_kl, KlDirection};
 use crate::model::logprobs::{prediction_states, ScoredRows};
 use crate::model::target_logprobs::KEPT_LOGITS_BYTES;
-use crate::model::{Qwen2, TokenBatch};
+use crate::model::CausalLm;
+use crate::model::TokenBatch;
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 
@@ -32,8 +33,8 @@ pub enum KdError {
 /// (`logit_kl`), so memory does not grow with rows × vocab; otherwise (a bias or a LoRA branch
 /// on `lm_head`) autograd runs through each chunk's logits.
 pub fn token_kl(
-    student: &Qwen2,
-    teacher: &Qwen2,
+    student: &dyn CausalLm,
+    teacher: &dyn CausalLm,
     batch: &TokenBatch,
     temperature: f64,
     direction: KlDirection,
@@ -107,7 +108,7 @@ pub struct KdStepStats {
 
 /// One distillation step on `batch`: the mean KL over its completion tokens, backward, one
 /// AdamW step over the student's trainable variables (clipping as `opt` is configured).
-pub fn kd_step(student: &Qwen2, teacher: &Qwen2, opt: &mut AdamW, batch: &SftBatch, cfg: &KdConfig) -> Result<KdStepStats> {
+pub fn kd_step(student: &dyn CausalLm, teacher: &dyn CausalLm, opt: &mut AdamW, batch: &SftBatch, cfg: &KdConfig) -> Result<KdStepStats> {
     let per_token = token_kl(student, teacher, &batch.tokens, cfg.temperature, cfg.direction, cfg.chunk_rows)?;
     let loss = masked_mean(&per_token, &batch.loss_mask)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -125,7 +126,7 @@ pub fn kd_step(student: &Qwen2, teacher: &Qwen2, opt: &mut AdamW, batch: &SftBat
 /// for a reverse-KL step: on-policy distillation. Prompt `i` draws from the RNG streams
 /// `first_stream + i·n …`, so successive calls can sample afresh.
 pub fn on_policy_batch(
-    student: &Qwen2,
+    student: &dyn CausalLm,
     decoder: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     n: usize,
@@ -154,6 +155,7 @@ mod tests {
 
     use super::*;
     use crate::model::init::init_weights;
+    use crate::model::Qwen2;
     use crate::synthetic::tiny_qwen2_config;
 
     fn tiny(vocab: usize, seed: u64, dtype: DType) -> Result<(Qwen2, Vec<(String, Var)>)> {

@@ -6,7 +6,7 @@ use super::kd::{kd_step, on_policy_batch, KdConfig, KlDirection};
 use super::sft::{collate, SftBatch, SftExample};
 use super::AlgoError;
 use crate::generate::{GenerationConfig, TextDecoder};
-use crate::model::Qwen2;
+use crate::model::CausalLm;
 use crate::optim::AdamW;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,8 +53,8 @@ pub struct DistillStats {
 /// optimizer continues at its step.
 #[allow(clippy::too_many_arguments)]
 pub fn distill_on_policy<E: From<AlgoError>>(
-    student: &Qwen2,
-    teacher: &Qwen2,
+    student: &dyn CausalLm,
+    teacher: &dyn CausalLm,
     decoder: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     gen: &GenerationConfig,
@@ -76,8 +76,8 @@ pub fn distill_on_policy<E: From<AlgoError>>(
 /// Forward-KL distillation on fixed sequences: each step takes the next `per_step` of
 /// `sequences` and matches the teacher's distribution on their completion tokens.
 pub fn distill_forward<E: From<AlgoError>>(
-    student: &Qwen2,
-    teacher: &Qwen2,
+    student: &dyn CausalLm,
+    teacher: &dyn CausalLm,
     sequences: &[SftExample],
     cfg: &DistillConfig,
     opt: &mut AdamW,
@@ -91,8 +91,8 @@ pub fn distill_forward<E: From<AlgoError>>(
 }
 
 fn run<E: From<AlgoError>>(
-    student: &Qwen2,
-    teacher: &Qwen2,
+    student: &dyn CausalLm,
+    teacher: &dyn CausalLm,
     cfg: &DistillConfig,
     direction: KlDirection,
     opt: &mut AdamW,

@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use super::lanes::Lanes;
 use super::AlgoError;
-use crate::model::{token_logprobs, Qwen2, TokenBatch};
+use crate::model::CausalLm;
+use crate::model::{token_logprobs, TokenBatch};
 use crate::optim::AdamW;
 
 /// One training example in token ids; the loss covers `completion` only.
@@ -136,13 +137,13 @@ pub fn collate(examples: &[&SftExample], pad_id: u32, device: &Device) -> Result
 }
 
 /// Summed negative log-likelihood of the completion tokens (scalar, differentiable).
-pub fn completion_nll(model: &Qwen2, batch: &SftBatch, chunk_rows: usize) -> Result<Tensor> {
+pub fn completion_nll(model: &dyn CausalLm, batch: &SftBatch, chunk_rows: usize) -> Result<Tensor> {
     let lp = token_logprobs(model, &batch.tokens, 1.0, false, chunk_rows)?.logprobs;
     (lp * batch.loss_mask.to_dtype(DType::F32)?)?.sum_all()?.neg()
 }
 
 /// Mean NLL per completion token over `examples`, no gradients kept.
-pub fn mean_loss(model: &Qwen2, examples: &[SftExample], cfg: &SftConfig) -> Result<f64> {
+pub fn mean_loss(model: &dyn CausalLm, examples: &[SftExample], cfg: &SftConfig) -> Result<f64> {
     let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
     let (mut nll, mut tokens) = (0f64, 0usize);
     for idx in plan_batches(&lengths, cfg.token_budget, cfg.seed, 0) {
@@ -201,7 +202,7 @@ pub struct SftReport {
 /// of the last epoch, stepping the parameters `opt` holds; `on_step` runs after every step
 /// (logging, checkpoints) and can stop the run with an error.
 pub fn train_sft<E: From<AlgoError>>(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     opt: &mut AdamW,
     examples: &[SftExample],
     cfg: &SftConfig,
@@ -246,7 +247,7 @@ pub fn train_sft<E: From<AlgoError>>(
 /// One optimiser step over the micro-batches `group`. The loss is normalised by the step's
 /// total completion tokens, so accumulation equals one big batch; the optimizer clips.
 fn sft_step(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     opt: &mut AdamW,
     examples: &[SftExample],
     group: &[Vec<usize>],

@@ -9,7 +9,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::data::{question_messages, PromptFormat};
 use crate::generate::continuous::groups_in_batches;
 use crate::generate::{Completion, GenerationConfig};
-use crate::model::Qwen2;
+use crate::model::CausalLm;
 use crate::reward::{grade, Benchmark, Gold};
 use crate::tokenizer::Tokenizer;
 
@@ -111,7 +111,7 @@ impl TraceStats {
 /// finished problem and may stop the run before the next batch (a signal's graceful stop).
 #[allow(clippy::too_many_arguments)]
 pub fn distill_traces(
-    teacher: &Qwen2,
+    teacher: &dyn CausalLm,
     tokenizer: &Tokenizer,
     template: &ChatTemplate,
     problems: &[Problem],

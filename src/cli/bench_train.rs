@@ -19,7 +19,7 @@ use srlm::algo::lanes::Lanes;
 use srlm::chat::Message;
 use srlm::model::logprobs::DEFAULT_CHUNK_ROWS;
 use srlm::model::lora::{LoraAdapters, LoraConfig};
-use srlm::model::{token_logprobs, LoadedModel, Qwen2, TokenBatch};
+use srlm::model::{token_logprobs, CausalLm, LoadedModel, Qwen2, TokenBatch};
 use srlm::optim::{AdamW, AdamWConfig};
 
 use super::bench::{peak_rss_bytes, process_cpu_seconds, reset_peak_rss, QUESTION};
@@ -233,7 +233,7 @@ impl Phases {
 
 /// The group as the learner receives it: behaviour log-probs from the current weights
 /// (synchronous GRPO), advantages alternating +1 and −1.
-fn on_policy_group(model: &Qwen2, seqs: &[Vec<u32>], prompt_len: usize, chunk_rows: usize) -> Result<Vec<ScoredSequence>> {
+fn on_policy_group(model: &dyn CausalLm, seqs: &[Vec<u32>], prompt_len: usize, chunk_rows: usize) -> Result<Vec<ScoredSequence>> {
     let mut out = Vec::with_capacity(seqs.len());
     for (i, tokens) in seqs.iter().enumerate() {
         let batch = TokenBatch::right_padded(std::slice::from_ref(tokens), 0, model.device())?.scoring_only(&completion_mask(

@@ -9,6 +9,7 @@ use srlm::data::PromptFormat;
 use srlm::generate::memory::check_fits;
 use srlm::generate::GenerationConfig;
 use srlm::model::load::{parse_device, parse_dtype};
+use srlm::model::CausalLm;
 use srlm::model::LoadedModel;
 use srlm::reward::Benchmark;
 use srlm::sampling::{SamplingParams, StopStrings};

@@ -8,6 +8,7 @@ use serde_json::json;
 use srlm::chat::Message;
 use srlm::generate::memory::check_fits;
 use srlm::generate::{generate_group, GenerationConfig};
+use srlm::model::CausalLm;
 use srlm::sampling::{SamplingParams, StopStrings};
 use srlm::tokenizer::Tokenizer;
 

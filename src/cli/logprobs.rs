@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use srlm::model::logprobs::DEFAULT_CHUNK_ROWS;
+use srlm::model::CausalLm;
 use srlm::model::{token_logprobs, TokenBatch};
 
 use super::ModelArgs;

@@ -11,7 +11,7 @@ use crate::data::Problem;
 use crate::generate::continuous::generate_groups;
 use crate::generate::memory::check_fits;
 use crate::generate::{Completion, GenerationConfig};
-use crate::model::Qwen2;
+use crate::model::CausalLm;
 use crate::reward::grade;
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::tokenizer::Tokenizer;
@@ -27,7 +27,7 @@ pub struct Progress {
 
 /// The model and tokenizer an evaluation generates with.
 pub struct Evaluator<'a> {
-    pub model: &'a Qwen2,
+    pub model: &'a dyn CausalLm,
     pub tokenizer: &'a Tokenizer,
     pub settings: &'a EvalSettings,
     /// Groups (problems) decoding at once.

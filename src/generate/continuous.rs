@@ -13,7 +13,7 @@ use super::{
     completion, key_mask, last_logits, new_rows, sample_step, Completion, Drawer, GenerationConfig, Row, SamplerPlace, TextDecoder,
 };
 use crate::model::kv_cache::KvCache;
-use crate::model::Qwen2;
+use crate::model::CausalLm;
 
 /// Left padding trimmed once every row has at least this much (copying the cache costs).
 const TRIM_AT: usize = 32;
@@ -23,7 +23,7 @@ const TRIM_AT: usize = 32;
 /// finish in any order); `on_token(i, s, id)` for every sampled token of row `s` of prompt `i`.
 #[allow(clippy::too_many_arguments)]
 pub fn generate_groups(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     first_streams: &[u64],
@@ -45,7 +45,7 @@ pub fn generate_groups(
 /// every prompt was sampled.
 #[allow(clippy::too_many_arguments)]
 pub fn groups_in_batches(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     stream: impl Fn(usize) -> u64,
@@ -90,7 +90,7 @@ struct Shape {
 
 #[allow(clippy::too_many_arguments)]
 fn run(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &dyn TextDecoder,
     prompts: &[Vec<u32>],
     first_streams: &[u64],
@@ -161,7 +161,7 @@ struct Group {
 }
 
 impl Group {
-    fn prefill(model: &Qwen2, prompt: &[u32], g: usize) -> Result<Self> {
+    fn prefill(model: &dyn CausalLm, prompt: &[u32], g: usize) -> Result<Self> {
         let mut cache = model.new_cache();
         let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
         let logits = model.decode(&ids, &mut cache)?.repeat((g, 1))?;
@@ -207,7 +207,7 @@ impl Batch {
     }
 
     /// One decode step: each active row's last token at its own position.
-    fn advance(&mut self, model: &Qwen2, rows: &[Row]) -> Result<Tensor> {
+    fn advance(&mut self, model: &dyn CausalLm, rows: &[Row]) -> Result<Tensor> {
         let device = model.device();
         let last: Vec<u32> = self.active.iter().map(|&i| *rows[i].ids.last().unwrap_or(&0)).collect();
         let input = Tensor::new(last, device)?.unsqueeze(1)?;
@@ -224,6 +224,7 @@ mod tests {
     use super::*;
     use crate::generate::{generate_group, FinishReason};
     use crate::model::load::load_hf_weights;
+    use crate::model::Qwen2;
     use crate::sampling::{SamplingParams, StopStrings};
 
     struct Letters;

@@ -3,11 +3,12 @@
 use candle_core::{Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use super::decode_attention::{decode_attention, supports};
-use super::linear::Linear;
+use super::linear::{Linear, WeightLayout};
 use super::matmul::{matmul, uses_blas};
 use super::packed_linear::{fused_projection, PackedLinear};
 
 use super::config::ModelConfig;
+use super::kernels::Kernels;
 use super::kv_cache::KvCache;
 use super::lora::LoraAttach;
 use super::norm::RmsNorm;
@@ -21,7 +22,7 @@ pub(crate) struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    /// q, k and v in one product, for the inference model on the CPU.
+    /// q, k and v in one product, for decoding on the CPU.
     qkv: Option<PackedLinear>,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -38,29 +39,28 @@ pub(crate) struct AttentionInputs<'a> {
     /// Where each row's real keys begin, when its left padding is skipped rather than masked
     /// (single-token decoding on the CPU); `bias` is then None.
     pub key_starts: Option<&'a [usize]>,
-    /// Fused inference kernels (no backward pass).
-    pub fused: bool,
+    pub kernels: Kernels,
     /// (b, t): the batch and sequence length, also when hidden states come as (b·t, d) rows.
     pub batch: (usize, usize),
 }
 
 impl Attention {
-    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
+    pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, layout: WeightLayout, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let d = cfg.hidden_size;
         let q_out = cfg.num_heads * cfg.head_dim;
         let kv_out = cfg.num_kv_heads * cfg.head_dim;
-        let qkv = if inference && lora.is_none() {
+        let qkv = if layout == WeightLayout::ForDecoding && lora.is_none() {
             fused_projection(w, prefix, &[("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)], d, cfg.qkv_bias)?
         } else {
             None
         };
-        // The fused projection replaces the separate ones' inference copies.
-        let separate = inference && qkv.is_none();
-        let linear = |name: &str, out: usize, inp: usize, bias: bool, inference: bool| -> Result<Linear, ModelError> {
+        // The fused projection replaces the separate ones' decoding copies.
+        let separate = if qkv.is_some() { WeightLayout::AsLoaded } else { layout };
+        let linear = |name: &str, out: usize, inp: usize, bias: bool, layout: WeightLayout| -> Result<Linear, ModelError> {
             let weight = w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?;
             let bias = if bias { Some(w.get(&format!("{prefix}.{name}.bias"), &[out])?) } else { None };
             let lora = lora.and_then(|l| l.branch(&format!("{prefix}.{name}")));
-            Ok(Linear::new(weight, bias, inference)?.with_lora(lora))
+            Ok(Linear::new(weight, bias, layout)?.with_lora(lora))
         };
         let head_norm = |name: &str| -> Result<Option<RmsNorm>, ModelError> {
             if !cfg.qk_norm {
@@ -73,7 +73,7 @@ impl Attention {
             q_proj: linear("q_proj", q_out, d, cfg.qkv_bias, separate)?,
             k_proj: linear("k_proj", kv_out, d, cfg.qkv_bias, separate)?,
             v_proj: linear("v_proj", kv_out, d, cfg.qkv_bias, separate)?,
-            o_proj: linear("o_proj", d, q_out, false, inference)?,
+            o_proj: linear("o_proj", d, q_out, false, layout)?,
             qkv,
             q_norm: head_norm("q_norm")?,
             k_norm: head_norm("k_norm")?,
@@ -85,7 +85,7 @@ impl Attention {
 
     /// xs (b, t, d) → (b, t, d). With a cache, keys and values are appended to layer `layer`.
     pub fn forward(&self, xs: &Tensor, inputs: &AttentionInputs, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
-        if !inputs.fused && cache.is_none() && train_kernels::fusable(xs) {
+        if cache.is_none() && inputs.kernels.rows(xs) {
             return self.forward_rows(xs, inputs);
         }
         let (b, t, _) = xs.dims3()?;
@@ -93,7 +93,7 @@ impl Attention {
         let heads = |x: Tensor, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
             let x = x.reshape((b, t, n, hd))?;
             let x = match norm {
-                Some(norm) => norm.forward(&x, inputs.fused)?,
+                Some(norm) => norm.forward(&x, inputs.kernels)?,
                 None => x,
             };
             x.transpose(1, 2)?.contiguous() // (b, n, t, hd)
@@ -102,14 +102,14 @@ impl Attention {
             Some(qkv) => qkv.forward(xs)?,
             None => [self.q_proj.forward(xs)?, self.k_proj.forward(xs)?, self.v_proj.forward(xs)?],
         };
-        let q = inputs.rope.apply(&heads(q, h, &self.q_norm)?, inputs.fused)?;
-        let k = inputs.rope.apply(&heads(k, kvh, &self.k_norm)?, inputs.fused)?;
+        let q = inputs.rope.apply(&heads(q, h, &self.q_norm)?, inputs.kernels)?;
+        let k = inputs.rope.apply(&heads(k, kvh, &self.k_norm)?, inputs.kernels)?;
         let v = heads(v, kvh, &None)?;
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
-        if t == 1 && inputs.fused && inputs.bias.is_none() && supports(&q) {
+        if t == 1 && inputs.kernels == Kernels::Inference && inputs.bias.is_none() && supports(&q) {
             return self.o_proj.forward(&decode_attention(&q, &k, &v, inputs.key_starts.unwrap_or(&[]))?);
         }
         let total = k.dims()[2];
@@ -122,7 +122,7 @@ impl Attention {
             Some(bias) => scores.reshape((b, kvh, rep, t, total))?.broadcast_add(bias)?.reshape((b, kvh, rep * t, total))?,
             None => scores,
         };
-        let probs = softmax(&scores, inputs.fused)?;
+        let probs = inputs.kernels.softmax_last_dim(&scores)?;
         // BLAS reads the cache's narrowed V in place; candle's gemm needs it contiguous.
         let v = if uses_blas(&probs, &v) { v } else { v.contiguous()? };
         let out = matmul(&probs, &v)?; // (b, kvh, rep·t, hd)
@@ -142,7 +142,7 @@ impl Attention {
         let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
             let x = proj.forward(&rows)?;
             let x = match norm {
-                Some(norm) => norm.forward(&x.reshape((b * t * n, hd))?, false)?,
+                Some(norm) => norm.forward(&x.reshape((b * t * n, hd))?, Kernels::Training)?,
                 None => x,
             };
             let rotation = rotate.then(|| inputs.rope.rotation());
@@ -162,12 +162,4 @@ impl Attention {
             out.reshape((b, t, out.dim(1)?))
         }
     }
-}
-
-/// Softmax over the last dim, at least in f32; the fused kernel has no backward pass.
-fn softmax(scores: &Tensor, fused: bool) -> Result<Tensor> {
-    let dtype = scores.dtype();
-    let s = scores.to_dtype(super::norm::widened(dtype))?;
-    let p = if fused { candle_nn::ops::softmax_last_dim(&s)? } else { candle_nn::ops::softmax(&s, D::Minus1)? };
-    p.to_dtype(dtype)
 }

@@ -1,6 +1,6 @@
 //! KV cache for decoding: one preallocated (b, kv_heads, capacity, head_dim) buffer pair per layer.
 //!
-//! The cache is a value the caller owns and passes to `Qwen2::forward`, so a group can prefill
+//! The cache is a value the caller owns and passes to `CausalLm::forward`, so a group can prefill
 //! one prompt, `expand` the cache to G rows and `retain` only the rows still generating.
 
 use candle_core::{Result, Tensor};

@@ -11,11 +11,21 @@ use super::matmul::matmul;
 use super::packed_linear::PackedLinear;
 use super::xwt_matmul::xwt_matmul;
 
+/// How a model keeps its projection matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WeightLayout {
+    /// The checkpoint's (out, in) matrices only, shared with the trainer's variables.
+    AsLoaded,
+    /// Also a packed (CPU f32) or transposed copy of each: small-batch decoding reads it row by
+    /// row, at the cost of a second copy of the matrices.
+    ForDecoding,
+}
+
 #[derive(Clone)]
 pub struct Linear {
     /// (out, in), as checkpoints store it.
     weight: Tensor,
-    /// (in, out) contiguous, for inference: gemm then reads W row by row instead of repacking
+    /// (in, out) contiguous, for decoding: gemm then reads W row by row instead of repacking
     /// the whole matrix on every call, which dominates small-batch decoding. Never set on a
     /// trainable model, whose weights change in place.
     weight_t: Option<Tensor>,
@@ -27,10 +37,10 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(weight: Tensor, bias: Option<Tensor>, inference: bool) -> Result<Self> {
-        let packed =
-            if inference && PackedLinear::supports(&weight) { Some(PackedLinear::new(&[(&weight, bias.as_ref())])?) } else { None };
-        let weight_t = if inference && packed.is_none() { Some(weight.t()?.contiguous()?) } else { None };
+    pub(crate) fn new(weight: Tensor, bias: Option<Tensor>, layout: WeightLayout) -> Result<Self> {
+        let decoding = layout == WeightLayout::ForDecoding;
+        let packed = if decoding && PackedLinear::supports(&weight) { Some(PackedLinear::new(&[(&weight, bias.as_ref())])?) } else { None };
+        let weight_t = if decoding && packed.is_none() { Some(weight.t()?.contiguous()?) } else { None };
         Ok(Linear { weight, weight_t, packed, bias, lora: None })
     }
 

@@ -18,9 +18,10 @@ use super::custom_grad::attach_grad;
 use super::matmul::matmul;
 use super::norm::widened;
 use super::projection_grad::{project_back, row_chunks, worth_keeping};
-use super::qwen2::{log_softmax, Qwen2};
+use super::qwen2::log_softmax;
 use super::target_logprobs::widened_and_scaled;
 use super::train_kernels;
+use super::CausalLm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,8 +173,8 @@ fn kl_by_ops(
 /// The same KL per row of `hs` (student) and `ht` (teacher) through candle's autograd over each
 /// chunk's logits.
 pub(crate) fn autograd_kl(
-    student: &Qwen2,
-    teacher: &Qwen2,
+    student: &dyn CausalLm,
+    teacher: &dyn CausalLm,
     hs: &Tensor,
     ht: &Tensor,
     temperature: f64,

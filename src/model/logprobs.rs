@@ -5,8 +5,9 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use super::qwen2::{Positions, Qwen2};
+use super::qwen2::Positions;
 use super::target_logprobs::{chunked_logprobs, target_logprobs, TargetLogProbs};
+use super::CausalLm;
 
 /// Token sequences padded into one (b, t) batch.
 pub struct TokenBatch {
@@ -61,7 +62,7 @@ pub const DEFAULT_CHUNK_ROWS: usize = 512;
 
 /// Final hidden states of the rows that predict a next token, (b·(t − 1), d), and which of
 /// those predictions count, (b, t − 1) f32. Shared by every per-token objective.
-pub fn prediction_states(model: &Qwen2, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
+pub fn prediction_states(model: &dyn CausalLm, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
     let (b, t) = batch.ids.dims2()?;
     if t < 2 {
         candle_core::bail!("per-token objectives need sequences of at least 2 tokens, got {t}");
@@ -70,7 +71,7 @@ pub fn prediction_states(model: &Qwen2, batch: &TokenBatch) -> Result<(Tensor, T
         Some(p) => Positions::Explicit(p),
         None => Positions::Offset(0),
     };
-    let hidden = model.forward(&batch.ids, positions, Some(&batch.mask), None, false)?;
+    let hidden = model.forward(&batch.ids, positions, Some(&batch.mask), None)?;
     let d = hidden.dim(D::Minus1)?;
     let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), d))?;
     // A prediction counts only when both the token it is made from and its target are real: in
@@ -115,7 +116,13 @@ impl ScoredRows {
 /// When the output projection is a plain matrix, its backward recomputes logits chunk by chunk
 /// (`target_logprobs`), so memory does not grow with rows × vocab; otherwise (a bias or a LoRA
 /// branch on `lm_head`) autograd runs through each chunk's logits.
-pub fn token_logprobs(model: &Qwen2, batch: &TokenBatch, temperature: f64, with_entropy: bool, chunk_rows: usize) -> Result<TokenLogProbs> {
+pub fn token_logprobs(
+    model: &dyn CausalLm,
+    batch: &TokenBatch,
+    temperature: f64,
+    with_entropy: bool,
+    chunk_rows: usize,
+) -> Result<TokenLogProbs> {
     let (b, t) = batch.ids.dims2()?;
     let (hidden, target_mask) = prediction_states(model, batch)?;
     let targets = batch.ids.narrow(1, 1, t - 1)?.reshape(b * (t - 1))?;
@@ -131,7 +138,7 @@ pub fn token_logprobs(model: &Qwen2, batch: &TokenBatch, temperature: f64, with_
 
 /// The same log-probs through candle's autograd over each chunk's logits.
 fn autograd_logprobs(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     hidden: &Tensor,
     targets: &Tensor,
     temperature: f64,
@@ -147,6 +154,7 @@ fn autograd_logprobs(
 mod tests {
     use super::*;
     use crate::model::init::init_weights;
+    use crate::model::Qwen2;
 
     /// The recomputing path `token_logprobs` takes must give what autograd through the logits
     /// gives, values and gradients of every weight.

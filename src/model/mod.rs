@@ -1,8 +1,10 @@
-//! The Qwen2-family decoder, its weights, KV cache and checkpoint formats.
+//! The Qwen2-family decoder behind `CausalLm`, the kernels it picks, its weights, KV cache and
+//! checkpoint formats.
 
 mod attention;
 #[cfg(feature = "blas")]
 mod blas;
+pub mod causal_lm;
 pub mod config;
 mod custom_grad;
 mod decode_attention;
@@ -10,6 +12,7 @@ mod error;
 pub mod export;
 pub mod gguf;
 pub mod init;
+mod kernels;
 pub mod kv_cache;
 mod linear;
 pub mod load;
@@ -28,6 +31,7 @@ mod train_kernels;
 pub mod weights;
 mod xwt_matmul;
 
+pub use causal_lm::CausalLm;
 pub use config::{Arch, ModelConfig};
 pub use error::ModelError;
 pub use kv_cache::KvCache;

@@ -2,6 +2,8 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+use super::kernels::Kernels;
+
 #[derive(Clone)]
 pub struct RmsNorm {
     weight: Tensor,
@@ -13,9 +15,9 @@ impl RmsNorm {
         RmsNorm { weight, eps }
     }
 
-    /// Normalises over the last dim. `fused` picks candle's kernel, which has no backward pass.
-    pub fn forward(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
-        if fused {
+    /// Normalises over the last dim.
+    pub(crate) fn forward(&self, xs: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        if kernels == Kernels::Inference {
             return candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps as f32);
         }
         if super::train_kernels::fusable(xs) {
@@ -51,10 +53,10 @@ mod tests {
         let norm = RmsNorm::new(w, 0.0);
         // Row 0: rms = sqrt((9 + 16) / 2) = 3.5355; row 1: rms = 1.
         let expected = [[3.0 / 3.535_534 * 2.0, 4.0 / 3.535_534 * 0.5], [2.0, -0.5]];
-        for fused in [false, true] {
-            let got: Vec<Vec<f32>> = norm.forward(&x, fused).unwrap().to_vec2().unwrap();
+        for kernels in [Kernels::Training, Kernels::Inference] {
+            let got: Vec<Vec<f32>> = norm.forward(&x, kernels).unwrap().to_vec2().unwrap();
             for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
-                assert!((g - e).abs() < 1e-5, "fused={fused}: {g} vs {e}");
+                assert!((g - e).abs() < 1e-5, "{kernels:?}: {g} vs {e}");
             }
         }
     }

@@ -1,4 +1,4 @@
-//! x·Wᵀ + b for the inference model on the CPU, with W packed once into 16-wide column panels.
+//! x·Wᵀ + b for decoding on the CPU, with W packed once into 16-wide column panels.
 //!
 //! Decoding multiplies a few rows by every weight matrix. candle's gemm either repacks W on each
 //! call or strides through Wᵀ (a page per input for the vocabulary projection). Panels

@@ -4,11 +4,13 @@ use candle_core::{DType, Device, Module, Tensor, D};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use candle_nn::Embedding;
 
-use super::linear::Linear;
+use super::linear::{Linear, WeightLayout};
 use super::packed_linear::{fused_projection, PackedLinear};
 
 use super::attention::{Attention, AttentionInputs};
+use super::causal_lm::CausalLm;
 use super::config::ModelConfig;
+use super::kernels::Kernels;
 use super::kv_cache::KvCache;
 use super::lora::{LoraAdapters, LoraAttach};
 use super::norm::RmsNorm;
@@ -29,25 +31,28 @@ struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
-    /// gate and up in one product, for the inference model on the CPU.
+    /// gate and up in one product, for decoding on the CPU.
     gate_up: Option<PackedLinear>,
 }
 
 impl Mlp {
-    fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
+    fn new(cfg: &ModelConfig, w: &Weights, prefix: &str, layout: WeightLayout, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let gate_up =
-            if inference && lora.is_none() { fused_projection(w, prefix, &[("gate_proj", i), ("up_proj", i)], d, false)? } else { None };
-        // The fused projection replaces the separate ones' inference copies.
-        let separate = inference && gate_up.is_none();
-        let linear = |name: &str, out: usize, inp: usize, inference: bool| -> Result<Linear, ModelError> {
-            let linear = Linear::new(w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?, None, inference)?;
+        let gate_up = if layout == WeightLayout::ForDecoding && lora.is_none() {
+            fused_projection(w, prefix, &[("gate_proj", i), ("up_proj", i)], d, false)?
+        } else {
+            None
+        };
+        // The fused projection replaces the separate ones' decoding copies.
+        let separate = if gate_up.is_some() { WeightLayout::AsLoaded } else { layout };
+        let linear = |name: &str, out: usize, inp: usize, layout: WeightLayout| -> Result<Linear, ModelError> {
+            let linear = Linear::new(w.get(&format!("{prefix}.{name}.weight"), &[out, inp])?, None, layout)?;
             Ok(linear.with_lora(lora.and_then(|l| l.branch(&format!("{prefix}.{name}")))))
         };
         Ok(Mlp {
             gate_proj: linear("gate_proj", i, d, separate)?,
             up_proj: linear("up_proj", i, d, separate)?,
-            down_proj: linear("down_proj", d, i, inference)?,
+            down_proj: linear("down_proj", d, i, layout)?,
             gate_up,
         })
     }
@@ -70,7 +75,7 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &ModelConfig, w: &Weights, i: usize, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
+    fn new(cfg: &ModelConfig, w: &Weights, i: usize, layout: WeightLayout, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let prefix = format!("model.layers.{i}");
         let norm = |name: &str| -> Result<RmsNorm, ModelError> {
             let weight = w.get(&format!("{prefix}.{name}.weight"), &[cfg.hidden_size])?;
@@ -78,16 +83,16 @@ impl DecoderLayer {
         };
         Ok(DecoderLayer {
             input_layernorm: norm("input_layernorm")?,
-            self_attn: Attention::new(cfg, w, &format!("{prefix}.self_attn"), inference, lora)?,
+            self_attn: Attention::new(cfg, w, &format!("{prefix}.self_attn"), layout, lora)?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
-            mlp: Mlp::new(cfg, w, &format!("{prefix}.mlp"), inference, lora)?,
+            mlp: Mlp::new(cfg, w, &format!("{prefix}.mlp"), layout, lora)?,
         })
     }
 
     fn forward(&self, xs: &Tensor, inputs: &AttentionInputs, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
-        let attn = self.self_attn.forward(&self.input_layernorm.forward(xs, inputs.fused)?, inputs, cache)?;
+        let attn = self.self_attn.forward(&self.input_layernorm.forward(xs, inputs.kernels)?, inputs, cache)?;
         let xs = (xs + attn)?;
-        let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&xs, inputs.fused)?)?;
+        let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&xs, inputs.kernels)?)?;
         xs + mlp
     }
 }
@@ -102,59 +107,66 @@ pub struct Qwen2 {
     cfg: ModelConfig,
     dtype: DType,
     device: Device,
+    /// Some parameter is a `Var` (full training) or adapters are attached (LoRA): uncached
+    /// forwards are then differentiable.
+    parameters_track_gradients: bool,
 }
 
 impl Qwen2 {
     /// Builds the decoder over `w`, which must hold every tensor in HF naming with HF shapes.
     /// The tensors are shared, not copied: a model over `Weights::to_vars` trains them.
     pub fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self, ModelError> {
-        Self::build(cfg, w, false, None)
+        Self::build(cfg, w, WeightLayout::AsLoaded, None)
     }
 
     /// A decoder over frozen `w` with `adapters` added to the projections they wrap; the
     /// adapters' dropout is applied only when `training`.
     pub fn with_lora(cfg: &ModelConfig, w: &Weights, adapters: &LoraAdapters, training: bool) -> Result<Self, ModelError> {
-        Self::build(cfg, w, false, Some(LoraAttach { adapters, training }))
+        Self::build(cfg, w, WeightLayout::AsLoaded, Some(LoraAttach { adapters, training }))
     }
 
     /// A decoder for generation only: projection weights are also kept packed (f32 on the CPU,
     /// q/k/v and gate/up fused) or transposed (elsewhere), which makes small-batch decoding
     /// several times faster at the cost of a second copy of the matrices.
     pub fn for_inference(cfg: &ModelConfig, w: &Weights) -> Result<Self, ModelError> {
-        Self::build(cfg, w, true, None)
+        Self::build(cfg, w, WeightLayout::ForDecoding, None)
     }
 
-    fn build(cfg: &ModelConfig, w: &Weights, inference: bool, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
+    fn build(cfg: &ModelConfig, w: &Weights, layout: WeightLayout, lora: Option<LoraAttach>) -> Result<Self, ModelError> {
         let (v, d) = (cfg.vocab_size, cfg.hidden_size);
         let embed = w.get("model.embed_tokens.weight", &[v, d])?;
         let lm_head = if cfg.tie_word_embeddings { embed.clone() } else { w.get("lm_head.weight", &[v, d])? };
-        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::new(cfg, w, i, inference, lora)).collect::<Result<Vec<_>, _>>()?;
+        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::new(cfg, w, i, layout, lora)).collect::<Result<Vec<_>, _>>()?;
         let device = embed.device().clone();
+        let parameters_track_gradients = lora.is_some() || super::kernels::tracks_gradients(w.iter().map(|(_, t)| t));
         Ok(Qwen2 {
             embed_tokens: Embedding::new(embed.clone(), d),
             layers,
             norm: RmsNorm::new(w.get("model.norm.weight", &[d])?, cfg.rms_norm_eps),
-            lm_head: Linear::new(lm_head, None, inference)?,
+            lm_head: Linear::new(lm_head, None, layout)?,
             rotary: RotaryTables::new(cfg, &device)?,
             cfg: cfg.clone(),
             dtype: embed.dtype(),
             device,
+            parameters_track_gradients,
         })
     }
+}
 
-    pub fn config(&self) -> &ModelConfig {
+impl CausalLm for Qwen2 {
+    fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
-    pub fn device(&self) -> &Device {
+    fn device(&self) -> &Device {
         &self.device
     }
 
-    pub fn dtype(&self) -> DType {
+    fn dtype(&self) -> DType {
         self.dtype
     }
 
-    pub fn new_cache(&self) -> KvCache {
+    fn new_cache(&self) -> KvCache {
         KvCache::new(self.cfg.num_layers)
     }
 
@@ -162,17 +174,12 @@ impl Qwen2 {
     ///
     /// `key_mask` (b, T) marks with 1 the keys that are real tokens, over cached and new positions
     /// (T = cache length + t); without it every key is real. Attention is always causal.
-    /// With `cache`, keys and values are appended to it. `fused` selects candle's inference kernels,
-    /// which are faster but have no backward pass.
-    pub fn forward(
-        &self,
-        ids: &Tensor,
-        positions: Positions,
-        key_mask: Option<&Tensor>,
-        mut cache: Option<&mut KvCache>,
-        fused: bool,
-    ) -> Result<Tensor> {
+    /// With `cache`, keys and values are appended to it: generation, which is never
+    /// differentiated. Without one the forward is differentiable when the model trains (its
+    /// parameters record gradients); `Kernels` picks the kernels from that.
+    fn forward(&self, ids: &Tensor, positions: Positions, key_mask: Option<&Tensor>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        let kernels = Kernels::for_forward(cache.is_some(), self.parameters_track_gradients);
         let past = cache.as_ref().map_or(0, |c| c.len());
         let rope = match positions {
             Positions::Offset(offset) => self.rotary.contiguous_positions(offset, t, self.dtype)?,
@@ -181,18 +188,20 @@ impl Qwen2 {
         // Decoding on the CPU skips each row's left padding in the attention kernel instead of
         // masking it, which keeps rows of different lengths on the fast path.
         let key_starts = match key_mask {
-            Some(mask) if t == 1 && fused && self.device.is_cpu() && self.dtype == DType::F32 => left_padding(mask)?,
+            Some(mask) if t == 1 && kernels == Kernels::Inference && self.device.is_cpu() && self.dtype == DType::F32 => {
+                left_padding(mask)?
+            }
             _ => None,
         };
         let bias = match key_starts {
             Some(_) => None,
             None => attention_bias(b, t, past, key_mask, self.dtype, &self.device)?,
         };
-        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), key_starts: key_starts.as_deref(), fused, batch: (b, t) };
+        let inputs = AttentionInputs { rope: &rope, bias: bias.as_ref(), key_starts: key_starts.as_deref(), kernels, batch: (b, t) };
         let mut xs = self.embed_tokens.forward(ids)?;
         // Training on the CPU keeps hidden states as (b·t, d) rows: every reshape is a node that
         // costs a full gradient copy in the backward pass.
-        let rows = !fused && cache.is_none() && train_kernels::fusable(&xs);
+        let rows = cache.is_none() && kernels.rows(&xs);
         if rows {
             xs = xs.reshape((b * t, self.cfg.hidden_size))?;
         }
@@ -200,7 +209,7 @@ impl Qwen2 {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
             xs = layer.forward(&xs, &inputs, layer_cache)?;
         }
-        let out = self.norm.forward(&xs, fused)?;
+        let out = self.norm.forward(&xs, kernels)?;
         if rows {
             out.reshape((b, t, self.cfg.hidden_size))
         } else {
@@ -209,27 +218,14 @@ impl Qwen2 {
     }
 
     /// Logits (…, vocab) of hidden states (…, d).
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)
     }
 
     /// The output projection's weight (vocab, d) when logits are exactly h Wᵀ, for objectives
     /// that differentiate through it without materialising logits.
-    pub fn output_weight(&self) -> Option<&Tensor> {
+    fn output_weight(&self) -> Option<&Tensor> {
         self.lm_head.plain_weight()
-    }
-
-    /// Logits at every position (b, t, vocab), no cache, differentiable.
-    pub fn forward_train(&self, ids: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
-        self.logits(&self.forward(ids, Positions::Offset(0), key_mask, None, false)?)
-    }
-
-    /// Last-position logits (b, vocab) in f32, continuing the sequences held in `cache`.
-    pub fn decode(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let offset = cache.len();
-        let hidden = self.forward(ids, Positions::Offset(offset), None, Some(cache), true)?;
-        let t = hidden.dim(1)?;
-        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?.to_dtype(DType::F32)
     }
 }
 

@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::config::ModelConfig;
+use super::kernels::Kernels;
 
 /// cos/sin of position × inverse frequency, (max_positions, head_dim / 2), f32.
 #[derive(Clone)]
@@ -74,9 +75,9 @@ impl RopeSlice {
         super::train_kernels::Rotation { cos: &self.cos, sin: &self.sin }
     }
 
-    /// Rotates `xs` (b, h, t, hd). `fused` uses candle's kernel, which has no backward pass.
-    pub fn apply(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
-        if fused {
+    /// Rotates `xs` (b, h, t, hd).
+    pub(crate) fn apply(&self, xs: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        if kernels == Kernels::Inference {
             return candle_nn::rotary_emb::rope(&xs.contiguous()?, &self.cos, &self.sin);
         }
         let hd = xs.dim(D::Minus1)?;
@@ -136,10 +137,12 @@ mod tests {
         let slice = tables.contiguous_positions(3, 1, DType::F32).unwrap();
         let pos = Tensor::new(&[[3u32]], &dev).unwrap();
         let gathered = tables.gathered_positions(&pos, DType::F32).unwrap();
-        for (s, fused) in [(&slice, false), (&slice, true), (&gathered, false), (&gathered, true)] {
-            let got: Vec<f32> = s.apply(&x, fused).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            for (g, e) in got.iter().zip(expected) {
-                assert!((g - e).abs() < 1e-5, "fused={fused}: {got:?} vs {expected:?}");
+        for s in [&slice, &gathered] {
+            for kernels in [Kernels::Training, Kernels::Inference] {
+                let got: Vec<f32> = s.apply(&x, kernels).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                for (g, e) in got.iter().zip(expected) {
+                    assert!((g - e).abs() < 1e-5, "{kernels:?}: {got:?} vs {expected:?}");
+                }
             }
         }
     }

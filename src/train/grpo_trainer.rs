@@ -10,6 +10,7 @@ use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
 use crate::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use crate::checkpoint::{self, CheckpointContents, ExtraFile, TrainerState};
+use crate::model::CausalLm;
 use crate::model::{ModelConfig, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
@@ -235,7 +236,7 @@ impl Trainer for GrpoTrainer {
     fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Weights>), TrainError> {
         let step = self.steps_done;
         let rows = sequences(batch);
-        let stats = grpo_step(&self.policy, self.reference.as_ref(), &rows, &self.grpo, &mut self.optimizer)
+        let stats = grpo_step(&self.policy, self.reference.as_ref().map(|r| r as &dyn CausalLm), &rows, &self.grpo, &mut self.optimizer)
             .map_err(|e| TrainError::Step { step, message: e.to_string() })?;
         self.write_rollouts(step, batch).map_err(|e| TrainError::Checkpoint(format!("rollout log: {e}")))?;
         let last = stats.iterations.last();

@@ -4,7 +4,7 @@
 use crate::data::PromptFormat;
 use crate::generate::continuous::groups_in_batches;
 use crate::generate::{Completion, GenerationConfig};
-use crate::model::Qwen2;
+use crate::model::CausalLm;
 use crate::tokenizer::Tokenizer;
 use crate::train::config::DataSection;
 
@@ -35,7 +35,7 @@ const EVAL_ROWS: usize = 32;
 /// Problems decode together, `EVAL_ROWS / k` at a time; `go_on(done, total)` is told of every
 /// finished problem and may stop the evaluation (None) before the next batch.
 pub fn heldout_accuracy(
-    model: &Qwen2,
+    model: &dyn CausalLm,
     tokenizer: &Tokenizer,
     problems: &[TrainingProblem],
     data: &DataSection,

@@ -12,6 +12,7 @@ use super::{say, RunOptions, StageRun, State};
 use crate::algo::sft::{fit_length, total_steps, train_sft, SftConfig, SftCursor, SftExample, SftStepStats};
 use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::algo::sft_data::{read_conversations, tokenize_conversation};
+use crate::model::CausalLm;
 use crate::model::{LoraAdapters, Qwen2};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
@@ -107,7 +108,7 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
             extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
         })
     };
-    let run = |model: &Qwen2, opt: &mut AdamW, ckpt: &SftCheckpoints| -> Result<u64> {
+    let run = |model: &dyn CausalLm, opt: &mut AdamW, ckpt: &SftCheckpoints| -> Result<u64> {
         let start = match stage.resume {
             Some(dir) => ckpt.resume(dir, opt)?,
             None => SftCursor::default(),
