@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::grpo_loss::{grpo_loss, GrpoLossConfig, LossInputs, LossStats, LossType};
 use super::lanes::Lanes;
+use super::objective::{optimizer_step, Objective};
 use super::AlgoError;
 use crate::model::logprobs::DEFAULT_CHUNK_ROWS;
-use crate::model::CausalLm;
-use crate::model::{token_logprobs, TokenBatch};
+use crate::model::{token_logprobs, CausalLm, TokenBatch};
 use crate::optim::AdamW;
 
 /// One completion of a rollout group, scored.
@@ -101,6 +101,8 @@ pub struct GrpoStats {
 
 /// One micro-batch, as tensors aligned with `token_logprobs`' (b, t − 1) output.
 struct MicroBatch {
+    /// Its position in the batch (the reference log-probs are kept in the same order).
+    index: usize,
     tokens: TokenBatch,
     behaviour: Tensor,
     mask: Tensor,
@@ -130,7 +132,8 @@ pub fn grpo_step(
     let tokens: usize = batch.iter().filter(|s| counted(s)).map(|s| s.tokens.len() - s.prompt_len).sum();
     let micro = batch
         .chunks(cfg.micro_batch_size)
-        .map(|rows| micro_batch(rows, batch.len(), cfg, policy.device()))
+        .enumerate()
+        .map(|(index, rows)| micro_batch(index, rows, batch.len(), cfg, policy.device()))
         .collect::<Result<Vec<_>, AlgoError>>()?;
     // The reference is frozen: its log-probs are computed once and reused across iterations.
     let ref_logprobs = match reference {
@@ -143,46 +146,15 @@ pub fn grpo_step(
         _ => None,
     };
 
+    let objective = GrpoObjective { cfg, tokens, reference: ref_logprobs };
     let lanes = Lanes::new(cfg.lanes)?;
     let mut iterations = Vec::with_capacity(cfg.iterations);
     let mut skipped = 0;
     for _ in 0..cfg.iterations {
-        let mut grads = opt.accumulator();
-        let mut parts = Vec::with_capacity(micro.len());
-        // Each micro-batch's loss stats and, when the loss is finite, its gradients.
-        let work = |k: usize, mb: &MicroBatch| -> Result<_, AlgoError> {
-            let out = token_logprobs(policy, &mb.tokens, cfg.temperature, cfg.entropy, cfg.chunk_rows)?;
-            let dtype = out.logprobs.dtype();
-            let inputs = LossInputs {
-                logprobs: &out.logprobs,
-                behaviour: &mb.behaviour.to_dtype(dtype)?,
-                reference: ref_logprobs.as_ref().map(|r| &r[k]),
-                advantages: &mb.advantages.to_dtype(dtype)?,
-                mask: &mb.mask.to_dtype(dtype)?,
-                entropies: out.entropies.as_ref(),
-                global_tokens: Some(tokens as f64),
-            };
-            let loss = grpo_loss(&inputs, &cfg.loss)?;
-            let grads = if loss.stats.loss.is_finite() { Some((loss.loss * mb.weight)?.backward()?) } else { None };
-            Ok((mb.weight, loss.stats, grads))
-        };
-        lanes.fold_in_order(&micro, work, |(weight, stats, store)| {
-            parts.push((weight, stats));
-            let Some(store) = store else { return Ok(false) };
-            grads.add(&store)?;
-            Ok(true)
-        })?;
-        let loss = combine(&parts);
-        let stats = if loss.loss.is_finite() && parts.len() == micro.len() {
-            let report = opt.step(grads)?;
-            IterationStats { loss, grad_norm: report.grad_norm, lr: report.lr, applied: report.applied }
-        } else {
-            let lr = opt.lr();
-            opt.skip();
-            IterationStats { loss, grad_norm: f64::NAN, lr, applied: false }
-        };
-        skipped += usize::from(!stats.applied);
-        iterations.push(stats);
+        let update = optimizer_step(&objective, policy, opt, &micro, &lanes)?;
+        let loss = combine(&update.parts);
+        skipped += usize::from(!update.applied);
+        iterations.push(IterationStats { loss, grad_norm: update.grad_norm, lr: update.lr, applied: update.applied });
     }
 
     let adv: Vec<f64> = batch.iter().map(|s| s.advantage as f64).collect();
@@ -198,6 +170,38 @@ pub fn grpo_step(
         masked_rows: batch.iter().filter(|s| !counted(s)).count(),
         skipped,
     })
+}
+
+/// GRPO's clipped surrogate (every `LossType`) on one micro-batch, weighted to its share of
+/// the batch's loss.
+struct GrpoObjective<'a> {
+    cfg: &'a GrpoConfig,
+    /// Completion tokens counted in the whole batch (the `dr_grpo`/`dapo` denominators).
+    tokens: usize,
+    /// The frozen reference's log-probs per micro-batch, when β > 0.
+    reference: Option<Vec<Tensor>>,
+}
+
+impl Objective for GrpoObjective<'_> {
+    type MicroBatch = MicroBatch;
+    type Stats = (f64, LossStats);
+
+    fn loss(&self, policy: &dyn CausalLm, mb: &MicroBatch) -> Result<(Tensor, (f64, LossStats)), AlgoError> {
+        let cfg = self.cfg;
+        let out = token_logprobs(policy, &mb.tokens, cfg.temperature, cfg.entropy, cfg.chunk_rows)?;
+        let dtype = out.logprobs.dtype();
+        let inputs = LossInputs {
+            logprobs: &out.logprobs,
+            behaviour: &mb.behaviour.to_dtype(dtype)?,
+            reference: self.reference.as_ref().map(|r| &r[mb.index]),
+            advantages: &mb.advantages.to_dtype(dtype)?,
+            mask: &mb.mask.to_dtype(dtype)?,
+            entropies: out.entropies.as_ref(),
+            global_tokens: Some(self.tokens as f64),
+        };
+        let loss = grpo_loss(&inputs, &cfg.loss)?;
+        Ok(((loss.loss * mb.weight)?, (mb.weight, loss.stats)))
+    }
 }
 
 fn validate(batch: &ScoredBatch, cfg: &GrpoConfig) -> Result<(), AlgoError> {
@@ -237,7 +241,13 @@ fn validate(batch: &ScoredBatch, cfg: &GrpoConfig) -> Result<(), AlgoError> {
     Ok(())
 }
 
-fn micro_batch(rows: &[ScoredSequence], batch_rows: usize, cfg: &GrpoConfig, device: &Device) -> Result<MicroBatch, AlgoError> {
+fn micro_batch(
+    index: usize,
+    rows: &[ScoredSequence],
+    batch_rows: usize,
+    cfg: &GrpoConfig,
+    device: &Device,
+) -> Result<MicroBatch, AlgoError> {
     let seqs: Vec<Vec<u32>> = rows.iter().map(|s| s.tokens.clone()).collect();
     let tokens = TokenBatch::right_padded(&seqs, cfg.pad_id, device)?;
     let t = tokens.ids.dim(1)?;
@@ -266,6 +276,7 @@ fn micro_batch(rows: &[ScoredSequence], batch_rows: usize, cfg: &GrpoConfig, dev
         _ => rows.len() as f64 / batch_rows as f64,
     };
     Ok(MicroBatch {
+        index,
         tokens,
         behaviour: Tensor::from_vec(behaviour, (rows.len(), width), device)?,
         mask: Tensor::from_vec(mask, (rows.len(), width), device)?,

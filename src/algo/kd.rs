@@ -7,14 +7,16 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use super::lanes::Lanes;
+use super::objective::{optimizer_step, Objective};
 use super::sft::{collate, SftBatch, SftExample};
+use super::AlgoError;
 use crate::generate::{generate_group, GenerationConfig, TextDecoder};
 use crate::model::logit_kl::{autograd_kl, logit_kl};
 pub use crate::model::logit_kl::{chunk_kl, KlDirection};
 use crate::model::logprobs::{prediction_states, ScoredRows};
 use crate::model::target_logprobs::KEPT_LOGITS_BYTES;
-use crate::model::CausalLm;
-use crate::model::TokenBatch;
+use crate::model::{CausalLm, TokenBatch};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 
@@ -109,17 +111,32 @@ pub struct KdStepStats {
 /// One distillation step on `batch`: the mean KL over its completion tokens, backward, one
 /// AdamW step over the student's trainable variables (clipping as `opt` is configured).
 pub fn kd_step(student: &dyn CausalLm, teacher: &dyn CausalLm, opt: &mut AdamW, batch: &SftBatch, cfg: &KdConfig) -> Result<KdStepStats> {
-    let per_token = token_kl(student, teacher, &batch.tokens, cfg.temperature, cfg.direction, cfg.chunk_rows)?;
-    let loss = masked_mean(&per_token, &batch.loss_mask)?;
-    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    if !value.is_finite() {
-        opt.skip();
-        return Ok(KdStepStats { loss: value, grad_norm: f64::NAN, skipped: true });
+    let objective = TokenKl { teacher, cfg };
+    let update = optimizer_step(&objective, student, opt, std::slice::from_ref(batch), &Lanes::new(1)?)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let loss = update.parts.first().copied().unwrap_or(f64::NAN);
+    Ok(KdStepStats { loss, grad_norm: update.grad_norm, skipped: !update.applied })
+}
+
+/// KD's loss: the mean KL per completion token between the student's and the teacher's
+/// next-token distributions, in `cfg.direction`.
+struct TokenKl<'a> {
+    teacher: &'a dyn CausalLm,
+    cfg: &'a KdConfig,
+}
+
+impl Objective for TokenKl<'_> {
+    type MicroBatch = SftBatch;
+    /// The loss's value.
+    type Stats = f64;
+
+    fn loss(&self, student: &dyn CausalLm, batch: &SftBatch) -> std::result::Result<(Tensor, f64), AlgoError> {
+        let cfg = self.cfg;
+        let per_token = token_kl(student, self.teacher, &batch.tokens, cfg.temperature, cfg.direction, cfg.chunk_rows)?;
+        let loss = masked_mean(&per_token, &batch.loss_mask)?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok((loss, value))
     }
-    let mut grads = opt.accumulator();
-    grads.add(&loss.backward()?).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    let report = opt.step(grads).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    Ok(KdStepStats { loss: value, grad_norm: report.grad_norm, skipped: !report.applied })
 }
 
 /// The student's own completions of `prompts` (`n` each, through the shared sampler), batched

@@ -1,5 +1,6 @@
 //! The learner's algorithms: the GRPO loss and step, SFT (full or LoRA), knowledge distillation
-//! (traces, and logit loops over the KL step); all step the crate AdamW (src/optim.rs).
+//! (traces, and logit loops over the KL step). Each loss is an `Objective`; `optimizer_step`
+//! accumulates its micro-batches and steps the crate AdamW (src/optim.rs).
 //! Synchronous and deterministic; the actors call these. The scorer's group advantages are
 //! `srlm_actors::advantages`.
 
@@ -8,6 +9,7 @@ pub mod grpo_loss;
 pub mod kd;
 pub mod lanes;
 pub mod logit_kd;
+pub mod objective;
 pub mod sft;
 pub mod sft_checkpoint;
 pub mod sft_data;

@@ -12,9 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
 use super::lanes::Lanes;
+use super::objective::{optimizer_step, Objective};
 use super::AlgoError;
-use crate::model::CausalLm;
-use crate::model::{token_logprobs, TokenBatch};
+use crate::model::{token_logprobs, CausalLm, TokenBatch};
 use crate::optim::AdamW;
 
 /// One training example in token ids; the loss covers `completion` only.
@@ -257,29 +257,36 @@ fn sft_step(
 ) -> std::result::Result<SftStepStats, AlgoError> {
     let step = (opt.step_count() + opt.skipped_count()) as usize;
     let tokens: usize = group.iter().flatten().map(|&i| examples[i].completion.len()).sum();
-    let mut grads = opt.accumulator();
-    let mut nll_sum = 0f64;
-    let work = |_: usize, idx: &Vec<usize>| -> std::result::Result<_, AlgoError> {
-        let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
-        let batch = collate(&rows, cfg.pad_id, model.device())?;
-        let nll = completion_nll(model, &batch, cfg.chunk_rows)?;
+    let micro = group
+        .iter()
+        .map(|idx| {
+            let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
+            collate(&rows, cfg.pad_id, model.device())
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let objective = CompletionNll { tokens, chunk_rows: cfg.chunk_rows };
+    let update = optimizer_step(&objective, model, opt, &micro, &Lanes::new(cfg.lanes)?)?;
+    let loss = update.parts.iter().sum::<f64>() / tokens.max(1) as f64;
+    Ok(SftStepStats { step, epoch, loss, tokens, grad_norm: update.grad_norm, lr: update.lr, skipped: !update.applied, next })
+}
+
+/// SFT's loss: the completion tokens' NLL, summed over a micro-batch and divided by the
+/// step's completion tokens (so accumulation equals one big batch).
+struct CompletionNll {
+    tokens: usize,
+    chunk_rows: usize,
+}
+
+impl Objective for CompletionNll {
+    type MicroBatch = SftBatch;
+    /// The micro-batch's NLL sum.
+    type Stats = f64;
+
+    fn loss(&self, model: &dyn CausalLm, batch: &SftBatch) -> std::result::Result<(Tensor, f64), AlgoError> {
+        let nll = completion_nll(model, batch, self.chunk_rows)?;
         let value = nll.detach().to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        Ok((value, (nll / tokens as f64)?.backward()?))
-    };
-    Lanes::new(cfg.lanes)?.fold_in_order(group, work, |(value, store)| {
-        nll_sum += value;
-        grads.add(&store)?;
-        Ok(true)
-    })?;
-    let loss = nll_sum / tokens.max(1) as f64;
-    let (grad_norm, lr, applied) = if loss.is_finite() {
-        let r = opt.step(grads)?;
-        (r.grad_norm, r.lr, r.applied)
-    } else {
-        opt.skip();
-        (f64::NAN, opt.lr(), false)
-    };
-    Ok(SftStepStats { step, epoch, loss, tokens, grad_norm, lr, skipped: !applied, next })
+        Ok(((nll / self.tokens as f64)?, value))
+    }
 }
 
 #[cfg(test)]

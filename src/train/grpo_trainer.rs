@@ -10,8 +10,7 @@ use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
 use crate::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use crate::checkpoint::{self, CheckpointContents, ExtraFile, TrainerState};
-use crate::model::CausalLm;
-use crate::model::{ModelConfig, Qwen2, Weights};
+use crate::model::{CausalLm, ModelConfig, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 use crate::train::snapshot::snapshot;
