@@ -116,6 +116,9 @@ fn eval_bad_input_fails_before_loading_the_model() {
     assert!(err.contains("cut.jsonl:2: invalid JSON"), "{err}");
     let err = eval(&["--benchmarks", "gsm8k", "--data-dir", s(dir.path()), "--max-new-tokens", "40000"]);
     assert!(err.contains("--max-new-tokens"), "{err}");
+    // `--samples` is `--k` under the train config's name.
+    let err = eval(&["--benchmarks", "gsm8k", "--data-dir", s(dir.path()), "--samples", "0"]);
+    assert!(err.contains("--k (--samples) must be at least 1"), "{err}");
     // Clap rejects the value itself (usage error, exit 2).
     let out = srlm(&["eval", "--model", s(&model), "--format", "xml"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -27,8 +27,9 @@ pub struct EvalArgs {
     /// Only the first N problems of each benchmark.
     #[arg(long)]
     limit: Option<usize>,
-    /// Samples per problem (pass@1 is their mean).
-    #[arg(long, default_value_t = 1)]
+    /// Samples per problem (pass@1 is their mean); `--samples` is the same option, named as
+    /// the train config's `[eval] samples`.
+    #[arg(long, visible_alias = "samples", default_value_t = 1)]
     k: usize,
     /// Always take the most likely token.
     #[arg(long, conflicts_with_all = ["temperature", "top_p"])]
@@ -62,8 +63,10 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.k == 0 || args.batch_size == 0 || args.limit == Some(0) {
-        bail!("--k, --batch-size and --limit must be at least 1");
+    for (name, value) in [("--k (--samples)", Some(args.k)), ("--batch-size", Some(args.batch_size)), ("--limit", args.limit)] {
+        if value == Some(0) {
+            bail!("{name} must be at least 1");
+        }
     }
     if args.max_new_tokens == 0 || args.max_new_tokens > MAX_NEW_TOKENS_LIMIT {
         bail!("--max-new-tokens must be in 1..={MAX_NEW_TOKENS_LIMIT}, got {}", args.max_new_tokens);

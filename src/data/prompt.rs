@@ -56,13 +56,14 @@ impl PromptFormat {
         question_messages(question, self.system_prompt())
     }
 
-    /// Whether `completion` keeps the layout this format asks for: `r1` the think/answer tags
-    /// (the `format` reward's lenient check), `boxed` a `\boxed{…}` answer; `plain` asks for none.
+    /// Whether `completion` keeps the layout this format asks for, judged by the reward that
+    /// trains it: `r1` the think/answer tags (the `format` reward's lenient check), `boxed` a
+    /// closed, non-blank `\boxed{…}` (`format_boxed`); `plain` asks for none.
     pub fn followed_by(self, completion: &str) -> Option<bool> {
         match self {
             PromptFormat::Plain => None,
             PromptFormat::R1 => Some(crate::reward::format_score(completion, crate::reward::FormatMode::Lenient) == 1.0),
-            PromptFormat::Boxed => Some(crate::reward::extract::last_boxed(completion).is_some()),
+            PromptFormat::Boxed => Some(crate::reward::boxed_format::boxed_format_score(completion) == 1.0),
         }
     }
 
@@ -144,6 +145,8 @@ mod tests {
         assert_eq!(PromptFormat::R1.followed_by("<think>cut off"), Some(false));
         assert_eq!(PromptFormat::Boxed.followed_by(boxed), Some(true));
         assert_eq!(PromptFormat::Boxed.followed_by(tagged), Some(false));
+        // A blank box is no answer: evaluation and the `format_boxed` reward agree on it.
+        assert_eq!(PromptFormat::Boxed.followed_by("so \\boxed{ }"), Some(false));
         assert_eq!(PromptFormat::Plain.followed_by(tagged), None);
     }
 

@@ -150,11 +150,12 @@ mod tests {
 
     #[test]
     fn a_bad_row_of_the_sft_data_names_its_key_and_line() {
+        // No metrics endpoint: the default port may be taken by a run on this machine.
         let dir = tempfile::tempdir().unwrap();
         let good = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n";
         let data = write(dir.path(), "chat.jsonl", &format!("{good}{{\"messages\": []}}\n"));
         let text =
-            format!("stages = [\"sft\"]\nout_dir = \"x\"\n[model]\nsource = \"m\"\n[sft]\ndata = {data:?}\ndata_format = \"chat\"\n");
+            format!("stages = [\"sft\"]\nout_dir = \"x\"\n[model]\nsource = \"m\"\n[sft]\ndata = {data:?}\ndata_format = \"chat\"\n[runtime]\nmetrics_addr = \"\"\n");
         let cfg = TrainConfig::from_toml(&text, "x.toml").unwrap();
         let err = preflight(&cfg, false).unwrap_err().to_string();
         assert!(err.starts_with("sft.data: ") && err.contains("chat.jsonl:2:"), "{err}");
