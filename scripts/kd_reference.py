@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for srlm's distillation KL (src/algo/kd.rs::chunk_kl).
+"""PyTorch reference for srlm's distillation KL (src/learner/kd.rs::chunk_kl).
 
 Writes tests/fixtures/kd_reference.json: seeded random student and teacher logits (6 rows,
 vocab 11, one row with a large spread), and for temperatures 1 and 2 and both directions the

@@ -15,6 +15,7 @@ use crate::tokenizer::Tokenizer;
 
 pub mod continuous;
 pub mod memory;
+pub mod policy_sampler;
 
 /// Turns completion ids into text; the tokenizer in practice, a stub vocabulary in tests.
 pub trait TextDecoder {

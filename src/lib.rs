@@ -1,8 +1,10 @@
 //! srlm: train small reasoning language models with GRPO, SFT and distillation.
 //!
-//! The principal type is [`model::Qwen2`], the decoder used for both training and generation.
+//! The principal type is [`model::Qwen2`], the decoder used for both training and generation,
+//! behind [`model::CausalLm`]. The runtime's three roles have a module each: [`generate`] (the
+//! generator's sampler), [`rewarder`] (the scorer's rewards) and [`learner`] (the objectives and
+//! the trainer); [`train`] wires them into `srlm train`'s stages.
 
-pub mod algo;
 pub mod atomic_file;
 pub mod checkpoint;
 pub mod data;
@@ -14,8 +16,10 @@ pub use srlm_grader as reward;
 pub mod chat;
 pub mod generate;
 mod id_list;
+pub mod learner;
 pub mod plot;
 pub mod ranges;
+pub mod rewarder;
 pub mod sampling;
 pub mod synthetic;
 pub mod tokenizer;

@@ -138,7 +138,7 @@ fn cached_decoding_on_cuda_equals_full_recomputation() {
 
 fn grpo_updated_weights(dev: &Device) -> Vec<(String, Vec<f32>)> {
     use rand::SeedableRng;
-    use srlm::algo::{grpo_step, GrpoConfig, GrpoLossConfig, LossType};
+    use srlm::learner::{grpo_step, GrpoConfig, GrpoLossConfig, LossType};
     use srlm::optim::{AdamW, AdamWConfig};
     let (cfg, w) = tiny_on("qwen2", DType::F32, dev);
     let (w, vars) = w.to_vars().unwrap();

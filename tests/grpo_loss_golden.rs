@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use serde_json::Value;
-use srlm::algo::{grpo_loss, GrpoLossConfig, LossInputs, LossType, RatioLevel};
+use srlm::learner::{grpo_loss, GrpoLossConfig, LossInputs, LossType, RatioLevel};
 
 fn matrix(v: &Value, dtype: DType) -> Tensor {
     let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();

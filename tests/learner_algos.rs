@@ -4,9 +4,9 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use srlm::algo::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirection};
-use srlm::algo::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
-use srlm::algo::AlgoError;
+use srlm::learner::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirection};
+use srlm::learner::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
+use srlm::learner::AlgoError;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{CausalLm, LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
 use srlm::optim::{AdamW, AdamWConfig};
@@ -249,8 +249,8 @@ fn teacher_and_student_must_share_a_tokenizer() {
 
 #[test]
 fn trace_distillation_writes_only_correct_traces() {
-    use srlm::algo::traces::{distill_traces, Problem, TraceLayout};
     use srlm::data::{question_messages, PromptFormat};
+    use srlm::learner::traces::{distill_traces, Problem, TraceLayout};
     use srlm::reward::{grade, Benchmark, Gold};
     let Some(path) = common::real_model(common::SMOL_GGUF) else { return };
     let teacher = srlm::model::LoadedModel::load(path.to_str().unwrap(), &Device::Cpu, candle_core::DType::F32).unwrap();
@@ -323,12 +323,12 @@ fn trace_distillation_writes_only_correct_traces() {
     }
     // A stop asked after the first problem: an error saying how far it got, the old file kept.
     // With 32 samples a problem fills the teacher's batch alone, so the stop falls between problems.
-    assert_eq!(srlm::algo::traces::problems_per_batch(srlm::algo::traces::TEACHER_ROWS), 1);
+    assert_eq!(srlm::learner::traces::problems_per_batch(srlm::learner::traces::TEACHER_ROWS), 1);
     let go_on = |done: usize, total: usize| {
         assert_eq!(total, 2);
         done < 1
     };
-    let n = srlm::algo::traces::TEACHER_ROWS;
+    let n = srlm::learner::traces::TEACHER_ROWS;
     let err =
         distill_traces(&model, &teacher.tokenizer, &template, &problems, n, &gen, Benchmark::Gsm8k, plain, TraceLayout::Any, &out, &go_on)
             .unwrap_err();

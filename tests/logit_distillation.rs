@@ -7,11 +7,11 @@ mod common;
 use common::tiny_kd::{tiny_config, tiny_teacher, TINY};
 
 use candle_core::{DType, Device};
-use srlm::algo::kd::{masked_mean, on_policy_batch, token_kl, KlDirection};
-use srlm::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStep};
-use srlm::algo::sft::{collate, SftExample};
-use srlm::algo::AlgoError;
 use srlm::generate::{GenerationConfig, TextDecoder};
+use srlm::learner::kd::{masked_mean, on_policy_batch, token_kl, KlDirection};
+use srlm::learner::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStep};
+use srlm::learner::sft::{collate, SftExample};
+use srlm::learner::AlgoError;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{Qwen2, Weights};
 use srlm::optim::{AdamW, AdamWConfig};
@@ -52,7 +52,7 @@ fn optimizer(vars: Vec<(String, candle_core::Var)>, lr: f64) -> AdamW {
     AdamW::new(vars, AdamWConfig { lr, max_grad_norm: Some(1.0), ..Default::default() }).unwrap()
 }
 
-fn mean_kl(student: &Qwen2, teacher: &Qwen2, batch: &srlm::algo::sft::SftBatch, direction: KlDirection) -> f64 {
+fn mean_kl(student: &Qwen2, teacher: &Qwen2, batch: &srlm::learner::sft::SftBatch, direction: KlDirection) -> f64 {
     let kl = token_kl(student, teacher, &batch.tokens, 1.0, direction, 64).unwrap();
     masked_mean(&kl, &batch.loss_mask).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }

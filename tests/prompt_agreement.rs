@@ -5,11 +5,11 @@
 mod common;
 
 use common::fixtures;
-use srlm::algo::sft_data::read_conversations;
-use srlm::algo::sft_recipe::SftRecipe;
-use srlm::algo::traces::read_problems;
 use srlm::chat::ChatTemplate;
 use srlm::data::PromptFormat;
+use srlm::learner::sft_data::read_conversations;
+use srlm::learner::sft_recipe::SftRecipe;
+use srlm::learner::traces::read_problems;
 use srlm::reward::Benchmark;
 use srlm::train::config::TrainConfig;
 use srlm::train::problems::load_problems;

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::{DType, Device, Var};
-use srlm::algo::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
-use srlm::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
-use srlm::algo::AlgoError;
 use srlm::checkpoint;
+use srlm::learner::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
+use srlm::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use srlm::learner::AlgoError;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, Weights};
 use srlm::optim::{AdamW, AdamWConfig, Decay, Schedule};

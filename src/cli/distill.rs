@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use srlm::algo::traces::{distill_traces, problems_per_batch, read_problems, TraceLayout};
 use srlm::data::PromptFormat;
 use srlm::generate::memory::check_fits;
 use srlm::generate::GenerationConfig;
+use srlm::learner::traces::{distill_traces, problems_per_batch, read_problems, TraceLayout};
 use srlm::model::load::{parse_device, parse_dtype};
 use srlm::model::CausalLm;
 use srlm::model::LoadedModel;

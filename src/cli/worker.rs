@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use srlm::generate::policy_sampler::PolicySampler;
+use srlm::rewarder::GoldRewarder;
 use srlm::train::cluster::{cookie, decoder};
 use srlm::train::config::TrainConfig;
-use srlm::train::gold_rewarder::GoldRewarder;
-use srlm::train::policy_sampler::PolicySampler;
 use srlm_actors::cluster::{connect, run_generator, run_scorer, ClientTls, Connection, RemoteGeneratorConfig, WorkerEnd, WorkerRole};
 
 #[derive(Args)]

@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::grpo::GrpoConfig;
-use crate::algo::sft::Overlong;
-use crate::algo::sft_data::DataFormat;
-use crate::algo::sft_recipe::LoraSection;
-use crate::algo::traces::TraceLayout;
 use crate::data::PromptFormat;
+use crate::learner::grpo::GrpoConfig;
+use crate::learner::sft::Overlong;
+use crate::learner::sft_data::DataFormat;
+use crate::learner::sft_recipe::LoraSection;
+use crate::learner::traces::TraceLayout;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, Schedule};
 use crate::ranges::{at_least, positive};
-use crate::train::gold_rewarder::GoldFormat;
+use crate::rewarder::GoldFormat;
 use srlm_actors::{AdvantageScale, RuntimeConfig};
 
 /// The embedded default: a tiny model learns arithmetic (SFT warm-up, then GRPO).
@@ -594,7 +594,7 @@ fn default_rollout_log_every() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::grpo_loss::LossType;
+    use crate::learner::grpo_loss::LossType;
 
     /// Every `srlm train` recipe in configs/ parses and passes validation (the `sft_*` files are
     /// `srlm sft` recipes, checked by that module).

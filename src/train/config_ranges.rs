@@ -4,8 +4,8 @@
 use crate::model::load::parse_dtype;
 use crate::optim::AdamWConfig;
 use crate::ranges::{at_least, below_one, fraction, non_negative, positive, within};
+use crate::rewarder::GoldFormat;
 use crate::train::config::{DataSection, EvalSection, GrpoSection, RuntimeSection, SftSection, Stage, TrainConfig};
-use crate::train::gold_rewarder::GoldFormat;
 
 /// Operands stay far enough below i64::MAX that sums and differences never overflow.
 const MAX_OPERAND: i64 = 1_000_000_000;

@@ -1,15 +1,13 @@
-//! `srlm train`: the model side of the actor runtime (sampler, rewarder, trainer), the stage
-//! pipeline (SFT, KD, GRPO with checkpoint hand-off), its configuration and the embedded default.
+//! `srlm train`: the stage pipeline (SFT, KD, GRPO with checkpoint hand-off) that wires the
+//! roles (`generate::policy_sampler`, `rewarder`, `learner::grpo_trainer`) into the actor
+//! runtime, its configuration and the embedded default.
 
 pub mod cluster;
 pub mod config;
 mod config_keys;
 mod config_ranges;
-pub mod gold_rewarder;
-pub mod grpo_trainer;
 pub mod heldout;
 pub mod placement;
-pub mod policy_sampler;
 pub mod preflight;
 pub mod problems;
 pub mod progress;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 
-use crate::algo::sft_data::{read_conversations, DataError};
 use crate::generate::memory::{check_fits, TooLarge};
+use crate::learner::sft_data::{read_conversations, DataError};
 use crate::model::load::{parse_device, ModelSource};
 use crate::model::ModelConfig;
 use crate::train::config::{Stage, TrainConfig};

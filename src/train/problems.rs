@@ -9,12 +9,12 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::algo::sft_data::{gsm8k_solution, read_jsonl, DataError};
 use crate::chat::ChatTemplate;
 use crate::data::{check_question_length, PromptFormat};
+use crate::learner::sft_data::{gsm8k_solution, read_jsonl, DataError};
+use crate::rewarder::GoldFormat;
 use crate::synthetic::arithmetic_problems;
 use crate::train::config::TrainConfig;
-use crate::train::gold_rewarder::GoldFormat;
 use crate::train::heldout::TrainingProblem;
 
 fn problem(

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::grpo_trainer::StepProgress;
+use crate::learner::grpo_trainer::StepProgress;
 
 pub struct GrpoProgress {
     bar: Option<ProgressBar>,

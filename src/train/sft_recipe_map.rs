@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use toml::{Table, Value};
 
-use crate::algo::sft_recipe::{SaveAs, SftRecipe};
 use crate::data::PromptFormat;
+use crate::learner::sft_recipe::{SaveAs, SftRecipe};
 use crate::train::config::TrainConfig;
 
 /// Keys only the flat layout has at its top level.
@@ -59,7 +59,7 @@ fn config_table(r: &SftRecipe) -> Result<Table> {
     sft.insert("lr_schedule".into(), value(&r.lr_schedule)?);
     match r.warmup_steps {
         Some(steps) => sft.insert("warmup_steps".into(), Value::Integer(steps as i64)),
-        None => sft.insert("warmup_ratio".into(), Value::Float(r.warmup_ratio.unwrap_or(crate::algo::sft_recipe::DEFAULT_WARMUP_RATIO))),
+        None => sft.insert("warmup_ratio".into(), Value::Float(r.warmup_ratio.unwrap_or(crate::learner::sft_recipe::DEFAULT_WARMUP_RATIO))),
     };
     for (key, n) in [
         ("epochs", r.epochs),
@@ -106,8 +106,8 @@ fn value<T: serde::Serialize>(v: &T) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::sft::Overlong;
-    use crate::algo::sft_data::DataFormat;
+    use crate::learner::sft::Overlong;
+    use crate::learner::sft_data::DataFormat;
     use crate::optim::{Decay, Schedule};
     use crate::train::config::Stage;
 

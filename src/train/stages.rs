@@ -10,21 +10,21 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle};
 
-use crate::algo::grpo::GrpoConfig;
 use crate::atomic_file::write_atomic;
+use crate::generate::policy_sampler::PolicySampler;
 use crate::generate::GenerationConfig;
+use crate::learner::grpo::GrpoConfig;
+use crate::learner::grpo_trainer::{GrpoTrainer, StepProgress};
 use crate::model::init::init_weights;
 use crate::model::load::{parse_device, parse_dtype};
 use crate::model::{LoadedModel, ModelConfig, Qwen2, Weights};
+use crate::rewarder::GoldRewarder;
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
 use crate::train::config::{KdMode, Stage, TrainConfig};
-use crate::train::gold_rewarder::GoldRewarder;
-use crate::train::grpo_trainer::{GrpoTrainer, StepProgress};
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::placement::Placement;
-use crate::train::policy_sampler::PolicySampler;
 use crate::train::problems::load_problems;
 use crate::train::progress::GrpoProgress;
 use crate::train::recipe::Recipe;
@@ -296,7 +296,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             .iter()
             .take(kd.prompts)
             .map(|p| {
-                Ok(crate::algo::traces::Problem {
+                Ok(crate::learner::traces::Problem {
                     messages: p.messages.clone(),
                     gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)?,
                 })
@@ -305,7 +305,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens());
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
-        let stats = match crate::algo::traces::distill_traces(
+        let stats = match crate::learner::traces::distill_traces(
             &model,
             &teacher.tokenizer,
             &teacher_template,
@@ -318,7 +318,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             &out,
             &go_on,
         ) {
-            Err(crate::algo::traces::TraceError::Stopped { .. }) => return Err(stage.stopped_before_any_step()),
+            Err(crate::learner::traces::TraceError::Stopped { .. }) => return Err(stage.stopped_before_any_step()),
             other => other?,
         };
         say(
@@ -334,10 +334,10 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             ),
         );
     }
-    let conversations = crate::algo::sft_data::read_conversations(&out, crate::algo::sft_data::DataFormat::Chat, cfg.data.format)?;
+    let conversations = crate::learner::sft_data::read_conversations(&out, crate::learner::sft_data::DataFormat::Chat, cfg.data.format)?;
     let examples = conversations
         .iter()
-        .map(|c| crate::algo::sft_data::tokenize_conversation(c, &template, &state.tokenizer))
+        .map(|c| crate::learner::sft_data::tokenize_conversation(c, &template, &state.tokenizer))
         .collect::<Result<Vec<_>, _>>()?;
     sft_on(cfg, state, examples, opts, stage)
 }

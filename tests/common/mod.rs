@@ -107,7 +107,7 @@ pub fn synthetic_batch(
     groups: usize,
     g: usize,
     max_completion: usize,
-) -> Vec<srlm::algo::grpo::ScoredSequence> {
+) -> Vec<srlm::learner::grpo::ScoredSequence> {
     use rand::Rng;
     use srlm_actors::{group_advantages, AdvantageScale};
     let mut rows = Vec::new();
@@ -118,7 +118,7 @@ pub fn synthetic_batch(
             let n = rng.gen_range(1..=max_completion);
             let mut tokens = prompt.clone();
             tokens.extend((0..n).map(|_| rng.gen_range(3..96u32)));
-            rows.push(srlm::algo::grpo::ScoredSequence {
+            rows.push(srlm::learner::grpo::ScoredSequence {
                 prompt_len: prompt.len(),
                 behaviour_logprobs: (0..n).map(|_| -4.56 + rng.gen_range(-0.5..0.5f32)).collect(),
                 tokens,

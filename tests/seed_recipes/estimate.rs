@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use srlm::algo::sft_data::DataFormat;
+use srlm::learner::sft_data::DataFormat;
 use srlm::reward::Benchmark;
 use srlm::train::config::Stage;
 

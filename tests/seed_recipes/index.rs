@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use srlm::algo::sft_recipe::SftRecipe;
+use srlm::learner::sft_recipe::SftRecipe;
 use srlm::train::config::TrainConfig;
 
 use crate::estimate::Estimate;

@@ -9,8 +9,8 @@ mod readme;
 use std::collections::{BTreeMap, BTreeSet};
 
 use index::{repo, Command, Index, Recipe, GSM8K_TRAIN};
-use srlm::algo::sft_data::DataFormat;
 use srlm::data::PromptFormat;
+use srlm::learner::sft_data::DataFormat;
 use srlm::reward::Benchmark;
 use srlm::train::config::Stage;
 
@@ -194,7 +194,7 @@ fn every_recipe_in_configs_loads() {
         if text.lines().any(|l| l.trim_start().starts_with("stages")) {
             srlm::train::config::TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         } else {
-            srlm::algo::sft_recipe::SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            srlm::learner::sft_recipe::SftRecipe::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
         loaded += 1;
     }

@@ -9,10 +9,10 @@ use srlm_actors::StepStats;
 
 use super::sft::sft_examples;
 use super::{generation, say, RunOptions, StageRun, State};
-use crate::algo::kd::check_shared_tokenizer;
-use crate::algo::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStats, DistillStep};
-use crate::algo::sft::{fit_length, Overlong};
 use crate::checkpoint::{self, CheckpointContents, TrainerState};
+use crate::learner::kd::check_shared_tokenizer;
+use crate::learner::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStats, DistillStep};
+use crate::learner::sft::{fit_length, Overlong};
 use crate::model::load::ModelSource;
 use crate::model::{LoadedModel, Qwen2};
 use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use srlm_actors::StepStats;
 
 use super::{say, RunOptions, StageRun, State};
-use crate::algo::sft::{fit_length, total_steps, train_sft, SftConfig, SftCursor, SftExample, SftStepStats};
-use crate::algo::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
-use crate::algo::sft_data::{read_conversations, tokenize_conversation};
+use crate::learner::sft::{fit_length, total_steps, train_sft, SftConfig, SftCursor, SftExample, SftStepStats};
+use crate::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use crate::learner::sft_data::{read_conversations, tokenize_conversation};
 use crate::model::{CausalLm, LoraAdapters, Qwen2};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;

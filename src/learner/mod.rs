@@ -1,11 +1,13 @@
-//! The learner's algorithms: the GRPO loss and step, SFT (full or LoRA), knowledge distillation
-//! (traces, and logit loops over the KL step). Each loss is an `Objective`; `optimizer_step`
-//! accumulates its micro-batches and steps the crate AdamW (src/optim.rs).
+//! The learner role: the objectives (GRPO's loss and step, SFT full or LoRA, knowledge
+//! distillation by traces or logits), each an `Objective` whose micro-batches `optimizer_step`
+//! accumulates before stepping the crate AdamW (src/optim.rs), and `grpo_trainer`, the runtime's
+//! `Trainer` on the real model.
 //! Synchronous and deterministic; the actors call these. The scorer's group advantages are
 //! `srlm_actors::advantages`.
 
 pub mod grpo;
 pub mod grpo_loss;
+pub mod grpo_trainer;
 pub mod kd;
 pub mod lanes;
 pub mod logit_kd;

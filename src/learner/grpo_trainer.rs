@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::Var;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
-use crate::algo::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use crate::checkpoint::{self, CheckpointContents, ExtraFile, TrainerState};
+use crate::learner::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use crate::model::{CausalLm, ModelConfig, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;

@@ -4,11 +4,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::sft_data::{read_jsonl, DataError};
 use crate::chat::{ChatTemplate, Message};
 use crate::data::{question_messages, PromptFormat};
 use crate::generate::continuous::groups_in_batches;
 use crate::generate::{Completion, GenerationConfig};
+use crate::learner::sft_data::{read_jsonl, DataError};
 use crate::model::CausalLm;
 use crate::reward::{grade, Benchmark, Gold};
 use crate::tokenizer::Tokenizer;
