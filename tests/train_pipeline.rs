@@ -94,6 +94,35 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     );
 }
 
+/// Under dynamic sampling the counts of dropped groups continue across a resume: the
+/// checkpoint carries them, so the resumed series equals the uninterrupted one.
+#[test]
+fn dropped_group_counts_continue_across_a_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = short_config(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("metrics_addr = \"\"", "metrics_addr = \"\"\ndynamic_sampling = true");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "12"], &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let full: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
+    let dropped: Vec<u64> = full.as_array().unwrap().iter().map(|s| s["dropped_uniform_so_far"].as_u64().unwrap()).collect();
+    let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
+    assert!(ckpt.join("trainer_state.json").is_file(), "no checkpoint at step 2 in {}", run.display());
+    // The case this test is for: groups were dropped before the checkpoint, and steps follow it.
+    // (Most of the tiny task's groups after SFT earn equal rewards: 12 planned steps of 8 groups
+    // give a few learner steps.)
+    assert!(dropped.len() > 2 && dropped[1] > 0, "no group dropped by step 2: {dropped:?}");
+    let resumed = tmp.path().join("resumed");
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "12", "--resume", ckpt.to_str().unwrap()], &resumed);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();
+    assert_eq!(whole, full, "the resumed stage's step series differs from the uninterrupted run's");
+    let state: serde_json::Value = serde_json::from_slice(&read(&ckpt.join("trainer_state.json"))).unwrap();
+    assert_eq!(state["extra"]["dropped_uniform"].as_u64(), Some(dropped[1]), "{state}");
+}
+
 #[test]
 fn config_errors_name_the_file_and_key_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::context::Context;
 use crate::error::{FailureCheckpoint, RuntimeError};
 use crate::ledger::Holder;
-use crate::messages::{Policy, ScoredGroup, WeightsPublished};
+use crate::messages::{Policy, RunState, ScoredGroup, WeightsPublished};
 use crate::metrics as m;
 use crate::summary::{RunSummary, StepRecord};
 use crate::traits::Trainer;
@@ -24,9 +24,13 @@ pub struct LearnerCore<T: Trainer> {
     step: u64,
     version: u64,
     batch: Vec<ScoredGroup>,
+    /// Groups trained in this run.
     trained: u64,
+    /// Groups dropped since the stage began, counted on across resumes (the step records and
+    /// checkpoints carry them); `resumed_dropped` is where this run took over.
     dropped_stale: u64,
     dropped_uniform: u64,
+    resumed_dropped: (u64, u64),
     /// Sum and count of the total rewards offered since the last step (dropped groups included).
     offered_rewards: (f64, usize),
     started: Instant,
@@ -49,8 +53,9 @@ pub enum Admission {
 }
 
 impl<T: Trainer> LearnerCore<T> {
-    /// `step` and `version` come from the trainer's `Start`, so a resumed run continues its count.
-    pub fn new(trainer: T, ctx: Arc<Context<T::Weights>>, step: u64, version: u64) -> Self {
+    /// `start` is the trainer's `Start` state, so a resumed run continues its counts.
+    pub fn new(trainer: T, ctx: Arc<Context<T::Weights>>, start: &RunState) -> Self {
+        let (step, version) = (start.step, start.version);
         metrics::gauge!(m::POLICY_VERSION).set(version as f64);
         // Exported from the start so dashboards show 0 rather than no data.
         metrics::counter!(m::LEARNER_DROPPED, "reason" => "stale").increment(0);
@@ -62,8 +67,9 @@ impl<T: Trainer> LearnerCore<T> {
             version,
             batch: Vec::new(),
             trained: 0,
-            dropped_stale: 0,
-            dropped_uniform: 0,
+            dropped_stale: start.dropped_stale,
+            dropped_uniform: start.dropped_uniform,
+            resumed_dropped: (start.dropped_stale, start.dropped_uniform),
             offered_rewards: (0.0, 0),
             started: Instant::now(),
             busy: Duration::ZERO,
@@ -197,7 +203,7 @@ impl<T: Trainer> LearnerCore<T> {
     /// Saves the trainer's checkpoint with the ledger's view of what is still to train; returns
     /// where it went.
     pub fn checkpoint(&mut self) -> Result<String, T::Error> {
-        let state = self.ctx.ledger.snapshot(self.step, self.version);
+        let state = self.state();
         let t = Instant::now();
         let location = self.trainer.save_checkpoint(&state)?;
         let took = t.elapsed();
@@ -235,14 +241,24 @@ impl<T: Trainer> LearnerCore<T> {
         self.step
     }
 
+    /// Where the run stands now: what a checkpoint holds.
+    fn state(&self) -> RunState {
+        RunState {
+            dropped_stale: self.dropped_stale,
+            dropped_uniform: self.dropped_uniform,
+            ..self.ctx.ledger.snapshot(self.step, self.version)
+        }
+    }
+
     pub fn summary(&self, interrupted: bool) -> RunSummary {
         let ctx = &self.ctx;
         let c = &ctx.counters;
         RunSummary {
-            state: ctx.ledger.snapshot(self.step, self.version),
+            state: self.state(),
             groups_trained: self.trained,
-            groups_dropped_stale: self.dropped_stale,
-            groups_dropped_uniform: self.dropped_uniform,
+            // This run's, like the groups it trained.
+            groups_dropped_stale: self.dropped_stale - self.resumed_dropped.0,
+            groups_dropped_uniform: self.dropped_uniform - self.resumed_dropped.1,
             groups_generated: c.groups_generated.load(Ordering::Relaxed),
             tokens_generated: c.tokens.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),

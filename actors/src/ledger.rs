@@ -142,7 +142,7 @@ impl Ledger {
         let s = lock(&self.state);
         let mut pending: Vec<u64> = s.outstanding.keys().copied().chain(s.pending.iter().copied()).collect();
         pending.sort_unstable();
-        RunState { step, version, cursor: s.cursor, pending }
+        RunState { step, version, cursor: s.cursor, pending, ..RunState::default() }
     }
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
@@ -168,12 +168,12 @@ mod tests {
         assert_eq!(l.requeue_held_by(Holder::Generator(0)), 1);
         assert_eq!(l.next_prompt(Holder::Generator(1)).unwrap().id, 0);
         l.finish(1);
-        assert_eq!(l.snapshot(3, 3,), RunState { step: 3, version: 3, cursor: 2, pending: vec![0] });
+        assert_eq!(l.snapshot(3, 3,), RunState { step: 3, version: 3, cursor: 2, pending: vec![0], ..RunState::default() });
     }
 
     #[test]
     fn resume_issues_pending_then_continues_at_cursor() {
-        let l = Ledger::new(prompts(5), &RunState { step: 1, version: 1, cursor: 3, pending: vec![1] });
+        let l = Ledger::new(prompts(5), &RunState { step: 1, version: 1, cursor: 3, pending: vec![1], ..RunState::default() });
         let ids: Vec<u64> = std::iter::from_fn(|| l.next_prompt(Holder::Generator(0)).map(|p| p.id)).collect();
         assert_eq!(ids, [1, 3, 4]);
         assert!(!l.drained());

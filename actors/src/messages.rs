@@ -110,4 +110,8 @@ pub struct RunState {
     pub cursor: u64,
     /// Prompts handed out before `cursor` but neither trained nor dropped: issued again on resume.
     pub pending: Vec<u64>,
+    /// Groups the learner dropped so far as too stale, and with equal rewards (dynamic
+    /// sampling): a resumed run counts on from them.
+    pub dropped_stale: u64,
+    pub dropped_uniform: u64,
 }

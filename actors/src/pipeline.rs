@@ -97,7 +97,7 @@ where
         };
         let ledger = Ledger::new(self.prompts, &state);
         let ctx = Arc::new(Context::new(cfg, ledger, broadcast, self.shutdown));
-        let learner = LearnerCore::new(self.trainer, Arc::clone(&ctx), state.step, state.version);
+        let learner = LearnerCore::new(self.trainer, Arc::clone(&ctx), &state);
         Ok(Prepared { ctx, learner, samplers: self.samplers, rewarders: self.rewarders })
     }
 }

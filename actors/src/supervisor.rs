@@ -198,19 +198,24 @@ impl<S: Sampler, R: Rewarder, T: Trainer> SupervisorState<S, R, T> {
     fn failed(&mut self, myself: &ActorRef<SupervisorMsg>, role: Role, reason: String) {
         let ctx = &self.ctx;
         let Some(holder) = role.holder() else { return };
+        // Counted before the prompts go back: once they do, another worker may train them and
+        // end the run, whose summary must already include this restart.
+        let restarting = !ctx.stop.is_stopped();
+        if restarting {
+            ctx.counters.restarts.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::RESTARTS, "role" => role.label()).increment(1);
+        }
         let requeued = ctx.ledger.requeue_held_by(holder);
         ctx.counters.requeued.fetch_add(requeued as u64, Ordering::Relaxed);
         for _ in 0..requeued {
             ctx.gate.refund();
         }
-        if ctx.stop.is_stopped() {
+        if !restarting {
             return;
         }
         let failures = self.failures.entry(role).or_insert(0);
         *failures += 1;
         let failures = *failures;
-        ctx.counters.restarts.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::RESTARTS, "role" => role.label()).increment(1);
         let index = match role {
             Role::Generator(i) | Role::Scorer(i) => i,
             Role::Learner => 0,

@@ -50,8 +50,10 @@ pub struct GrpoTrainer {
     /// count the log, progress and versions use. The optimizer's own counts differ from it when
     /// a step takes several updates (`iterations`) or skips one.
     steps_done: u64,
-    /// Groups the learner dropped without training (dynamic sampling) in this run.
+    /// Groups the learner dropped without training (dynamic sampling) since the stage began.
     dropped: u64,
+    /// Problems the stage has used up (trained or dropped) since it began.
+    problems_done: u64,
     /// The optimizer's (applied, skipped) update counts when the last step completed. AdamW
     /// counts an update before it writes any weight, so a failed step that left the applied
     /// count unchanged left weights and moments as that step found them.
@@ -73,9 +75,11 @@ pub struct StepProgress {
     /// Largest lag (in versions) of a group in this batch behind the learner's policy.
     pub max_staleness: u64,
     pub tokens_so_far: u64,
-    /// Groups dropped without training (dynamic sampling) before this step, in this run: each
-    /// used up one of the stage's problems, as a step does.
+    /// Groups dropped without training (dynamic sampling) before this step, since the stage
+    /// began: each used up one of the stage's problems, as each trained group does.
     pub dropped_so_far: u64,
+    /// Problems used up (trained or dropped) with this step, since the stage began.
+    pub problems_done: u64,
 }
 
 impl GrpoTrainer {
@@ -112,6 +116,7 @@ impl GrpoTrainer {
             tokens_so_far: 0,
             steps_done: 0,
             dropped: 0,
+            problems_done: 0,
             completed: (0, 0),
             run_id: String::new(),
             stamp: Vec::new(),
@@ -125,9 +130,19 @@ impl GrpoTrainer {
         loaded.restore(&mut self.optimizer).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         let s = &loaded.state;
-        let pending = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
-        self.start = RunState { step: s.step, version: s.policy_version, cursor: s.data_cursor, pending };
+        let count = |key: &str| s.extra.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let pending: Vec<u64> = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
+        self.problems_done = s.data_cursor.saturating_sub(pending.len() as u64);
+        self.start = RunState {
+            step: s.step,
+            version: s.policy_version,
+            cursor: s.data_cursor,
+            pending,
+            dropped_stale: count("dropped_stale"),
+            dropped_uniform: count("dropped_uniform"),
+        };
         self.steps_done = s.step;
+        self.dropped = self.start.dropped_uniform;
         Ok(())
     }
 
@@ -227,6 +242,7 @@ impl Trainer for GrpoTrainer {
     /// Dropped groups go to the rollout log too (marked), so it holds every group the policy sampled.
     fn observe_dropped(&mut self, group: &ScoredGroup) {
         self.dropped += 1;
+        self.problems_done += 1;
         if let Err(e) = self.write_rollout(self.steps_done, group, Some("uniform")) {
             tracing::warn!("rollout log: {e}");
         }
@@ -241,6 +257,7 @@ impl Trainer for GrpoTrainer {
         let last = stats.iterations.last();
         let loss = last.map(|i| &i.loss);
         self.tokens_so_far += batch.iter().map(|g| g.group.generated_tokens() as u64).sum::<u64>();
+        self.problems_done += batch.len() as u64;
         if let Some(f) = self.on_step.as_mut() {
             let totals: Vec<f32> = batch.iter().flat_map(|g| g.rewards.total.iter().copied()).collect();
             let correct: Vec<bool> = batch.iter().flat_map(|g| g.rewards.correct.iter().flatten().copied()).collect();
@@ -255,6 +272,7 @@ impl Trainer for GrpoTrainer {
                 max_staleness: batch.iter().map(|g| version.saturating_sub(g.group.policy_version)).max().unwrap_or(0),
                 tokens_so_far: self.tokens_so_far,
                 dropped_so_far: self.dropped,
+                problems_done: self.problems_done,
             });
         }
         let out = StepStats {
@@ -284,7 +302,11 @@ impl Trainer for GrpoTrainer {
             skipped_steps: self.completed.1,
             policy_version: state.version,
             data_cursor: state.cursor,
-            extra: serde_json::json!({ "pending": state.pending }),
+            extra: serde_json::json!({
+                "pending": state.pending,
+                "dropped_stale": state.dropped_stale,
+                "dropped_uniform": state.dropped_uniform,
+            }),
             run_id: self.run_id.clone(),
             ..Default::default()
         };

@@ -10,16 +10,18 @@ use crate::learner::grpo_trainer::StepProgress;
 
 pub struct GrpoProgress {
     bar: Option<ProgressBar>,
+    /// Optimizer steps the stage plans (each on `batch_groups` problems).
     total: u64,
     started: Instant,
 }
 
 impl GrpoProgress {
-    /// Silent when `enabled` is false; a bar only when stderr is a terminal.
-    pub fn new(total: u64, enabled: bool) -> Self {
+    /// Silent when `enabled` is false; a bar only when stderr is a terminal. The bar counts the
+    /// stage's `problems`, which trained and dropped groups both use up; lines count steps.
+    pub fn new(total: u64, problems: u64, enabled: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("grpo [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})") {
+            let bar = ProgressBar::with_draw_target(Some(problems), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("grpo [{bar:30}] {pos}/{len} problems {msg} ({elapsed}, eta {eta})") {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar
@@ -31,7 +33,7 @@ impl GrpoProgress {
         let rate = p.tokens_so_far as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         match &self.bar {
             Some(bar) => {
-                bar.set_position(p.step + 1 + p.dropped_so_far);
+                bar.set_position(p.problems_done);
                 bar.set_message(format!(
                     "reward {:.3} acc {:.1}% {:.0} tok/s staleness ≤{}",
                     p.reward_mean,
@@ -89,6 +91,7 @@ mod tests {
             max_staleness: 1,
             tokens_so_far: 1000,
             dropped_so_far: 0,
+            problems_done: 5,
         };
         assert_eq!(
             step_line(&p, 150, 250.0),
