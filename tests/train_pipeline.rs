@@ -77,6 +77,10 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("resumed from"), "{stderr}");
+    // The stage table counts the stage's steps, the two before the checkpoint included.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let row: Vec<&str> = stdout.lines().find(|l| l.starts_with("grpo ")).unwrap_or_else(|| panic!("{stdout}")).split_whitespace().collect();
+    assert_eq!(row.get(3), Some(&"4"), "{stdout}");
     // Progress counts on from the checkpoint, and staleness stays within max_staleness.
     assert!(stderr.contains("grpo step    3/4") && !stderr.contains("grpo step    1/4"), "{stderr}");
     let staleness: Vec<u64> = stderr.split("staleness ≤").skip(1).map(|t| t.split_whitespace().next().unwrap().parse().unwrap()).collect();

@@ -62,6 +62,7 @@ pub struct StageReport {
     pub before: Option<HeldoutScore>,
     pub after: Option<HeldoutScore>,
     pub seconds: f64,
+    /// Optimizer steps of the stage, those before a resume included.
     pub steps: u64,
 }
 
@@ -436,7 +437,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     say(
         opts,
         &format!(
-            "grpo: {} steps, {} groups trained, {} dropped as stale, {} with equal rewards, {} generated tokens in {:.1}s (learner busy {:.0}%)",
+            "grpo: {} steps in this run, {} groups trained, {} dropped as stale, {} with equal rewards, {} generated tokens in {:.1}s (learner busy {:.0}%)",
             summary.steps.len(),
             summary.groups_trained,
             summary.groups_dropped_stale,
@@ -466,7 +467,8 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
         return Err(stage.stopped(saved));
     }
-    Ok(summary.steps.len() as u64)
+    // The learner's count continues from the checkpoint's, so this is the stage's whole count.
+    Ok(summary.state.step)
 }
 
 /// Where stage `index`'s finished weights go: `out_dir/stage-<index>-<name>`.

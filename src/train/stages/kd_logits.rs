@@ -140,10 +140,11 @@ pub(super) fn logit_kd_stage(
     say(
         opts,
         &format!(
-            "kd: {} steps, mean KL {:.4} (first {:.4}, last {:.4}), {} skipped as non-finite",
+            "kd: {} steps in this run, mean KL {:.4} (first {:.4}, last {:.4}), {} skipped as non-finite",
             stats.steps, stats.mean_kl, stats.first_kl, stats.last_kl, stats.skipped
         ),
     );
     state.weights = snapshot(&vars)?;
-    Ok(stats.steps as u64)
+    // The optimizer's counts continue from a checkpoint's: the stage's whole count.
+    Ok(opt.step_count() + opt.skipped_count())
 }

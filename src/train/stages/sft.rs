@@ -126,7 +126,9 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
             ckpt.after_step(st, opt)?;
             Ok(())
         })?;
-        Ok(report.steps as u64)
+        tracing::debug!(target: "srlm::train", "sft: {} steps in this run", report.steps);
+        // The optimizer's counts continue from a checkpoint's: the stage's whole count.
+        Ok(opt.step_count() + opt.skipped_count())
     };
     match s.lora_config(cfg.seed) {
         None => {
