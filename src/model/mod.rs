@@ -1,7 +1,6 @@
 //! The Qwen2-family decoder behind `CausalLm`, the kernels it picks, its weights, KV cache and
 //! checkpoint formats.
 
-mod attention;
 #[cfg(feature = "blas")]
 mod blas;
 pub mod causal_lm;
