@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use srlm::model::load::load_hf_weights;
-use srlm::model::{token_logprobs, Positions, Qwen2, TokenBatch, Weights};
+use srlm::model::{token_logprobs, CausalLm, Positions, Qwen2, TokenBatch, Weights};
 
 fn gpu() -> Device {
     Device::new_cuda(0).expect("a CUDA device (this test needs a GPU)")

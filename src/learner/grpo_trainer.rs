@@ -239,7 +239,8 @@ impl Trainer for GrpoTrainer {
         Ok(Start { state: self.start.clone(), weights })
     }
 
-    /// Dropped groups go to the rollout log too (marked), so it holds every group the policy sampled.
+    /// Dropped groups go to the rollout log too (marked): with one group per step it then holds
+    /// every group the policy sampled.
     fn observe_dropped(&mut self, group: &ScoredGroup) {
         self.dropped += 1;
         self.problems_done += 1;
