@@ -214,12 +214,17 @@ fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
     let progress = |stderr: &str| -> Vec<String> {
         stderr.lines().filter_map(|l| l.strip_prefix("grpo step").map(|r| r.split_whitespace().next().unwrap().to_string())).collect()
     };
+    // Every group of each logged step (the default trains 8 per step), step by step.
     let logged_steps = |run: &Path| -> Vec<u64> {
-        String::from_utf8(read(&run.join("rollouts.jsonl")))
+        let mut steps: Vec<u64> = String::from_utf8(read(&run.join("rollouts.jsonl")))
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
-            .collect()
+            .collect();
+        let lines = steps.len();
+        steps.dedup();
+        assert_eq!(lines, 8 * steps.len(), "{steps:?}");
+        steps
     };
     let run = tmp.path().join("run");
     let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);

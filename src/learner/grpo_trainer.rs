@@ -171,20 +171,17 @@ impl GrpoTrainer {
         Arc::clone(&self.latest)
     }
 
-    /// Append the first group of every `every`-th batch (prompt, completions, rewards) to `path`.
+    /// Append every group of every `every`-th batch (prompt, completions, rewards) to `path`.
     pub fn log_rollouts(&mut self, path: PathBuf, every: u64) {
         self.rollout_log = Some((path, every));
     }
 
     fn write_rollouts(&self, step: u64, batch: &[ScoredGroup]) -> std::io::Result<()> {
-        match batch.first() {
-            Some(g) => self.write_rollout(step, g, None),
-            None => Ok(()),
-        }
+        batch.iter().try_for_each(|g| self.write_rollout(step, g, None))
     }
 
-    /// One line of the rollout log for `g` on every `every`-th step; `dropped` says why the
-    /// learner did not train it.
+    /// One line of the rollout log for `g`, each group of every `every`-th step; `dropped` says
+    /// why the learner did not train it.
     fn write_rollout(&self, step: u64, g: &ScoredGroup, dropped: Option<&str>) -> std::io::Result<()> {
         let Some((path, every)) = &self.rollout_log else { return Ok(()) };
         if !step.is_multiple_of(*every) {
@@ -239,7 +236,7 @@ impl Trainer for GrpoTrainer {
         Ok(Start { state: self.start.clone(), weights })
     }
 
-    /// Dropped groups go to the rollout log too (marked): with one group per step it then holds
+    /// Dropped groups go to the rollout log too (marked): with `log_rollouts_every = 1` it holds
     /// every group the policy sampled.
     fn observe_dropped(&mut self, group: &ScoredGroup) {
         self.dropped += 1;

@@ -358,7 +358,7 @@ pub struct RuntimeSection {
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
     #[serde(default = "default_metrics_addr")]
     pub metrics_addr: String,
-    /// Write sampled rollouts (prompt, completion, rewards) to rollouts.jsonl every N steps.
+    /// Write every group of every N-th step (prompt, completions, rewards) to rollouts.jsonl.
     #[serde(default = "default_rollout_log_every")]
     pub log_rollouts_every: u64,
     /// Device of each generator (`cpu`, `cpu:N`, `cuda:N`), one per generator; empty: all on
