@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::export::{replace_dir, sync_dir_files, temporary_sibling, write_hf_files, write_json};
+use crate::model::export::{replace_dir, save_safetensors_like, sync_dir_files, temporary_sibling, write_hf_files, write_json};
 use crate::model::load::load_hf_weights;
 use crate::model::{ModelConfig, ModelError, Weights};
 use crate::optim::{AdamW, OptimError};
@@ -211,10 +211,12 @@ fn checked_name<'n>(dir: &Path, name: &'n str) -> Result<&'n str, CheckpointErro
     Ok(name)
 }
 
+/// Writes `tensors` beside the checkpoint's config.json (written first), with its permissions.
 fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), CheckpointError> {
     let on_cpu =
         tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?))).collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
-    candle_core::safetensors::save(&on_cpu, path).map_err(|e| invalid(path, format!("cannot write: {e}")))
+    let like = path.with_file_name("config.json");
+    save_safetensors_like(&on_cpu, path, &like).map_err(|e| invalid(path, e))
 }
 
 fn checksum(path: &Path) -> Result<ManifestEntry, CheckpointError> {

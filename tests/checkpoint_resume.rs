@@ -136,6 +136,11 @@ fn checkpoint_dir_is_an_hf_model_directory() {
     {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
+    // Every file readable as its siblings are (the safetensors writer alone creates 0600 files).
+    let mode = |f: &str| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(f)).unwrap().permissions()) & 0o777;
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        assert_eq!(mode(f), mode("config.json"), "{f}");
+    }
     let (cfg, w) = load_hf_weights(&dir).unwrap();
     assert_eq!(cfg, run.cfg);
     let (name, var) = &run.vars[3];

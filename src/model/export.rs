@@ -40,6 +40,14 @@ pub fn export_weights(
     result
 }
 
+/// Writes `tensors` to `path` with the permissions of `like`, a file beside it: the safetensors
+/// writer creates its file owner-only, which other readers of a model directory trip over.
+pub(crate) fn save_safetensors_like(tensors: &HashMap<String, Tensor>, path: &Path, like: &Path) -> Result<(), ModelError> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| ModelError::weights(path, format!("cannot write: {e}")))?;
+    let like = std::fs::metadata(like).map_err(|e| ModelError::io(like, e))?;
+    std::fs::set_permissions(path, like.permissions()).map_err(|e| ModelError::io(path, e))
+}
+
 /// Writes config.json, model.safetensors, generation_config.json and, when given, the tokenizer
 /// files into the existing directory `dir` (not synced: the caller syncs and renames).
 pub fn write_hf_files(
@@ -64,12 +72,7 @@ pub fn write_hf_files(
         }
         tensors.insert(name.to_string(), t.to_dtype(dtype)?.to_device(&candle_core::Device::Cpu)?);
     }
-    let weights_path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &weights_path)
-        .map_err(|e| ModelError::weights(&weights_path, format!("cannot write: {e}")))?;
-    // The safetensors writer creates its file owner-only; give it its siblings' permissions.
-    let like = std::fs::metadata(dir.join("config.json")).map_err(|e| ModelError::io(dir, e))?;
-    std::fs::set_permissions(&weights_path, like.permissions()).map_err(|e| ModelError::io(&weights_path, e))?;
+    save_safetensors_like(&tensors, &dir.join("model.safetensors"), &dir.join("config.json"))?;
 
     let mut generation = json!({ "_from_model_config": false, "do_sample": true });
     if let Some(bos) = tokenizer.and_then(|t| t.bos_token_id()).or(cfg.bos_token_id) {
