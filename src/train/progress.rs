@@ -12,6 +12,8 @@ pub struct GrpoProgress {
     bar: Option<ProgressBar>,
     /// Optimizer steps the stage plans (each on `batch_groups` problems).
     total: u64,
+    /// Problems the stage samples: what trained and dropped groups both use up.
+    problems: u64,
     started: Instant,
 }
 
@@ -26,7 +28,7 @@ impl GrpoProgress {
             }
             bar
         });
-        GrpoProgress { bar, total: if enabled { total } else { 0 }, started: Instant::now() }
+        GrpoProgress { bar, total: if enabled { total } else { 0 }, problems, started: Instant::now() }
     }
 
     pub fn step(&self, p: &StepProgress) {
@@ -42,10 +44,10 @@ impl GrpoProgress {
                     p.max_staleness
                 ));
             }
-            None if self.total > 0 => eprintln!("{}", step_line(p, self.total, rate)),
+            None if self.total > 0 => eprintln!("{}", step_line(p, self.total, self.problems, rate)),
             None => {}
         }
-        tracing::debug!(target: "srlm::train", "{}", step_line(p, self.total, rate));
+        tracing::debug!(target: "srlm::train", "{}", step_line(p, self.total, self.problems, rate));
     }
 
     /// Clears the bar so the stage summary prints on a clean line.
@@ -56,8 +58,14 @@ impl GrpoProgress {
     }
 }
 
-fn step_line(p: &StepProgress, total: u64, tokens_per_s: f64) -> String {
-    let dropped = if p.dropped_so_far > 0 { format!(" (+{} dropped)", p.dropped_so_far) } else { String::new() };
+/// Once groups are dropped the stage ends before its planned steps (it runs out of problems),
+/// so the line then also counts problems.
+fn step_line(p: &StepProgress, total: u64, problems: u64, tokens_per_s: f64) -> String {
+    let dropped = if p.dropped_so_far > 0 {
+        format!(" (+{} dropped, {}/{problems} problems)", p.dropped_so_far, p.problems_done)
+    } else {
+        String::new()
+    };
     format!(
         "grpo step {:>4}/{total}{dropped} reward {:.3} accuracy {:.1}% loss {:+.4} clip {:.3} staleness ≤{} {:.0} tok/s",
         p.step + 1,
@@ -94,12 +102,12 @@ mod tests {
             problems_done: 5,
         };
         assert_eq!(
-            step_line(&p, 150, 250.0),
+            step_line(&p, 150, 150, 250.0),
             "grpo step    5/150 reward 0.500 accuracy 37.5% loss -0.0123 clip 0.020 staleness ≤1 250 tok/s"
         );
-        // Under dynamic sampling the total counts problems, which steps and drops both use up.
-        let p = StepProgress { dropped_so_far: 3, ..p };
-        assert!(step_line(&p, 150, 250.0).starts_with("grpo step    5/150 (+3 dropped) reward 0.500"));
+        // Under dynamic sampling drops use up problems too: the line counts them once there are any.
+        let p = StepProgress { dropped_so_far: 3, problems_done: 13, ..p };
+        assert!(step_line(&p, 150, 300, 250.0).starts_with("grpo step    5/150 (+3 dropped, 13/300 problems) reward 0.500"));
     }
 
     #[test]
