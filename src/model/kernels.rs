@@ -28,7 +28,8 @@ impl Kernels {
         }
     }
 
-    /// Whether the training forward runs as (b·t, d) rows through the fused CPU kernels.
+    /// Whether the training forward runs as (b·t, d) rows through the fused CPU kernels (never
+    /// with a KV cache: a caching forward takes `Inference`).
     pub(crate) fn rows(self, xs: &Tensor) -> bool {
         self == Kernels::Training && train_kernels::fusable(xs)
     }

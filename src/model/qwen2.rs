@@ -97,7 +97,7 @@ impl Attention {
 
     /// xs (b, t, d) → (b, t, d). With a cache, keys and values are appended to layer `layer`.
     fn forward(&self, xs: &Tensor, inputs: &AttentionInputs, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
-        if cache.is_none() && inputs.kernels.rows(xs) {
+        if inputs.kernels.rows(xs) {
             return self.forward_rows(xs, inputs);
         }
         let (b, t, _) = xs.dims3()?;
@@ -350,7 +350,7 @@ impl CausalLm for Qwen2 {
         let mut xs = self.embed_tokens.forward(ids)?;
         // Training on the CPU keeps hidden states as (b·t, d) rows: every reshape is a node that
         // costs a full gradient copy in the backward pass.
-        let rows = cache.is_none() && kernels.rows(&xs);
+        let rows = kernels.rows(&xs);
         if rows {
             xs = xs.reshape((b * t, self.cfg.hidden_size))?;
         }
