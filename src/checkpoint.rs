@@ -101,13 +101,13 @@ impl RngState {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainerState {
-    /// Optimizer updates applied: the schedule position.
+    /// Learner steps taken (skipped updates included).
     pub step: u64,
     pub skipped_steps: u64,
     /// The version of the policy these weights are (what generators are told).
     pub policy_version: u64,
-    /// Position in the training data: the next example (GRPO) or the next micro-batch of
-    /// `epoch` (SFT).
+    /// Position in the training data: the next prompt or example never handed out (the
+    /// runtime's cursor; those handed out but not trained are `extra.pending`).
     pub data_cursor: u64,
     pub epoch: u64,
     /// Named generators (sampling, data order, dropout…).

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor, Var};
 use srlm::learner::kd::{self, chunk_kl, masked_mean, token_kl, KdConfig, KlDirection};
-use srlm::learner::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftCursor, SftExample};
+use srlm::learner::sft::{self, collate, completion_nll, mean_loss, Overlong, SftConfig, SftExample};
 use srlm::learner::AlgoError;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{CausalLm, LoraAdapters, LoraConfig, ModelConfig, Qwen2, TokenBatch, Weights};
@@ -54,7 +54,7 @@ fn full_sft_lowers_held_out_loss() {
     let before = mean_loss(&model, &held_out, &cfg).unwrap();
     let mut opt = AdamW::new(named, AdamWConfig { lr: 3e-3, ..Default::default() }).unwrap();
     let mut steps = 0;
-    let report = sft::train_sft(&model, &mut opt, &train, &cfg, SftCursor::default(), |s, _| -> Result<(), AlgoError> {
+    let report = sft::train_sft(&model, &mut opt, &train, &cfg, 0, |s, _| -> Result<(), AlgoError> {
         steps += 1;
         assert!(s.tokens > 0 && !s.skipped);
         Ok(())
@@ -75,7 +75,7 @@ fn sft_with_micro_batches_in_lanes_trains_the_same_weights() {
         let model = Qwen2::new(&config, &weights).unwrap();
         let mut opt = AdamW::new(named.clone(), AdamWConfig { lr: 3e-3, ..Default::default() }).unwrap();
         let cfg = SftConfig { grad_accum: 3, lanes, ..sft_cfg(1) };
-        sft::train_sft(&model, &mut opt, &split().0, &cfg, SftCursor::default(), |_, _| -> Result<(), AlgoError> { Ok(()) }).unwrap();
+        sft::train_sft(&model, &mut opt, &split().0, &cfg, 0, |_, _| -> Result<(), AlgoError> { Ok(()) }).unwrap();
         named.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect()
     };
     let one_at_a_time = train_in(1);
@@ -99,7 +99,7 @@ fn lora_sft_lowers_held_out_loss_and_leaves_the_base_alone() {
     let cfg = sft_cfg(12);
     let before = mean_loss(&eval_model, &held_out, &cfg).unwrap();
     let mut opt = AdamW::new(adapters.vars(), AdamWConfig { lr: 2e-2, ..Default::default() }).unwrap();
-    sft::train_sft(&train_model, &mut opt, &train, &cfg, SftCursor::default(), |_, _| Ok::<(), AlgoError>(())).unwrap();
+    sft::train_sft(&train_model, &mut opt, &train, &cfg, 0, |_, _| Ok::<(), AlgoError>(())).unwrap();
     let after = mean_loss(&eval_model, &held_out, &cfg).unwrap();
     eprintln!("LoRA SFT held-out loss {before:.3} → {after:.3}");
     assert!(after < 0.4 * before, "held-out loss {before} → {after}");

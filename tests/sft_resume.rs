@@ -1,20 +1,24 @@
 //! SFT checkpoints: N steps in one run equal N/2 + checkpoint + resume + N/2 bit for bit (full
-//! and LoRA with dropout, in the library and through `srlm sft --resume`); the learning rate
-//! follows warmup + cosine.
+//! and LoRA with dropout, in the library and through `srlm sft --resume`); the runtime's SFT
+//! (`srlm train`'s path) trains exactly what the in-thread loop does; the learning rate follows
+//! warmup + cosine.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Var};
 use srlm::checkpoint;
-use srlm::learner::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftCursor, SftExample};
+use srlm::learner::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftExample, SftPlan};
 use srlm::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use srlm::learner::sft_trainer::{sft_pipeline, SftTrainer};
 use srlm::learner::AlgoError;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, Weights};
 use srlm::optim::{AdamW, AdamWConfig, Decay, Schedule};
+use srlm_actors::RuntimeConfig;
 
 fn tiny() -> (ModelConfig, Weights) {
     load_hf_weights(&common::fixtures().join("tiny").join("qwen2")).unwrap()
@@ -64,34 +68,47 @@ fn values(vars: &[(String, Var)]) -> Vec<(String, Vec<f32>)> {
     vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())).collect()
 }
 
-/// Trains from scratch (or from the checkpoint `resume`) to the end, saving every `every` steps
-/// under `root`; returns the trained values and the learning rate of every step taken.
-fn run(lora: bool, root: &Path, every: usize, resume: Option<&Path>) -> (Vec<(String, Vec<f32>)>, Vec<f64>) {
+/// A fresh run's parts: the model, its optimizer, the trained parameters and the checkpoints.
+struct Setup {
+    model: Qwen2,
+    opt: AdamW,
+    named: Vec<(String, Var)>,
+    ckpt: SftCheckpoints,
+}
+
+fn setup(lora: bool, root: &Path, every: usize) -> Setup {
     let (config, base) = tiny();
-    let data = examples();
-    let cfg = sft_cfg(2);
-    let total = total_steps(&data, &cfg);
-    let adapters = LoraAdapters::init(&lora_cfg(), &base, &config).unwrap();
+    let (data, cfg) = (examples(), sft_cfg(2));
+    let adapters = Arc::new(LoraAdapters::init(&lora_cfg(), &base, &config).unwrap());
     let (trainable, full) = base.to_vars().unwrap();
     let (model, named) = if lora {
         (Qwen2::with_lora(&config, &base, &adapters, true).unwrap(), adapters.vars())
     } else {
         (Qwen2::new(&config, &trainable).unwrap(), full.clone())
     };
-    let mut opt = AdamW::new(named.clone(), adamw(total)).unwrap();
-    let params = if lora { SftParams::Lora { adapters: &adapters, base_model: "tiny" } } else { SftParams::Full(&full) };
+    let opt = AdamW::new(named.clone(), adamw(total_steps(&data, &cfg))).unwrap();
+    let params = if lora { SftParams::Lora { adapters, base_model: "tiny".into() } } else { SftParams::Full(full) };
     let ckpt = SftCheckpoints {
         root: root.to_path_buf(),
         every,
         keep: 0,
-        config: &config,
+        config,
         tokenizer: None,
         params,
         plan: plan_fingerprint(&data, &cfg),
         run_id: String::new(),
         extra_json: Vec::new(),
     };
-    let start = resume.map_or(SftCursor::default(), |dir| ckpt.resume(dir, &mut opt).unwrap());
+    Setup { model, opt, named, ckpt }
+}
+
+/// Trains from scratch (or from the checkpoint `resume`) to the end in this thread, saving every
+/// `every` steps under `root`; returns the trained values and the learning rate of every step taken.
+fn run(lora: bool, root: &Path, every: usize, resume: Option<&Path>) -> (Vec<(String, Vec<f32>)>, Vec<f64>) {
+    let Setup { model, mut opt, named, ckpt } = setup(lora, root, every);
+    let (data, cfg) = (examples(), sft_cfg(2));
+    let plan = SftPlan::new(&data, &cfg);
+    let start = resume.map_or(0, |dir| plan.resume_step(&ckpt.resume(dir, &mut opt).unwrap()).unwrap());
     let mut lrs = Vec::new();
     train_sft(&model, &mut opt, &data, &cfg, start, |s, opt| -> Result<(), AlgoError> {
         assert!(!s.skipped);
@@ -101,6 +118,64 @@ fn run(lora: bool, root: &Path, every: usize, resume: Option<&Path>) -> (Vec<(St
     })
     .unwrap();
     (values(&named), lrs)
+}
+
+/// The same run on the actor runtime (`srlm train`'s path): the data source hands out the
+/// examples, the learner actor steps; deterministic harness or threaded actors.
+fn run_on_runtime(lora: bool, root: &Path, every: usize, resume: Option<&Path>, deterministic: bool) -> (Vec<(String, Vec<f32>)>, u64) {
+    let Setup { model, opt, named, ckpt } = setup(lora, root, every);
+    let (data, cfg) = (examples(), sft_cfg(2));
+    let mut trainer = SftTrainer::new(model, opt, SftPlan::new(&data, &cfg), cfg, ckpt);
+    if let Some(dir) = resume {
+        trainer.resume_from(dir).unwrap();
+    }
+    let base = RuntimeConfig { checkpoint_every: every as u64, metrics_addr: None, ..RuntimeConfig::default() };
+    let pipeline = sft_pipeline(base, Arc::new(data), trainer);
+    let summary = if deterministic {
+        pipeline.run_deterministic().unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(pipeline.run()).unwrap()
+    };
+    (values(&named), summary.state.step)
+}
+
+fn same(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(b) {
+        assert!(x == y, "{what}: {name} differs");
+    }
+}
+
+/// The runtime trains the plan's steps, with its uneven step sizes, exactly as the in-thread loop
+/// does, threaded or not; a periodic checkpoint of either resumes on the other bit for bit.
+fn runtime_matches_the_loop(lora: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spe = steps_per_epoch(&examples(), &sft_cfg(2));
+    let sizes = SftPlan::new(&examples(), &sft_cfg(2)).step_sizes();
+    assert!(sizes.iter().any(|&n| n != sizes[0]), "the plan's steps should differ in size: {sizes:?}");
+    let every = spe + 1;
+    let (looped, _) = run(lora, &tmp.path().join("loop"), every, None);
+    let (harness, steps) = run_on_runtime(lora, &tmp.path().join("harness"), every, None, true);
+    assert_eq!(steps, 2 * spe as u64);
+    same(&looped, &harness, "deterministic harness vs loop");
+    let (threaded, _) = run_on_runtime(lora, &tmp.path().join("threaded"), every, None, false);
+    same(&looped, &threaded, "threaded runtime vs loop");
+    let ckpt = |run: &str| tmp.path().join(run).join(format!("checkpoint-{every:08}"));
+    let (resumed, steps) = run_on_runtime(lora, &tmp.path().join("r1"), 0, Some(&ckpt("loop")), true);
+    assert_eq!(steps, 2 * spe as u64, "a resumed stage reports its whole step count");
+    same(&looped, &resumed, "runtime resumed from the loop's checkpoint");
+    let (resumed, _) = run(lora, &tmp.path().join("r2"), 0, Some(&ckpt("harness")));
+    same(&looped, &resumed, "loop resumed from the runtime's checkpoint");
+}
+
+#[test]
+fn full_sft_on_the_runtime_matches_the_loop_and_resumes_exactly() {
+    runtime_matches_the_loop(false);
+}
+
+#[test]
+fn lora_sft_on_the_runtime_matches_the_loop_and_resumes_exactly() {
+    runtime_matches_the_loop(true);
 }
 
 fn resumed_halfway_matches(lora: bool) {
@@ -114,7 +189,12 @@ fn resumed_halfway_matches(lora: bool) {
     assert_eq!(lrs.len(), 2 * spe);
     let ckpt = tmp.path().join(format!("checkpoint-{every:08}"));
     let state = checkpoint::load(&ckpt, &tiny().0).unwrap().state;
-    assert_eq!((state.epoch, state.data_cursor), (1, 2), "cursor: epoch 1, after its first step of 2 micro-batches");
+    let plan = SftPlan::new(&data, &sft_cfg(2));
+    assert_eq!(plan.steps()[every].epoch, 1);
+    let first_epoch: u64 = plan.steps()[..spe].iter().map(|s| s.examples() as u64).sum();
+    assert_eq!(first_epoch, data.len() as u64, "the first epoch covers every example once");
+    let second_epoch_first_step = plan.steps()[spe].examples() as u64;
+    assert_eq!((state.step, state.data_cursor), (every as u64, first_epoch + second_epoch_first_step), "cursor: after step 1 of epoch 1");
     assert_eq!(state.rng.contains_key("lora_dropout"), lora);
     let (resumed, tail) = run(lora, &tmp.path().join("again"), 0, Some(&ckpt));
     assert_eq!(tail, lrs[every..], "the resumed run continues the schedule");
@@ -150,7 +230,7 @@ fn learning_rate_follows_warmup_then_cosine() {
     let model = Qwen2::new(&config, &trainable).unwrap();
     let mut opt = AdamW::new(named, adamw(6)).unwrap();
     let mut lrs = Vec::new();
-    train_sft(&model, &mut opt, &data, &cfg, SftCursor::default(), |s, _| {
+    train_sft(&model, &mut opt, &data, &cfg, 0, |s, _| {
         lrs.push(s.lr);
         Ok::<(), AlgoError>(())
     })
@@ -176,9 +256,9 @@ fn a_checkpoint_of_another_plan_is_refused() {
         root: tmp.path().to_path_buf(),
         every: 0,
         keep: 0,
-        config: &config,
+        config: config.clone(),
         tokenizer: None,
-        params: SftParams::Full(&full),
+        params: SftParams::Full(full.clone()),
         plan: plan_fingerprint(&data, &cfg),
         run_id: String::new(),
         extra_json: Vec::new(),

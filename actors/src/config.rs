@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
+use crate::step_sizes::StepSizes;
 
 /// Also the pipeline keys of `srlm train`'s `[runtime]` section (flattened into it, which checks
 /// for unknown keys), so these defaults are the documented ones. Fields the caller derives
@@ -15,7 +16,7 @@ use crate::error::RuntimeError;
 pub struct RuntimeConfig {
     /// Completions per prompt (G).
     pub group_size: usize,
-    /// Scored groups per optimizer step.
+    /// Scored groups per optimizer step (unless `step_sizes` plans them).
     pub batch_groups: usize,
     /// Oldest policy lag (in versions) a trained group may have; 0 is synchronous on-policy.
     pub max_staleness: u64,
@@ -62,6 +63,9 @@ pub struct RuntimeConfig {
     /// then be 0, since remote ones can do that work. Set by `--listen`, not a recipe key.
     #[serde(skip)]
     pub remote_workers: bool,
+    /// Groups of each step when they differ (SFT's token-budget steps); `None`: `batch_groups` each.
+    #[serde(skip)]
+    pub planned_steps: Option<StepSizes>,
 }
 
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
@@ -89,6 +93,7 @@ impl Default for RuntimeConfig {
             seed: 0,
             metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
             remote_workers: false,
+            planned_steps: None,
         }
     }
 }
@@ -111,6 +116,7 @@ impl RuntimeConfig {
                 return Err(RuntimeError::Config { field, reason: "must be at least 1".into() });
             }
         }
+        self.step_sizes().validate().map_err(|reason| RuntimeError::Config { field: "batch_groups", reason })?;
         if self.restart_backoff > self.max_backoff {
             return Err(RuntimeError::Config {
                 field: "restart_backoff",
@@ -127,6 +133,10 @@ impl RuntimeConfig {
             }
         }
         Ok(())
+    }
+
+    pub fn step_sizes(&self) -> StepSizes {
+        self.planned_steps.clone().unwrap_or(StepSizes::Fixed(self.batch_groups))
     }
 
     pub fn generator_device(&self, index: usize) -> usize {

@@ -32,7 +32,7 @@ pub const SCORED_QUEUE: &str = "scored";
 
 impl<W: Send + Sync + 'static> Context<W> {
     pub fn new(cfg: RuntimeConfig, ledger: Ledger, broadcast: Broadcast<W>, shutdown: ShutdownHandle) -> Self {
-        let gate = StalenessGate::new(broadcast.version(), cfg.max_staleness, cfg.batch_groups);
+        let gate = StalenessGate::new(broadcast.version(), cfg.max_staleness, cfg.step_sizes());
         Self {
             ledger,
             gate,

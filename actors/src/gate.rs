@@ -1,5 +1,5 @@
-//! StalenessGate: admission control for generators. A group may start only while fewer than
-//! (version + max_staleness + 1) · batch_groups groups have started, so no group can be more than
+//! StalenessGate: admission control for generators. A group may start only while fewer groups
+//! have started than the steps up to version + max_staleness train, so no group can be more than
 //! `max_staleness` versions old when its turn to train comes, and `max_staleness = 0` runs in
 //! lockstep (one batch, then wait for the new weights) on the same code path. A barrier (the
 //! deterministic harness sets one at each periodic checkpoint) admits no group that would train
@@ -9,10 +9,11 @@ use std::sync::Mutex;
 
 use crate::broadcast::lock;
 use crate::messages::PolicyVersion;
+use crate::step_sizes::StepSizes;
 
 pub struct StalenessGate {
     max_staleness: u64,
-    batch_groups: u64,
+    sizes: StepSizes,
     state: Mutex<GateState>,
     changed: tokio::sync::watch::Sender<()>,
 }
@@ -27,11 +28,12 @@ struct GateState {
 }
 
 impl StalenessGate {
-    pub fn new(start_version: PolicyVersion, max_staleness: u64, batch_groups: usize) -> Self {
+    /// Versions count steps: step `s` trains the groups the policy of version `s` admitted.
+    pub fn new(start_version: PolicyVersion, max_staleness: u64, sizes: StepSizes) -> Self {
         let (changed, _) = tokio::sync::watch::channel(());
         Self {
             max_staleness,
-            batch_groups: batch_groups as u64,
+            sizes,
             state: Mutex::new(GateState { base_version: start_version, version: start_version, started: 0, refunds: 0, barrier: None }),
             changed,
         }
@@ -39,9 +41,11 @@ impl StalenessGate {
 
     pub fn try_acquire(&self) -> bool {
         let mut s = lock(&self.state);
-        let mut limit = (s.version - s.base_version + self.max_staleness + 1) * self.batch_groups + s.refunds;
+        // Groups the steps from the base up to (not including) `version` train.
+        let upto = |version: PolicyVersion| self.sizes.before(version.max(s.base_version)) - self.sizes.before(s.base_version);
+        let mut limit = upto(s.version.saturating_add(self.max_staleness).saturating_add(1)).saturating_add(s.refunds);
         if let Some(barrier) = s.barrier {
-            limit = limit.min(barrier.saturating_sub(s.base_version) * self.batch_groups + s.refunds);
+            limit = limit.min(upto(barrier).saturating_add(s.refunds));
         }
         if s.started < limit {
             s.started += 1;
@@ -92,7 +96,7 @@ mod tests {
 
     #[test]
     fn synchronous_gate_admits_one_batch_per_version() {
-        let g = StalenessGate::new(7, 0, 3);
+        let g = StalenessGate::new(7, 0, StepSizes::Fixed(3));
         assert_eq!(drain(&g), 3);
         g.advance(8);
         assert_eq!(drain(&g), 3);
@@ -102,7 +106,7 @@ mod tests {
 
     #[test]
     fn barrier_admits_nothing_that_would_train_after_it() {
-        let g = StalenessGate::new(5, 2, 4);
+        let g = StalenessGate::new(5, 2, StepSizes::Fixed(4));
         g.hold_at(6);
         assert_eq!(drain(&g), 4, "only the batch of version 6");
         g.advance(6);
@@ -113,9 +117,25 @@ mod tests {
 
     #[test]
     fn staleness_two_admits_three_batches_ahead() {
-        let g = StalenessGate::new(0, 2, 4);
+        let g = StalenessGate::new(0, 2, StepSizes::Fixed(4));
         assert_eq!(drain(&g), 12);
         g.advance(1);
         assert_eq!(drain(&g), 4);
+    }
+
+    #[test]
+    fn planned_steps_admit_each_step_its_own_groups() {
+        // Resumed at step 1 of a plan of steps with 2, 3, 1 and 4 groups.
+        let g = StalenessGate::new(1, 0, StepSizes::planned(&[2, 3, 1, 4]));
+        assert_eq!(drain(&g), 3, "step 1's groups");
+        g.advance(2);
+        assert_eq!(drain(&g), 1);
+        g.hold_at(3);
+        g.advance(3);
+        assert_eq!(drain(&g), 0, "the barrier holds step 3's groups");
+        g.hold_at(9);
+        assert_eq!(drain(&g), 4);
+        g.advance(4);
+        assert!(g.try_acquire(), "past the plan a generator may ask the ledger, which says the prompts have ended");
     }
 }

@@ -14,6 +14,7 @@ use crate::error::{FailureCheckpoint, RuntimeError};
 use crate::ledger::Holder;
 use crate::messages::{Policy, RunState, ScoredGroup, WeightsPublished};
 use crate::metrics as m;
+use crate::step_sizes::StepSizes;
 use crate::summary::{RunSummary, StepRecord};
 use crate::traits::Trainer;
 use crate::worker::Worker;
@@ -21,6 +22,7 @@ use crate::worker::Worker;
 pub struct LearnerCore<T: Trainer> {
     trainer: T,
     ctx: Arc<Context<T::Weights>>,
+    sizes: StepSizes,
     step: u64,
     version: u64,
     batch: Vec<ScoredGroup>,
@@ -62,6 +64,7 @@ impl<T: Trainer> LearnerCore<T> {
         metrics::counter!(m::LEARNER_DROPPED, "reason" => "uniform").increment(0);
         Self {
             trainer,
+            sizes: ctx.cfg.step_sizes(),
             ctx,
             step,
             version,
@@ -109,7 +112,7 @@ impl<T: Trainer> LearnerCore<T> {
     }
 
     pub fn batch_full(&self) -> bool {
-        self.batch.len() >= self.ctx.cfg.batch_groups
+        self.batch.len() >= self.sizes.of(self.step)
     }
 
     pub fn batch_is_empty(&self) -> bool {
@@ -160,7 +163,10 @@ impl<T: Trainer> LearnerCore<T> {
         }
         let n = n.max(1) as f64;
         reward_means.iter_mut().for_each(|(_, s)| *s /= n);
-        reward_means.push(("total".into(), sum_total / n));
+        // Supervised data (SFT) is scored by no function: no reward to report.
+        if !reward_means.is_empty() {
+            reward_means.push(("total".into(), sum_total / n));
+        }
         let accuracy = (judged > 0).then(|| correct as f64 / judged as f64);
 
         m::record_update(&stats, took, self.version);

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod scorer;
 pub mod shutdown;
+pub mod step_sizes;
 pub mod summary;
 pub mod supervisor;
 pub mod traits;
@@ -40,6 +41,7 @@ pub use messages::{
 };
 pub use pipeline::Pipeline;
 pub use shutdown::{on_signals, on_signals_in_background, ShutdownHandle};
+pub use step_sizes::StepSizes;
 pub use summary::{RemoteCounts, RunSummary, StepRecord};
 pub use supervisor::Factory;
 pub use traits::{PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

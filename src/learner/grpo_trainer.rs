@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::Var;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
-use crate::checkpoint::{self, CheckpointContents, ExtraFile, TrainerState};
+use crate::checkpoint::{self, CheckpointContents, ExtraFile};
 use crate::learner::grpo::{grpo_step, GrpoConfig, ScoredSequence};
+use crate::learner::run_state::{from_trainer_state, to_trainer_state};
 use crate::model::{CausalLm, ModelConfig, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
@@ -130,18 +131,9 @@ impl GrpoTrainer {
         loaded.restore(&mut self.optimizer).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         let s = &loaded.state;
-        let count = |key: &str| s.extra.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
-        let pending: Vec<u64> = s.extra.get("pending").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
-        self.problems_done = s.data_cursor.saturating_sub(pending.len() as u64);
-        self.start = RunState {
-            step: s.step,
-            version: s.policy_version,
-            cursor: s.data_cursor,
-            pending,
-            dropped_stale: count("dropped_stale"),
-            dropped_uniform: count("dropped_uniform"),
-        };
-        self.steps_done = s.step;
+        self.start = from_trainer_state(s).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        self.problems_done = s.data_cursor.saturating_sub(self.start.pending.len() as u64);
+        self.steps_done = self.start.step;
         self.dropped = self.start.dropped_uniform;
         Ok(())
     }
@@ -294,20 +286,8 @@ impl Trainer for GrpoTrainer {
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainError> {
         let weights = self.weights()?;
-        let trainer_state = TrainerState {
-            step: state.step,
-            // As of the last completed step: a failed step's refused updates are retried on resume.
-            skipped_steps: self.completed.1,
-            policy_version: state.version,
-            data_cursor: state.cursor,
-            extra: serde_json::json!({
-                "pending": state.pending,
-                "dropped_stale": state.dropped_stale,
-                "dropped_uniform": state.dropped_uniform,
-            }),
-            run_id: self.run_id.clone(),
-            ..Default::default()
-        };
+        // As of the last completed step: a failed step's refused updates are retried on resume.
+        let trainer_state = to_trainer_state(state, self.completed.1, &self.run_id);
         let extra: Vec<ExtraFile> =
             self.stamp.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
         let contents = CheckpointContents {

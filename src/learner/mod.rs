@@ -1,7 +1,7 @@
 //! The learner role: the objectives (GRPO's loss and step, SFT full or LoRA, knowledge
 //! distillation by traces or logits), each an `Objective` whose micro-batches `optimizer_step`
-//! accumulates before stepping the crate AdamW (src/optim.rs), and `grpo_trainer`, the runtime's
-//! `Trainer` on the real model.
+//! accumulates before stepping the crate AdamW (src/optim.rs), and the runtime's `Trainer`s on
+//! the real model: `grpo_trainer`, and `sft_trainer` fed by `sft_source`'s planned examples.
 //! Synchronous and deterministic; the actors call these. The scorer's group advantages are
 //! `srlm_actors::advantages`.
 
@@ -12,10 +12,13 @@ pub mod kd;
 pub mod lanes;
 pub mod logit_kd;
 pub mod objective;
+pub mod run_state;
 pub mod sft;
 pub mod sft_checkpoint;
 pub mod sft_data;
 pub mod sft_recipe;
+pub mod sft_source;
+pub mod sft_trainer;
 pub mod traces;
 
 pub use grpo::{grpo_step, GrpoConfig, GrpoStats, ScoredBatch};

@@ -3,13 +3,14 @@
 //! The same loop trains all weights or only LoRA adapters: it steps whatever parameters the
 //! optimizer holds, and a LoRA model's base weights are plain tensors that never receive a
 //! gradient. Every epoch's batches follow from the seed, so the run's length is known up front
-//! (the learning-rate schedule needs it) and a cursor (epoch, micro-batch) resumes it exactly.
+//! (the learning-rate schedule needs it) and the count of examples trained resumes it exactly.
 
 use candle_core::{DType, Device, Result, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
+use srlm_actors::RunState;
 
 use super::lanes::Lanes;
 use super::objective::{optimizer_step, Objective};
@@ -155,11 +156,76 @@ pub fn mean_loss(model: &dyn CausalLm, examples: &[SftExample], cfg: &SftConfig)
     Ok(nll / tokens.max(1) as f64)
 }
 
-/// Where an SFT run stands: the next micro-batch of an epoch's plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SftCursor {
+/// The whole run's batches, fixed by the examples, epochs, token budget, accumulation and seed:
+/// steps in order, each `grad_accum` micro-batches of one epoch's plan (an epoch's last step may
+/// have fewer). The learning-rate schedule needs its length up front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftPlan {
+    steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedStep {
     pub epoch: usize,
-    pub batch: usize,
+    /// Example indices of each micro-batch.
+    pub micro_batches: Vec<Vec<usize>>,
+}
+
+impl PlannedStep {
+    pub fn examples(&self) -> usize {
+        self.micro_batches.iter().map(Vec::len).sum()
+    }
+}
+
+impl SftPlan {
+    pub fn new(examples: &[SftExample], cfg: &SftConfig) -> Self {
+        let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
+        let steps = (0..cfg.epochs)
+            .flat_map(|epoch| {
+                let batches = plan_batches(&lengths, cfg.token_budget, cfg.seed, epoch);
+                batches.chunks(cfg.grad_accum.max(1)).map(|c| PlannedStep { epoch, micro_batches: c.to_vec() }).collect::<Vec<_>>()
+            })
+            .collect();
+        Self { steps }
+    }
+
+    pub fn steps(&self) -> &[PlannedStep] {
+        &self.steps
+    }
+
+    /// Example indices in the order the run trains them: position `p` of this order is the
+    /// `p`-th example handed to the learner (the run state's data cursor counts positions).
+    pub fn example_order(&self) -> Vec<usize> {
+        self.steps.iter().flat_map(|s| s.micro_batches.iter().flatten().copied()).collect()
+    }
+
+    /// Examples each step trains.
+    pub fn step_sizes(&self) -> Vec<usize> {
+        self.steps.iter().map(PlannedStep::examples).collect()
+    }
+
+    /// Positions the steps before `step` take.
+    pub fn examples_before(&self, step: usize) -> u64 {
+        self.steps.iter().take(step).map(|s| s.examples() as u64).sum()
+    }
+
+    /// The step a run continues at from `state`, which must be a step boundary of this plan.
+    pub fn resume_step(&self, state: &RunState) -> std::result::Result<usize, AlgoError> {
+        let step = state.step as usize;
+        let bad = |reason: String| AlgoError::BadConfig { field: "cursor".into(), reason };
+        if step > self.steps.len() {
+            return Err(bad(format!("step {step} is past the plan's {} steps", self.steps.len())));
+        }
+        if !state.pending.is_empty() || state.cursor != self.examples_before(step) {
+            return Err(bad(format!(
+                "example {} (with {} pending) is not where step {step} starts (example {}): resume with `srlm train`",
+                state.cursor,
+                state.pending.len(),
+                self.examples_before(step)
+            )));
+        }
+        Ok(step)
+    }
 }
 
 /// Optimiser steps in one epoch: every epoch plans the same batches, in another order.
@@ -185,8 +251,8 @@ pub struct SftStepStats {
     pub lr: f64,
     /// True when the loss or gradient was not finite and the update was skipped.
     pub skipped: bool,
-    /// Where the run continues after this step.
-    pub next: SftCursor,
+    /// Examples trained with this step, from the run's start: where the data continues.
+    pub next_cursor: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -198,76 +264,79 @@ pub struct SftReport {
     pub last_loss: f64,
 }
 
-/// Trains `model` on `examples` (already fitted to the maximum length) from `start` to the end
-/// of the last epoch, stepping the parameters `opt` holds; `on_step` runs after every step
-/// (logging, checkpoints) and can stop the run with an error.
+/// Trains `model` on `examples` (already fitted to the maximum length) from step `start` of
+/// their plan to its end, in this thread, stepping the parameters `opt` holds; `on_step` runs
+/// after every step (logging, checkpoints) and can stop the run with an error. `srlm train`
+/// runs the same steps through the runtime (`SftTrainer`).
 pub fn train_sft<E: From<AlgoError>>(
     model: &dyn CausalLm,
     opt: &mut AdamW,
     examples: &[SftExample],
     cfg: &SftConfig,
-    start: SftCursor,
+    start: usize,
     mut on_step: impl FnMut(&SftStepStats, &AdamW) -> std::result::Result<(), E>,
 ) -> std::result::Result<SftReport, E> {
-    let lengths: Vec<usize> = examples.iter().map(SftExample::len).collect();
-    let accum = cfg.grad_accum.max(1);
-    let mut report = SftReport::default();
-    let bad_cursor = |reason: String| AlgoError::BadConfig { field: "cursor".into(), reason };
-    if start.epoch > cfg.epochs || (start.epoch == cfg.epochs && start.batch > 0) {
-        return Err(bad_cursor(format!("epoch {} is past the run's {} epochs", start.epoch, cfg.epochs)).into());
+    let plan = SftPlan::new(examples, cfg);
+    if start > plan.steps().len() {
+        let reason = format!("step {start} is past the plan's {} steps", plan.steps().len());
+        return Err(AlgoError::BadConfig { field: "cursor".into(), reason }.into());
     }
-    for epoch in start.epoch..cfg.epochs {
-        let batches = plan_batches(&lengths, cfg.token_budget, cfg.seed, epoch);
-        let first = if epoch == start.epoch { start.batch } else { 0 };
-        if first > batches.len() || first % accum != 0 {
-            let reason = format!(
-                "micro-batch {first} of epoch {epoch} is not a step boundary of its {} batches (grad_accum {accum})",
-                batches.len()
-            );
-            return Err(bad_cursor(reason).into());
+    let mut report = SftReport::default();
+    for (k, planned) in plan.steps().iter().enumerate().skip(start) {
+        let micro: Vec<Vec<&SftExample>> = planned.micro_batches.iter().map(|idx| idx.iter().map(|&i| &examples[i]).collect()).collect();
+        let update = sft_update(model, opt, &micro, cfg)?;
+        let stats = update.stats(k, planned.epoch, plan.examples_before(k + 1));
+        report.steps += 1;
+        report.tokens += stats.tokens;
+        if stats.skipped {
+            report.skipped_steps += 1;
+        } else {
+            report.last_loss = stats.loss;
         }
-        let mut at = first;
-        for group in batches[first..].chunks(accum) {
-            at += group.len();
-            let next = if at == batches.len() { SftCursor { epoch: epoch + 1, batch: 0 } } else { SftCursor { epoch, batch: at } };
-            let stats = sft_step(model, opt, examples, group, cfg, epoch, next)?;
-            report.steps += 1;
-            report.tokens += stats.tokens;
-            if stats.skipped {
-                report.skipped_steps += 1;
-            } else {
-                report.last_loss = stats.loss;
-            }
-            on_step(&stats, opt)?;
-        }
+        on_step(&stats, opt)?;
     }
     Ok(report)
 }
 
-/// One optimiser step over the micro-batches `group`. The loss is normalised by the step's
+/// What one SFT optimiser step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SftUpdate {
+    pub loss: f64,
+    pub tokens: usize,
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub applied: bool,
+}
+
+impl SftUpdate {
+    pub fn stats(&self, step: usize, epoch: usize, next_cursor: u64) -> SftStepStats {
+        SftStepStats {
+            step,
+            epoch,
+            loss: self.loss,
+            tokens: self.tokens,
+            grad_norm: self.grad_norm,
+            lr: self.lr,
+            skipped: !self.applied,
+            next_cursor,
+        }
+    }
+}
+
+/// One optimiser step over the micro-batches `micro`. The loss is normalised by the step's
 /// total completion tokens, so accumulation equals one big batch; the optimizer clips.
-fn sft_step(
+pub fn sft_update(
     model: &dyn CausalLm,
     opt: &mut AdamW,
-    examples: &[SftExample],
-    group: &[Vec<usize>],
+    micro: &[Vec<&SftExample>],
     cfg: &SftConfig,
-    epoch: usize,
-    next: SftCursor,
-) -> std::result::Result<SftStepStats, AlgoError> {
-    let step = (opt.step_count() + opt.skipped_count()) as usize;
-    let tokens: usize = group.iter().flatten().map(|&i| examples[i].completion.len()).sum();
-    let micro = group
-        .iter()
-        .map(|idx| {
-            let rows: Vec<&SftExample> = idx.iter().map(|&i| &examples[i]).collect();
-            collate(&rows, cfg.pad_id, model.device())
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+) -> std::result::Result<SftUpdate, AlgoError> {
+    let tokens: usize = micro.iter().flatten().map(|e| e.completion.len()).sum();
+    let batches = micro.iter().map(|rows| collate(rows, cfg.pad_id, model.device())).collect::<std::result::Result<Vec<_>, _>>()?;
     let objective = CompletionNll { tokens, chunk_rows: cfg.chunk_rows };
-    let update = optimizer_step(&objective, model, opt, &micro, &Lanes::new(cfg.lanes)?)?;
+    let update = optimizer_step(&objective, model, opt, &batches, &Lanes::new(cfg.lanes)?)?;
     let loss = update.parts.iter().sum::<f64>() / tokens.max(1) as f64;
-    Ok(SftStepStats { step, epoch, loss, tokens, grad_norm: update.grad_norm, lr: update.lr, skipped: !update.applied, next })
+    Ok(SftUpdate { loss, tokens, grad_norm: update.grad_norm, lr: update.lr, applied: update.applied })
 }
 
 /// SFT's loss: the completion tokens' NLL, summed over a micro-batch and divided by the

@@ -1,17 +1,21 @@
 //! SFT run ↔ disk: periodic checkpoints of `srlm sft` (full weights, or LoRA adapters over the
 //! frozen base) in the crate's checkpoint format, and the exact resume from one.
 //!
-//! Besides weights and moments, exactness needs the data cursor (epoch, next micro-batch: the
-//! plans themselves follow from the seed) and, with LoRA dropout, the mask stream's position.
+//! Besides weights and moments, exactness needs the run state (examples trained, and those handed
+//! out but not trained: the plans themselves follow from the seed) and, with LoRA dropout, the
+//! mask stream's position.
 //! A LoRA checkpoint holds only the adapters (PEFT layout); the resumed run reloads the base
 //! from the original model, which the adapters never changed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Var;
+use srlm_actors::RunState;
 
-use super::sft::{SftConfig, SftCursor, SftExample, SftStepStats};
+use super::run_state::{from_trainer_state, to_trainer_state};
+use super::sft::{SftConfig, SftExample, SftStepStats};
 use crate::checkpoint::{self, CheckpointContents, CheckpointError, ExtraFile, RngState, TrainerState, TRAINER_STATE};
 use crate::model::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use crate::model::{LoraAdapters, LoraError, ModelConfig, Weights};
@@ -21,24 +25,24 @@ use crate::tokenizer::Tokenizer;
 /// The key of the LoRA dropout stream in `TrainerState::rng`.
 const DROPOUT_RNG: &str = "lora_dropout";
 
-/// What an SFT run trains.
-pub enum SftParams<'a> {
+/// What an SFT run trains (handles sharing the trained storage).
+pub enum SftParams {
     /// Every weight, named as in the HF checkpoint.
-    Full(&'a [(String, Var)]),
+    Full(Vec<(String, Var)>),
     /// Adapters over a frozen base; `base_model` is recorded in adapter_config.json.
-    Lora { adapters: &'a LoraAdapters, base_model: &'a str },
+    Lora { adapters: Arc<LoraAdapters>, base_model: String },
 }
 
 /// Where and how often an SFT run saves checkpoints.
-pub struct SftCheckpoints<'a> {
+pub struct SftCheckpoints {
     pub root: PathBuf,
     /// Optimiser steps between checkpoints; 0 saves none.
     pub every: usize,
     /// Newest checkpoints kept; 0 keeps all.
     pub keep: usize,
-    pub config: &'a ModelConfig,
-    pub tokenizer: Option<&'a Tokenizer>,
-    pub params: SftParams<'a>,
+    pub config: ModelConfig,
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    pub params: SftParams,
     /// [`plan_fingerprint`] of the run; a resumed run must plan the same batches.
     pub plan: String,
     /// The run that owns the checkpoints (retention keeps to its own run); empty for none.
@@ -64,27 +68,20 @@ pub fn plan_fingerprint(examples: &[SftExample], cfg: &SftConfig) -> String {
     format!("{:08x}", h.finalize())
 }
 
-impl SftCheckpoints<'_> {
-    /// Saves a checkpoint when `stats` completes a multiple of `every` steps.
+impl SftCheckpoints {
+    /// Saves a checkpoint when `stats` completes a multiple of `every` steps (the in-thread loop,
+    /// `train_sft`; nothing is in flight between its steps).
     pub fn after_step(&self, stats: &SftStepStats, opt: &AdamW) -> Result<Option<PathBuf>, CheckpointError> {
         if self.every == 0 || !(stats.step + 1).is_multiple_of(self.every) {
             return Ok(None);
         }
-        self.save(opt, stats.next).map(Some)
+        let done = stats.step as u64 + 1;
+        self.save(opt, &RunState { step: done, version: done, cursor: stats.next_cursor, ..RunState::default() }).map(Some)
     }
 
-    /// Writes `checkpoint-<step>` under `root`: the run continues at `next`.
-    pub fn save(&self, opt: &AdamW, next: SftCursor) -> Result<PathBuf, CheckpointError> {
-        let mut state = TrainerState {
-            step: opt.step_count(),
-            skipped_steps: opt.skipped_count(),
-            policy_version: opt.step_count(),
-            data_cursor: next.batch as u64,
-            epoch: next.epoch as u64,
-            config_hash: self.plan.clone(),
-            run_id: self.run_id.clone(),
-            ..Default::default()
-        };
+    /// Writes `checkpoint-<step>` under `root`: the run continues from `run`.
+    pub fn save(&self, opt: &AdamW, run: &RunState) -> Result<PathBuf, CheckpointError> {
+        let mut state = TrainerState { config_hash: self.plan.clone(), ..to_trainer_state(run, opt.skipped_count(), &self.run_id) };
         let (weights, mut extra) = match &self.params {
             SftParams::Full(vars) => {
                 let tensors = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect::<BTreeMap<_, _>>();
@@ -102,9 +99,9 @@ impl SftCheckpoints<'_> {
         };
         extra.extend(self.extra_json.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }));
         let contents = CheckpointContents {
-            config: self.config,
+            config: &self.config,
             weights: weights.as_ref(),
-            tokenizer: self.tokenizer,
+            tokenizer: self.tokenizer.as_deref(),
             optimizer: opt,
             state: &state,
             extra: &extra,
@@ -114,8 +111,8 @@ impl SftCheckpoints<'_> {
 
     /// Restores weights (or adapters), moments, schedule position and dropout stream from the
     /// checkpoint `dir`; returns where the run continues.
-    pub fn resume(&self, dir: &Path, opt: &mut AdamW) -> Result<SftCursor, CheckpointError> {
-        let loaded = checkpoint::load(dir, self.config)?;
+    pub fn resume(&self, dir: &Path, opt: &mut AdamW) -> Result<RunState, CheckpointError> {
+        let loaded = checkpoint::load(dir, &self.config)?;
         let state_path = dir.join(TRAINER_STATE);
         let invalid = |reason: String| CheckpointError::Invalid { path: state_path.clone(), reason };
         if loaded.state.config_hash != self.plan {
@@ -141,6 +138,6 @@ impl SftCheckpoints<'_> {
                 }
             }
         }
-        Ok(SftCursor { epoch: loaded.state.epoch as usize, batch: loaded.state.data_cursor as usize })
+        from_trainer_state(&loaded.state).map_err(invalid)
     }
 }

@@ -402,16 +402,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         .collect();
     let placement = Placement::new(&cfg.model.device, &r.generator_devices, r.pipeline.generators, r.generator_dtype.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let runtime = RuntimeConfig {
-        generator_devices: placement.generator_slots.clone(),
-        seed: cfg.seed,
-        metrics_addr: if r.metrics_addr.is_empty() || opts.deterministic {
-            None
-        } else {
-            Some(r.metrics_addr.parse().context("runtime.metrics_addr")?)
-        },
-        ..r.pipeline.clone()
-    };
+    let runtime = RuntimeConfig { generator_devices: placement.generator_slots.clone(), ..runtime_base(cfg, opts)? };
     let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
     let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
     let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
@@ -427,12 +418,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     if placement.has_foreign_generators() {
         pipeline.copy_to_device = Some(placement.copy_hook());
     }
-    let summary: RunSummary = if opts.deterministic {
-        pipeline.run_deterministic()?
-    } else {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        rt.block_on(pipeline.run())?
-    };
+    let summary = run_pipeline(pipeline, opts.deterministic)?;
     progress.finish();
     say(
         opts,
@@ -469,6 +455,29 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     }
     // The learner's count continues from the checkpoint's, so this is the stage's whole count.
     Ok(summary.state.step)
+}
+
+/// What every stage's runtime shares: `[runtime]`'s pipeline keys, the run's seed, and the
+/// metrics address (none under `--deterministic`, whose harness serves no endpoint).
+fn runtime_base(cfg: &TrainConfig, opts: &RunOptions) -> Result<RuntimeConfig> {
+    let r = &cfg.runtime;
+    let metrics_addr =
+        if r.metrics_addr.is_empty() || opts.deterministic { None } else { Some(r.metrics_addr.parse().context("runtime.metrics_addr")?) };
+    Ok(RuntimeConfig { seed: cfg.seed, metrics_addr, ..r.pipeline.clone() })
+}
+
+/// Runs `pipeline` to its end: on the deterministic harness, or on a tokio runtime.
+fn run_pipeline<S, R, T>(pipeline: Pipeline<S, R, T>, deterministic: bool) -> Result<RunSummary>
+where
+    S: srlm_actors::Sampler,
+    R: srlm_actors::Rewarder,
+    T: srlm_actors::Trainer<Weights = S::Weights>,
+{
+    if deterministic {
+        return Ok(pipeline.run_deterministic()?);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    Ok(rt.block_on(pipeline.run())?)
 }
 
 /// Where stage `index`'s finished weights go: `out_dir/stage-<index>-<name>`.

@@ -1,18 +1,19 @@
 //! The sft stage (and trace KD, which is SFT on the teacher's solutions): the training
 //! problems' worked solutions or `[sft] data` as (prompt, completion) tokens, then full or LoRA
-//! fine-tuning with periodic checkpoints and a checkpoint on a stop.
+//! fine-tuning on the runtime (the learner actor steps, with its metrics, checkpoints, stop
+//! handling and deterministic harness).
 
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use srlm_actors::StepStats;
 
-use super::{say, RunOptions, StageRun, State};
-use crate::learner::sft::{fit_length, total_steps, train_sft, SftConfig, SftCursor, SftExample, SftStepStats};
+use super::{run_pipeline, runtime_base, say, RunOptions, StageRun, State};
+use crate::learner::sft::{fit_length, SftConfig, SftExample, SftPlan, SftStepStats};
 use crate::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::learner::sft_data::{read_conversations, tokenize_conversation};
-use crate::model::{CausalLm, LoraAdapters, Qwen2};
+use crate::learner::sft_trainer::{sft_pipeline, SftTrainer};
+use crate::model::{LoraAdapters, Qwen2};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 use crate::train::config::TrainConfig;
@@ -65,7 +66,8 @@ fn examples_from_file(cfg: &TrainConfig, path: &Path, tok: &Tokenizer) -> Result
         .collect()
 }
 
-/// Fine-tunes the model in `state` on `examples` with `[sft]`'s settings; `state` ends with the
+/// Fine-tunes the model in `state` on `examples` with `[sft]`'s settings, through the runtime:
+/// a data source hands out the planned examples, the learner actor steps. `state` ends with the
 /// trained weights (LoRA adapters merged).
 pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExample>, opts: &RunOptions, stage: &StageRun) -> Result<u64> {
     let s = &cfg.sft;
@@ -93,58 +95,39 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
         chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
         lanes: s.lanes,
     };
-    let opt_cfg = s.adamw(total_steps(&fitted.examples, &sft).max(1));
+    let plan = SftPlan::new(&fitted.examples, &sft);
+    let opt_cfg = s.adamw(plan.steps().len().max(1));
     let checkpoints = |params| -> Result<SftCheckpoints> {
         Ok(SftCheckpoints {
             root: stage.checkpoints.clone(),
             every: cfg.runtime.pipeline.checkpoint_every as usize,
             keep: cfg.runtime.keep_checkpoints,
-            config: &state.config,
-            tokenizer: Some(&state.tokenizer),
+            config: state.config.clone(),
+            tokenizer: Some(Arc::clone(&state.tokenizer)),
             params,
             plan: plan_fingerprint(&fitted.examples, &sft),
             run_id: stage.stamp.run_id.clone(),
             extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
         })
     };
-    let run = |model: &dyn CausalLm, opt: &mut AdamW, ckpt: &SftCheckpoints| -> Result<u64> {
-        let start = match stage.resume {
-            Some(dir) => ckpt.resume(dir, opt)?,
-            None => SftCursor::default(),
-        };
-        let mut since = Instant::now();
-        let report = train_sft(model, opt, &fitted.examples, &sft, start, |st: &SftStepStats, opt: &AdamW| -> Result<()> {
-            let stats = StepStats { loss: st.loss, grad_norm: Some(st.grad_norm), learning_rate: st.lr, ..StepStats::default() };
-            srlm_actors::metrics::record_update(&stats, since.elapsed(), opt.step_count());
-            since = Instant::now();
-            if opts.progress && st.step.is_multiple_of(10) {
-                eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
-            }
-            if opts.shutdown.is_requested() {
-                return Err(stage.stopped(ckpt.save(opt, st.next)?));
-            }
-            ckpt.after_step(st, opt)?;
-            Ok(())
-        })?;
-        tracing::debug!(target: "srlm::train", "sft: {} steps in this run", report.steps);
-        // The optimizer's counts continue from a checkpoint's: the stage's whole count.
-        Ok(opt.step_count() + opt.skipped_count())
+    let steps = |model: Qwen2, opt: AdamW, ckpt: SftCheckpoints| {
+        run_planned(cfg, opts, stage, &plan, &sft, fitted.examples.clone(), model, opt, ckpt)
     };
     match s.lora_config(cfg.seed) {
         None => {
             let (trainable, vars) = state.weights.to_vars()?;
             let model = Qwen2::new(&state.config, &trainable)?;
-            let mut opt = AdamW::new(vars.clone(), opt_cfg)?;
-            let steps = run(&model, &mut opt, &checkpoints(SftParams::Full(&vars))?)?;
+            let opt = AdamW::new(vars.clone(), opt_cfg)?;
+            let steps = steps(model, opt, checkpoints(SftParams::Full(vars.clone()))?)?;
             state.weights = snapshot(&vars)?;
             Ok(steps)
         }
         Some(lora) => {
-            let adapters = LoraAdapters::init(&lora, &state.weights, &state.config)?;
+            let adapters = Arc::new(LoraAdapters::init(&lora, &state.weights, &state.config)?);
             let model = Qwen2::with_lora(&state.config, &state.weights, &adapters, true)?;
-            let mut opt = AdamW::new(adapters.vars(), opt_cfg)?;
-            let params = SftParams::Lora { adapters: &adapters, base_model: &cfg.model.source };
-            let steps = run(&model, &mut opt, &checkpoints(params)?)?;
+            let opt = AdamW::new(adapters.vars(), opt_cfg)?;
+            let params = SftParams::Lora { adapters: Arc::clone(&adapters), base_model: cfg.model.source.clone() };
+            let steps = steps(model, opt, checkpoints(params)?)?;
             if s.save_adapter {
                 let dir = cfg.out_dir.join(format!("stage-{}-{}-adapter", stage.index, stage.name));
                 adapters.save_peft(&dir, &cfg.model.source, true)?;
@@ -154,4 +137,42 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
             Ok(steps)
         }
     }
+}
+
+/// Runs the plan's remaining steps on the runtime (the deterministic harness under
+/// `--deterministic`); returns the stage's whole step count.
+#[allow(clippy::too_many_arguments)]
+fn run_planned(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    stage: &StageRun,
+    plan: &SftPlan,
+    sft: &SftConfig,
+    examples: Vec<SftExample>,
+    model: Qwen2,
+    opt: AdamW,
+    checkpoints: SftCheckpoints,
+) -> Result<u64> {
+    let mut trainer = SftTrainer::new(model, opt, plan.clone(), sft.clone(), checkpoints);
+    if let Some(dir) = stage.resume {
+        trainer.resume_from(dir)?;
+    }
+    let progress = opts.progress;
+    trainer.on_step = Some(Box::new(move |st: &SftStepStats| {
+        if progress && st.step.is_multiple_of(10) {
+            eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
+        }
+    }));
+    let last_checkpoint = trainer.last_checkpoint();
+    let mut pipeline = sft_pipeline(runtime_base(cfg, opts)?, Arc::new(examples), trainer);
+    pipeline.shutdown = opts.shutdown.clone();
+    let summary = run_pipeline(pipeline, opts.deterministic)?;
+    tracing::debug!(target: "srlm::train", "{}: {} steps in this run", stage.name, summary.steps.len());
+    if summary.interrupted {
+        let saved = last_checkpoint.lock().expect("not poisoned").clone();
+        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
+        return Err(stage.stopped(saved));
+    }
+    // The learner's count continues from the checkpoint's: the stage's whole count.
+    Ok(summary.state.step)
 }

@@ -1,0 +1,155 @@
+//! The learner's capability for SFT (and trace KD): one planned step per batch of examples from
+//! `ExampleReader`, checkpoints with the runtime's run state and the plan's fingerprint.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use srlm_actors::{Factory, Pipeline, RunState, RuntimeConfig, ScoredGroup, Start, StepSizes, StepStats, Trainer};
+
+use super::sft::{sft_update, SftConfig, SftExample, SftPlan, SftStepStats};
+use super::sft_checkpoint::SftCheckpoints;
+use super::sft_source::{ExampleReader, Unscored};
+use crate::model::{CausalLm, Qwen2};
+use crate::optim::AdamW;
+
+/// Called after each step (the log line).
+pub type OnSftStep = Box<dyn FnMut(&SftStepStats) + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SftTrainError {
+    #[error("SFT step {step}: {message}")]
+    Step { step: u64, message: String },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+pub struct SftTrainer {
+    /// Built on the trainable variables (full) or the base with adapters (LoRA).
+    model: Qwen2,
+    optimizer: AdamW,
+    plan: SftPlan,
+    cfg: SftConfig,
+    checkpoints: SftCheckpoints,
+    start: RunState,
+    steps_done: u64,
+    /// The optimizer's applied-update count when the last step completed (see `consistent`).
+    completed: u64,
+    pub on_step: Option<OnSftStep>,
+    last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl SftTrainer {
+    /// `optimizer` holds the parameters `model` trains; `checkpoints.params` shares their storage.
+    pub fn new(model: Qwen2, optimizer: AdamW, plan: SftPlan, cfg: SftConfig, checkpoints: SftCheckpoints) -> Self {
+        let completed = optimizer.step_count();
+        Self {
+            model,
+            optimizer,
+            plan,
+            cfg,
+            checkpoints,
+            start: RunState::default(),
+            steps_done: 0,
+            completed,
+            on_step: None,
+            last_checkpoint: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Restores the parameters, moments, dropout stream and run state saved in `dir`.
+    pub fn resume_from(&mut self, dir: &Path) -> Result<(), SftTrainError> {
+        self.start = self.checkpoints.resume(dir, &mut self.optimizer).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
+        self.steps_done = self.start.step;
+        self.completed = self.optimizer.step_count();
+        Ok(())
+    }
+
+    /// Where the newest checkpoint went, readable after the run.
+    pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
+        Arc::clone(&self.last_checkpoint)
+    }
+
+    /// The batch as the plan's micro-batches of step `step`: the examples must be exactly the
+    /// positions that step covers (the runtime hands them out in order, one data source).
+    fn micro_batches(&self, step: usize, batch: &[ScoredGroup]) -> Result<Vec<Vec<SftExample>>, String> {
+        let planned = self.plan.steps().get(step).ok_or_else(|| format!("the plan has {} steps", self.plan.steps().len()))?;
+        let mut rows: Vec<(u64, SftExample)> = batch
+            .iter()
+            .map(|g| {
+                let completion = g.group.completions.first().map(|c| c.token_ids.clone()).unwrap_or_default();
+                (g.group.prompt.id, SftExample { prompt: g.group.prompt_token_ids.clone(), completion })
+            })
+            .collect();
+        rows.sort_by_key(|(id, _)| *id);
+        let first = self.plan.examples_before(step);
+        let want: Vec<u64> = (first..first + planned.examples() as u64).collect();
+        let got: Vec<u64> = rows.iter().map(|(id, _)| *id).collect();
+        if got != want {
+            return Err(format!("got examples {got:?}, the plan has {want:?}"));
+        }
+        let mut rows = rows.into_iter().map(|(_, e)| e);
+        Ok(planned.micro_batches.iter().map(|m| rows.by_ref().take(m.len()).collect()).collect())
+    }
+}
+
+/// SFT on the runtime: `ExampleReader` → `Unscored` → the learner with `trainer`, the steps as
+/// `trainer`'s plan says. One data source and one scorer keep the examples in the plan's order
+/// (the trainer checks it); reading is cheap, the learner is the work. The gate lets the source
+/// run a step ahead. `base` gives queue capacities, checkpoint interval, seed and metrics.
+pub fn sft_pipeline(
+    base: RuntimeConfig,
+    examples: Arc<Vec<SftExample>>,
+    trainer: SftTrainer,
+) -> Pipeline<ExampleReader, Unscored, SftTrainer> {
+    let runtime = RuntimeConfig {
+        group_size: 1,
+        max_staleness: 1,
+        generators: 1,
+        groups_in_flight: 1,
+        scorers: 1,
+        dynamic_sampling: false,
+        planned_steps: Some(StepSizes::planned(&trainer.plan.step_sizes())),
+        ..base
+    };
+    let reader = ExampleReader::new(examples, Arc::new(trainer.plan.example_order()));
+    let prompts = reader.prompts();
+    let sources: Factory<ExampleReader> = Arc::new(move |_, _| reader.fresh());
+    let scorers: Factory<Unscored> = Arc::new(|_, _| Unscored);
+    Pipeline::new(runtime, Arc::new(prompts), sources, scorers, trainer)
+}
+
+impl Trainer for SftTrainer {
+    type Weights = ();
+    type Error = SftTrainError;
+
+    fn start(&mut self) -> Result<Start<()>, SftTrainError> {
+        Ok(Start { state: self.start.clone(), weights: Arc::new(()) })
+    }
+
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<()>), SftTrainError> {
+        let step = self.steps_done;
+        let fail = |message: String| SftTrainError::Step { step, message };
+        let micro = self.micro_batches(step as usize, batch).map_err(fail)?;
+        let rows: Vec<Vec<&SftExample>> = micro.iter().map(|m| m.iter().collect()).collect();
+        let update = sft_update(&self.model as &dyn CausalLm, &mut self.optimizer, &rows, &self.cfg).map_err(|e| fail(e.to_string()))?;
+        let epoch = self.plan.steps()[step as usize].epoch;
+        let stats = update.stats(step as usize, epoch, self.plan.examples_before(step as usize + 1));
+        if let Some(f) = self.on_step.as_mut() {
+            f(&stats);
+        }
+        self.completed = self.optimizer.step_count();
+        self.steps_done += 1;
+        let out = StepStats { loss: stats.loss, grad_norm: Some(stats.grad_norm), learning_rate: stats.lr, ..StepStats::default() };
+        Ok((out, Arc::new(())))
+    }
+
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, SftTrainError> {
+        let dir = self.checkpoints.save(&self.optimizer, state).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
+        *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
+        Ok(dir.display().to_string())
+    }
+
+    fn consistent(&self) -> bool {
+        self.optimizer.step_count() == self.completed
+    }
+}
