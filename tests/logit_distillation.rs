@@ -114,6 +114,53 @@ fn forward_kl_distillation_lowers_the_forward_kl_on_held_out_sequences() {
     assert!(after < 0.7 * before, "held-out forward KL {before} → {after}");
 }
 
+/// The kd stage's `logits` mode on the runtime (a data source hands out the solutions, the
+/// learner actor steps) trains exactly what the in-thread loop trains, threaded or not.
+#[test]
+fn forward_kl_on_the_runtime_trains_what_the_loop_trains() {
+    use srlm::learner::example_source::example_pipeline;
+    use srlm::learner::kd::KdConfig;
+    use srlm::learner::kd_trainer::{publish_nothing, KdCheckpoints, KdTrainer};
+    use srlm_actors::{RuntimeConfig, StepSizes};
+    let (steps, per_step) = (15, 5);
+    let data = sequences(false);
+    assert!(steps * per_step > data.len(), "the run should wrap around the sequences");
+    let values = |vars: &[(String, candle_core::Var)]| -> Vec<Vec<f32>> {
+        vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect()
+    };
+    let (student, vars, teacher) = student_and_teacher();
+    let cfg = DistillConfig { steps, per_step, samples: 1, temperature: 1.0, chunk_rows: 64, pad_id: 0 };
+    let looped =
+        distill_forward(&student, &teacher, &data, &cfg, &mut optimizer(vars.clone(), 1e-2), |_, _: &AdamW| Ok::<(), AlgoError>(()));
+    assert_eq!(looped.unwrap().steps, steps);
+    let looped = values(&vars);
+    let tmp = tempfile::tempdir().unwrap();
+    for deterministic in [true, false] {
+        let (student, vars, teacher) = student_and_teacher();
+        let checkpoints = KdCheckpoints {
+            root: tmp.path().join(format!("deterministic-{deterministic}")),
+            keep: 0,
+            config: load_hf_weights(&common::fixtures().join("tiny/qwen2")).unwrap().0,
+            tokenizer: None,
+            run_id: String::new(),
+            extra_json: Vec::new(),
+        };
+        let kl = KdConfig { temperature: 1.0, direction: KlDirection::Forward, chunk_rows: 64 };
+        let opt = optimizer(vars.clone(), 1e-2);
+        let trainer = KdTrainer::new(student, vars.clone(), teacher, opt, kl, 0, per_step, publish_nothing, checkpoints);
+        let order = (0..steps * per_step).map(|p| p % data.len()).collect();
+        let base = RuntimeConfig { metrics_addr: None, ..RuntimeConfig::default() };
+        let pipeline = example_pipeline(base, std::sync::Arc::new(data.clone()), order, StepSizes::Fixed(per_step), trainer);
+        let summary = if deterministic {
+            pipeline.run_deterministic().unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(pipeline.run()).unwrap()
+        };
+        assert_eq!(summary.state.step, steps as u64);
+        assert!(values(&vars) == looped, "deterministic {deterministic}: the runtime trained other weights than the loop");
+    }
+}
+
 #[test]
 fn a_non_finite_step_is_counted_and_not_applied() {
     let (student, vars, teacher) = student_and_teacher();

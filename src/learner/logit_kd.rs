@@ -40,11 +40,32 @@ pub struct DistillStep {
 pub struct DistillStats {
     pub steps: usize,
     pub skipped: usize,
-    /// KL of the first and the last applied step, and the mean over applied steps.
+    /// KL of the first and the last applied step, and the mean over applied steps (NaN with none).
     pub first_kl: f64,
     pub last_kl: f64,
     pub mean_kl: f64,
     pub tokens: usize,
+    kl_sum: f64,
+}
+
+impl DistillStats {
+    /// Counts one more step.
+    pub fn record(&mut self, s: &DistillStep) {
+        self.steps += 1;
+        self.tokens += s.tokens;
+        if s.skipped {
+            self.skipped += 1;
+        } else {
+            let applied = self.steps - self.skipped;
+            if applied == 1 {
+                self.first_kl = s.kl;
+            }
+            self.last_kl = s.kl;
+            self.kl_sum += s.kl;
+        }
+        let applied = self.steps - self.skipped;
+        self.mean_kl = if applied == 0 { f64::NAN } else { self.kl_sum / applied as f64 };
+    }
 }
 
 /// On-policy distillation: each step the student samples `samples` completions of the next
@@ -100,28 +121,16 @@ fn run<E: From<AlgoError>>(
     mut batch_for: impl FnMut(usize) -> candle_core::Result<SftBatch>,
 ) -> Result<DistillStats, E> {
     let kd = KdConfig { temperature: cfg.temperature, direction, chunk_rows: cfg.chunk_rows };
-    let mut stats = DistillStats::default();
-    let (mut applied, mut sum) = (0usize, 0.0);
+    let mut stats = DistillStats { mean_kl: f64::NAN, ..DistillStats::default() };
     // One optimizer update (or skip) per step: a restored optimizer says where a resumed run is.
     let first = (opt.step_count() + opt.skipped_count()) as usize;
     for step in first..cfg.steps {
         let batch = batch_for(step).map_err(AlgoError::from)?;
         let s = kd_step(student, teacher, opt, &batch, &kd).map_err(AlgoError::from)?;
-        stats.steps += 1;
-        stats.tokens += batch.targets;
-        if s.skipped {
-            stats.skipped += 1;
-        } else {
-            if applied == 0 {
-                stats.first_kl = s.loss;
-            }
-            stats.last_kl = s.loss;
-            sum += s.loss;
-            applied += 1;
-        }
-        on_step(&DistillStep { step: step + 1, kl: s.loss, grad_norm: s.grad_norm, tokens: batch.targets, skipped: s.skipped }, opt)?;
+        let step = DistillStep { step: step + 1, kl: s.loss, grad_norm: s.grad_norm, tokens: batch.targets, skipped: s.skipped };
+        stats.record(&step);
+        on_step(&step, opt)?;
     }
-    stats.mean_kl = if applied == 0 { f64::NAN } else { sum / applied as f64 };
     Ok(stats)
 }
 

@@ -1,14 +1,17 @@
 //! The learner role: the objectives (GRPO's loss and step, SFT full or LoRA, knowledge
 //! distillation by traces or logits), each an `Objective` whose micro-batches `optimizer_step`
 //! accumulates before stepping the crate AdamW (src/optim.rs), and the runtime's `Trainer`s on
-//! the real model: `grpo_trainer`, and `sft_trainer` fed by `sft_source`'s planned examples.
+//! the real model: `grpo_trainer`, `sft_trainer` and `kd_trainer`, the last two fed fixed
+//! examples by `example_source` (or, on-policy KD, the student's samples).
 //! Synchronous and deterministic; the actors call these. The scorer's group advantages are
 //! `srlm_actors::advantages`.
 
+pub mod example_source;
 pub mod grpo;
 pub mod grpo_loss;
 pub mod grpo_trainer;
 pub mod kd;
+pub mod kd_trainer;
 pub mod lanes;
 pub mod logit_kd;
 pub mod objective;
@@ -17,7 +20,6 @@ pub mod sft;
 pub mod sft_checkpoint;
 pub mod sft_data;
 pub mod sft_recipe;
-pub mod sft_source;
 pub mod sft_trainer;
 pub mod traces;
 

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use srlm_actors::{Factory, Pipeline, RunState, RuntimeConfig, ScoredGroup, Start, StepSizes, StepStats, Trainer};
+use srlm_actors::{Pipeline, RunState, RuntimeConfig, ScoredGroup, Start, StepSizes, StepStats, Trainer};
 
+use super::example_source::{example_pipeline, examples_of, in_position_order, ExampleReader, Unscored};
 use super::sft::{sft_update, SftConfig, SftExample, SftPlan, SftStepStats};
 use super::sft_checkpoint::SftCheckpoints;
-use super::sft_source::{ExampleReader, Unscored};
 use crate::model::{CausalLm, Qwen2};
 use crate::optim::AdamW;
 
@@ -73,49 +73,21 @@ impl SftTrainer {
     /// positions that step covers (the runtime hands them out in order, one data source).
     fn micro_batches(&self, step: usize, batch: &[ScoredGroup]) -> Result<Vec<Vec<SftExample>>, String> {
         let planned = self.plan.steps().get(step).ok_or_else(|| format!("the plan has {} steps", self.plan.steps().len()))?;
-        let mut rows: Vec<(u64, SftExample)> = batch
-            .iter()
-            .map(|g| {
-                let completion = g.group.completions.first().map(|c| c.token_ids.clone()).unwrap_or_default();
-                (g.group.prompt.id, SftExample { prompt: g.group.prompt_token_ids.clone(), completion })
-            })
-            .collect();
-        rows.sort_by_key(|(id, _)| *id);
-        let first = self.plan.examples_before(step);
-        let want: Vec<u64> = (first..first + planned.examples() as u64).collect();
-        let got: Vec<u64> = rows.iter().map(|(id, _)| *id).collect();
-        if got != want {
-            return Err(format!("got examples {got:?}, the plan has {want:?}"));
-        }
-        let mut rows = rows.into_iter().map(|(_, e)| e);
+        let rows = in_position_order(batch, self.plan.examples_before(step), planned.examples())?;
+        let mut rows = rows.into_iter().flat_map(examples_of);
         Ok(planned.micro_batches.iter().map(|m| rows.by_ref().take(m.len()).collect()).collect())
     }
 }
 
-/// SFT on the runtime: `ExampleReader` → `Unscored` → the learner with `trainer`, the steps as
-/// `trainer`'s plan says. One data source and one scorer keep the examples in the plan's order
-/// (the trainer checks it); reading is cheap, the learner is the work. The gate lets the source
-/// run a step ahead. `base` gives queue capacities, checkpoint interval, seed and metrics.
+/// SFT on the runtime: the data source hands out the examples in `trainer`'s plan order, and
+/// the steps are as large as the plan says.
 pub fn sft_pipeline(
     base: RuntimeConfig,
     examples: Arc<Vec<SftExample>>,
     trainer: SftTrainer,
 ) -> Pipeline<ExampleReader, Unscored, SftTrainer> {
-    let runtime = RuntimeConfig {
-        group_size: 1,
-        max_staleness: 1,
-        generators: 1,
-        groups_in_flight: 1,
-        scorers: 1,
-        dynamic_sampling: false,
-        planned_steps: Some(StepSizes::planned(&trainer.plan.step_sizes())),
-        ..base
-    };
-    let reader = ExampleReader::new(examples, Arc::new(trainer.plan.example_order()));
-    let prompts = reader.prompts();
-    let sources: Factory<ExampleReader> = Arc::new(move |_, _| reader.fresh());
-    let scorers: Factory<Unscored> = Arc::new(|_, _| Unscored);
-    Pipeline::new(runtime, Arc::new(prompts), sources, scorers, trainer)
+    let (order, sizes) = (trainer.plan.example_order(), StepSizes::planned(&trainer.plan.step_sizes()));
+    example_pipeline(base, examples, order, sizes, trainer)
 }
 
 impl Trainer for SftTrainer {

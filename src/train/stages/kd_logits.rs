@@ -1,17 +1,18 @@
-//! The `kd` stage's teacher and its logit modes: forward KL on the training problems' worked
-//! solutions (`logits`), or reverse KL on the student's own samples (`on_policy`).
+//! The `kd` stage's teacher and its logit modes on the runtime: forward KL on the training
+//! problems' worked solutions (`logits`), or reverse KL on the student's own samples (`on_policy`).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use srlm_actors::StepStats;
+use srlm_actors::{Factory, Pipeline, Prompt, RuntimeConfig, StepSizes};
 
 use super::sft::sft_examples;
-use super::{generation, say, RunOptions, StageRun, State};
-use crate::checkpoint::{self, CheckpointContents, TrainerState};
-use crate::learner::kd::check_shared_tokenizer;
-use crate::learner::logit_kd::{distill_forward, distill_on_policy, DistillConfig, DistillStats, DistillStep};
+use super::{generation, run_pipeline, runtime_base, say, RunOptions, StageRun, State};
+use crate::generate::policy_sampler::PolicySampler;
+use crate::learner::example_source::{example_pipeline, Unscored};
+use crate::learner::kd::{check_shared_tokenizer, KdConfig, KlDirection};
+use crate::learner::kd_trainer::{publish_nothing, publish_snapshot, KdCheckpoints, KdTrainer};
+use crate::learner::logit_kd::{DistillStats, DistillStep};
 use crate::learner::sft::{fit_length, Overlong};
 use crate::model::load::ModelSource;
 use crate::model::{LoadedModel, Qwen2};
@@ -19,6 +20,7 @@ use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
 use crate::tokenizer::Tokenizer;
 use crate::train::config::{KdMode, KdSection, TrainConfig};
 use crate::train::heldout::TrainingProblem;
+use crate::train::resume_point::STAGE_STAMP;
 use crate::train::snapshot::snapshot;
 
 /// Fails unless the teacher at `spec` tokenises as the student does; reads only its tokenizer,
@@ -41,8 +43,10 @@ pub(super) fn load_teacher(kd: &KdSection, state: &State) -> Result<LoadedModel>
     Ok(teacher)
 }
 
-/// Runs `kd.steps` steps of the configured logit mode (`logits` or `on_policy`) on the student's weights.
-/// A stop checkpoints at the step boundary; a resumed stage continues at the checkpoint's step.
+/// Runs `kd.steps` steps of the configured logit mode (`logits` or `on_policy`) on the student's
+/// weights, on the runtime: the data source (fixed solutions) or the generator (the student's
+/// samples) feeds the learner actor, which steps towards the teacher. A stop checkpoints; a
+/// resumed stage continues at the checkpoint's step.
 pub(super) fn logit_kd_stage(
     cfg: &TrainConfig,
     state: &mut State,
@@ -51,74 +55,77 @@ pub(super) fn logit_kd_stage(
     stage: &StageRun,
 ) -> Result<u64> {
     let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
-    let teacher = load_teacher(kd, state)?;
-    let teacher_model = teacher.model()?;
+    let teacher = load_teacher(kd, state)?.model()?;
     let (trainable, vars) = state.weights.to_vars()?;
     let student = Qwen2::new(&state.config, &trainable)?;
     let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: kd.steps() };
-    let mut opt = AdamW::new(vars.clone(), AdamWConfig { lr: kd.lr(), max_grad_norm: Some(1.0), schedule, ..AdamWConfig::default() })?;
-    if let Some(dir) = stage.resume {
-        checkpoint::load(dir, &state.config)?.restore(&mut opt)?;
-    }
-    let distill = DistillConfig {
-        steps: kd.steps(),
-        per_step: kd.prompts_per_step(),
-        samples: kd.samples,
-        temperature: kd.temperature(),
-        chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS,
-        pad_id: state.tokenizer.pad_token_id().unwrap_or(0),
+    let opt = AdamW::new(vars.clone(), AdamWConfig { lr: kd.lr(), max_grad_norm: Some(1.0), schedule, ..AdamWConfig::default() })?;
+    let (steps, per_step, temperature) = (kd.steps(), kd.prompts_per_step(), kd.temperature());
+    anyhow::ensure!(per_step > 0, "kd.prompts_per_step must be at least 1");
+    anyhow::ensure!(temperature > 0.0 && temperature.is_finite(), "kd.temperature {temperature} is not a positive number");
+    let direction = if kd.mode == KdMode::OnPolicy { KlDirection::Reverse } else { KlDirection::Forward };
+    let kl = KdConfig { temperature, direction, chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS };
+    let pad_id = state.tokenizer.pad_token_id().unwrap_or(0);
+    let checkpoints = KdCheckpoints {
+        root: stage.checkpoints.clone(),
+        keep: cfg.runtime.keep_checkpoints,
+        config: state.config.clone(),
+        tokenizer: Some(Arc::clone(&state.tokenizer)),
+        run_id: stage.stamp.run_id.clone(),
+        extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
     };
     let problems = &train[..kd.prompts.min(train.len())];
-    let (config, tokenizer) = (state.config.clone(), Arc::clone(&state.tokenizer));
-    // A checkpoint after the step just taken: the stage continues from it exactly.
-    let save = |opt: &AdamW| -> Result<std::path::PathBuf> {
-        let state = TrainerState {
-            step: opt.step_count(),
-            skipped_steps: opt.skipped_count(),
-            policy_version: opt.step_count(),
-            run_id: stage.stamp.run_id.clone(),
-            ..Default::default()
-        };
-        let weights = snapshot(&vars)?;
-        let extra = [stage.stamp.extra_file()];
-        let contents = CheckpointContents {
-            config: &config,
-            weights: Some(&weights),
-            tokenizer: Some(&tokenizer),
-            optimizer: opt,
-            state: &state,
-            extra: &extra,
-        };
-        Ok(checkpoint::save(&stage.checkpoints, &contents, cfg.runtime.keep_checkpoints)?)
-    };
-    let every = cfg.runtime.pipeline.checkpoint_every as usize;
-    let mut since = Instant::now();
-    let log_step = |s: &DistillStep, opt: &AdamW| -> Result<()> {
-        let stats = StepStats { loss: s.kl, kl: Some(s.kl), grad_norm: Some(s.grad_norm), learning_rate: opt.lr(), ..StepStats::default() };
-        srlm_actors::metrics::record_update(&stats, since.elapsed(), opt.step_count());
-        since = Instant::now();
-        let note = if s.skipped { " (non-finite: skipped)" } else { "" };
-        say(
-            opts,
-            &format!(
-                "kd step {:>4}/{} mean KL {:.4} over {} tokens, grad-norm {:.3}{note}",
-                s.step, distill.steps, s.kl, s.tokens, s.grad_norm
-            ),
-        );
-        if opts.shutdown.is_requested() {
-            return Err(stage.stopped(save(opt)?));
+    let totals = Arc::new(Mutex::new(DistillStats::default()));
+    let log = {
+        let (totals, progress) = (Arc::clone(&totals), opts.progress);
+        move |s: &DistillStep| {
+            lock(&totals).record(s);
+            let note = if s.skipped { " (non-finite: skipped)" } else { "" };
+            let line =
+                format!("kd step {:>4}/{steps} mean KL {:.4} over {} tokens, grad-norm {:.3}{note}", s.step, s.kl, s.tokens, s.grad_norm);
+            if progress {
+                eprintln!("{line}");
+            }
+            tracing::info!("{line}");
         }
-        if every > 0 && s.step.is_multiple_of(every) {
-            save(opt)?;
-        }
-        Ok(())
     };
-    let stats: DistillStats = if kd.mode == KdMode::OnPolicy {
-        let prompts = problems.iter().map(|p| state.tokenizer.encode(&p.prompt, false)).collect::<Result<Vec<_>, _>>()?;
+    // Position p of the run is problem (or solution) p mod n: both modes cycle through theirs.
+    let positions = steps * per_step;
+    let base = runtime_base(cfg, opts)?;
+    let (summary, last_checkpoint) = if kd.mode == KdMode::OnPolicy {
+        anyhow::ensure!(kd.samples > 0, "kd.samples: on-policy distillation needs at least one sample per prompt");
+        anyhow::ensure!(!problems.is_empty(), "kd: no training problem to sample on");
         let max_new_tokens = kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens());
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, max_new_tokens);
-        say(opts, &format!("kd (on_policy): {} prompts, {} per step × {} samples of up to {max_new_tokens} tokens, reverse KL at temperature {}, lr {}", prompts.len(), distill.per_step, distill.samples, distill.temperature, kd.lr()));
-        distill_on_policy(&student, &teacher_model, &*state.tokenizer, &prompts, &gen, &distill, &mut opt, log_step)?
+        say(opts, &format!("kd (on_policy): {} prompts, {per_step} per step × {} samples of up to {max_new_tokens} tokens, reverse KL at temperature {temperature}, lr {}", problems.len(), kd.samples, kd.lr()));
+        let mut trainer = KdTrainer::new(student, vars.clone(), teacher, opt, kl, pad_id, per_step, publish_snapshot, checkpoints);
+        if let Some(dir) = stage.resume {
+            trainer.resume_from(dir)?;
+        }
+        trainer.on_step = Some(Box::new(log));
+        let last_checkpoint = trainer.last_checkpoint();
+        let prompts: Vec<Prompt> = (0..positions as u64)
+            .map(|id| {
+                let p = &problems[id as usize % problems.len()];
+                Prompt { id, text: p.prompt.clone(), reference: p.gold.clone() }
+            })
+            .collect();
+        // Lockstep (max_staleness 0): each step distills on samples of the weights it updates.
+        let runtime = RuntimeConfig {
+            group_size: kd.samples,
+            batch_groups: per_step,
+            max_staleness: 0,
+            generators: 1,
+            scorers: 1,
+            dynamic_sampling: false,
+            ..base
+        };
+        let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
+        let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
+        let scorers: Factory<Unscored> = Arc::new(|_, _| Unscored);
+        let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, scorers, trainer);
+        pipeline.shutdown = opts.shutdown.clone();
+        (run_pipeline(pipeline, opts.deterministic)?, last_checkpoint)
     } else {
         let fitted = fit_length(sft_examples(problems, &state.tokenizer)?, cfg.sft.max_len, Overlong::Drop);
         if fitted.examples.is_empty() {
@@ -127,16 +134,24 @@ pub(super) fn logit_kd_stage(
         say(
             opts,
             &format!(
-                "kd (logits): {} worked solutions ({} over sft.max_len dropped), {} per step, forward KL at temperature {}, lr {}",
+                "kd (logits): {} worked solutions ({} over sft.max_len dropped), {per_step} per step, forward KL at temperature {temperature}, lr {}",
                 fitted.examples.len(),
                 fitted.dropped,
-                distill.per_step,
-                distill.temperature,
                 kd.lr()
             ),
         );
-        distill_forward(&student, &teacher_model, &fitted.examples, &distill, &mut opt, log_step)?
+        let mut trainer = KdTrainer::new(student, vars.clone(), teacher, opt, kl, pad_id, per_step, publish_nothing, checkpoints);
+        if let Some(dir) = stage.resume {
+            trainer.resume_from(dir)?;
+        }
+        trainer.on_step = Some(Box::new(log));
+        let last_checkpoint = trainer.last_checkpoint();
+        let order: Vec<usize> = (0..positions).map(|p| p % fitted.examples.len()).collect();
+        let mut pipeline = example_pipeline(base, Arc::new(fitted.examples), order, StepSizes::Fixed(per_step), trainer);
+        pipeline.shutdown = opts.shutdown.clone();
+        (run_pipeline(pipeline, opts.deterministic)?, last_checkpoint)
     };
+    let stats = lock(&totals).clone();
     say(
         opts,
         &format!(
@@ -144,7 +159,16 @@ pub(super) fn logit_kd_stage(
             stats.steps, stats.mean_kl, stats.first_kl, stats.last_kl, stats.skipped
         ),
     );
+    if summary.interrupted {
+        let saved = lock(&last_checkpoint).clone();
+        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
+        return Err(stage.stopped(saved));
+    }
     state.weights = snapshot(&vars)?;
-    // The optimizer's counts continue from a checkpoint's: the stage's whole count.
-    Ok(opt.step_count() + opt.skipped_count())
+    // The learner's count continues from the checkpoint's: the stage's whole count.
+    Ok(summary.state.step)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

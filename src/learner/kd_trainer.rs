@@ -1,0 +1,192 @@
+//! The learner's capability for logit distillation on the runtime: one KL step towards the
+//! frozen teacher per batch. Forward KL on fixed examples (fed by `ExampleReader`; no weights
+//! go out) or reverse KL on the student's own samples (on-policy: the generator samples with
+//! the weights each step publishes).
+//!
+//! The teacher runs here, beside the student, not as a scorer: a full-distribution KL needs the
+//! teacher's distribution at every completion position, vocabulary × tokens floats per
+//! completion, far more than a queue should carry.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use candle_core::Var;
+use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
+
+use super::example_source::{examples_of, in_position_order};
+use super::kd::{kd_step, KdConfig};
+use super::logit_kd::DistillStep;
+use super::run_state::{from_trainer_state, to_trainer_state};
+use super::sft::{collate, SftExample};
+use crate::checkpoint::{self, CheckpointContents, ExtraFile};
+use crate::model::{CausalLm, ModelConfig, Qwen2};
+use crate::optim::AdamW;
+use crate::tokenizer::Tokenizer;
+
+/// Called after each step (the log line).
+pub type OnKdStep = Box<dyn FnMut(&DistillStep) + Send>;
+
+/// The weights a step hands the generators: none for fixed examples, a snapshot on-policy.
+pub type Publish<W> = fn(&[(String, Var)]) -> Result<Arc<W>, String>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KdTrainError {
+    #[error("KD step {step}: {message}")]
+    Step { step: u64, message: String },
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+/// Where and what a KD checkpoint writes besides weights, moments and run state.
+pub struct KdCheckpoints {
+    pub root: PathBuf,
+    /// Newest checkpoints kept; 0 keeps all.
+    pub keep: usize,
+    pub config: ModelConfig,
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    /// The run that owns the checkpoints (retention keeps to its own run).
+    pub run_id: String,
+    /// JSON files every checkpoint carries (the stage stamp).
+    pub extra_json: Vec<(String, serde_json::Value)>,
+}
+
+pub struct KdTrainer<W> {
+    student: Qwen2,
+    /// The student's trainable variables (what `student` is built on and `optimizer` steps).
+    vars: Vec<(String, Var)>,
+    teacher: Qwen2,
+    optimizer: AdamW,
+    kd: KdConfig,
+    pad_id: u32,
+    /// Groups (prompts or examples) each step trains.
+    per_step: usize,
+    publish: Publish<W>,
+    checkpoints: KdCheckpoints,
+    start: RunState,
+    steps_done: u64,
+    /// The optimizer's applied-update count when the last step completed (see `consistent`).
+    completed: u64,
+    pub on_step: Option<OnKdStep>,
+    last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl<W> KdTrainer<W> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        student: Qwen2,
+        vars: Vec<(String, Var)>,
+        teacher: Qwen2,
+        optimizer: AdamW,
+        kd: KdConfig,
+        pad_id: u32,
+        per_step: usize,
+        publish: Publish<W>,
+        checkpoints: KdCheckpoints,
+    ) -> Self {
+        let completed = optimizer.step_count();
+        Self {
+            student,
+            vars,
+            teacher,
+            optimizer,
+            kd,
+            pad_id,
+            per_step,
+            publish,
+            checkpoints,
+            start: RunState::default(),
+            steps_done: 0,
+            completed,
+            on_step: None,
+            last_checkpoint: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Restores the student's weights, the moments and the run state saved in `dir`.
+    pub fn resume_from(&mut self, dir: &Path) -> Result<(), KdTrainError> {
+        let fail = |e: String| KdTrainError::Checkpoint(format!("{}: {e}", dir.display()));
+        let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| fail(e.to_string()))?;
+        loaded.restore(&mut self.optimizer).map_err(|e| fail(e.to_string()))?;
+        self.start = from_trainer_state(&loaded.state).map_err(fail)?;
+        self.steps_done = self.start.step;
+        self.completed = self.optimizer.step_count();
+        Ok(())
+    }
+
+    /// Where the newest checkpoint went, readable after the run.
+    pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
+        Arc::clone(&self.last_checkpoint)
+    }
+}
+
+/// No weights for the data source of fixed examples.
+pub fn publish_nothing(_: &[(String, Var)]) -> Result<Arc<()>, String> {
+    Ok(Arc::new(()))
+}
+
+/// A copy of the student for the generator (on-policy).
+pub fn publish_snapshot(vars: &[(String, Var)]) -> Result<Arc<crate::model::Weights>, String> {
+    crate::train::snapshot::snapshot(vars).map(Arc::new).map_err(|e| e.to_string())
+}
+
+impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
+    type Weights = W;
+    type Error = KdTrainError;
+
+    fn start(&mut self) -> Result<Start<W>, KdTrainError> {
+        let weights = (self.publish)(&self.vars).map_err(KdTrainError::Checkpoint)?;
+        Ok(Start { state: self.start.clone(), weights })
+    }
+
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<W>), KdTrainError> {
+        let step = self.steps_done;
+        let fail = |message: String| KdTrainError::Step { step, message };
+        let groups = in_position_order(batch, step * self.per_step as u64, self.per_step).map_err(fail)?;
+        // A sample that ended at once has no token to match.
+        let rows: Vec<SftExample> = groups.into_iter().flat_map(examples_of).filter(|e| !e.completion.is_empty()).collect();
+        if rows.is_empty() {
+            return Err(fail("no completion token to distill on (every sample ended at once)".into()));
+        }
+        let rows: Vec<&SftExample> = rows.iter().collect();
+        let tokens = collate(&rows, self.pad_id, self.student.device()).map_err(|e| fail(e.to_string()))?;
+        let s = kd_step(&self.student as &dyn CausalLm, &self.teacher, &mut self.optimizer, &tokens, &self.kd)
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some(f) = self.on_step.as_mut() {
+            f(&DistillStep { step: step as usize + 1, kl: s.loss, grad_norm: s.grad_norm, tokens: tokens.targets, skipped: s.skipped });
+        }
+        self.completed = self.optimizer.step_count();
+        self.steps_done += 1;
+        let weights = (self.publish)(&self.vars).map_err(fail)?;
+        let stats = StepStats {
+            loss: s.loss,
+            kl: Some(s.loss),
+            grad_norm: Some(s.grad_norm),
+            learning_rate: self.optimizer.lr(),
+            ..StepStats::default()
+        };
+        Ok((stats, weights))
+    }
+
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, KdTrainError> {
+        let c = &self.checkpoints;
+        let weights = crate::train::snapshot::snapshot(&self.vars).map_err(|e| KdTrainError::Checkpoint(e.to_string()))?;
+        let trainer_state = to_trainer_state(state, self.optimizer.skipped_count(), &c.run_id);
+        let extra: Vec<ExtraFile> =
+            c.extra_json.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
+        let contents = CheckpointContents {
+            config: &c.config,
+            weights: Some(&weights),
+            tokenizer: c.tokenizer.as_deref(),
+            optimizer: &self.optimizer,
+            state: &trainer_state,
+            extra: &extra,
+        };
+        let dir = checkpoint::save(&c.root, &contents, c.keep).map_err(|e| KdTrainError::Checkpoint(e.to_string()))?;
+        *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
+        Ok(dir.display().to_string())
+    }
+
+    fn consistent(&self) -> bool {
+        self.optimizer.step_count() == self.completed
+    }
+}
