@@ -233,32 +233,47 @@ fn the_kd_stage_runs_both_logit_modes_end_to_end() {
     }
 }
 
-/// `runtime.checkpoint_every` applies to the logit KD modes too, and a run resumed from such a
-/// checkpoint ends with the uninterrupted run's weights.
+/// `runtime.checkpoint_every` applies to every mode outside GRPO too (sft, and so trace KD, which
+/// is SFT on the teacher's traces; both logit KD modes; all on the runtime), and a run resumed from such a checkpoint ends with the
+/// uninterrupted run's weights, threaded and under `--deterministic`.
 #[test]
-fn a_periodic_checkpoint_of_each_logit_kd_mode_resumes_exactly() {
+fn a_periodic_checkpoint_of_each_mode_resumes_exactly() {
+    use srlm::train::config::Stage;
     let tmp = tempfile::tempdir().unwrap();
     tiny_teacher(tmp.path(), None);
     let teacher = tmp.path().join("teacher");
-    for mode in ["on_policy", "logits"] {
-        let kd = format!(
-            "teacher = {:?}\nmode = \"{mode}\"\nsteps = 4\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
-            teacher.to_str().unwrap()
-        );
-        let config = |name: &str| {
-            let mut cfg = tiny_config(&tmp.path().join(format!("{mode}-{name}")), &kd).unwrap();
-            cfg.runtime.pipeline.checkpoint_every = 2;
-            cfg
-        };
-        run_training(&config("whole"), &RunOptions::default()).unwrap();
-        let ckpt = tmp.path().join(format!("{mode}-whole/checkpoints-stage-0/checkpoint-00000002"));
-        assert!(ckpt.join("manifest.json").is_file(), "{mode}: no checkpoint at step 2");
-        let reports = run_training(&config("resumed"), &RunOptions { resume: Some(ckpt), ..RunOptions::default() }).unwrap();
-        // The report counts the stage's 4 steps; the resumed invocation took the last 2 (were it
-        // to take 4 from the checkpoint, the weights below would differ).
-        assert_eq!(reports[0].steps, 4, "{mode}: the stage's steps");
-        let weights = |name: &str| std::fs::read(tmp.path().join(format!("{mode}-{name}/stage-0-kd/model.safetensors"))).unwrap();
-        assert!(weights("whole") == weights("resumed"), "{mode}: resumed from step 2, the weights differ");
+    for deterministic in [false, true] {
+        for mode in ["on_policy", "logits", "sft"] {
+            let kd = match mode {
+                "sft" => format!("teacher = {:?}", teacher.to_str().unwrap()),
+                _ => format!(
+                    "teacher = {:?}\nmode = \"{mode}\"\nsteps = 4\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
+                    teacher.to_str().unwrap()
+                ),
+            };
+            let name = format!("{mode}-{deterministic}");
+            let config = |run: &str| {
+                let mut cfg = tiny_config(&tmp.path().join(format!("{name}-{run}")), &kd).unwrap();
+                (cfg.runtime.pipeline.checkpoint_every, cfg.runtime.keep_checkpoints) = (2, 0);
+                if mode == "sft" {
+                    cfg.stages = vec![Stage::Sft];
+                }
+                // Small SFT steps, so there are more than two of them.
+                (cfg.sft.examples, cfg.sft.token_budget) = (16, 48);
+                cfg
+            };
+            let opts = |resume: Option<std::path::PathBuf>| RunOptions { resume, deterministic, ..RunOptions::default() };
+            let whole = run_training(&config("whole"), &opts(None)).unwrap();
+            let stage = if mode == "sft" { "sft" } else { "kd" };
+            let ckpt = tmp.path().join(format!("{name}-whole/checkpoints-stage-0/checkpoint-00000002"));
+            assert!(whole[0].steps > 2 && ckpt.join("manifest.json").is_file(), "{name}: no checkpoint at step 2 of {}", whole[0].steps);
+            let resumed = run_training(&config("resumed"), &opts(Some(ckpt))).unwrap();
+            // The report counts the stage's steps; the resumed invocation took the rest (were it
+            // to take them all from the checkpoint, the weights below would differ).
+            assert_eq!(resumed[0].steps, whole[0].steps, "{name}: the stage's steps");
+            let weights = |run: &str| std::fs::read(tmp.path().join(format!("{name}-{run}/stage-0-{stage}/model.safetensors"))).unwrap();
+            assert!(weights("whole") == weights("resumed"), "{name}: resumed from step 2, the weights differ");
+        }
     }
 }
 

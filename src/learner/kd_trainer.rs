@@ -16,7 +16,7 @@ use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 use super::example_source::{examples_of, in_position_order};
 use super::kd::{kd_step, KdConfig};
 use super::logit_kd::DistillStep;
-use super::run_state::{from_trainer_state, to_trainer_state};
+use super::run_state::{from_trainer_state, to_trainer_state, StepBook};
 use super::sft::{collate, SftExample};
 use crate::checkpoint::{self, CheckpointContents, ExtraFile};
 use crate::model::{CausalLm, ModelConfig, Qwen2};
@@ -62,12 +62,8 @@ pub struct KdTrainer<W> {
     per_step: usize,
     publish: Publish<W>,
     checkpoints: KdCheckpoints,
-    start: RunState,
-    steps_done: u64,
-    /// The optimizer's applied-update count when the last step completed (see `consistent`).
-    completed: u64,
+    book: StepBook,
     pub on_step: Option<OnKdStep>,
-    last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl<W> KdTrainer<W> {
@@ -83,8 +79,8 @@ impl<W> KdTrainer<W> {
         publish: Publish<W>,
         checkpoints: KdCheckpoints,
     ) -> Self {
-        let completed = optimizer.step_count();
         Self {
+            book: StepBook::new(&optimizer),
             student,
             vars,
             teacher,
@@ -94,11 +90,7 @@ impl<W> KdTrainer<W> {
             per_step,
             publish,
             checkpoints,
-            start: RunState::default(),
-            steps_done: 0,
-            completed,
             on_step: None,
-            last_checkpoint: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -107,15 +99,13 @@ impl<W> KdTrainer<W> {
         let fail = |e: String| KdTrainError::Checkpoint(format!("{}: {e}", dir.display()));
         let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| fail(e.to_string()))?;
         loaded.restore(&mut self.optimizer).map_err(|e| fail(e.to_string()))?;
-        self.start = from_trainer_state(&loaded.state).map_err(fail)?;
-        self.steps_done = self.start.step;
-        self.completed = self.optimizer.step_count();
+        self.book.resumed(from_trainer_state(&loaded.state).map_err(fail)?, &self.optimizer);
         Ok(())
     }
 
     /// Where the newest checkpoint went, readable after the run.
     pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
-        Arc::clone(&self.last_checkpoint)
+        self.book.last_checkpoint()
     }
 }
 
@@ -135,11 +125,11 @@ impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
 
     fn start(&mut self) -> Result<Start<W>, KdTrainError> {
         let weights = (self.publish)(&self.vars).map_err(KdTrainError::Checkpoint)?;
-        Ok(Start { state: self.start.clone(), weights })
+        Ok(Start { state: self.book.start.clone(), weights })
     }
 
     fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<W>), KdTrainError> {
-        let step = self.steps_done;
+        let step = self.book.steps_done;
         let fail = |message: String| KdTrainError::Step { step, message };
         let groups = in_position_order(batch, step * self.per_step as u64, self.per_step).map_err(fail)?;
         // A sample that ended at once has no token to match.
@@ -154,8 +144,7 @@ impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
         if let Some(f) = self.on_step.as_mut() {
             f(&DistillStep { step: step as usize + 1, kl: s.loss, grad_norm: s.grad_norm, tokens: tokens.targets, skipped: s.skipped });
         }
-        self.completed = self.optimizer.step_count();
-        self.steps_done += 1;
+        self.book.step_completed(&self.optimizer);
         let weights = (self.publish)(&self.vars).map_err(fail)?;
         let stats = StepStats {
             loss: s.loss,
@@ -182,11 +171,11 @@ impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
             extra: &extra,
         };
         let dir = checkpoint::save(&c.root, &contents, c.keep).map_err(|e| KdTrainError::Checkpoint(e.to_string()))?;
-        *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
+        self.book.saved(&dir);
         Ok(dir.display().to_string())
     }
 
     fn consistent(&self) -> bool {
-        self.optimizer.step_count() == self.completed
+        self.book.consistent(&self.optimizer)
     }
 }

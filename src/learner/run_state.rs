@@ -2,10 +2,14 @@
 //! in their fields; the positions handed out but not trained (`pending`) and the dropped-group
 //! counts in `extra`. Every trainer on the runtime (GRPO, SFT, KD) saves and resumes it so.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
 use serde_json::json;
 use srlm_actors::RunState;
 
 use crate::checkpoint::TrainerState;
+use crate::optim::AdamW;
 
 /// `run` as a checkpoint records it; `skipped_steps` and `run_id` are the trainer's.
 pub fn to_trainer_state(run: &RunState, skipped_steps: u64, run_id: &str) -> TrainerState {
@@ -43,6 +47,49 @@ pub fn from_trainer_state(state: &TrainerState) -> Result<RunState, String> {
         dropped_stale: count("dropped_stale")?,
         dropped_uniform: count("dropped_uniform")?,
     })
+}
+
+/// Where a trainer on the runtime stands: the run state it started from (fresh, or a
+/// checkpoint's), the learner steps completed, the optimizer's applied-update count when the last
+/// step completed, and the newest checkpoint it wrote.
+pub struct StepBook {
+    pub start: RunState,
+    pub steps_done: u64,
+    applied: u64,
+    last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl StepBook {
+    pub fn new(opt: &AdamW) -> Self {
+        Self { start: RunState::default(), steps_done: 0, applied: opt.step_count(), last_checkpoint: Arc::default() }
+    }
+
+    /// The run continues from `start`, with `opt` as the checkpoint restored it.
+    pub fn resumed(&mut self, start: RunState, opt: &AdamW) {
+        self.steps_done = start.step;
+        self.start = start;
+        self.applied = opt.step_count();
+    }
+
+    pub fn step_completed(&mut self, opt: &AdamW) {
+        self.applied = opt.step_count();
+        self.steps_done += 1;
+    }
+
+    /// AdamW counts an update before it writes any weight: an unchanged count after a failed
+    /// step means weights and moments are as that step found them.
+    pub fn consistent(&self, opt: &AdamW) -> bool {
+        opt.step_count() == self.applied
+    }
+
+    pub fn saved(&self, dir: &Path) {
+        *self.last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
+    }
+
+    /// Where the newest checkpoint went, readable after the trainer has moved into the runtime.
+    pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
+        Arc::clone(&self.last_checkpoint)
+    }
 }
 
 #[cfg(test)]

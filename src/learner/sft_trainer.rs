@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use srlm_actors::{Pipeline, RunState, RuntimeConfig, ScoredGroup, Start, StepSizes, StepStats, Trainer};
 
 use super::example_source::{example_pipeline, examples_of, in_position_order, ExampleReader, Unscored};
+use super::run_state::StepBook;
 use super::sft::{sft_update, SftConfig, SftExample, SftPlan, SftStepStats};
 use super::sft_checkpoint::SftCheckpoints;
 use crate::model::{CausalLm, Qwen2};
@@ -30,43 +31,26 @@ pub struct SftTrainer {
     plan: SftPlan,
     cfg: SftConfig,
     checkpoints: SftCheckpoints,
-    start: RunState,
-    steps_done: u64,
-    /// The optimizer's applied-update count when the last step completed (see `consistent`).
-    completed: u64,
+    book: StepBook,
     pub on_step: Option<OnSftStep>,
-    last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl SftTrainer {
     /// `optimizer` holds the parameters `model` trains; `checkpoints.params` shares their storage.
     pub fn new(model: Qwen2, optimizer: AdamW, plan: SftPlan, cfg: SftConfig, checkpoints: SftCheckpoints) -> Self {
-        let completed = optimizer.step_count();
-        Self {
-            model,
-            optimizer,
-            plan,
-            cfg,
-            checkpoints,
-            start: RunState::default(),
-            steps_done: 0,
-            completed,
-            on_step: None,
-            last_checkpoint: Arc::new(Mutex::new(None)),
-        }
+        Self { book: StepBook::new(&optimizer), model, optimizer, plan, cfg, checkpoints, on_step: None }
     }
 
     /// Restores the parameters, moments, dropout stream and run state saved in `dir`.
     pub fn resume_from(&mut self, dir: &Path) -> Result<(), SftTrainError> {
-        self.start = self.checkpoints.resume(dir, &mut self.optimizer).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
-        self.steps_done = self.start.step;
-        self.completed = self.optimizer.step_count();
+        let start = self.checkpoints.resume(dir, &mut self.optimizer).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
+        self.book.resumed(start, &self.optimizer);
         Ok(())
     }
 
     /// Where the newest checkpoint went, readable after the run.
     pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
-        Arc::clone(&self.last_checkpoint)
+        self.book.last_checkpoint()
     }
 
     /// The batch as the plan's micro-batches of step `step`: the examples must be exactly the
@@ -95,11 +79,11 @@ impl Trainer for SftTrainer {
     type Error = SftTrainError;
 
     fn start(&mut self) -> Result<Start<()>, SftTrainError> {
-        Ok(Start { state: self.start.clone(), weights: Arc::new(()) })
+        Ok(Start { state: self.book.start.clone(), weights: Arc::new(()) })
     }
 
     fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<()>), SftTrainError> {
-        let step = self.steps_done;
+        let step = self.book.steps_done;
         let fail = |message: String| SftTrainError::Step { step, message };
         let micro = self.micro_batches(step as usize, batch).map_err(fail)?;
         let rows: Vec<Vec<&SftExample>> = micro.iter().map(|m| m.iter().collect()).collect();
@@ -109,19 +93,18 @@ impl Trainer for SftTrainer {
         if let Some(f) = self.on_step.as_mut() {
             f(&stats);
         }
-        self.completed = self.optimizer.step_count();
-        self.steps_done += 1;
+        self.book.step_completed(&self.optimizer);
         let out = StepStats { loss: stats.loss, grad_norm: Some(stats.grad_norm), learning_rate: stats.lr, ..StepStats::default() };
         Ok((out, Arc::new(())))
     }
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, SftTrainError> {
         let dir = self.checkpoints.save(&self.optimizer, state).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
-        *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
+        self.book.saved(&dir);
         Ok(dir.display().to_string())
     }
 
     fn consistent(&self) -> bool {
-        self.optimizer.step_count() == self.completed
+        self.book.consistent(&self.optimizer)
     }
 }
