@@ -1,4 +1,4 @@
-//! Every mode outside GRPO counts its updates where GRPO does. Alone in its binary: the
+//! Every mode counts its updates in one place, the learner actor's. Alone in its binary: the
 //! metrics recorder is one per process, and other tests' runs would add to its counters.
 
 mod common;
@@ -18,10 +18,10 @@ fn learner_steps_on_metrics(addr: std::net::SocketAddr) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-/// Every mode outside GRPO counts its updates where GRPO does: each run adds its steps to
-/// `srlm_learner_steps_total` on the run's `/metrics`.
+/// Every mode (both logit KD modes, sft and GRPO) counts its updates in the learner actor: each
+/// run adds its steps to `srlm_learner_steps_total` on the run's `/metrics`.
 #[test]
-fn kd_modes_and_sft_count_their_updates_on_metrics() {
+fn kd_modes_sft_and_grpo_count_their_updates_on_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     tiny_teacher(tmp.path(), None);
     let teacher = tmp.path().join("teacher");
@@ -37,10 +37,17 @@ fn kd_modes_and_sft_count_their_updates_on_metrics() {
         ),
         ("kd", format!("teacher = {:?}\nmode = \"logits\"\nsteps = 2\nprompts_per_step = 2\nlr = 1e-3", teacher.to_str().unwrap())),
         ("sft", format!("teacher = {:?}", teacher.to_str().unwrap())),
+        ("grpo", format!("teacher = {:?}", teacher.to_str().unwrap())),
     ];
     for (i, (stage, kd)) in runs.iter().enumerate() {
         let mut cfg = tiny_config(&tmp.path().join(format!("run-{i}")), kd).unwrap();
-        cfg.stages = vec![if *stage == "kd" { srlm::train::config::Stage::Kd } else { srlm::train::config::Stage::Sft }];
+        use srlm::train::config::Stage;
+        cfg.stages = vec![match *stage {
+            "kd" => Stage::Kd,
+            "sft" => Stage::Sft,
+            _ => Stage::Grpo,
+        }];
+        (cfg.grpo.steps, cfg.runtime.pipeline.batch_groups, cfg.runtime.pipeline.group_size) = (2, 2, 4);
         cfg.runtime.metrics_addr = addr.to_string();
         cfg.sft.examples = 8;
         let reports = run_training(&cfg, &RunOptions::default()).unwrap();
