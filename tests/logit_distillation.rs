@@ -277,6 +277,26 @@ fn a_periodic_checkpoint_of_each_mode_resumes_exactly() {
     }
 }
 
+/// On-policy KD places its generator as GRPO places its first: on `cpu:1`, a slot of its own
+/// that gets a copy of each version, it trains what it trains sharing the learner's weights.
+#[test]
+fn on_policy_kd_generator_on_a_device_of_its_own_trains_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_teacher(tmp.path(), None);
+    let kd = format!(
+        "teacher = {:?}\nmode = \"on_policy\"\nsteps = 3\nprompts_per_step = 2\nsamples = 2\nlr = 1e-3",
+        tmp.path().join("teacher").to_str().unwrap()
+    );
+    let weights = |devices: &[&str]| {
+        let out = tmp.path().join(format!("on-{}", devices.len()));
+        let mut cfg = tiny_config(&out, &kd).unwrap();
+        cfg.runtime.generator_devices = devices.iter().map(|d| d.to_string()).collect();
+        run_training(&cfg, &RunOptions { deterministic: true, ..RunOptions::default() }).unwrap();
+        std::fs::read(out.join("stage-0-kd/model.safetensors")).unwrap()
+    };
+    assert!(weights(&["cpu:1"]) == weights(&[]), "a generator on cpu:1 trained other weights");
+}
+
 #[test]
 fn sigterm_in_each_logit_kd_mode_checkpoints_and_the_resume_is_exact() {
     use common::running::{named_checkpoint, Running};

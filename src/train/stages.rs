@@ -3,7 +3,7 @@
 //! accuracy before and after each stage and a checkpoint hand-off at the end of each.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -89,6 +89,17 @@ struct StageRun<'a> {
 impl StageRun<'_> {
     fn stopped(&self, checkpoint: PathBuf) -> anyhow::Error {
         Interrupted { during: format!("stage {} ({})", self.index, self.name), resume_from: Some(checkpoint), command: None }.into()
+    }
+
+    /// After the runtime ended: an [`Interrupted`] error naming the learner's newest checkpoint
+    /// if a signal stopped it, else nothing.
+    fn stopped_unless_finished(&self, summary: &RunSummary, last_checkpoint: &Mutex<Option<PathBuf>>) -> Result<()> {
+        if !summary.interrupted {
+            return Ok(());
+        }
+        let saved = last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
+        Err(self.stopped(saved))
     }
 
     fn stopped_before_any_step(&self) -> anyhow::Error {
@@ -448,11 +459,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     };
     write_atomic(&cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(earlier, &summary)?.as_bytes())?;
     write_atomic(&cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?.as_bytes())?;
-    if summary.interrupted {
-        let saved = last_checkpoint.lock().expect("not poisoned").clone();
-        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
-        return Err(stage.stopped(saved));
-    }
+    stage.stopped_unless_finished(&summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's, so this is the stage's whole count.
     Ok(summary.state.step)
 }

@@ -20,6 +20,7 @@ use crate::optim::{AdamW, AdamWConfig, Decay, Schedule};
 use crate::tokenizer::Tokenizer;
 use crate::train::config::{KdMode, KdSection, TrainConfig};
 use crate::train::heldout::TrainingProblem;
+use crate::train::placement::Placement;
 use crate::train::resume_point::STAGE_STAMP;
 use crate::train::snapshot::snapshot;
 
@@ -110,6 +111,10 @@ pub(super) fn logit_kd_stage(
                 Prompt { id, text: p.prompt.clone(), reference: p.gold.clone() }
             })
             .collect();
+        // One generator, on the first of `[runtime] generator_devices` if any (as GRPO's first).
+        let r = &cfg.runtime;
+        let devices = &r.generator_devices[..r.generator_devices.len().min(1)];
+        let placement = Placement::new(&cfg.model.device, devices, 1, r.generator_dtype.as_deref()).map_err(anyhow::Error::msg)?;
         // Lockstep (max_staleness 0): each step distills on samples of the weights it updates.
         let runtime = RuntimeConfig {
             group_size: kd.samples,
@@ -118,6 +123,7 @@ pub(super) fn logit_kd_stage(
             generators: 1,
             scorers: 1,
             dynamic_sampling: false,
+            generator_devices: placement.generator_slots.clone(),
             ..base
         };
         let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
@@ -125,6 +131,9 @@ pub(super) fn logit_kd_stage(
         let scorers: Factory<Unscored> = Arc::new(|_, _| Unscored);
         let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, scorers, trainer);
         pipeline.shutdown = opts.shutdown.clone();
+        if placement.has_foreign_generators() {
+            pipeline.copy_to_device = Some(placement.copy_hook());
+        }
         (run_pipeline(pipeline, opts.deterministic)?, last_checkpoint)
     } else {
         let fitted = fit_length(sft_examples(problems, &state.tokenizer)?, cfg.sft.max_len, Overlong::Drop);
@@ -159,11 +168,7 @@ pub(super) fn logit_kd_stage(
             stats.steps, stats.mean_kl, stats.first_kl, stats.last_kl, stats.skipped
         ),
     );
-    if summary.interrupted {
-        let saved = lock(&last_checkpoint).clone();
-        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
-        return Err(stage.stopped(saved));
-    }
+    stage.stopped_unless_finished(&summary, &last_checkpoint)?;
     state.weights = snapshot(&vars)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
     Ok(summary.state.step)

@@ -168,11 +168,7 @@ fn run_planned(
     pipeline.shutdown = opts.shutdown.clone();
     let summary = run_pipeline(pipeline, opts.deterministic)?;
     tracing::debug!(target: "srlm::train", "{}: {} steps in this run", stage.name, summary.steps.len());
-    if summary.interrupted {
-        let saved = last_checkpoint.lock().expect("not poisoned").clone();
-        let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
-        return Err(stage.stopped(saved));
-    }
+    stage.stopped_unless_finished(&summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
     Ok(summary.state.step)
 }
