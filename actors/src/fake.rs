@@ -180,6 +180,8 @@ pub struct FakeTrainer {
     steps_here: u64,
     /// A step changed the weights without completing.
     half_applied: bool,
+    /// Every checkpoint fails, as on a full disk.
+    pub disk_full: bool,
 }
 
 impl FakeTrainer {
@@ -199,6 +201,7 @@ impl FakeTrainer {
             store,
             steps_here: 0,
             half_applied: false,
+            disk_full: false,
         }
     }
 }
@@ -268,6 +271,9 @@ impl Trainer for FakeTrainer {
     }
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, FakeError> {
+        if self.disk_full {
+            return Err(FakeError("no space left on device".into()));
+        }
         let mut saved = lock(&self.store.checkpoints);
         saved.push(FakeCheckpoint { weights: self.weights.clone(), state: state.clone() });
         Ok(format!("fake checkpoint #{}", saved.len() - 1))

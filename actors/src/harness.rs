@@ -101,8 +101,7 @@ where
                 return Err(fail(&mut learner, "harness", "no actor could make progress".into()));
             }
         };
-        learner.checkpoint().map_err(|e| fail(&mut learner, "checkpoint", e.to_string()))?;
-        Ok(learner.summary(interrupted))
+        learner.end(interrupted)
     }
 }
 

@@ -219,6 +219,25 @@ impl<T: Trainer> LearnerCore<T> {
         Ok(location)
     }
 
+    /// The run's end: the final checkpoint, then the summary. A run that trained every prompt
+    /// keeps its result when that checkpoint cannot be written (a full disk): the summary says
+    /// so in `final_checkpoint_error` and the caller still has the trained weights. A stopped
+    /// run without it is an error: nothing could resume it.
+    pub fn end(&mut self, interrupted: bool) -> Result<RunSummary, RuntimeError> {
+        match self.checkpoint() {
+            Ok(_) => Ok(self.summary(interrupted)),
+            Err(e) if !interrupted => {
+                tracing::warn!(step = self.step, error = %e, "the run finished, but its final checkpoint could not be written");
+                Ok(RunSummary { final_checkpoint_error: Some(e.to_string()), ..self.summary(false) })
+            }
+            Err(e) => Err(RuntimeError::Learner {
+                step: self.step,
+                reason: format!("final checkpoint: {e}"),
+                checkpoint: self.newest_checkpoint("it failed".into()),
+            }),
+        }
+    }
+
     /// After a failed step (or any failure that ends the run): checkpoints the last completed
     /// step when the trainer's state is still exactly that. The failed batch's prompts are still
     /// outstanding in the ledger, so the checkpoint lists them as pending and a resume trains them.
@@ -281,6 +300,7 @@ impl<T: Trainer> LearnerCore<T> {
             weight_syncs: ctx.broadcast.syncs(),
             groups_requeued: c.requeued.load(Ordering::Relaxed),
             remote: c.remote.counts(),
+            final_checkpoint_error: None,
         }
     }
 }
@@ -405,13 +425,7 @@ impl<T: Trainer> LearnerState<T> {
 
     async fn finish(&mut self, ending: Ending) {
         let interrupted = matches!(ending, Ending::Interrupted);
-        let outcome = self.call(move |core| match core.checkpoint() {
-            Ok(_) => Ok(core.summary(interrupted)),
-            Err(e) => {
-                let reason = format!("final checkpoint: {e}");
-                Err(RuntimeError::Learner { step: core.step(), reason, checkpoint: core.newest_checkpoint("it failed".into()) })
-            }
-        });
+        let outcome = self.call(move |core| core.end(interrupted));
         let outcome = outcome.await.unwrap_or_else(|reason| {
             Err(RuntimeError::Learner {
                 step: self.step,

@@ -57,6 +57,9 @@ pub struct RunSummary {
     /// Groups re-queued after a failed actor or a lost worker node (each sampled again).
     pub groups_requeued: u64,
     pub remote: RemoteCounts,
+    /// Why the end-of-run checkpoint of a run that finished could not be written (the run's
+    /// result stands; only a resume from its end is lost).
+    pub final_checkpoint_error: Option<String>,
 }
 
 /// Run-wide tallies of remote workers, updated by the hub (the metrics facade has no read side).

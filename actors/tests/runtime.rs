@@ -416,3 +416,36 @@ async fn dynamic_sampling_in_the_threaded_runtime_trains_each_prompt_with_a_sign
     assert_eq!(trained, (0u64..24).filter(|i| !i.is_multiple_of(3)).collect::<Vec<_>>());
     assert_eq!(s.steps.len(), 8);
 }
+
+/// A full disk at the end costs only the final checkpoint: a run that trained every prompt
+/// returns its summary with the failure in it (the caller still exports its weights), threaded
+/// and in the harness; a stopped run that cannot checkpoint is an error, since nothing could
+/// resume it.
+#[test]
+fn a_final_checkpoint_that_fails_keeps_a_finished_run_but_not_a_stopped_one() {
+    let cfg = RuntimeConfig { checkpoint_every: 0, ..config(1, 2, 1) };
+    let full_disk = |store: &FakeStore| {
+        let mut trainer = FakeTrainer::new(store.clone(), None);
+        trainer.disk_full = true;
+        trainer
+    };
+    for deterministic in [true, false] {
+        let store = FakeStore::default();
+        let run = pipeline(cfg.clone(), 8, None, full_disk(&store));
+        let summary = if deterministic {
+            run.run_deterministic()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run.run())
+        };
+        let summary = summary.unwrap_or_else(|e| panic!("deterministic {deterministic}: {e}"));
+        assert!(summary.final_checkpoint_error.as_deref().is_some_and(|e| e.contains("no space")), "{:?}", summary.final_checkpoint_error);
+        assert_eq!((summary.state.step, summary.interrupted), (4, false));
+        assert_each_trained_once(&store, 8);
+    }
+    let stopped = ShutdownHandle::new();
+    stopped.request();
+    let mut run = pipeline(cfg, 8, None, full_disk(&FakeStore::default()));
+    run.shutdown = stopped;
+    let err = run.run_deterministic().unwrap_err().to_string();
+    assert!(err.contains("final checkpoint") && err.contains("no space"), "{err}");
+}

@@ -92,9 +92,13 @@ impl StageRun<'_> {
     }
 
     /// After the runtime ended: an [`Interrupted`] error naming the learner's newest checkpoint
-    /// if a signal stopped it, else nothing.
-    fn stopped_unless_finished(&self, summary: &RunSummary, last_checkpoint: &Mutex<Option<PathBuf>>) -> Result<()> {
+    /// if a signal stopped it; else a warning if the finished stage's end checkpoint could not
+    /// be written (its weights are still exported).
+    fn runtime_ended(&self, opts: &RunOptions, summary: &RunSummary, last_checkpoint: &Mutex<Option<PathBuf>>) -> Result<()> {
         if !summary.interrupted {
+            if let Some(e) = &summary.final_checkpoint_error {
+                say(opts, &format!("warning: {} finished, but its end checkpoint could not be written ({e}); the stage's weights are exported, only a resume from its end is lost", self.name));
+            }
             return Ok(());
         }
         let saved = last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -459,7 +463,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     };
     write_atomic(&cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(earlier, &summary)?.as_bytes())?;
     write_atomic(&cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?.as_bytes())?;
-    stage.stopped_unless_finished(&summary, &last_checkpoint)?;
+    stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's, so this is the stage's whole count.
     Ok(summary.state.step)
 }
@@ -521,7 +525,7 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
         "dynamic_sampling": r.pipeline.dynamic_sampling, "tokens_generated": summary.tokens_generated,
         "max_staleness": r.pipeline.max_staleness, "batch_groups": r.pipeline.batch_groups, "group_size": r.pipeline.group_size,
         "generator_cores": r.pipeline.generator_cores, "learner_core": r.pipeline.learner_core,
-        "interrupted": summary.interrupted,
+        "interrupted": summary.interrupted, "final_checkpoint_error": summary.final_checkpoint_error,
         "devices": placement.names, "generator_slots": placement.generator_slots,
         "weight_syncs": summary.weight_syncs.copies, "weight_sync_s": seconds(summary.weight_syncs.seconds),
         "groups_requeued": summary.groups_requeued, "remote": crate::train::cluster::remote_json(&summary.remote),

@@ -168,7 +168,7 @@ pub(super) fn logit_kd_stage(
             stats.steps, stats.mean_kl, stats.first_kl, stats.last_kl, stats.skipped
         ),
     );
-    stage.stopped_unless_finished(&summary, &last_checkpoint)?;
+    stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     state.weights = snapshot(&vars)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
     Ok(summary.state.step)

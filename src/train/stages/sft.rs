@@ -168,7 +168,7 @@ fn run_planned(
     pipeline.shutdown = opts.shutdown.clone();
     let summary = run_pipeline(pipeline, opts.deterministic)?;
     tracing::debug!(target: "srlm::train", "{}: {} steps in this run", stage.name, summary.steps.len());
-    stage.stopped_unless_finished(&summary, &last_checkpoint)?;
+    stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
     Ok(summary.state.step)
 }
