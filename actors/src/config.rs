@@ -29,8 +29,10 @@ pub struct RuntimeConfig {
     pub rollout_capacity: usize,
     /// Capacity of the scorer → learner queue.
     pub scored_capacity: usize,
-    /// Write a checkpoint every this many steps (0: only at the end).
+    /// Write a checkpoint every this many steps (0: none on the way).
     pub checkpoint_every: u64,
+    /// Write one when the run finishes, too (a stop always writes one: it is how to resume).
+    pub end_checkpoint: bool,
     /// DAPO's dynamic sampling: a group whose completions all earned the same total reward has
     /// no advantage, so (with β = 0) no gradient; the learner drops it instead of spending a pass
     /// on it, its prompt counts as done, and steps consist of groups that carry a signal.
@@ -82,6 +84,7 @@ impl Default for RuntimeConfig {
             rollout_capacity: 8,
             scored_capacity: 8,
             checkpoint_every: 50,
+            end_checkpoint: true,
             dynamic_sampling: false,
             restart_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),

@@ -449,3 +449,20 @@ fn a_final_checkpoint_that_fails_keeps_a_finished_run_but_not_a_stopped_one() {
     let err = run.run_deterministic().unwrap_err().to_string();
     assert!(err.contains("final checkpoint") && err.contains("no space"), "{err}");
 }
+
+/// `end_checkpoint = false`: a finished run writes no checkpoint at its end (a 0.5B model's is
+/// 7 GB), but a stopped one still does, since it is how the run resumes.
+#[test]
+fn without_an_end_checkpoint_only_a_stop_writes_one() {
+    let cfg = RuntimeConfig { checkpoint_every: 0, end_checkpoint: false, ..config(1, 2, 1) };
+    let store = FakeStore::default();
+    let summary = pipeline(cfg.clone(), 8, None, FakeTrainer::new(store.clone(), None)).run_deterministic().unwrap();
+    assert_eq!((summary.state.step, summary.final_checkpoint_error.clone()), (4, None));
+    assert!(store.last_checkpoint().is_none(), "a finished run wrote a checkpoint");
+    let stopped = ShutdownHandle::new();
+    stopped.request();
+    let mut run = pipeline(cfg, 8, None, FakeTrainer::new(store.clone(), None));
+    run.shutdown = stopped;
+    assert!(run.run_deterministic().unwrap().interrupted);
+    assert!(store.last_checkpoint().is_some(), "a stopped run wrote no checkpoint");
+}

@@ -84,6 +84,8 @@ fn config_table(r: &SftRecipe) -> Result<Table> {
     data.insert("format".into(), value(&r.prompt_format.unwrap_or(PromptFormat::R1))?);
     let mut runtime = Table::new();
     runtime.insert("checkpoint_every".into(), Value::Integer(r.checkpoint_every as i64));
+    // A recipe's `checkpoint_every = 0` means none at all, not one at the end.
+    runtime.insert("end_checkpoint".into(), Value::Boolean(r.checkpoint_every > 0));
     runtime.insert("keep_checkpoints".into(), Value::Integer(r.keep_checkpoints as i64));
     // A recipe never served metrics; a port taken by another run would stop it.
     runtime.insert("metrics_addr".into(), Value::String(String::new()));
@@ -164,6 +166,10 @@ mod tests {
         assert_eq!((c.sft.examples, c.out_dir.as_path(), c.data.format), (7, Path::new("ck"), PromptFormat::Boxed));
         assert_eq!(c.sft.adamw(20).schedule.warmup_steps, 5);
         assert_eq!((c.runtime.keep_checkpoints, c.sft.adamw(20).max_grad_norm), (0, None));
+        // checkpoint_every's default 0 is "never": no end checkpoint either.
+        assert_eq!((c.runtime.pipeline.checkpoint_every, c.runtime.pipeline.end_checkpoint), (0, false));
+        let every = mapped(&format!("{base}checkpoint_every = 5\n")).unwrap().config.runtime.pipeline;
+        assert_eq!((every.checkpoint_every, every.end_checkpoint), (5, true));
         let chat = mapped(&base.replace("\"gsm8k\"", "\"chat\"")).unwrap();
         assert_eq!(chat.config.sft.data_format, DataFormat::Chat);
     }
