@@ -61,9 +61,8 @@ pub(super) fn logit_kd_stage(
     let student = Qwen2::new(&state.config, &trainable)?;
     let schedule = Schedule { decay: Decay::Constant, warmup_steps: 0, total_steps: kd.steps() };
     let opt = AdamW::new(vars.clone(), AdamWConfig { lr: kd.lr(), max_grad_norm: Some(1.0), schedule, ..AdamWConfig::default() })?;
+    // Validated with the config: at least one step, prompt per step and sample; a positive temperature.
     let (steps, per_step, temperature) = (kd.steps(), kd.prompts_per_step(), kd.temperature());
-    anyhow::ensure!(per_step > 0, "kd.prompts_per_step must be at least 1");
-    anyhow::ensure!(temperature > 0.0 && temperature.is_finite(), "kd.temperature {temperature} is not a positive number");
     let direction = if kd.mode == KdMode::OnPolicy { KlDirection::Reverse } else { KlDirection::Forward };
     let kl = KdConfig { temperature, direction, chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS };
     let pad_id = state.tokenizer.pad_token_id().unwrap_or(0);
@@ -94,7 +93,6 @@ pub(super) fn logit_kd_stage(
     let positions = steps * per_step;
     let base = runtime_base(cfg, opts)?;
     let (summary, last_checkpoint) = if kd.mode == KdMode::OnPolicy {
-        anyhow::ensure!(kd.samples > 0, "kd.samples: on-policy distillation needs at least one sample per prompt");
         anyhow::ensure!(!problems.is_empty(), "kd: no training problem to sample on");
         let max_new_tokens = kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens());
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, max_new_tokens);
