@@ -220,10 +220,9 @@ impl<T: Trainer> LearnerCore<T> {
     }
 
     /// The run's end: the final checkpoint (unless a finished run was told to write none), then
-    /// the summary. A run that trained every prompt
-    /// keeps its result when that checkpoint cannot be written (a full disk): the summary says
-    /// so in `final_checkpoint_error` and the caller still has the trained weights. A stopped
-    /// run without it is an error: nothing could resume it.
+    /// the summary. A run that trained every prompt keeps its result when that checkpoint cannot
+    /// be written (a full disk): the summary says so in `final_checkpoint_error`, and the caller
+    /// still has the trained weights. A stopped run without it is an error: nothing could resume it.
     pub fn end(&mut self, interrupted: bool) -> Result<RunSummary, RuntimeError> {
         if !interrupted && !self.ctx.cfg.end_checkpoint {
             return Ok(self.summary(false));
