@@ -426,14 +426,13 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let rewarders: Factory<GoldRewarder> =
         Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold, scale));
     let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
-    pipeline.shutdown = opts.shutdown.clone();
     if let Some(listen) = &opts.listen {
         crate::train::cluster::attach(&mut pipeline, listen, cfg)?;
     }
     if placement.has_foreign_generators() {
         pipeline.copy_to_device = Some(placement.copy_hook());
     }
-    let summary = run_pipeline(pipeline, opts.deterministic)?;
+    let summary = run_pipeline(pipeline, opts)?;
     progress.finish();
     say(
         opts,
@@ -477,14 +476,16 @@ fn runtime_base(cfg: &TrainConfig, opts: &RunOptions) -> Result<RuntimeConfig> {
     Ok(RuntimeConfig { seed: cfg.seed, metrics_addr, ..r.pipeline.clone() })
 }
 
-/// Runs `pipeline` to its end: on the deterministic harness, or on a tokio runtime.
-fn run_pipeline<S, R, T>(pipeline: Pipeline<S, R, T>, deterministic: bool) -> Result<RunSummary>
+/// Runs `pipeline` to its end, stopping early at the run's shutdown request: on the
+/// deterministic harness (`--deterministic`), or on a tokio runtime.
+fn run_pipeline<S, R, T>(mut pipeline: Pipeline<S, R, T>, opts: &RunOptions) -> Result<RunSummary>
 where
     S: srlm_actors::Sampler,
     R: srlm_actors::Rewarder,
     T: srlm_actors::Trainer<Weights = S::Weights>,
 {
-    if deterministic {
+    pipeline.shutdown = opts.shutdown.clone();
+    if opts.deterministic {
         return Ok(pipeline.run_deterministic()?);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

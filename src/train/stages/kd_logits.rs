@@ -128,11 +128,10 @@ pub(super) fn logit_kd_stage(
         let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
         let scorers: Factory<Unscored> = Arc::new(|_, _| Unscored);
         let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, scorers, trainer);
-        pipeline.shutdown = opts.shutdown.clone();
         if placement.has_foreign_generators() {
             pipeline.copy_to_device = Some(placement.copy_hook());
         }
-        (run_pipeline(pipeline, opts.deterministic)?, last_checkpoint)
+        (run_pipeline(pipeline, opts)?, last_checkpoint)
     } else {
         let fitted = fit_length(sft_examples(problems, &state.tokenizer)?, cfg.sft.max_len, Overlong::Drop);
         if fitted.examples.is_empty() {
@@ -154,9 +153,8 @@ pub(super) fn logit_kd_stage(
         trainer.on_step = Some(Box::new(log));
         let last_checkpoint = trainer.last_checkpoint();
         let order: Vec<usize> = (0..positions).map(|p| p % fitted.examples.len()).collect();
-        let mut pipeline = example_pipeline(base, Arc::new(fitted.examples), order, StepSizes::Fixed(per_step), trainer);
-        pipeline.shutdown = opts.shutdown.clone();
-        (run_pipeline(pipeline, opts.deterministic)?, last_checkpoint)
+        let pipeline = example_pipeline(base, Arc::new(fitted.examples), order, StepSizes::Fixed(per_step), trainer);
+        (run_pipeline(pipeline, opts)?, last_checkpoint)
     };
     let stats = lock(&totals).clone();
     say(

@@ -164,9 +164,8 @@ fn run_planned(
         }
     }));
     let last_checkpoint = trainer.last_checkpoint();
-    let mut pipeline = sft_pipeline(runtime_base(cfg, opts)?, Arc::new(examples), trainer);
-    pipeline.shutdown = opts.shutdown.clone();
-    let summary = run_pipeline(pipeline, opts.deterministic)?;
+    let pipeline = sft_pipeline(runtime_base(cfg, opts)?, Arc::new(examples), trainer);
+    let summary = run_pipeline(pipeline, opts)?;
     tracing::debug!(target: "srlm::train", "{}: {} steps in this run", stage.name, summary.steps.len());
     stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
