@@ -118,9 +118,10 @@ fn forward_kl_distillation_lowers_the_forward_kl_on_held_out_sequences() {
 /// learner actor steps) trains exactly what the in-thread loop trains, threaded or not.
 #[test]
 fn forward_kl_on_the_runtime_trains_what_the_loop_trains() {
+    use srlm::learner::checkpoint_place::CheckpointPlace;
     use srlm::learner::example_source::example_pipeline;
     use srlm::learner::kd::KdConfig;
-    use srlm::learner::kd_trainer::{publish_nothing, KdCheckpoints, KdTrainer};
+    use srlm::learner::kd_trainer::{publish_nothing, KdTrainer};
     use srlm_actors::{RuntimeConfig, StepSizes};
     let (steps, per_step) = (15, 5);
     let data = sequences(false);
@@ -137,14 +138,10 @@ fn forward_kl_on_the_runtime_trains_what_the_loop_trains() {
     let tmp = tempfile::tempdir().unwrap();
     for deterministic in [true, false] {
         let (student, vars, teacher) = student_and_teacher();
-        let checkpoints = KdCheckpoints {
-            root: tmp.path().join(format!("deterministic-{deterministic}")),
-            keep: 0,
-            config: load_hf_weights(&common::fixtures().join("tiny/qwen2")).unwrap().0,
-            tokenizer: None,
-            run_id: String::new(),
-            extra_json: Vec::new(),
-        };
+        let checkpoints = CheckpointPlace::bare(
+            tmp.path().join(format!("deterministic-{deterministic}")),
+            load_hf_weights(&common::fixtures().join("tiny/qwen2")).unwrap().0,
+        );
         let kl = KdConfig { temperature: 1.0, direction: KlDirection::Forward, chunk_rows: 64 };
         let opt = optimizer(vars.clone(), 1e-2);
         let trainer = KdTrainer::new(student, vars.clone(), teacher, opt, kl, 0, per_step, publish_nothing, checkpoints);

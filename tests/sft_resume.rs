@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Var};
 use srlm::checkpoint;
+use srlm::learner::checkpoint_place::CheckpointPlace;
 use srlm::learner::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftExample, SftPlan};
 use srlm::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use srlm::learner::sft_trainer::{sft_pipeline, SftTrainer};
@@ -88,17 +89,8 @@ fn setup(lora: bool, root: &Path, every: usize) -> Setup {
     };
     let opt = AdamW::new(named.clone(), adamw(total_steps(&data, &cfg))).unwrap();
     let params = if lora { SftParams::Lora { adapters, base_model: "tiny".into() } } else { SftParams::Full(full) };
-    let ckpt = SftCheckpoints {
-        root: root.to_path_buf(),
-        every,
-        keep: 0,
-        config,
-        tokenizer: None,
-        params,
-        plan: plan_fingerprint(&data, &cfg),
-        run_id: String::new(),
-        extra_json: Vec::new(),
-    };
+    let place = CheckpointPlace::bare(root.to_path_buf(), config);
+    let ckpt = SftCheckpoints { place, every, params, plan: plan_fingerprint(&data, &cfg) };
     Setup { model, opt, named, ckpt }
 }
 
@@ -253,15 +245,10 @@ fn a_checkpoint_of_another_plan_is_refused() {
     let cfg = sft_cfg(2);
     let mut opt = AdamW::new(full.clone(), adamw(total_steps(&data, &cfg))).unwrap();
     let ckpt = SftCheckpoints {
-        root: tmp.path().to_path_buf(),
+        place: CheckpointPlace::bare(tmp.path().to_path_buf(), config.clone()),
         every: 0,
-        keep: 0,
-        config: config.clone(),
-        tokenizer: None,
         params: SftParams::Full(full.clone()),
         plan: plan_fingerprint(&data, &cfg),
-        run_id: String::new(),
-        extra_json: Vec::new(),
     };
     let err = ckpt.resume(&tmp.path().join("checkpoint-00000002"), &mut opt).err().unwrap().to_string();
     assert!(err.contains("trainer_state.json") && err.contains("another SFT plan"), "{err}");

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use candle_core::Var;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
-use crate::checkpoint::{self, CheckpointContents, ExtraFile};
+use crate::checkpoint;
+use crate::learner::checkpoint_place::CheckpointPlace;
 use crate::learner::grpo::{grpo_step, GrpoConfig, ScoredSequence};
-use crate::learner::run_state::{from_trainer_state, to_trainer_state};
-use crate::model::{CausalLm, ModelConfig, Qwen2, Weights};
+use crate::learner::run_state::from_trainer_state;
+use crate::model::{CausalLm, Qwen2, Weights};
 use crate::optim::AdamW;
-use crate::tokenizer::Tokenizer;
 use crate::train::snapshot::snapshot;
 
 /// Called after each step (progress display).
@@ -32,15 +32,12 @@ pub enum TrainError {
 /// What one trainer holds: the trainable variables and the model built on them, the frozen
 /// reference (β > 0 only), the optimizer, and where checkpoints go.
 pub struct GrpoTrainer {
-    pub config: ModelConfig,
     vars: Vec<(String, Var)>,
     policy: Qwen2,
     reference: Option<Qwen2>,
     optimizer: AdamW,
     grpo: GrpoConfig,
-    tokenizer: Arc<Tokenizer>,
-    checkpoint_dir: PathBuf,
-    keep_last: usize,
+    checkpoints: CheckpointPlace,
     start: RunState,
     /// Called after each step (progress display).
     pub on_step: Option<OnStep>,
@@ -59,9 +56,6 @@ pub struct GrpoTrainer {
     /// counts an update before it writes any weight, so a failed step that left the applied
     /// count unchanged left weights and moments as that step found them.
     completed: (u64, u64),
-    /// The run that owns the checkpoints, and JSON files each one carries (the stage stamp).
-    run_id: String,
-    stamp: Vec<(String, serde_json::Value)>,
     last_checkpoint: Arc<Mutex<Option<PathBuf>>>,
 }
 
@@ -86,30 +80,24 @@ pub struct StepProgress {
 impl GrpoTrainer {
     /// `weights` become trainable; `reference` is loaded separately by the caller when β > 0
     /// (sharing storage with the policy would make it move with it).
-    #[allow(clippy::too_many_arguments)]
+    /// The model's config comes with `checkpoints`.
     pub fn new(
-        config: ModelConfig,
         weights: &Weights,
         reference: Option<Qwen2>,
         optimizer: crate::optim::AdamWConfig,
         grpo: GrpoConfig,
-        tokenizer: Arc<Tokenizer>,
-        checkpoint_dir: PathBuf,
-        keep_last: usize,
+        checkpoints: CheckpointPlace,
     ) -> Result<Self, TrainError> {
         let (trainable, vars) = weights.to_vars().map_err(|e| TrainError::Model(e.to_string()))?;
-        let policy = Qwen2::new(&config, &trainable).map_err(|e| TrainError::Model(e.to_string()))?;
+        let policy = Qwen2::new(&checkpoints.config, &trainable).map_err(|e| TrainError::Model(e.to_string()))?;
         let optimizer = AdamW::new(vars.clone(), optimizer).map_err(|e| TrainError::Model(e.to_string()))?;
         Ok(Self {
-            config,
             vars,
             policy,
             reference,
             optimizer,
             grpo,
-            tokenizer,
-            checkpoint_dir,
-            keep_last,
+            checkpoints,
             start: RunState::default(),
             on_step: None,
             latest: Arc::new(Mutex::new(None)),
@@ -119,15 +107,13 @@ impl GrpoTrainer {
             dropped: 0,
             problems_done: 0,
             completed: (0, 0),
-            run_id: String::new(),
-            stamp: Vec::new(),
             last_checkpoint: Arc::new(Mutex::new(None)),
         })
     }
 
     /// Restores weights, optimizer moments and run state from a checkpoint directory.
     pub fn resume_from(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
-        let loaded = checkpoint::load(dir, &self.config).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         loaded.restore(&mut self.optimizer).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         let s = &loaded.state;
@@ -136,12 +122,6 @@ impl GrpoTrainer {
         self.steps_done = self.start.step;
         self.dropped = self.start.dropped_uniform;
         Ok(())
-    }
-
-    /// Every checkpoint records `run_id` (retention keeps to its own run) and carries `files`.
-    pub fn stamp_checkpoints(&mut self, run_id: &str, files: Vec<(String, serde_json::Value)>) {
-        self.run_id = run_id.into();
-        self.stamp = files;
     }
 
     /// Where the newest checkpoint of this trainer went, readable after the run.
@@ -287,18 +267,11 @@ impl Trainer for GrpoTrainer {
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainError> {
         let weights = self.weights()?;
         // As of the last completed step: a failed step's refused updates are retried on resume.
-        let trainer_state = to_trainer_state(state, self.completed.1, &self.run_id);
-        let extra: Vec<ExtraFile> =
-            self.stamp.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
-        let contents = CheckpointContents {
-            config: &self.config,
-            weights: Some(&weights),
-            tokenizer: Some(&self.tokenizer),
-            optimizer: &self.optimizer,
-            state: &trainer_state,
-            extra: &extra,
-        };
-        let dir = checkpoint::save(&self.checkpoint_dir, &contents, self.keep_last).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let trainer_state = self.checkpoints.trainer_state(state, self.completed.1);
+        let dir = self
+            .checkpoints
+            .save(Some(&weights), &self.optimizer, &trainer_state, Vec::new())
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
         Ok(dir.display().to_string())
     }

@@ -13,15 +13,15 @@ use std::sync::{Arc, Mutex};
 use candle_core::Var;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
+use super::checkpoint_place::CheckpointPlace;
 use super::example_source::{examples_of, in_position_order};
 use super::kd::{kd_step, KdConfig};
 use super::logit_kd::DistillStep;
-use super::run_state::{from_trainer_state, to_trainer_state, StepBook};
+use super::run_state::{from_trainer_state, StepBook};
 use super::sft::{collate, SftExample};
-use crate::checkpoint::{self, CheckpointContents, ExtraFile};
-use crate::model::{CausalLm, ModelConfig, Qwen2};
+use crate::checkpoint;
+use crate::model::{CausalLm, Qwen2};
 use crate::optim::AdamW;
-use crate::tokenizer::Tokenizer;
 
 /// Called after each step (the log line).
 pub type OnKdStep = Box<dyn FnMut(&DistillStep) + Send>;
@@ -37,19 +37,6 @@ pub enum KdTrainError {
     Checkpoint(String),
 }
 
-/// Where and what a KD checkpoint writes besides weights, moments and run state.
-pub struct KdCheckpoints {
-    pub root: PathBuf,
-    /// Newest checkpoints kept; 0 keeps all.
-    pub keep: usize,
-    pub config: ModelConfig,
-    pub tokenizer: Option<Arc<Tokenizer>>,
-    /// The run that owns the checkpoints (retention keeps to its own run).
-    pub run_id: String,
-    /// JSON files every checkpoint carries (the stage stamp).
-    pub extra_json: Vec<(String, serde_json::Value)>,
-}
-
 pub struct KdTrainer<W> {
     student: Qwen2,
     /// The student's trainable variables (what `student` is built on and `optimizer` steps).
@@ -61,7 +48,7 @@ pub struct KdTrainer<W> {
     /// Groups (prompts or examples) each step trains.
     per_step: usize,
     publish: Publish<W>,
-    checkpoints: KdCheckpoints,
+    checkpoints: CheckpointPlace,
     book: StepBook,
     pub on_step: Option<OnKdStep>,
 }
@@ -77,7 +64,7 @@ impl<W> KdTrainer<W> {
         pad_id: u32,
         per_step: usize,
         publish: Publish<W>,
-        checkpoints: KdCheckpoints,
+        checkpoints: CheckpointPlace,
     ) -> Self {
         Self {
             book: StepBook::new(&optimizer),
@@ -157,20 +144,10 @@ impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
     }
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, KdTrainError> {
-        let c = &self.checkpoints;
-        let weights = crate::train::snapshot::snapshot(&self.vars).map_err(|e| KdTrainError::Checkpoint(e.to_string()))?;
-        let trainer_state = to_trainer_state(state, self.optimizer.skipped_count(), &c.run_id);
-        let extra: Vec<ExtraFile> =
-            c.extra_json.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }).collect();
-        let contents = CheckpointContents {
-            config: &c.config,
-            weights: Some(&weights),
-            tokenizer: c.tokenizer.as_deref(),
-            optimizer: &self.optimizer,
-            state: &trainer_state,
-            extra: &extra,
-        };
-        let dir = checkpoint::save(&c.root, &contents, c.keep).map_err(|e| KdTrainError::Checkpoint(e.to_string()))?;
+        let fail = |e: String| KdTrainError::Checkpoint(e);
+        let weights = crate::train::snapshot::snapshot(&self.vars).map_err(|e| fail(e.to_string()))?;
+        let trainer_state = self.checkpoints.trainer_state(state, self.optimizer.skipped_count());
+        let dir = self.checkpoints.save(Some(&weights), &self.optimizer, &trainer_state, Vec::new()).map_err(|e| fail(e.to_string()))?;
         self.book.saved(&dir);
         Ok(dir.display().to_string())
     }

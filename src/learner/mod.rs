@@ -6,6 +6,7 @@
 //! Synchronous and deterministic; the actors call these. The scorer's group advantages are
 //! `srlm_actors::advantages`.
 
+pub mod checkpoint_place;
 pub mod example_source;
 pub mod grpo;
 pub mod grpo_loss;

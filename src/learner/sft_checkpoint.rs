@@ -14,13 +14,13 @@ use std::sync::Arc;
 use candle_core::Var;
 use srlm_actors::RunState;
 
-use super::run_state::{from_trainer_state, to_trainer_state};
+use super::checkpoint_place::CheckpointPlace;
+use super::run_state::from_trainer_state;
 use super::sft::{SftConfig, SftExample, SftStepStats};
-use crate::checkpoint::{self, CheckpointContents, CheckpointError, ExtraFile, RngState, TrainerState, TRAINER_STATE};
+use crate::checkpoint::{self, CheckpointError, ExtraFile, RngState, TrainerState, TRAINER_STATE};
 use crate::model::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
-use crate::model::{LoraAdapters, LoraError, ModelConfig, Weights};
+use crate::model::{LoraAdapters, LoraError, Weights};
 use crate::optim::AdamW;
-use crate::tokenizer::Tokenizer;
 
 /// The key of the LoRA dropout stream in `TrainerState::rng`.
 const DROPOUT_RNG: &str = "lora_dropout";
@@ -33,22 +33,14 @@ pub enum SftParams {
     Lora { adapters: Arc<LoraAdapters>, base_model: String },
 }
 
-/// Where and how often an SFT run saves checkpoints.
+/// Where and how often an SFT run saves checkpoints, and what it trains.
 pub struct SftCheckpoints {
-    pub root: PathBuf,
+    pub place: CheckpointPlace,
     /// Optimiser steps between checkpoints; 0 saves none.
     pub every: usize,
-    /// Newest checkpoints kept; 0 keeps all.
-    pub keep: usize,
-    pub config: ModelConfig,
-    pub tokenizer: Option<Arc<Tokenizer>>,
     pub params: SftParams,
     /// [`plan_fingerprint`] of the run; a resumed run must plan the same batches.
     pub plan: String,
-    /// The run that owns the checkpoints (retention keeps to its own run); empty for none.
-    pub run_id: String,
-    /// JSON files every checkpoint carries besides the model (e.g. `srlm train`'s stage stamp).
-    pub extra_json: Vec<(String, serde_json::Value)>,
 }
 
 /// A fingerprint of everything that decides the batches: the examples' tokens, epochs, token
@@ -81,14 +73,15 @@ impl SftCheckpoints {
 
     /// Writes `checkpoint-<step>` under `root`: the run continues from `run`.
     pub fn save(&self, opt: &AdamW, run: &RunState) -> Result<PathBuf, CheckpointError> {
-        let mut state = TrainerState { config_hash: self.plan.clone(), ..to_trainer_state(run, opt.skipped_count(), &self.run_id) };
-        let (weights, mut extra) = match &self.params {
+        let root = &self.place.root;
+        let mut state = TrainerState { config_hash: self.plan.clone(), ..self.place.trainer_state(run, opt.skipped_count()) };
+        let (weights, extra) = match &self.params {
             SftParams::Full(vars) => {
                 let tensors = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect::<BTreeMap<_, _>>();
-                (Some(Weights::new(tensors, &self.root)), Vec::new())
+                (Some(Weights::new(tensors, root)), Vec::new())
             }
             SftParams::Lora { adapters, base_model } => {
-                let lora = |e: LoraError| CheckpointError::Invalid { path: self.root.clone(), reason: e.to_string() };
+                let lora = |e: LoraError| CheckpointError::Invalid { path: root.clone(), reason: e.to_string() };
                 state.rng.insert(DROPOUT_RNG.into(), RngState::capture(&adapters.dropout_rng().map_err(lora)?));
                 let extra = vec![
                     ExtraFile::Json { name: ADAPTER_CONFIG.into(), value: adapters.peft_config(base_model) },
@@ -97,22 +90,13 @@ impl SftCheckpoints {
                 (None, extra)
             }
         };
-        extra.extend(self.extra_json.iter().map(|(name, value)| ExtraFile::Json { name: name.clone(), value: value.clone() }));
-        let contents = CheckpointContents {
-            config: &self.config,
-            weights: weights.as_ref(),
-            tokenizer: self.tokenizer.as_deref(),
-            optimizer: opt,
-            state: &state,
-            extra: &extra,
-        };
-        checkpoint::save(&self.root, &contents, self.keep)
+        self.place.save(weights.as_ref(), opt, &state, extra)
     }
 
     /// Restores weights (or adapters), moments, schedule position and dropout stream from the
     /// checkpoint `dir`; returns where the run continues.
     pub fn resume(&self, dir: &Path, opt: &mut AdamW) -> Result<RunState, CheckpointError> {
-        let loaded = checkpoint::load(dir, &self.config)?;
+        let loaded = checkpoint::load(dir, &self.place.config)?;
         let state_path = dir.join(TRAINER_STATE);
         let invalid = |reason: String| CheckpointError::Invalid { path: state_path.clone(), reason };
         if loaded.state.config_hash != self.plan {

@@ -13,6 +13,7 @@ use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, Shutdown
 use crate::atomic_file::write_atomic;
 use crate::generate::policy_sampler::PolicySampler;
 use crate::generate::GenerationConfig;
+use crate::learner::checkpoint_place::CheckpointPlace;
 use crate::learner::grpo::GrpoConfig;
 use crate::learner::grpo_trainer::{GrpoTrainer, StepProgress};
 use crate::model::init::init_weights;
@@ -87,6 +88,19 @@ struct StageRun<'a> {
 }
 
 impl StageRun<'_> {
+    /// Where this stage's learner saves: the stage's directory, the run's retention, the model's
+    /// config and tokenizer, and the stage stamp in every checkpoint.
+    fn checkpoint_place(&self, cfg: &TrainConfig, state: &State) -> Result<CheckpointPlace> {
+        Ok(CheckpointPlace {
+            root: self.checkpoints.clone(),
+            keep: cfg.runtime.keep_checkpoints,
+            config: state.config.clone(),
+            tokenizer: Some(Arc::clone(&state.tokenizer)),
+            run_id: self.stamp.run_id.clone(),
+            stamp: vec![(STAGE_STAMP.into(), serde_json::to_value(&self.stamp)?)],
+        })
+    }
+
     fn stopped(&self, checkpoint: PathBuf) -> anyhow::Error {
         Interrupted { during: format!("stage {} ({})", self.index, self.name), resume_from: Some(checkpoint), command: None }.into()
     }
@@ -375,21 +389,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         (true, None) => Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?),
         (true, Some(_)) => Some(Qwen2::new(&state.config, &stage_start_weights(cfg, state, index)?)?),
     };
-    let mut trainer = GrpoTrainer::new(
-        state.config.clone(),
-        &state.weights,
-        reference,
-        optimizer,
-        grpo,
-        Arc::clone(&state.tokenizer),
-        stage.checkpoints.clone(),
-        r.keep_checkpoints,
-    )?;
+    let mut trainer = GrpoTrainer::new(&state.weights, reference, optimizer, grpo, stage.checkpoint_place(cfg, state)?)?;
     // The trainer holds its own copy; the stage's starting weights would be 2 GB of a 0.5B
     // model kept idle through the run. The run's last published weights replace them.
     let source = state.weights.source().to_path_buf();
     state.weights = Weights::new(Default::default(), &source);
-    trainer.stamp_checkpoints(&stage.stamp.run_id, vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)]);
     let last_checkpoint = trainer.last_checkpoint();
     if let Some(dir) = stage.resume {
         trainer.resume_from(dir)?;

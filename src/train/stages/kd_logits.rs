@@ -11,7 +11,7 @@ use super::{generation, run_pipeline, runtime_base, say, RunOptions, StageRun, S
 use crate::generate::policy_sampler::PolicySampler;
 use crate::learner::example_source::{example_pipeline, Unscored};
 use crate::learner::kd::{check_shared_tokenizer, KdConfig, KlDirection};
-use crate::learner::kd_trainer::{publish_nothing, publish_snapshot, KdCheckpoints, KdTrainer};
+use crate::learner::kd_trainer::{publish_nothing, publish_snapshot, KdTrainer};
 use crate::learner::logit_kd::{DistillStats, DistillStep};
 use crate::learner::sft::{fit_length, Overlong};
 use crate::model::load::ModelSource;
@@ -21,7 +21,6 @@ use crate::tokenizer::Tokenizer;
 use crate::train::config::{KdMode, KdSection, TrainConfig};
 use crate::train::heldout::TrainingProblem;
 use crate::train::placement::Placement;
-use crate::train::resume_point::STAGE_STAMP;
 use crate::train::snapshot::snapshot;
 
 /// Fails unless the teacher at `spec` tokenises as the student does; reads only its tokenizer,
@@ -66,14 +65,7 @@ pub(super) fn logit_kd_stage(
     let direction = if kd.mode == KdMode::OnPolicy { KlDirection::Reverse } else { KlDirection::Forward };
     let kl = KdConfig { temperature, direction, chunk_rows: crate::model::logprobs::DEFAULT_CHUNK_ROWS };
     let pad_id = state.tokenizer.pad_token_id().unwrap_or(0);
-    let checkpoints = KdCheckpoints {
-        root: stage.checkpoints.clone(),
-        keep: cfg.runtime.keep_checkpoints,
-        config: state.config.clone(),
-        tokenizer: Some(Arc::clone(&state.tokenizer)),
-        run_id: stage.stamp.run_id.clone(),
-        extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
-    };
+    let checkpoints = stage.checkpoint_place(cfg, state)?;
     let problems = &train[..kd.prompts.min(train.len())];
     let totals = Arc::new(Mutex::new(DistillStats::default()));
     let log = {

@@ -18,7 +18,6 @@ use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 use crate::train::config::TrainConfig;
 use crate::train::heldout::TrainingProblem;
-use crate::train::resume_point::STAGE_STAMP;
 use crate::train::snapshot::snapshot;
 
 pub(super) fn sft_stage(
@@ -99,15 +98,10 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
     let opt_cfg = s.adamw(plan.steps().len().max(1));
     let checkpoints = |params| -> Result<SftCheckpoints> {
         Ok(SftCheckpoints {
-            root: stage.checkpoints.clone(),
+            place: stage.checkpoint_place(cfg, state)?,
             every: cfg.runtime.pipeline.checkpoint_every as usize,
-            keep: cfg.runtime.keep_checkpoints,
-            config: state.config.clone(),
-            tokenizer: Some(Arc::clone(&state.tokenizer)),
             params,
             plan: plan_fingerprint(&fitted.examples, &sft),
-            run_id: stage.stamp.run_id.clone(),
-            extra_json: vec![(STAGE_STAMP.into(), serde_json::to_value(&stage.stamp)?)],
         })
     };
     let steps = |model: Qwen2, opt: AdamW, ckpt: SftCheckpoints| {
