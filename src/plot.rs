@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::eval::EvalReport;
 
+pub mod trend;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error("{}: {message}", path.display())]
@@ -40,44 +42,16 @@ pub struct Chart {
 /// The charts of one `steps-stage-N.json` (stage `stage`); metrics a run did not record
 /// (e.g. KL without a reference model) get no chart.
 pub fn step_charts(stage: &str, steps: &[Value]) -> Vec<Chart> {
-    let step = |s: &Value| s["step"].as_f64().unwrap_or(0.0);
-    let field = |key: &str| -> Vec<(f64, f64)> { steps.iter().filter_map(|s| Some((step(s), s[key].as_f64()?))).collect() };
-    let rewards = |keep: &dyn Fn(&str) -> bool| -> Vec<Series> {
-        let mut names: Vec<String> = Vec::new();
-        for s in steps {
-            for pair in s["rewards"].as_array().into_iter().flatten() {
-                if let Some(name) = pair[0].as_str().filter(|n| keep(n) && !names.iter().any(|x| x == n)) {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        names
-            .into_iter()
-            .map(|name| {
-                let points = steps
-                    .iter()
-                    .filter_map(|s| {
-                        let pair = s["rewards"].as_array()?.iter().find(|p| p[0].as_str() == Some(&name))?;
-                        Some((step(s), pair[1].as_f64()?))
-                    })
-                    .collect();
-                Series { name, points }
-            })
-            .collect()
-    };
-    let length: Vec<(f64, f64)> =
-        steps.iter().filter_map(|s| Some((step(s), s["tokens"].as_f64()? / s["completions"].as_f64().filter(|&c| c > 0.0)?))).collect();
+    let field = |key: &str| -> Vec<(f64, f64)> { step_field(steps, key) };
+    let length: Vec<(f64, f64)> = steps
+        .iter()
+        .filter_map(|s| Some((step_number(s), s["tokens"].as_f64()? / s["completions"].as_f64().filter(|&c| c > 0.0)?)))
+        .collect();
     let one = |name: &str, points: Vec<(f64, f64)>| vec![Series { name: name.into(), points }];
-    // Under dynamic sampling the trained batches hold only groups with differing rewards; the
-    // policy's own reward is then the mean over every sampled group.
-    let mut reward = rewards(&|_| true);
-    if steps.iter().any(|s| s["dropped_uniform_so_far"].as_u64().is_some_and(|n| n > 0)) {
-        reward.push(Series { name: "total, all sampled groups".into(), points: field("sampled_reward") });
-    }
     let charts = [
-        ("reward", "mean reward per completion", reward),
+        ("reward", "mean reward per completion", reward_series(steps)),
         ("accuracy", "fraction correct", one("accuracy", field("accuracy"))),
-        ("format", "format reward (compliance)", rewards(&|n| n.starts_with("format"))),
+        ("format", "format reward (compliance)", rewards_named(steps, &|n| n.starts_with("format"))),
         ("kl", "KL to the reference", one("kl", field("kl"))),
         ("clip", "fraction of tokens clipped", one("clip fraction", field("clip_fraction"))),
         ("length", "tokens per completion", one("mean length", length)),
@@ -94,6 +68,51 @@ pub fn step_charts(stage: &str, steps: &[Value]) -> Vec<Chart> {
                 y: y.into(),
                 series,
             })
+        })
+        .collect()
+}
+
+/// The reward chart's series: each reward the steps recorded and, under dynamic sampling, the
+/// mean over every sampled group (the trained batches hold only groups with differing rewards,
+/// so the policy's own reward is that one).
+pub fn reward_series(steps: &[Value]) -> Vec<Series> {
+    let mut reward = rewards_named(steps, &|_| true);
+    if steps.iter().any(|s| s["dropped_uniform_so_far"].as_u64().is_some_and(|n| n > 0)) {
+        reward.push(Series { name: "total, all sampled groups".into(), points: step_field(steps, "sampled_reward") });
+    }
+    reward
+}
+
+fn step_number(s: &Value) -> f64 {
+    s["step"].as_f64().unwrap_or(0.0)
+}
+
+/// `(step, value)` of a numeric field, skipping steps that did not record it.
+fn step_field(steps: &[Value], key: &str) -> Vec<(f64, f64)> {
+    steps.iter().filter_map(|s| Some((step_number(s), s[key].as_f64()?))).collect()
+}
+
+/// One series per reward name `keep` accepts, in the order the steps first name them.
+fn rewards_named(steps: &[Value], keep: &dyn Fn(&str) -> bool) -> Vec<Series> {
+    let mut names: Vec<String> = Vec::new();
+    for s in steps {
+        for pair in s["rewards"].as_array().into_iter().flatten() {
+            if let Some(name) = pair[0].as_str().filter(|n| keep(n) && !names.iter().any(|x| x == n)) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let points = steps
+                .iter()
+                .filter_map(|s| {
+                    let pair = s["rewards"].as_array()?.iter().find(|p| p[0].as_str() == Some(&name))?;
+                    Some((step_number(s), pair[1].as_f64()?))
+                })
+                .collect();
+            Series { name, points }
         })
         .collect()
 }
@@ -136,7 +155,7 @@ pub fn plot_dirs(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, PlotError
 }
 
 /// `(stage name, steps)` of every `steps-stage-N.json` in `dir`, by stage number.
-fn read_steps(dir: &Path) -> Result<Vec<(String, Vec<Value>)>, PlotError> {
+pub fn read_steps(dir: &Path) -> Result<Vec<(String, Vec<Value>)>, PlotError> {
     let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut found: Vec<(u32, PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

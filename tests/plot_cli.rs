@@ -1,5 +1,5 @@
 //! `srlm plot` end to end: the charts a training run and two evaluation reports give, as real
-//! PNG files, and a directory with nothing to plot refused by name.
+//! PNG files with the reward trend printed, and a directory with nothing to plot refused by name.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,14 +43,22 @@ fn a_run_and_two_reports_give_curves_and_one_bar_chart() {
         std::fs::write(dir.path().join(name).join("report.json"), report(acc).to_string()).unwrap();
     }
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let out = srlm(&["plot", &p("run"), &p("before"), &p("after")]);
+    let out = srlm(&["plot", &p("run"), &p("before"), &p("after"), "--window", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plots = run.join("plots");
     for metric in ["reward", "accuracy", "format", "kl", "clip", "length", "staleness", "loss"] {
         assert!(is_png(&plots.join(format!("stage-1-{metric}.png"))), "{metric}");
     }
     assert!(is_png(&plots.join("eval.png")));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 9);
+    // Nine files, then the stage's reward trend: a header and one line per reward.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 9 + 4, "{stdout}");
+    assert!(lines[9].contains("stage-1") && lines[9].contains("first and the last 2 of 6 steps"), "{stdout}");
+    // Accuracy 0.1 · step: (0.1 + 0.2) / 2 at the start, (0.5 + 0.6) / 2 at the end.
+    let words = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(words(lines[10]), ["accuracy", "0.150", "->", "0.550", "+0.400"]);
+    assert_eq!(words(lines[12]), ["total", "0.300", "->", "0.300", "+0.000"]);
 
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

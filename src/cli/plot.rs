@@ -1,10 +1,12 @@
-//! `srlm plot DIR…`: PNG charts of training runs and evaluation reports.
+//! `srlm plot DIR…`: PNG charts of training runs and evaluation reports, and each training
+//! stage's reward trend (first and last steps) on stdout.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use srlm::plot::plot_dirs;
+use srlm::plot::trend::reward_trends;
+use srlm::plot::{plot_dirs, read_steps};
 
 #[derive(Args)]
 pub struct PlotArgs {
@@ -15,6 +17,9 @@ pub struct PlotArgs {
     /// Where the PNG files go; default `plots/` inside the first directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Steps averaged at each end of a stage for the printed reward trend.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    window: u64,
 }
 
 pub fn run(args: PlotArgs) -> Result<()> {
@@ -24,5 +29,19 @@ pub fn run(args: PlotArgs) -> Result<()> {
         println!("{}", path.display());
     }
     eprintln!("{} charts in {}", written.len(), out.display());
+    for dir in &args.dirs {
+        for (stage, steps) in read_steps(dir)? {
+            print_trends(&format!("{} {stage}", dir.display()), &reward_trends(&steps, args.window as usize));
+        }
+    }
     Ok(())
+}
+
+fn print_trends(stage: &str, trends: &[srlm::plot::trend::Trend]) {
+    let Some(t) = trends.first() else { return };
+    let overlap = if t.steps < 2 * t.window { " (the two overlap)" } else { "" };
+    println!("{stage}: mean reward over the first and the last {} of {} steps{overlap}", t.window, t.steps);
+    for t in trends {
+        println!("  {:<28} {:>8.3} -> {:>8.3}  {:+.3}", t.name, t.first, t.last, t.change());
+    }
 }
