@@ -117,16 +117,25 @@ fn rewards_named(steps: &[Value], keep: &dyn Fn(&str) -> bool) -> Vec<Series> {
         .collect()
 }
 
-/// Draws every chart of the run and eval directories in `dirs` into `out`; returns the files
-/// written. Training runs give one PNG per stage and metric; all eval reports together give
-/// `eval.png`, one bar per report and benchmark.
-pub fn plot_dirs(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, PlotError> {
+/// What `plot_dirs` drew, and the training stages it read (for figures printed beside them).
+pub struct Plotted {
+    pub files: Vec<PathBuf>,
+    /// `(directory, stage name, steps)` of every training stage, in the order read.
+    pub stages: Vec<(PathBuf, String, Vec<Value>)>,
+}
+
+/// Draws every chart of the run and eval directories in `dirs` into `out`. Training runs give
+/// one PNG per stage and metric; all eval reports together give `eval.png`, one bar per report
+/// and benchmark.
+pub fn plot_dirs(dirs: &[PathBuf], out: &Path) -> Result<Plotted, PlotError> {
     let mut charts = Vec::new();
     let mut reports = Vec::new();
+    let mut stages = Vec::new();
     for dir in dirs {
         let before = (charts.len(), reports.len());
         for (stage, steps) in read_steps(dir)? {
             charts.extend(step_charts(&stage, &steps));
+            stages.push((dir.clone(), stage, steps));
         }
         let report = dir.join("report.json");
         if report.is_file() {
@@ -151,11 +160,11 @@ pub fn plot_dirs(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, PlotError
         draw_bars(&reports, &path)?;
         written.push(path);
     }
-    Ok(written)
+    Ok(Plotted { files: written, stages })
 }
 
 /// `(stage name, steps)` of every `steps-stage-N.json` in `dir`, by stage number.
-pub fn read_steps(dir: &Path) -> Result<Vec<(String, Vec<Value>)>, PlotError> {
+fn read_steps(dir: &Path) -> Result<Vec<(String, Vec<Value>)>, PlotError> {
     let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut found: Vec<(u32, PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use srlm::plot::plot_dirs;
 use srlm::plot::trend::reward_trends;
-use srlm::plot::{plot_dirs, read_steps};
 
 #[derive(Args)]
 pub struct PlotArgs {
@@ -24,15 +24,13 @@ pub struct PlotArgs {
 
 pub fn run(args: PlotArgs) -> Result<()> {
     let out = args.out.unwrap_or_else(|| args.dirs[0].join("plots"));
-    let written = plot_dirs(&args.dirs, &out)?;
-    for path in &written {
+    let plotted = plot_dirs(&args.dirs, &out)?;
+    for path in &plotted.files {
         println!("{}", path.display());
     }
-    eprintln!("{} charts in {}", written.len(), out.display());
-    for dir in &args.dirs {
-        for (stage, steps) in read_steps(dir)? {
-            print_trends(&format!("{} {stage}", dir.display()), &reward_trends(&steps, args.window as usize));
-        }
+    eprintln!("{} charts in {}", plotted.files.len(), out.display());
+    for (dir, stage, steps) in &plotted.stages {
+        print_trends(&format!("{} {stage}", dir.display()), &reward_trends(steps, args.window as usize));
     }
     Ok(())
 }
