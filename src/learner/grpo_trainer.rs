@@ -12,22 +12,13 @@ use crate::checkpoint;
 use crate::learner::checkpoint_place::CheckpointPlace;
 use crate::learner::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use crate::learner::run_state::from_trainer_state;
+use crate::learner::trainer_error::TrainerError;
 use crate::model::{CausalLm, Qwen2, Weights};
 use crate::optim::AdamW;
 use crate::train::snapshot::snapshot;
 
 /// Called after each step (progress display).
 pub type OnStep = Box<dyn FnMut(&StepProgress) + Send>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("GRPO step {step}: {message}")]
-    Step { step: u64, message: String },
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-    #[error("{0}")]
-    Model(String),
-}
 
 /// What one trainer holds: the trainable variables and the model built on them, the frozen
 /// reference (β > 0 only), the optimizer, and where checkpoints go.
@@ -87,10 +78,10 @@ impl GrpoTrainer {
         optimizer: crate::optim::AdamWConfig,
         grpo: GrpoConfig,
         checkpoints: CheckpointPlace,
-    ) -> Result<Self, TrainError> {
-        let (trainable, vars) = weights.to_vars().map_err(|e| TrainError::Model(e.to_string()))?;
-        let policy = Qwen2::new(&checkpoints.config, &trainable).map_err(|e| TrainError::Model(e.to_string()))?;
-        let optimizer = AdamW::new(vars.clone(), optimizer).map_err(|e| TrainError::Model(e.to_string()))?;
+    ) -> Result<Self, TrainerError> {
+        let (trainable, vars) = weights.to_vars().map_err(|e| TrainerError::Model(e.to_string()))?;
+        let policy = Qwen2::new(&checkpoints.config, &trainable).map_err(|e| TrainerError::Model(e.to_string()))?;
+        let optimizer = AdamW::new(vars.clone(), optimizer).map_err(|e| TrainerError::Model(e.to_string()))?;
         Ok(Self {
             vars,
             policy,
@@ -112,12 +103,12 @@ impl GrpoTrainer {
     }
 
     /// Restores weights, optimizer moments and run state from a checkpoint directory.
-    pub fn resume_from(&mut self, dir: &std::path::Path) -> Result<(), TrainError> {
-        let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        loaded.restore(&mut self.optimizer).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    pub fn resume_from(&mut self, dir: &std::path::Path) -> Result<(), TrainerError> {
+        let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
+        loaded.restore(&mut self.optimizer).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         let s = &loaded.state;
-        self.start = from_trainer_state(s).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        self.start = from_trainer_state(s).map_err(|e| TrainerError::Checkpoint(format!("{}: {e}", dir.display())))?;
         self.problems_done = s.data_cursor.saturating_sub(self.start.pending.len() as u64);
         self.steps_done = self.start.step;
         self.dropped = self.start.dropped_uniform;
@@ -130,8 +121,8 @@ impl GrpoTrainer {
     }
 
     /// The current weights (a copy), e.g. for evaluation or export.
-    pub fn weights(&self) -> Result<Weights, TrainError> {
-        snapshot(&self.vars).map_err(|e| TrainError::Model(e.to_string()))
+    pub fn weights(&self) -> Result<Weights, TrainerError> {
+        snapshot(&self.vars).map_err(|e| TrainerError::Model(e.to_string()))
     }
 
     pub fn optimizer(&self) -> &AdamW {
@@ -200,9 +191,9 @@ fn sequences(batch: &[ScoredGroup]) -> Vec<ScoredSequence> {
 
 impl Trainer for GrpoTrainer {
     type Weights = Weights;
-    type Error = TrainError;
+    type Error = TrainerError;
 
-    fn start(&mut self) -> Result<Start<Weights>, TrainError> {
+    fn start(&mut self) -> Result<Start<Weights>, TrainerError> {
         let weights = Arc::new(self.weights()?);
         *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&weights));
         Ok(Start { state: self.start.clone(), weights })
@@ -218,12 +209,12 @@ impl Trainer for GrpoTrainer {
         }
     }
 
-    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Weights>), TrainError> {
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<Weights>), TrainerError> {
         let step = self.steps_done;
         let rows = sequences(batch);
         let stats = grpo_step(&self.policy, self.reference.as_ref().map(|r| r as &dyn CausalLm), &rows, &self.grpo, &mut self.optimizer)
-            .map_err(|e| TrainError::Step { step, message: e.to_string() })?;
-        self.write_rollouts(step, batch).map_err(|e| TrainError::Checkpoint(format!("rollout log: {e}")))?;
+            .map_err(|e| TrainerError::Step { objective: "GRPO", step, message: e.to_string() })?;
+        self.write_rollouts(step, batch).map_err(|e| TrainerError::Checkpoint(format!("rollout log: {e}")))?;
         let last = stats.iterations.last();
         let loss = last.map(|i| &i.loss);
         self.tokens_so_far += batch.iter().map(|g| g.group.generated_tokens() as u64).sum::<u64>();
@@ -264,14 +255,14 @@ impl Trainer for GrpoTrainer {
         self.optimizer.step_count() == self.completed.0
     }
 
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainError> {
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainerError> {
         let weights = self.weights()?;
         // As of the last completed step: a failed step's refused updates are retried on resume.
         let trainer_state = self.checkpoints.trainer_state(state, self.completed.1);
         let dir = self
             .checkpoints
             .save(Some(&weights), &self.optimizer, &trainer_state, Vec::new())
-            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+            .map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
         Ok(dir.display().to_string())
     }

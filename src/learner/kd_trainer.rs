@@ -19,6 +19,7 @@ use super::kd::{kd_step, KdConfig};
 use super::logit_kd::DistillStep;
 use super::run_state::{from_trainer_state, StepBook};
 use super::sft::{collate, SftExample};
+use super::trainer_error::TrainerError;
 use crate::checkpoint;
 use crate::model::{CausalLm, Qwen2};
 use crate::optim::AdamW;
@@ -28,14 +29,6 @@ pub type OnKdStep = Box<dyn FnMut(&DistillStep) + Send>;
 
 /// The weights a step hands the generators: none for fixed examples, a snapshot on-policy.
 pub type Publish<W> = fn(&[(String, Var)]) -> Result<Arc<W>, String>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KdTrainError {
-    #[error("KD step {step}: {message}")]
-    Step { step: u64, message: String },
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-}
 
 pub struct KdTrainer<W> {
     student: Qwen2,
@@ -82,8 +75,8 @@ impl<W> KdTrainer<W> {
     }
 
     /// Restores the student's weights, the moments and the run state saved in `dir`.
-    pub fn resume_from(&mut self, dir: &Path) -> Result<(), KdTrainError> {
-        let fail = |e: String| KdTrainError::Checkpoint(format!("{}: {e}", dir.display()));
+    pub fn resume_from(&mut self, dir: &Path) -> Result<(), TrainerError> {
+        let fail = |e: String| TrainerError::Checkpoint(format!("{}: {e}", dir.display()));
         let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| fail(e.to_string()))?;
         loaded.restore(&mut self.optimizer).map_err(|e| fail(e.to_string()))?;
         self.book.resumed(from_trainer_state(&loaded.state).map_err(fail)?, &self.optimizer);
@@ -108,16 +101,16 @@ pub fn publish_snapshot(vars: &[(String, Var)]) -> Result<Arc<crate::model::Weig
 
 impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
     type Weights = W;
-    type Error = KdTrainError;
+    type Error = TrainerError;
 
-    fn start(&mut self) -> Result<Start<W>, KdTrainError> {
-        let weights = (self.publish)(&self.vars).map_err(KdTrainError::Checkpoint)?;
+    fn start(&mut self) -> Result<Start<W>, TrainerError> {
+        let weights = (self.publish)(&self.vars).map_err(TrainerError::Checkpoint)?;
         Ok(Start { state: self.book.start.clone(), weights })
     }
 
-    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<W>), KdTrainError> {
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<W>), TrainerError> {
         let step = self.book.steps_done;
-        let fail = |message: String| KdTrainError::Step { step, message };
+        let fail = |message: String| TrainerError::Step { objective: "KD", step, message };
         let groups = in_position_order(batch, step * self.per_step as u64, self.per_step).map_err(fail)?;
         // A sample that ended at once has no token to match.
         let rows: Vec<SftExample> = groups.into_iter().flat_map(examples_of).filter(|e| !e.completion.is_empty()).collect();
@@ -143,8 +136,8 @@ impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
         Ok((stats, weights))
     }
 
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, KdTrainError> {
-        let fail = |e: String| KdTrainError::Checkpoint(e);
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainerError> {
+        let fail = |e: String| TrainerError::Checkpoint(e);
         let weights = crate::train::snapshot::snapshot(&self.vars).map_err(|e| fail(e.to_string()))?;
         let trainer_state = self.checkpoints.trainer_state(state, self.optimizer.skipped_count());
         let dir = self.checkpoints.save(Some(&weights), &self.optimizer, &trainer_state, Vec::new()).map_err(|e| fail(e.to_string()))?;

@@ -23,6 +23,7 @@ pub mod sft_data;
 pub mod sft_recipe;
 pub mod sft_trainer;
 pub mod traces;
+pub mod trainer_error;
 
 pub use grpo::{grpo_step, GrpoConfig, GrpoStats, ScoredBatch};
 pub use grpo_loss::{grpo_loss, GrpoLoss, GrpoLossConfig, LossInputs, LossStats, LossType, RatioLevel};

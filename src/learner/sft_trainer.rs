@@ -10,19 +10,12 @@ use super::example_source::{example_pipeline, examples_of, in_position_order, Ex
 use super::run_state::StepBook;
 use super::sft::{sft_update, SftConfig, SftExample, SftPlan, SftStepStats};
 use super::sft_checkpoint::SftCheckpoints;
+use super::trainer_error::TrainerError;
 use crate::model::{CausalLm, Qwen2};
 use crate::optim::AdamW;
 
 /// Called after each step (the log line).
 pub type OnSftStep = Box<dyn FnMut(&SftStepStats) + Send>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SftTrainError {
-    #[error("SFT step {step}: {message}")]
-    Step { step: u64, message: String },
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-}
 
 pub struct SftTrainer {
     /// Built on the trainable variables (full) or the base with adapters (LoRA).
@@ -42,8 +35,8 @@ impl SftTrainer {
     }
 
     /// Restores the parameters, moments, dropout stream and run state saved in `dir`.
-    pub fn resume_from(&mut self, dir: &Path) -> Result<(), SftTrainError> {
-        let start = self.checkpoints.resume(dir, &mut self.optimizer).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
+    pub fn resume_from(&mut self, dir: &Path) -> Result<(), TrainerError> {
+        let start = self.checkpoints.resume(dir, &mut self.optimizer).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         self.book.resumed(start, &self.optimizer);
         Ok(())
     }
@@ -76,15 +69,15 @@ pub fn sft_pipeline(
 
 impl Trainer for SftTrainer {
     type Weights = ();
-    type Error = SftTrainError;
+    type Error = TrainerError;
 
-    fn start(&mut self) -> Result<Start<()>, SftTrainError> {
+    fn start(&mut self) -> Result<Start<()>, TrainerError> {
         Ok(Start { state: self.book.start.clone(), weights: Arc::new(()) })
     }
 
-    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<()>), SftTrainError> {
+    fn step(&mut self, batch: &[ScoredGroup]) -> Result<(StepStats, Arc<()>), TrainerError> {
         let step = self.book.steps_done;
-        let fail = |message: String| SftTrainError::Step { step, message };
+        let fail = |message: String| TrainerError::Step { objective: "SFT", step, message };
         let micro = self.micro_batches(step as usize, batch).map_err(fail)?;
         let rows: Vec<Vec<&SftExample>> = micro.iter().map(|m| m.iter().collect()).collect();
         let update = sft_update(&self.model as &dyn CausalLm, &mut self.optimizer, &rows, &self.cfg).map_err(|e| fail(e.to_string()))?;
@@ -98,8 +91,8 @@ impl Trainer for SftTrainer {
         Ok((out, Arc::new(())))
     }
 
-    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, SftTrainError> {
-        let dir = self.checkpoints.save(&self.optimizer, state).map_err(|e| SftTrainError::Checkpoint(e.to_string()))?;
+    fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainerError> {
+        let dir = self.checkpoints.save(&self.optimizer, state).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         self.book.saved(&dir);
         Ok(dir.display().to_string())
     }
