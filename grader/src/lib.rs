@@ -12,6 +12,7 @@
 pub mod accuracy;
 pub mod answer;
 pub mod benchmark;
+pub mod boxed_accuracy;
 pub mod boxed_format;
 pub mod commitments;
 pub mod eval;

@@ -1,12 +1,13 @@
 //! Registry: reward names and weights (from config or `accuracy=1,format=0.1`) → rewards.
 
 use crate::accuracy::AccuracyReward;
+use crate::boxed_accuracy::BoxedAccuracyReward;
 use crate::boxed_format::BoxedFormatReward;
 use crate::format::{FormatMode, FormatReward};
 use crate::weighted::WeightedRewards;
 use crate::Reward;
 
-pub const REWARD_NAMES: [&str; 5] = ["accuracy", "format", "format_strict", "format_soft", "format_boxed"];
+pub const REWARD_NAMES: [&str; 6] = ["accuracy", "accuracy_boxed", "format", "format_strict", "format_soft", "format_boxed"];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegistryError {
@@ -26,6 +27,7 @@ pub enum RegistryError {
 pub fn reward_by_name(name: &str) -> Result<Box<dyn Reward>, RegistryError> {
     Ok(match name {
         "accuracy" => Box::new(AccuracyReward::default()),
+        "accuracy_boxed" => Box::new(BoxedAccuracyReward::default()),
         "format" => Box::new(FormatReward::new(FormatMode::Lenient)),
         "format_strict" => Box::new(FormatReward::new(FormatMode::Strict)),
         "format_soft" => Box::new(FormatReward::new(FormatMode::Soft)),

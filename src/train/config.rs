@@ -39,7 +39,7 @@ pub struct TrainConfig {
     /// `[sft] data`, which then has no held-out check.
     #[serde(default)]
     pub data: DataSection,
-    /// Reward name → weight (accuracy, format, format_strict, format_soft, format_boxed).
+    /// Reward name → weight (accuracy, accuracy_boxed, format, format_strict, format_soft, format_boxed).
     #[serde(default = "default_rewards")]
     pub rewards: BTreeMap<String, f32>,
     #[serde(default)]
