@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::messages::{Policy, PolicyVersion, WeightsPublished};
 use crate::metrics as m;
+use crate::poison::lock;
 
 /// Copies weights to device `d`; called at most once per (version, device).
 pub type CopyToDevice<W> = Box<dyn Fn(&W, usize) -> W + Send + Sync>;
@@ -89,11 +90,6 @@ impl<W: Send + Sync + 'static> Broadcast<W> {
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<PolicyVersion> {
         self.published.subscribe()
     }
-}
-
-/// Poisoning only means another thread panicked mid-update of plain data we overwrite whole.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

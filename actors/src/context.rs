@@ -4,12 +4,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::broadcast::{lock, Broadcast};
+use crate::broadcast::Broadcast;
 use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::gate::StalenessGate;
 use crate::ledger::Ledger;
 use crate::messages::{RolloutGroup, ScoredGroup};
+use crate::poison::lock;
 use crate::queue::Queue;
 use crate::shutdown::{ShutdownHandle, Stop};
 use crate::summary::RunSummary;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::broadcast::lock;
 use crate::messages::{GroupRewards, Policy, Prompt, RolloutGroup, RunState, SampledCompletion, SampledGroup, ScoredGroup};
+use crate::poison::lock;
 use crate::traits::{Rewarder, Sampler, Start, StepStats, Trainer};
 
 /// The fake policy's parameters.

@@ -7,8 +7,8 @@
 
 use std::sync::Mutex;
 
-use crate::broadcast::lock;
 use crate::messages::PolicyVersion;
+use crate::poison::lock;
 use crate::step_sizes::StepSizes;
 
 pub struct StalenessGate {

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::broadcast::lock;
 use crate::messages::{Prompt, RunState};
+use crate::poison::lock;
 use crate::traits::PromptSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod messages;
 pub mod metrics;
 pub mod pipeline;
+pub mod poison;
 pub mod queue;
 pub mod scorer;
 pub mod shutdown;

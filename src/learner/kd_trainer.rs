@@ -137,10 +137,12 @@ impl<W: Send + Sync + 'static> Trainer for KdTrainer<W> {
     }
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainerError> {
-        let fail = |e: String| TrainerError::Checkpoint(e);
-        let weights = crate::train::snapshot::snapshot(&self.vars).map_err(|e| fail(e.to_string()))?;
+        let weights = crate::train::snapshot::snapshot(&self.vars).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         let trainer_state = self.checkpoints.trainer_state(state, self.optimizer.skipped_count());
-        let dir = self.checkpoints.save(Some(&weights), &self.optimizer, &trainer_state, Vec::new()).map_err(|e| fail(e.to_string()))?;
+        let dir = self
+            .checkpoints
+            .save(Some(&weights), &self.optimizer, &trainer_state, Vec::new())
+            .map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         self.book.saved(&dir);
         Ok(dir.display().to_string())
     }

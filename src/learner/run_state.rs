@@ -83,7 +83,7 @@ impl StepBook {
     }
 
     pub fn saved(&self, dir: &Path) {
-        *self.last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
+        *srlm_actors::poison::lock(&self.last_checkpoint) = Some(dir.to_path_buf());
     }
 
     /// Where the newest checkpoint went, readable after the trainer has moved into the runtime.

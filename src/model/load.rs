@@ -206,7 +206,7 @@ pub fn parse_device(spec: &str) -> Result<Device, String> {
 /// handles as different devices (ops between their tensors fail, copies go through the host).
 fn cuda_device(ordinal: usize) -> candle_core::Result<Device> {
     static DEVICES: std::sync::Mutex<Vec<(usize, Device)>> = std::sync::Mutex::new(Vec::new());
-    let mut devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut devices = srlm_actors::poison::lock(&DEVICES);
     if let Some((_, d)) = devices.iter().find(|(o, _)| *o == ordinal) {
         return Ok(d.clone());
     }

@@ -115,7 +115,7 @@ impl StageRun<'_> {
             }
             return Ok(());
         }
-        let saved = last_checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let saved = srlm_actors::poison::lock(last_checkpoint).clone();
         let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
         Err(self.stopped(saved))
     }

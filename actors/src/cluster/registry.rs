@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::broadcast::lock;
 use crate::cluster::wire::WorkerRole;
+use crate::poison::lock;
 
 #[derive(Default)]
 pub struct Registry {

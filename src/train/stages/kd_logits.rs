@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use srlm_actors::poison::lock;
 use srlm_actors::{Factory, Pipeline, Prompt, RuntimeConfig, StepSizes};
 
 use super::sft::sft_examples;
@@ -160,8 +161,4 @@ pub(super) fn logit_kd_stage(
     state.weights = snapshot(&vars)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
     Ok(summary.state.step)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
