@@ -104,7 +104,10 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
 fn dropped_group_counts_continue_across_a_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("metrics_addr = \"\"", "metrics_addr = \"\"\ndynamic_sampling = true");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("metrics_addr = \"\"", "metrics_addr = \"\"\ndynamic_sampling = true")
+        .replace("log_rollouts_every = 10", "log_rollouts_every = 1");
     std::fs::write(&cfg, text).unwrap();
     let cfg = cfg.to_str().unwrap();
     let run = tmp.path().join("run");
@@ -125,6 +128,14 @@ fn dropped_group_counts_continue_across_a_resume() {
     assert_eq!(whole, full, "the resumed stage's step series differs from the uninterrupted run's");
     let state: serde_json::Value = serde_json::from_slice(&read(&ckpt.join("trainer_state.json"))).unwrap();
     assert_eq!(state["extra"]["dropped_uniform"].as_u64(), Some(dropped[1]), "{state}");
+    // Resumed in its own folder, the run samples the groups after the checkpoint again: the
+    // rollout log ends as the uninterrupted run's, each group (trained or dropped) once.
+    let log = read(&run.join("rollouts.jsonl"));
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "12", "--resume", ckpt.to_str().unwrap()], &run);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("groups after the checkpoint left"), "{stderr}");
+    assert_eq!(String::from_utf8(read(&run.join("rollouts.jsonl"))).unwrap(), String::from_utf8(log).unwrap());
 }
 
 #[test]

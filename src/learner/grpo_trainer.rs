@@ -1,7 +1,6 @@
 //! The learner's capability for GRPO: one `grpo_step` per batch of scored groups, a policy
 //! snapshot per version, checkpoints with exact resume state.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +10,7 @@ use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 use crate::checkpoint;
 use crate::learner::checkpoint_place::CheckpointPlace;
 use crate::learner::grpo::{grpo_step, GrpoConfig, ScoredSequence};
+use crate::learner::rollout_log::RolloutLog;
 use crate::learner::run_state::from_trainer_state;
 use crate::learner::trainer_error::TrainerError;
 use crate::model::{CausalLm, Qwen2, Weights};
@@ -33,7 +33,7 @@ pub struct GrpoTrainer {
     /// Called after each step (progress display).
     pub on_step: Option<OnStep>,
     latest: Arc<Mutex<Option<Arc<Weights>>>>,
-    rollout_log: Option<(PathBuf, u64)>,
+    rollout_log: Option<RolloutLog>,
     tokens_so_far: u64,
     /// Learner steps completed, counted from the run's start (restored on resume): the one step
     /// count the log, progress and versions use. The optimizer's own counts differ from it when
@@ -134,42 +134,25 @@ impl GrpoTrainer {
         Arc::clone(&self.latest)
     }
 
-    /// Append every group of every `every`-th batch (prompt, completions, rewards) to `path`.
-    pub fn log_rollouts(&mut self, path: PathBuf, every: u64) {
-        self.rollout_log = Some((path, every));
+    /// Append every group of every `every`-th batch (prompt, completions, rewards) to `path`,
+    /// first dropping the lines of stage `stage` that the trainer's starting point does not
+    /// cover (a resumed stage samples those groups again). Returns how many lines went.
+    pub fn log_rollouts(&mut self, path: PathBuf, every: u64, stage: usize) -> std::io::Result<usize> {
+        let log = RolloutLog { path, every, stage };
+        let removed = log.keep_only_used(&self.start)?;
+        self.rollout_log = Some(log);
+        Ok(removed)
     }
 
     fn write_rollouts(&self, step: u64, batch: &[ScoredGroup]) -> std::io::Result<()> {
         batch.iter().try_for_each(|g| self.write_rollout(step, g, None))
     }
 
-    /// One line of the rollout log for `g`, each group of every `every`-th step; `dropped` says
-    /// why the learner did not train it.
     fn write_rollout(&self, step: u64, g: &ScoredGroup, dropped: Option<&str>) -> std::io::Result<()> {
-        let Some((path, every)) = &self.rollout_log else { return Ok(()) };
-        if !step.is_multiple_of(*every) {
-            return Ok(());
+        match &self.rollout_log {
+            Some(log) => log.write(step, g, dropped),
+            None => Ok(()),
         }
-        let completions: Vec<_> = g
-            .group
-            .completions
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let rewards: serde_json::Map<_, _> =
-                    g.rewards.per_function.iter().map(|(n, v)| (n.clone(), serde_json::json!(v[i]))).collect();
-                serde_json::json!({ "completion": c.text, "rewards": rewards, "total": g.rewards.total[i], "advantage": g.advantages[i] })
-            })
-            .collect();
-        let mut line = serde_json::json!({
-            "step": step, "policy_version": g.group.policy_version, "prompt": g.group.prompt.text,
-            "gold": g.group.prompt.reference, "completions": completions,
-        });
-        if let Some(why) = dropped {
-            line["dropped"] = why.into();
-        }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        writeln!(f, "{line}")
     }
 }
 

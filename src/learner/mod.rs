@@ -16,6 +16,7 @@ pub mod kd_trainer;
 pub mod lanes;
 pub mod logit_kd;
 pub mod objective;
+pub mod rollout_log;
 pub mod run_state;
 pub mod sft;
 pub mod sft_checkpoint;

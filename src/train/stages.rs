@@ -405,7 +405,12 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         say(opts, &format!("grpo: resumed from {}: {exactness}", dir.display()));
     }
     if r.log_rollouts_every > 0 {
-        trainer.log_rollouts(cfg.out_dir.join("rollouts.jsonl"), r.log_rollouts_every);
+        let path = cfg.out_dir.join("rollouts.jsonl");
+        let removed =
+            trainer.log_rollouts(path.clone(), r.log_rollouts_every, index).with_context(|| format!("rollout log {}", path.display()))?;
+        if removed > 0 {
+            say(opts, &format!("grpo: {removed} groups after the checkpoint left {} (they are sampled again)", path.display()));
+        }
     }
     let total = g.steps;
     let progress = Arc::new(GrpoProgress::new(total, total * r.pipeline.batch_groups as u64, opts.progress));
