@@ -1,8 +1,9 @@
 //! `srlm train` end to end on the embedded default's tiny model: deterministic runs repeat
 //! exactly, a GRPO run can be interrupted and resumed, and bad configs fail before any work.
 
+use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn srlm(args: &[&str], out: &Path) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_srlm")).args(args).arg("--out").arg(out).env("CANDLE_NUM_THREADS", "1").output().unwrap();
@@ -96,6 +97,64 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
         read(&resumed.join("stage-1-grpo/model.safetensors")),
         "final weights differ"
     );
+}
+
+/// A run killed mid-stage has its step series on disk up to its last step (the file is kept
+/// current, not written at the end), and resumed in its own folder from its newest checkpoint it
+/// ends with the uninterrupted run's whole series and rollout log.
+#[test]
+fn a_killed_run_resumed_in_its_folder_ends_as_the_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = short_config(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("log_rollouts_every = 10", "log_rollouts_every = 1");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let args = ["train", "--config", cfg, "--deterministic", "--grpo-steps", "12"];
+    let full = tmp.path().join("full");
+    let o = srlm(&args, &full);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let run = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_srlm"))
+        .args(args)
+        .arg("--out")
+        .arg(&run)
+        .env("CANDLE_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        // Step 6's progress line comes after step 5 is recorded (it is printed mid-step).
+        let in_step_6 = line.contains("grpo step    6/12");
+        seen.push(line);
+        if in_step_6 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "the run ended before it was killed: {seen:?}");
+    let series: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
+    let kept = series.as_array().unwrap().len();
+    assert!((5..12).contains(&kept), "{kept} steps on disk after a kill in step 6");
+
+    let checkpoints = run.join("checkpoints-stage-1");
+    let mut names: Vec<_> = std::fs::read_dir(&checkpoints).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.retain(|n| n.starts_with("checkpoint-"));
+    names.sort();
+    let newest = checkpoints.join(names.last().expect("a checkpoint before step 6"));
+    let o = srlm(&[&args[..], &["--resume", newest.to_str().unwrap()]].concat(), &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for file in ["steps-stage-1.json", "rollouts.jsonl"] {
+        assert_eq!(
+            String::from_utf8(read(&run.join(file))).unwrap(),
+            String::from_utf8(read(&full.join(file))).unwrap(),
+            "{file} of the killed and resumed run differs from the uninterrupted run's"
+        );
+    }
 }
 
 /// Under dynamic sampling the counts of dropped groups continue across a resume: the

@@ -15,7 +15,7 @@ use crate::ledger::Holder;
 use crate::messages::{Policy, RunState, ScoredGroup, WeightsPublished};
 use crate::metrics as m;
 use crate::step_sizes::StepSizes;
-use crate::summary::{RunSummary, StepRecord};
+use crate::summary::{OnStepRecorded, RunSummary, StepRecord};
 use crate::traits::Trainer;
 use crate::worker::Worker;
 
@@ -38,6 +38,7 @@ pub struct LearnerCore<T: Trainer> {
     started: Instant,
     busy: Duration,
     history: Vec<StepRecord>,
+    on_recorded: Option<OnStepRecorded>,
     /// The step and location of the newest checkpoint this run wrote.
     last_saved: Option<(u64, String)>,
     /// The trainer finished a step whose bookkeeping here did not finish (a panic in between):
@@ -77,6 +78,7 @@ impl<T: Trainer> LearnerCore<T> {
             started: Instant::now(),
             busy: Duration::ZERO,
             history: Vec::new(),
+            on_recorded: None,
             last_saved: None,
             unrecorded_step: false,
         }
@@ -111,6 +113,11 @@ impl<T: Trainer> LearnerCore<T> {
         Admission::Batched
     }
 
+    /// `hook` sees each step's record as it is made.
+    pub fn on_step_recorded(&mut self, hook: Option<OnStepRecorded>) {
+        self.on_recorded = hook;
+    }
+
     pub fn batch_full(&self) -> bool {
         self.batch.len() >= self.sizes.of(self.step)
     }
@@ -137,6 +144,9 @@ impl<T: Trainer> LearnerCore<T> {
         self.trained += batch.len() as u64;
         let record = self.record(&batch, stats, took);
         self.offered_rewards = (0.0, 0);
+        if let Some(hook) = self.on_recorded.as_mut() {
+            hook(&record);
+        }
         self.history.push(record);
         self.unrecorded_step = false;
         Ok(published)

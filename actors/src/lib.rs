@@ -43,6 +43,6 @@ pub use messages::{
 pub use pipeline::Pipeline;
 pub use shutdown::{on_signals, on_signals_in_background, ShutdownHandle};
 pub use step_sizes::StepSizes;
-pub use summary::{RemoteCounts, RunSummary, StepRecord};
+pub use summary::{OnStepRecorded, RemoteCounts, RunSummary, StepRecord};
 pub use supervisor::Factory;
 pub use traits::{PromptSource, Rewarder, Sampler, Start, StepStats, Trainer};

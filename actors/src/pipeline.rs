@@ -14,7 +14,7 @@ use crate::learner::LearnerCore;
 use crate::ledger::Ledger;
 use crate::messages::Policy;
 use crate::shutdown::ShutdownHandle;
-use crate::summary::RunSummary;
+use crate::summary::{OnStepRecorded, RunSummary};
 use crate::supervisor::{Factory, Supervisor, SupervisorArgs};
 use crate::traits::{PromptSource, Rewarder, Sampler, Start, Trainer};
 
@@ -31,6 +31,8 @@ pub struct Pipeline<S: Sampler, R, T> {
     /// Accept generator and scorer workers from other nodes (`srlm train --listen`); local
     /// generators and scorers may then be 0.
     pub listen: Option<ListenOptions<S::Weights>>,
+    /// Sees each learner step's record as it is made (the run summary has them all at the end).
+    pub on_step_recorded: Option<OnStepRecorded>,
 }
 
 /// Everything a run needs once the trainer has said where it starts.
@@ -48,7 +50,17 @@ where
     T: Trainer<Weights = S::Weights>,
 {
     pub fn new(config: RuntimeConfig, prompts: Arc<dyn PromptSource>, samplers: Factory<S>, rewarders: Factory<R>, trainer: T) -> Self {
-        Self { config, prompts, samplers, rewarders, trainer, copy_to_device: None, shutdown: ShutdownHandle::new(), listen: None }
+        Self {
+            config,
+            prompts,
+            samplers,
+            rewarders,
+            trainer,
+            copy_to_device: None,
+            shutdown: ShutdownHandle::new(),
+            listen: None,
+            on_step_recorded: None,
+        }
     }
 
     /// Runs to the end of the prompts or to a shutdown request, on the current tokio runtime.
@@ -97,7 +109,8 @@ where
         };
         let ledger = Ledger::new(self.prompts, &state);
         let ctx = Arc::new(Context::new(cfg, ledger, broadcast, self.shutdown));
-        let learner = LearnerCore::new(self.trainer, Arc::clone(&ctx), &state);
+        let mut learner = LearnerCore::new(self.trainer, Arc::clone(&ctx), &state);
+        learner.on_step_recorded(self.on_step_recorded);
         Ok(Prepared { ctx, learner, samplers: self.samplers, rewarders: self.rewarders })
     }
 }

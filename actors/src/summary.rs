@@ -8,6 +8,10 @@ use crate::broadcast::WeightSyncs;
 use crate::messages::RunState;
 use crate::traits::StepStats;
 
+/// Called with each step's record as soon as the learner has it (e.g. to keep a metrics file
+/// current, so a run that dies keeps its series up to its last step).
+pub type OnStepRecorded = Box<dyn FnMut(&StepRecord) + Send>;
+
 /// One optimizer step as recorded by the learner: everything here is deterministic under the harness.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {

@@ -115,6 +115,11 @@ impl GrpoTrainer {
         Ok(())
     }
 
+    /// The learner step the trainer starts after: 0 for a fresh stage, the checkpoint's on resume.
+    pub fn start_step(&self) -> u64 {
+        self.start.step
+    }
+
     /// Where the newest checkpoint of this trainer went, readable after the run.
     pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
         Arc::clone(&self.last_checkpoint)

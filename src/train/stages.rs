@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle};
+use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle, StepRecord};
 
 use crate::atomic_file::write_atomic;
 use crate::generate::policy_sampler::PolicySampler;
@@ -404,6 +404,15 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         };
         say(opts, &format!("grpo: resumed from {}: {exactness}", dir.display()));
     }
+    // Read before the run: the step hook below rewrites the file, which may be this one.
+    let earlier = match stage.resume.map(|dir| steps_before_checkpoint(dir, index, trainer.start_step())) {
+        Some(Err(e)) => {
+            say(opts, &format!("grpo: {e}; steps-stage-{index}.json starts at the resume point"));
+            Vec::new()
+        }
+        Some(Ok(steps)) => steps,
+        None => Vec::new(),
+    };
     if r.log_rollouts_every > 0 {
         let path = cfg.out_dir.join("rollouts.jsonl");
         let removed =
@@ -441,6 +450,8 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     if placement.has_foreign_generators() {
         pipeline.copy_to_device = Some(placement.copy_hook());
     }
+    let steps_path = cfg.out_dir.join(format!("steps-stage-{index}.json"));
+    pipeline.on_step_recorded = Some(keep_steps_file(steps_path.clone(), earlier.clone()));
     let summary = run_pipeline(pipeline, opts)?;
     progress.finish();
     say(
@@ -461,15 +472,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         Some(w) => Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone()),
         None => anyhow::bail!("grpo: the learner published no weights"),
     };
-    let earlier = match stage.resume.map(|dir| steps_before_resume(dir, index, &summary)) {
-        Some(Err(e)) => {
-            say(opts, &format!("grpo: {e}; steps-stage-{index}.json starts at the resume point"));
-            Vec::new()
-        }
-        Some(Ok(steps)) => steps,
-        None => Vec::new(),
-    };
-    write_atomic(&cfg.out_dir.join(format!("steps-stage-{index}.json")), steps_json(earlier, &summary)?.as_bytes())?;
+    write_atomic(&steps_path, steps_json(earlier, &summary)?.as_bytes())?;
     write_atomic(&cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?.as_bytes())?;
     stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's, so this is the stage's whole count.
@@ -560,33 +563,45 @@ pub fn sampler_parts(cfg: &TrainConfig) -> Result<(ModelConfig, Arc<Tokenizer>, 
     Ok((config, tokenizer, device, gen))
 }
 
-/// The per-step metric series (what two deterministic runs must agree on).
-/// A resumed stage's steps before its checkpoint, from the step series of the run that wrote the
-/// checkpoint (`RUN/checkpoints-stage-N/checkpoint-S` → `RUN/steps-stage-N.json`), so the
-/// resumed stage's series is the whole stage's. The error names the file when it cannot be read
-/// (a checkpoint copied elsewhere, a damaged file).
-fn steps_before_resume(checkpoint: &Path, index: usize, summary: &RunSummary) -> Result<Vec<serde_json::Value>, String> {
-    let Some(first_new) = summary.steps.first().map(|s| s.step) else { return Ok(Vec::new()) };
+/// A resumed stage's steps up to its checkpoint's (`through`), from the step series of the run
+/// that wrote the checkpoint (`RUN/checkpoints-stage-N/checkpoint-S` → `RUN/steps-stage-N.json`,
+/// kept current step by step, so a run that died has it too), so the resumed stage's series is
+/// the whole stage's. The error names the file when it cannot be read (a checkpoint copied
+/// elsewhere, a damaged file).
+fn steps_before_checkpoint(checkpoint: &Path, index: usize, through: u64) -> Result<Vec<serde_json::Value>, String> {
     let run = checkpoint.parent().and_then(Path::parent).unwrap_or(Path::new("."));
     let path = run.join(format!("steps-stage-{index}.json"));
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let steps: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(steps.into_iter().filter(|s| s["step"].as_u64().is_some_and(|n| n < first_new)).collect())
+    Ok(steps.into_iter().filter(|s| s["step"].as_u64().is_some_and(|n| n <= through)).collect())
 }
 
+/// Rewrites `path` (atomically) with `earlier` and every step recorded so far, after each step:
+/// the series on disk is never more than one step behind, whatever ends the run.
+fn keep_steps_file(path: PathBuf, earlier: Vec<serde_json::Value>) -> srlm_actors::OnStepRecorded {
+    let mut series = earlier;
+    Box::new(move |record| {
+        series.push(step_json(record));
+        let written = serde_json::to_string_pretty(&series).map_err(std::io::Error::other).and_then(|t| write_atomic(&path, t.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!("{}: {e}", path.display());
+        }
+    })
+}
+
+/// The per-step metric series (what two deterministic runs must agree on).
 fn steps_json(earlier: Vec<serde_json::Value>, summary: &RunSummary) -> Result<String> {
-    let steps: Vec<_> = earlier
-        .into_iter()
-        .chain(summary.steps.iter().map(|s| {
-            serde_json::json!({
-                "step": s.step, "version": s.version, "loss": s.stats.loss, "kl": s.stats.kl,
-                "clip_fraction": s.stats.clip_fraction, "grad_norm": s.stats.grad_norm,
-                "lr": s.stats.learning_rate, "rewards": s.reward_means, "accuracy": s.accuracy,
-                "prompts": s.prompts, "completions": s.completions, "tokens": s.tokens,
-                "max_staleness": s.max_staleness, "sampled_reward": s.sampled_reward_mean,
-                "dropped_uniform_so_far": s.dropped_uniform_so_far,
-            })
-        }))
-        .collect();
+    let steps: Vec<_> = earlier.into_iter().chain(summary.steps.iter().map(step_json)).collect();
     Ok(serde_json::to_string_pretty(&steps)?)
+}
+
+fn step_json(s: &StepRecord) -> serde_json::Value {
+    serde_json::json!({
+        "step": s.step, "version": s.version, "loss": s.stats.loss, "kl": s.stats.kl,
+        "clip_fraction": s.stats.clip_fraction, "grad_norm": s.stats.grad_norm,
+        "lr": s.stats.learning_rate, "rewards": s.reward_means, "accuracy": s.accuracy,
+        "prompts": s.prompts, "completions": s.completions, "tokens": s.tokens,
+        "max_staleness": s.max_staleness, "sampled_reward": s.sampled_reward_mean,
+        "dropped_uniform_so_far": s.dropped_uniform_so_far,
+    })
 }
