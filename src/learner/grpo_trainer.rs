@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use candle_core::Var;
+use srlm_actors::poison::lock;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
 use crate::checkpoint;
@@ -183,7 +184,7 @@ impl Trainer for GrpoTrainer {
 
     fn start(&mut self) -> Result<Start<Weights>, TrainerError> {
         let weights = Arc::new(self.weights()?);
-        *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&weights));
+        *lock(&self.latest) = Some(Arc::clone(&weights));
         Ok(Start { state: self.start.clone(), weights })
     }
 
@@ -233,7 +234,7 @@ impl Trainer for GrpoTrainer {
             learning_rate: last.map_or(0.0, |i| i.lr),
         };
         let published = Arc::new(self.weights()?);
-        *self.latest.lock().expect("not poisoned") = Some(Arc::clone(&published));
+        *lock(&self.latest) = Some(Arc::clone(&published));
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         self.steps_done += 1;
         Ok((out, published))
@@ -251,7 +252,7 @@ impl Trainer for GrpoTrainer {
             .checkpoints
             .save(Some(&weights), &self.optimizer, &trainer_state, Vec::new())
             .map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
-        *self.last_checkpoint.lock().expect("not poisoned") = Some(dir.clone());
+        *lock(&self.last_checkpoint) = Some(dir.clone());
         Ok(dir.display().to_string())
     }
 }

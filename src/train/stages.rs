@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use srlm_actors::poison::lock;
 use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle, StepRecord};
 
 use crate::atomic_file::write_atomic;
@@ -115,7 +116,7 @@ impl StageRun<'_> {
             }
             return Ok(());
         }
-        let saved = srlm_actors::poison::lock(last_checkpoint).clone();
+        let saved = lock(last_checkpoint).clone();
         let saved = saved.context("stopped by a signal, and the learner wrote no checkpoint (see the log above)")?;
         Err(self.stopped(saved))
     }
@@ -467,7 +468,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
             100.0 * summary.learner_busy_fraction()
         ),
     );
-    let published = latest.lock().expect("not poisoned").take();
+    let published = lock(&latest).take();
     state.weights = match published {
         Some(w) => Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone()),
         None => anyhow::bail!("grpo: the learner published no weights"),
