@@ -11,6 +11,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod optim;
+pub mod overlong;
 /// The answer checker and rewards live in their own crate (`grader/`), usable without candle.
 pub use srlm_grader as reward;
 pub mod chat;

@@ -2,7 +2,9 @@
 
 use srlm_actors::{AdvantageScale, GroupRewards, Rewarder, RolloutGroup};
 
-use crate::reward::{grade_with, ExtractConfig, Gold, WeightedRewards};
+use crate::overlong::{OverlongPenalty, OVERLONG};
+use crate::reward::{grade_with, ExtractConfig, Gold, RegistryError, WeightedRewards};
+use crate::train::config::TrainConfig;
 
 /// How `Prompt::reference` holds the gold answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -50,6 +52,7 @@ pub struct RewardError {
 /// number: the default extraction order) reported as accuracy.
 pub struct GoldRewarder {
     rewards: WeightedRewards,
+    overlong: Option<OverlongPenalty>,
     gold: GoldFormat,
     extract: ExtractConfig,
     scale: AdvantageScale,
@@ -57,7 +60,14 @@ pub struct GoldRewarder {
 
 impl GoldRewarder {
     pub fn new(rewards: WeightedRewards, gold: GoldFormat, scale: AdvantageScale) -> Self {
-        Self { rewards, gold, extract: ExtractConfig::default(), scale }
+        Self { rewards, overlong: None, gold, extract: ExtractConfig::default(), scale }
+    }
+
+    /// The scorer a recipe describes: its `[rewards]`, overlong penalty included, its gold format
+    /// and its advantage scale.
+    pub fn for_recipe(cfg: &TrainConfig) -> Result<Self, RegistryError> {
+        let rewards = crate::reward::build_rewards(&cfg.reward_spec())?;
+        Ok(Self { overlong: cfg.overlong_penalty(), ..Self::new(rewards, cfg.data.gold, cfg.grpo.advantage_scale) })
     }
 }
 
@@ -69,7 +79,8 @@ impl Rewarder for GoldRewarder {
     }
 
     fn reward_names(&self) -> Vec<String> {
-        self.rewards.names().into_iter().map(String::from).collect()
+        let overlong = self.overlong.map(|_| OVERLONG);
+        self.rewards.names().into_iter().chain(overlong).map(String::from).collect()
     }
 
     fn score(&mut self, group: &RolloutGroup) -> Result<GroupRewards, RewardError> {
@@ -82,9 +93,48 @@ impl Rewarder for GoldRewarder {
             for (slot, part) in per_function.iter_mut().zip(&b.parts) {
                 slot.1.push(part.value);
             }
-            total.push(b.total);
+            let mut sum = b.total;
+            if let Some(p) = &self.overlong {
+                let value = p.value(completion.token_ids.len(), completion.truncated);
+                per_function.last_mut().expect("overlong is the last name").1.push(value);
+                sum += p.weight * value;
+            }
+            total.push(sum);
             correct.push(grade_with(&self.extract, &completion.text, &gold).correct);
         }
         Ok(GroupRewards { per_function, total, correct: Some(correct) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srlm_actors::{Prompt, SampledCompletion, Timings};
+
+    fn completion(text: &str, tokens: usize, truncated: bool) -> SampledCompletion {
+        SampledCompletion { text: text.into(), token_ids: vec![0; tokens], behaviour_logprobs: vec![0.0; tokens], truncated }
+    }
+
+    /// accuracy 1.0 + overlong 0.5 over the last 16 of 64 tokens: hand-derived totals.
+    #[test]
+    fn the_overlong_penalty_joins_the_total_and_the_parts() {
+        let toml = "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n\
+                    [rewards]\naccuracy = 1.0\noverlong = 0.5\n[grpo]\nmax_new_tokens = 64\noverlong_buffer = 16\n";
+        let cfg = TrainConfig::from_toml(toml, "f.toml").unwrap();
+        let mut scorer = GoldRewarder::for_recipe(&cfg).unwrap();
+        assert_eq!(scorer.reward_names(), ["accuracy", "overlong"]);
+        let group = RolloutGroup {
+            prompt: Prompt { id: 0, text: "1+2=".into(), reference: "3".into() },
+            prompt_token_ids: vec![1],
+            // Right and short; right but 8 tokens into the buffer; wrong and cut by the limit.
+            completions: vec![completion("3", 10, false), completion("3", 56, false), completion("4", 64, true)],
+            policy_version: 0,
+            generator: 0,
+            timings: Timings::default(),
+        };
+        let r = scorer.score(&group).unwrap();
+        assert_eq!(r.per_function[1], ("overlong".to_string(), vec![0.0, -0.5, -1.0]));
+        assert_eq!(r.total, [1.0, 0.75, -0.5]);
+        assert_eq!(r.correct, Some(vec![true, true, false]));
     }
 }

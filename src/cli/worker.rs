@@ -94,9 +94,6 @@ async fn serve(conn: &Arc<Connection>, role: WorkerRole, cfg: &TrainConfig, exit
             };
             run_generator(Arc::clone(conn), sampler, decoder(device), gen_cfg).await?
         }
-        WorkerRole::Scorer => {
-            let rewards = srlm::reward::build_rewards(&cfg.reward_spec()).context("the recipe's [rewards]")?;
-            run_scorer(Arc::clone(conn), GoldRewarder::new(rewards, cfg.data.gold, cfg.grpo.advantage_scale)).await?
-        }
+        WorkerRole::Scorer => run_scorer(Arc::clone(conn), GoldRewarder::for_recipe(cfg).context("the recipe's [rewards]")?).await?,
     })
 }

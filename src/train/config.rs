@@ -14,6 +14,7 @@ use crate::learner::sft_recipe::LoraSection;
 use crate::learner::traces::TraceLayout;
 use crate::model::LoraConfig;
 use crate::optim::{AdamWConfig, Schedule};
+use crate::overlong::{OverlongPenalty, OVERLONG};
 use crate::ranges::{at_least, positive};
 use crate::rewarder::GoldFormat;
 use srlm_actors::{AdvantageScale, RuntimeConfig};
@@ -39,7 +40,8 @@ pub struct TrainConfig {
     /// `[sft] data`, which then has no held-out check.
     #[serde(default)]
     pub data: DataSection,
-    /// Reward name → weight (accuracy, accuracy_boxed, format, format_strict, format_soft, format_boxed).
+    /// Reward name → weight (accuracy, accuracy_boxed, format, format_strict, format_soft, format_boxed;
+    /// overlong, the soft length penalty, see [`TrainConfig::overlong_penalty`]).
     #[serde(default = "default_rewards")]
     pub rewards: BTreeMap<String, f32>,
     #[serde(default)]
@@ -316,6 +318,10 @@ pub struct GrpoSection {
     /// (Bessel-corrected, as TRL) or `none` (Dr. GRPO).
     #[serde(default)]
     pub advantage_scale: AdvantageScale,
+    /// With `[rewards] overlong`: the last tokens of `max_new_tokens` over which the soft
+    /// overlong penalty falls from 0 to −1; absent, a quarter of `max_new_tokens`.
+    #[serde(default)]
+    pub overlong_buffer: Option<usize>,
     /// Loss, iterations, micro-batches, lanes, temperature, max_new_tokens (`loss`).
     #[serde(flatten)]
     pub algo: GrpoConfig,
@@ -426,8 +432,33 @@ impl TrainConfig {
     }
 
     /// The rewards as (name, weight) pairs, in name order.
+    /// The rewards of the completion's text (every `[rewards]` entry but `overlong`).
     pub fn reward_spec(&self) -> Vec<(String, f32)> {
-        self.rewards.iter().map(|(n, w)| (n.clone(), *w)).collect()
+        self.rewards.iter().filter(|(n, _)| n.as_str() != OVERLONG).map(|(n, w)| (n.clone(), *w)).collect()
+    }
+
+    /// `[rewards] overlong`, the soft penalty on the completion's length, over the last
+    /// `grpo.overlong_buffer` tokens of `grpo.max_new_tokens`.
+    pub fn overlong_penalty(&self) -> Option<OverlongPenalty> {
+        let weight = *self.rewards.get(OVERLONG)?;
+        let max_tokens = self.grpo.max_new_tokens();
+        let buffer = self.grpo.overlong_buffer.unwrap_or((max_tokens / 4).max(1));
+        Some(OverlongPenalty { weight, max_tokens, buffer })
+    }
+
+    fn check_rewards(&self) -> Result<(), String> {
+        if let Some(p) = self.overlong_penalty() {
+            if !p.weight.is_finite() {
+                return Err(format!("rewards.overlong: weight {} is not finite", p.weight));
+            }
+            if p.buffer == 0 || p.buffer > p.max_tokens {
+                return Err(format!("grpo.overlong_buffer: {} must be in 1..={} (grpo.max_new_tokens)", p.buffer, p.max_tokens));
+            }
+            if self.reward_spec().is_empty() {
+                return Err("rewards: `overlong` only shapes other rewards; add one (e.g. accuracy = 1.0)".into());
+            }
+        }
+        crate::reward::build_rewards(&self.reward_spec()).map(drop).map_err(|e| format!("rewards: {e}"))
     }
 
     /// Every stage trains all weights in `model.dtype`: each stage's lr must move them.
@@ -507,7 +538,7 @@ impl TrainConfig {
         if self.runtime.pipeline.group_size < 2 && self.stages.contains(&Stage::Grpo) {
             return Err("runtime.group_size: GRPO needs at least 2 completions per prompt".into());
         }
-        crate::reward::build_rewards(&self.reward_spec()).map_err(|e| format!("rewards: {e}"))?;
+        self.check_rewards()?;
         crate::train::placement::check_count(&self.runtime.generator_devices, self.runtime.pipeline.generators)
     }
 }
@@ -622,6 +653,27 @@ mod tests {
 
     const GRPO_BASE: &str =
         "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n";
+
+    /// `[rewards] overlong` is no text reward: it becomes the penalty, over a quarter of the
+    /// budget unless `grpo.overlong_buffer` says otherwise, and bad settings are named.
+    #[test]
+    fn the_overlong_penalty_reads_its_budget_and_refuses_bad_settings() {
+        let with = |extra: &str| TrainConfig::from_toml(&format!("{GRPO_BASE}{extra}"), "f.toml");
+        let cfg = with("[rewards]\naccuracy = 1.0\noverlong = 0.5\n[grpo]\nmax_new_tokens = 384\n").unwrap();
+        assert_eq!(cfg.reward_spec(), [("accuracy".to_string(), 1.0)]);
+        assert_eq!(cfg.overlong_penalty(), Some(OverlongPenalty { weight: 0.5, max_tokens: 384, buffer: 96 }));
+        let cfg = with("[rewards]\naccuracy = 1.0\noverlong = 1.0\n[grpo]\nmax_new_tokens = 384\noverlong_buffer = 64\n").unwrap();
+        assert_eq!(cfg.overlong_penalty().map(|p| p.buffer), Some(64));
+        assert_eq!(with("[rewards]\naccuracy = 1.0\n").unwrap().overlong_penalty(), None);
+        for (extra, field) in [
+            ("[rewards]\naccuracy = 1.0\noverlong = 1.0\n[grpo]\nmax_new_tokens = 64\noverlong_buffer = 65\n", "grpo.overlong_buffer"),
+            ("[rewards]\naccuracy = 1.0\noverlong = 1.0\n[grpo]\noverlong_buffer = 0\n", "grpo.overlong_buffer"),
+            ("[rewards]\noverlong = 1.0\n", "rewards: `overlong` only shapes"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(field), "{extra}: {err}");
+        }
+    }
 
     /// The keys the old hand copy dropped reach the loss and the optimizer the stage builds.
     #[test]

@@ -440,10 +440,8 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let (model_cfg, tok) = (state.config.clone(), Arc::clone(&state.tokenizer));
     let gen = generation(cfg, &state.tokenizer, g.algo.temperature, g.top_p, g.max_new_tokens());
     let samplers: Factory<PolicySampler> = Arc::new(move |_, _| PolicySampler::new(model_cfg.clone(), Arc::clone(&tok), gen.clone()));
-    let spec = cfg.reward_spec();
-    let (gold, scale) = (cfg.data.gold, g.advantage_scale);
-    let rewarders: Factory<GoldRewarder> =
-        Arc::new(move |_, _| GoldRewarder::new(crate::reward::build_rewards(&spec).expect("validated with the config"), gold, scale));
+    let recipe = cfg.clone();
+    let rewarders: Factory<GoldRewarder> = Arc::new(move |_, _| GoldRewarder::for_recipe(&recipe).expect("validated with the config"));
     let mut pipeline = Pipeline::new(runtime, Arc::new(prompts), samplers, rewarders, trainer);
     if let Some(listen) = &opts.listen {
         crate::train::cluster::attach(&mut pipeline, listen, cfg)?;
