@@ -431,8 +431,8 @@ impl TrainConfig {
         }
     }
 
-    /// The rewards as (name, weight) pairs, in name order.
-    /// The rewards of the completion's text (every `[rewards]` entry but `overlong`).
+    /// The rewards of the completion's text (every `[rewards]` entry but `overlong`) as
+    /// (name, weight) pairs, in name order.
     pub fn reward_spec(&self) -> Vec<(String, f32)> {
         self.rewards.iter().filter(|(n, _)| n.as_str() != OVERLONG).map(|(n, w)| (n.clone(), *w)).collect()
     }
@@ -447,6 +447,9 @@ impl TrainConfig {
     }
 
     fn check_rewards(&self) -> Result<(), String> {
+        if self.grpo.overlong_buffer.is_some() && !self.rewards.contains_key(OVERLONG) {
+            return Err("grpo.overlong_buffer: set, but [rewards] has no `overlong` weight to apply it".into());
+        }
         if let Some(p) = self.overlong_penalty() {
             if !p.weight.is_finite() {
                 return Err(format!("rewards.overlong: weight {} is not finite", p.weight));
@@ -458,7 +461,10 @@ impl TrainConfig {
                 return Err("rewards: `overlong` only shapes other rewards; add one (e.g. accuracy = 1.0)".into());
             }
         }
-        crate::reward::build_rewards(&self.reward_spec()).map(drop).map_err(|e| format!("rewards: {e}"))
+        crate::reward::build_rewards(&self.reward_spec()).map(drop).map_err(|e| match e {
+            crate::reward::RegistryError::UnknownReward { .. } => format!("rewards: {e}, or {OVERLONG} (the length penalty)"),
+            _ => format!("rewards: {e}"),
+        })
     }
 
     /// Every stage trains all weights in `model.dtype`: each stage's lr must move them.
@@ -669,6 +675,9 @@ mod tests {
             ("[rewards]\naccuracy = 1.0\noverlong = 1.0\n[grpo]\nmax_new_tokens = 64\noverlong_buffer = 65\n", "grpo.overlong_buffer"),
             ("[rewards]\naccuracy = 1.0\noverlong = 1.0\n[grpo]\noverlong_buffer = 0\n", "grpo.overlong_buffer"),
             ("[rewards]\noverlong = 1.0\n", "rewards: `overlong` only shapes"),
+            ("[rewards]\naccuracy = 1.0\n[grpo]\noverlong_buffer = 16\n", "grpo.overlong_buffer: set, but"),
+            ("[rewards]\naccuracy = 1.0\noverlng = 1.0\n", "unknown reward 'overlng' (known: accuracy, "),
+            ("[rewards]\naccuracy = 1.0\noverlng = 1.0\n", "or overlong (the length penalty)"),
         ] {
             let err = with(extra).unwrap_err().to_string();
             assert!(err.contains(field), "{extra}: {err}");
