@@ -643,7 +643,12 @@ mod tests {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if path.extension().is_some_and(|e| e == "toml") && !name.starts_with("sft_gsm8k") {
-                TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                let cfg = TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                // A problem file the repo carries reads, and holds every problem the recipe asks for.
+                if let Some(train) = cfg.data.train.as_ref().filter(|t| t.starts_with("configs")) {
+                    let rows = crate::train::problems::gsm8k_rows(&dir.join("..").join(train), cfg.data.gold).unwrap();
+                    assert!(rows.len() >= cfg.data.train_size, "{name}: {} problems in {}", rows.len(), train.display());
+                }
                 checked += 1;
             }
         }
