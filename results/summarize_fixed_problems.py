@@ -1,0 +1,32 @@
+# The figures BENCHMARKS.md quotes for the GRPO runs on ten fixed problems over several epochs
+# (sixth and seventh boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
+# Reads steps-stage-0.json and rollouts.jsonl in that folder; prompt_id // 10 is the epoch,
+# prompt_id % 10 the problem.
+import json, os, sys
+d = sys.argv[1]
+steps = json.load(open(os.path.join(d, 'steps-stage-0.json')))
+rows = [json.loads(l) for l in open(os.path.join(d, 'rollouts.jsonl'))]
+tr = [dict(s['rewards'])['total'] for s in steps]; sa = [s['sampled_reward'] for s in steps]
+f = lambda v: (sum(v[:10]) / 10, sum(v[-10:]) / 10)
+print('learner steps', len(steps), 'groups', len(rows), 'dropped', sum(1 for r in rows if r.get('dropped')))
+if len(steps) >= 20:
+    a, b = f(tr); print('trained | %.3f | %.3f | %+.3f' % (a, b, b - a))
+    a, b = f(sa); print('sampled | %.3f | %.3f | %+.3f' % (a, b, b - a))
+print('per-step trained:', ' '.join('%.2f' % x for x in tr))
+print('per-step sampled:', ' '.join('%.2f' % x for x in sa))
+epochs = max(r['prompt_id'] for r in rows) // 10 + 1
+m = {}
+for r in rows:
+    c = r['completions']; m[(r['prompt_id'] // 10, r['prompt_id'] % 10)] = sum(x['total'] for x in c) / len(c)
+for e in range(epochs):
+    v = [m.get((e, p)) for p in range(10)]
+    if all(x is not None for x in v): print('epoch', e + 1, ' '.join('%.2f' % x for x in v), 'mean %.3f' % (sum(v) / 10))
+    else: print('epoch', e + 1, 'partial', ' '.join('-' if x is None else '%.2f' % x for x in v))
+# With a format term: per epoch over the 80 completions, right answers, boxed ones, mean characters.
+if 'format_boxed' in rows[0]['completions'][0]['rewards']:
+    for e in range(epochs):
+        c = [x for r in rows if r['prompt_id'] // 10 == e for x in r['completions']]
+        if len(c) == 80:
+            boxed = int(sum(x['rewards']['format_boxed'] for x in c))
+            print('epoch', e + 1, 'right', int(sum(x['rewards']['accuracy_boxed'] for x in c)), 'boxed', boxed,
+                  'no box', 80 - boxed, 'chars %.0f' % (sum(len(x['completion']) for x in c) / 80))
