@@ -78,6 +78,7 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("resumed from"), "{stderr}");
+    assert!(stderr.contains("checkpoint-00000002: stage 1 (grpo) onwards"), "{stderr}");
     // The stage table counts the stage's steps, the two before the checkpoint included.
     let stdout = String::from_utf8_lossy(&o.stdout);
     let row: Vec<&str> = stdout.lines().find(|l| l.starts_with("grpo ")).unwrap_or_else(|| panic!("{stdout}")).split_whitespace().collect();

@@ -158,15 +158,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
     crate::train::preflight::check_generation_memory(cfg, &state.config, &state.device, state.weights_dtype(), &prompts)?;
     if let Some(point) = &resume {
         state.weights = resumed_weights(point, cfg, &state)?;
-        say(
-            opts,
-            &format!(
-                "resuming from {}: stage {} ({:?}) onwards",
-                point.dir().display(),
-                point.first_stage(),
-                cfg.stages.get(point.first_stage())
-            ),
-        );
+        say(opts, &format!("resuming from {}: {}", point.dir().display(), stages_left(cfg, point.first_stage())));
     }
     // What a stop during an evaluation leaves to resume from.
     let mut resume_from = resume.as_ref().map(|p| p.dir().to_path_buf());
@@ -512,6 +504,14 @@ fn stage_name(stage: Stage) -> String {
     format!("{stage:?}").to_lowercase()
 }
 
+/// What a resumed run still has to do, from stage `first` on (past the last: nothing to train).
+fn stages_left(cfg: &TrainConfig, first: usize) -> String {
+    match cfg.stages.get(first..).filter(|rest| !rest.is_empty()) {
+        Some(rest) => format!("stage {first} ({}) onwards", rest.iter().map(|&s| stage_name(s)).collect::<Vec<_>>().join(" → ")),
+        None => "every stage has finished; nothing left to train".to_string(),
+    }
+}
+
 /// The weights stage `index` started from (a resumed stage's KL reference): the model's own
 /// for the first stage, else the previous stage's export in this run's folder.
 fn stage_start_weights(cfg: &TrainConfig, state: &State, index: usize) -> Result<Weights> {
@@ -603,4 +603,18 @@ fn step_json(s: &StepRecord) -> serde_json::Value {
         "max_staleness": s.max_staleness, "sampled_reward": s.sampled_reward_mean,
         "dropped_uniform_so_far": s.dropped_uniform_so_far,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_names_the_stages_left_by_name() {
+        let mut cfg = TrainConfig::from_toml(crate::train::config::EMBEDDED_DEFAULT, "default").unwrap();
+        cfg.stages = vec![Stage::Sft, Stage::Kd, Stage::Grpo];
+        assert_eq!(stages_left(&cfg, 0), "stage 0 (sft → kd → grpo) onwards");
+        assert_eq!(stages_left(&cfg, 2), "stage 2 (grpo) onwards");
+        assert_eq!(stages_left(&cfg, 3), "every stage has finished; nothing left to train");
+    }
 }
