@@ -173,7 +173,33 @@ pub fn save(root: &Path, contents: &CheckpointContents, keep_last: usize) -> Res
             std::fs::remove_dir_all(old).map_err(io(old))?;
         }
     }
+    if let (Some(size), Ok(free)) = (dir_bytes(&dir), fs2::available_space(root)) {
+        if let Some(warning) = space_warning(root, size, free) {
+            tracing::warn!("{warning}");
+        }
+    }
     Ok(dir)
+}
+
+/// A warning when the next checkpoint, as large as the one just written (`size`), will not fit
+/// in `free`: the save would fail partway and stop the run (the newest checkpoint is kept until
+/// its successor is complete, so the two need room at once). Said now, it leaves the user a
+/// checkpoint interval to free space.
+fn space_warning(root: &Path, size: u64, free: u64) -> Option<String> {
+    use crate::generate::memory::human;
+    (free < size).then(|| {
+        format!(
+            "{}: {} of disk free and the next checkpoint needs about {}: free some space, or the run stops when it writes that checkpoint",
+            root.display(),
+            human(free as u128),
+            human(size as u128)
+        )
+    })
+}
+
+/// The bytes of the files in `dir` (a checkpoint is flat); None when it cannot be read.
+fn dir_bytes(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir).ok()?.map(|e| e.ok()?.metadata().ok().map(|m| m.len())).sum()
 }
 
 fn write_all(dir: &Path, c: &CheckpointContents) -> Result<(), CheckpointError> {
@@ -428,5 +454,26 @@ mod tests {
         assert_eq!(a, b);
         let bad = RngState { key: "zz".into(), ..state };
         assert!(bad.restore().unwrap_err().contains("64 hex digits"));
+    }
+
+    #[test]
+    fn the_space_warning_comes_when_the_next_checkpoint_would_not_fit() {
+        let root = Path::new("run/checkpoints-stage-0");
+        // The failure it foretells: a 7.6 GB checkpoint with 4.8 GB left.
+        let said = space_warning(root, 7_562_108_000, 4_800_000_000).expect("7.6 GB does not fit in 4.8 GB");
+        assert_eq!(
+            said,
+            "run/checkpoints-stage-0: 4.8 GB of disk free and the next checkpoint needs about 7.6 GB: free some space, or the run stops when it writes that checkpoint"
+        );
+        assert_eq!(space_warning(root, 7_562_108_000, 7_562_108_000), None);
+    }
+
+    #[test]
+    fn a_checkpoint_size_is_the_sum_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("b"), [0u8; 24]).unwrap();
+        assert_eq!(dir_bytes(dir.path()), Some(1024));
+        assert_eq!(dir_bytes(&dir.path().join("missing")), None);
     }
 }

@@ -49,7 +49,8 @@ fn mem_available(meminfo: &str) -> Option<u128> {
     Some(kib * 1024)
 }
 
-fn human(bytes: u128) -> String {
+/// `bytes` in decimal units with one decimal ("7.6 GB").
+pub(crate) fn human(bytes: u128) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
