@@ -22,11 +22,20 @@ for e in range(epochs):
     v = [m.get((e, p)) for p in range(10)]
     if all(x is not None for x in v): print('epoch', e + 1, ' '.join('%.2f' % x for x in v), 'mean %.3f' % (sum(v) / 10))
     else: print('epoch', e + 1, 'partial', ' '.join('-' if x is None else '%.2f' % x for x in v))
-# With a format term: per epoch over the 80 completions, right answers, boxed ones, mean characters.
-if 'format_boxed' in rows[0]['completions'][0]['rewards']:
+# Per epoch over the 80 completions: right answers, mean characters, and what the other reward
+# terms saw (format_boxed: boxed ones; overlong: cut at the limit and penalised in the buffer).
+terms = rows[0]['completions'][0]['rewards']
+if len(terms) > 1:
     for e in range(epochs):
         c = [x for r in rows if r['prompt_id'] // 10 == e for x in r['completions']]
-        if len(c) == 80:
+        if len(c) != 80:
+            continue
+        line = ['epoch', e + 1, 'right', int(sum(x['rewards']['accuracy_boxed'] for x in c))]
+        if 'format_boxed' in terms:
             boxed = int(sum(x['rewards']['format_boxed'] for x in c))
-            print('epoch', e + 1, 'right', int(sum(x['rewards']['accuracy_boxed'] for x in c)), 'boxed', boxed,
-                  'no box', 80 - boxed, 'chars %.0f' % (sum(len(x['completion']) for x in c) / 80))
+            line += ['boxed', boxed, 'no box', 80 - boxed]
+        if 'overlong' in terms:
+            o = [x['rewards']['overlong'] for x in c]
+            line += ['cut', sum(1 for v in o if v <= -1.0), 'in buffer', sum(1 for v in o if -1.0 < v < 0.0),
+                     'overlong mean %.3f' % (sum(o) / 80)]
+        print(*line, 'chars %.0f' % (sum(len(x['completion']) for x in c) / 80))
