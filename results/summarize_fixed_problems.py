@@ -1,5 +1,5 @@
 # The figures BENCHMARKS.md quotes for the GRPO runs on ten fixed problems over several epochs
-# (sixth and seventh boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
+# (sixth, seventh and eighth boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
 # Reads steps-stage-0.json and rollouts.jsonl in that folder; prompt_id // 10 is the epoch,
 # prompt_id % 10 the problem.
 import json, os, sys
