@@ -332,7 +332,7 @@ fn srlm_sft_runs_a_train_config_s_sft_stage_and_refuses_other_stages() {
     let run = Command::new(env!("CARGO_BIN_EXE_srlm")).args(["sft", "--config", config.to_str().unwrap()]).output().unwrap();
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{log}");
-    assert!(log.contains("sft: 16 examples, LoRA") && log.contains("held-out after Sft"), "{log}");
+    assert!(log.contains("sft: 16 examples, LoRA") && log.contains("held-out after sft:"), "{log}");
     assert!(out.join("stage-0-sft/model.safetensors").is_file(), "{log}");
 
     std::fs::write(&config, format!("stages = [\"sft\", \"grpo\"]\n{body}")).unwrap();

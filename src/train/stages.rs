@@ -221,7 +221,8 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
             say(
                 opts,
                 &format!(
-                    "held-out after {stage:?}: accuracy {:.1}% (was {:.1}%), format {:.1}%",
+                    "held-out after {}: accuracy {:.1}% (was {:.1}%), format {:.1}%",
+                    stage_name(stage),
                     100.0 * after.accuracy,
                     100.0 * score.accuracy,
                     100.0 * after.format
