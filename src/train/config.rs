@@ -139,8 +139,9 @@ pub struct SftSection {
     pub lr: f64,
     #[serde(default = "one_usize")]
     pub epochs: usize,
-    /// Training examples used (the first N of the shuffled training set); 0 = all. A grpo stage
-    /// after this one starts at problem N (`TrainConfig::grpo_first_prompt`).
+    /// Training examples used (the first N of the shuffled training set, or of `data`); 0 = all.
+    /// A grpo stage after an SFT on the training set starts at problem N
+    /// (`TrainConfig::grpo_first_prompt`).
     #[serde(default)]
     pub examples: usize,
     #[serde(default = "default_max_len")]
@@ -424,7 +425,8 @@ impl TrainConfig {
     /// shown the solutions of.
     pub fn grpo_first_prompt(&self) -> usize {
         let sft_before_grpo = self.stages.iter().take_while(|s| **s != Stage::Grpo).any(|s| *s == Stage::Sft);
-        if sft_before_grpo {
+        // An SFT on its own `[sft] data` saw none of the training problems.
+        if sft_before_grpo && self.sft.data.is_none() {
             self.sft.examples
         } else {
             0
@@ -703,13 +705,16 @@ mod tests {
     }
 
     /// GRPO after an sft stage that trained on a slice starts past that slice; alone, after all
-    /// of the data, or before the sft stage it starts at the first problem.
+    /// of the data, before the sft stage, or after an SFT on its own `[sft] data` it starts at
+    /// the first problem.
     #[test]
     fn grpo_starts_past_the_problems_an_earlier_sft_slice_saw() {
         let recipe = |stages: &str, examples: usize| {
             let text = format!("stages = {stages}\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\nexamples = {examples}\n");
             TrainConfig::from_toml(&text, "f.toml").unwrap().grpo_first_prompt()
         };
+        let own_data = "stages = [\"sft\", \"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\nexamples = 32\ndata = \"solutions.jsonl\"\n";
+        assert_eq!(TrainConfig::from_toml(own_data, "f.toml").unwrap().grpo_first_prompt(), 0);
         assert_eq!(recipe(r#"["sft", "grpo"]"#, 128), 128);
         assert_eq!(recipe(r#"["sft", "grpo"]"#, 0), 0);
         assert_eq!(recipe(r#"["grpo"]"#, 128), 0);
