@@ -222,7 +222,7 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
                 opts,
                 &format!(
                     "held-out after {}: accuracy {:.1}% (was {:.1}%), format {:.1}%",
-                    stage_name(stage),
+                    stage_run.name,
                     100.0 * after.accuracy,
                     100.0 * score.accuracy,
                     100.0 * after.format
