@@ -1,11 +1,11 @@
 # The figures BENCHMARKS.md quotes for the GRPO runs on ten fixed problems over several epochs
-# (sixth, seventh and eighth boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
-# Reads steps-stage-0.json and rollouts.jsonl in that folder; prompt_id // 10 is the epoch,
-# prompt_id % 10 the problem.
+# (sixth to ninth boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
+# Reads rollouts.jsonl and the steps file of its GRPO stage (steps-stage-N.json; N is 1 after an
+# SFT stage) in that folder; prompt_id // 10 is the epoch, prompt_id % 10 the problem.
 import json, os, sys
 d = sys.argv[1]
-steps = json.load(open(os.path.join(d, 'steps-stage-0.json')))
 rows = [json.loads(l) for l in open(os.path.join(d, 'rollouts.jsonl'))]
+steps = json.load(open(os.path.join(d, 'steps-stage-%d.json' % rows[0]['stage'])))
 tr = [dict(s['rewards'])['total'] for s in steps]; sa = [s['sampled_reward'] for s in steps]
 f = lambda v: (sum(v[:10]) / 10, sum(v[-10:]) / 10)
 print('learner steps', len(steps), 'groups', len(rows), 'dropped', sum(1 for r in rows if r.get('dropped')))
