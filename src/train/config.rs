@@ -709,16 +709,15 @@ mod tests {
     /// the first problem.
     #[test]
     fn grpo_starts_past_the_problems_an_earlier_sft_slice_saw() {
-        let recipe = |stages: &str, examples: usize| {
-            let text = format!("stages = {stages}\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\nexamples = {examples}\n");
+        let recipe = |stages: &str, sft: &str| {
+            let text = format!("stages = {stages}\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\n{sft}\n");
             TrainConfig::from_toml(&text, "f.toml").unwrap().grpo_first_prompt()
         };
-        let own_data = "stages = [\"sft\", \"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[sft]\nexamples = 32\ndata = \"solutions.jsonl\"\n";
-        assert_eq!(TrainConfig::from_toml(own_data, "f.toml").unwrap().grpo_first_prompt(), 0);
-        assert_eq!(recipe(r#"["sft", "grpo"]"#, 128), 128);
-        assert_eq!(recipe(r#"["sft", "grpo"]"#, 0), 0);
-        assert_eq!(recipe(r#"["grpo"]"#, 128), 0);
-        assert_eq!(recipe(r#"["grpo", "sft"]"#, 128), 0);
+        assert_eq!(recipe(r#"["sft", "grpo"]"#, "examples = 128"), 128);
+        assert_eq!(recipe(r#"["sft", "grpo"]"#, "examples = 32\ndata = \"solutions.jsonl\""), 0);
+        assert_eq!(recipe(r#"["sft", "grpo"]"#, "examples = 0"), 0);
+        assert_eq!(recipe(r#"["grpo"]"#, "examples = 128"), 0);
+        assert_eq!(recipe(r#"["grpo", "sft"]"#, "examples = 128"), 0);
     }
 
     /// An absent `[grpo]` gives the README's defaults (the real types' `Default`s).
