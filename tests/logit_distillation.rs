@@ -270,6 +270,15 @@ fn a_periodic_checkpoint_of_each_mode_resumes_exactly() {
             assert_eq!(resumed[0].steps, whole[0].steps, "{name}: the stage's steps");
             let weights = |run: &str| std::fs::read(tmp.path().join(format!("{name}-{run}/stage-0-{stage}/model.safetensors"))).unwrap();
             assert!(weights("whole") == weights("resumed"), "{name}: resumed from step 2, the weights differ");
+            // The stage's step series: one entry per step, the resumed run's the same whole series
+            // (steps 1-2 taken from the checkpoint's run, the rest trained again).
+            let series = |run: &str| -> serde_json::Value {
+                let path = tmp.path().join(format!("{name}-{run}/steps-stage-0.json"));
+                serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+            };
+            let steps: Vec<u64> = series("whole").as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+            assert_eq!(steps, (1..=whole[0].steps).collect::<Vec<_>>(), "{name}: one entry per step");
+            assert_eq!(series("resumed"), series("whole"), "{name}: the resumed stage's step series");
         }
     }
 }

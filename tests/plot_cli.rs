@@ -1,5 +1,5 @@
-//! `srlm plot` end to end: the charts a training run and two evaluation reports give, as real
-//! PNG files with the reward trend printed, and a directory with nothing to plot refused by name.
+//! `srlm plot` end to end: the charts a training run (an SFT stage, then GRPO) and two evaluation
+//! reports give, as real PNG files with each stage's trend printed, and a directory with nothing to plot refused by name.
 
 use std::path::Path;
 use std::process::Command;
@@ -38,6 +38,13 @@ fn a_run_and_two_reports_give_curves_and_one_bar_chart() {
         })
         .collect();
     std::fs::write(run.join("steps-stage-1.json"), serde_json::to_string(&steps).unwrap()).unwrap();
+    // An SFT stage before it records no rewards, sampling or staleness: its loss is the trend.
+    let sft: Vec<_> = [2.0, 1.6, 1.2, 1.0]
+        .iter()
+        .enumerate()
+        .map(|(i, loss)| json!({"step": i + 1, "loss": loss, "grad_norm": 1.0, "lr": 1e-5, "completions": 4, "tokens": 600}))
+        .collect();
+    std::fs::write(run.join("steps-stage-0.json"), serde_json::to_string(&sft).unwrap()).unwrap();
     for (name, acc) in [("before", 0.3), ("after", 0.45)] {
         std::fs::create_dir(dir.path().join(name)).unwrap();
         std::fs::write(dir.path().join(name).join("report.json"), report(acc).to_string()).unwrap();
@@ -50,15 +57,23 @@ fn a_run_and_two_reports_give_curves_and_one_bar_chart() {
         assert!(is_png(&plots.join(format!("stage-1-{metric}.png"))), "{metric}");
     }
     assert!(is_png(&plots.join("eval.png")));
-    // Nine files, then the stage's reward trend: a header and one line per reward.
+    for metric in ["loss", "length"] {
+        assert!(is_png(&plots.join(format!("stage-0-{metric}.png"))), "sft {metric}");
+    }
+    for metric in ["reward", "kl", "staleness"] {
+        assert!(!plots.join(format!("stage-0-{metric}.png")).exists(), "sft {metric}: nothing recorded to draw");
+    }
+    // Eleven files, then each stage's trend: a header and one line per reward, or the loss's.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 9 + 4, "{stdout}");
-    assert!(lines[9].contains("stage-1") && lines[9].contains("first and the last 2 of 6 steps"), "{stdout}");
-    // Accuracy 0.1 · step: (0.1 + 0.2) / 2 at the start, (0.5 + 0.6) / 2 at the end.
+    assert_eq!(lines.len(), 11 + 2 + 4, "{stdout}");
     let words = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(words(lines[10]), ["accuracy", "0.150", "->", "0.550", "+0.400"]);
-    assert_eq!(words(lines[12]), ["total", "0.300", "->", "0.300", "+0.000"]);
+    assert!(lines[11].contains("stage-0: mean loss over the first and the last 2 of 4 steps"), "{stdout}");
+    assert_eq!(words(lines[12]), ["loss", "1.800", "->", "1.100", "-0.700"]);
+    assert!(lines[13].contains("stage-1: mean reward over the first and the last 2 of 6 steps"), "{stdout}");
+    // Accuracy 0.1 · step: (0.1 + 0.2) / 2 at the start, (0.5 + 0.6) / 2 at the end.
+    assert_eq!(words(lines[14]), ["accuracy", "0.150", "->", "0.550", "+0.400"]);
+    assert_eq!(words(lines[16]), ["total", "0.300", "->", "0.300", "+0.000"]);
 
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -123,6 +123,9 @@ fn sigterm_in_the_sft_stage_checkpoints_and_the_resume_is_exact() {
         std::fs::read(stopped.join("stage-0-sft/model.safetensors")).unwrap(),
         "stopped + resumed SFT differs from the uninterrupted run"
     );
+    // Its step series too: the steps before the checkpoint from the stopped run's file.
+    let series = |run: &Path| std::fs::read(run.join("steps-stage-0.json")).unwrap();
+    assert_eq!(series(&whole), series(&stopped), "the resumed SFT stage's step series differs");
 }
 
 #[test]

@@ -45,6 +45,15 @@ fn two_deterministic_runs_give_identical_weights_and_metric_series() {
     assert_eq!(steps, read(&b.join("steps-stage-1.json")), "metric series differ");
     let series: serde_json::Value = serde_json::from_slice(&steps).unwrap();
     assert_eq!(series.as_array().unwrap().len(), 4);
+    // The SFT stage records its series too, and its loss falls over the epoch.
+    let sft = read(&a.join("steps-stage-0.json"));
+    assert_eq!(sft, read(&b.join("steps-stage-0.json")), "SFT series differ");
+    let sft: serde_json::Value = serde_json::from_slice(&sft).unwrap();
+    let loss: Vec<f64> = sft.as_array().unwrap().iter().map(|s| s["loss"].as_f64().unwrap()).collect();
+    assert!(loss.len() >= 4, "{} SFT steps", loss.len());
+    let (first, last) = loss.split_at(loss.len() / 2);
+    let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
+    assert!(mean(last) < mean(first), "SFT loss did not fall: {loss:?}");
     for stage in ["stage-0-sft", "stage-1-grpo"] {
         assert_eq!(
             read(&a.join(stage).join("model.safetensors")),

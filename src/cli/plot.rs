@@ -1,12 +1,12 @@
 //! `srlm plot DIR…`: PNG charts of training runs and evaluation reports, and each training
-//! stage's reward trend (first and last steps) on stdout.
+//! stage's reward trend (first and last steps; the loss's for SFT and KD stages) on stdout.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use srlm::plot::plot_dirs;
-use srlm::plot::trend::reward_trends;
+use srlm::plot::trend::stage_trends;
 
 #[derive(Args)]
 pub struct PlotArgs {
@@ -30,15 +30,16 @@ pub fn run(args: PlotArgs) -> Result<()> {
     }
     eprintln!("{} charts in {}", plotted.files.len(), out.display());
     for (dir, stage, steps) in &plotted.stages {
-        print_trends(&format!("{} {stage}", dir.display()), &reward_trends(steps, args.window as usize));
+        let (what, trends) = stage_trends(steps, args.window as usize);
+        print_trends(&format!("{} {stage}", dir.display()), what, &trends);
     }
     Ok(())
 }
 
-fn print_trends(stage: &str, trends: &[srlm::plot::trend::Trend]) {
+fn print_trends(stage: &str, what: &str, trends: &[srlm::plot::trend::Trend]) {
     let Some(t) = trends.first() else { return };
     let overlap = if t.steps < 2 * t.window { " (the two overlap)" } else { "" };
-    println!("{stage}: mean reward over the first and the last {} of {} steps{overlap}", t.window, t.steps);
+    println!("{stage}: mean {what} over the first and the last {} of {} steps{overlap}", t.window, t.steps);
     for t in trends {
         println!("  {:<28} {:>8.3} -> {:>8.3}  {:+.3}", t.name, t.first, t.last, t.change());
     }

@@ -83,6 +83,11 @@ impl<W> KdTrainer<W> {
         Ok(())
     }
 
+    /// The step the run starts at: 0, or the resumed checkpoint's.
+    pub fn start_step(&self) -> u64 {
+        self.book.start.step
+    }
+
     /// Where the newest checkpoint went, readable after the run.
     pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
         self.book.last_checkpoint()

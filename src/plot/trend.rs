@@ -1,9 +1,10 @@
 //! The figure behind a reward curve: each reward's mean over the first and the last `window`
-//! steps of a stage, and the change between them (how a run's learning is judged at a glance).
+//! steps of a stage, and the change between them (how a run's learning is judged at a glance);
+//! the loss's for a stage without rewards.
 
 use serde_json::Value;
 
-use super::{reward_series, Series};
+use super::{reward_series, step_field, Series};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trend {
@@ -25,6 +26,17 @@ impl Trend {
 /// One trend per series of the stage's reward chart (`reward_series`).
 pub fn reward_trends(steps: &[Value], window: usize) -> Vec<Trend> {
     reward_series(steps).iter().filter_map(|s| trend(s, window)).collect()
+}
+
+/// What `srlm plot` prints for a stage, and what it measures: its rewards' trends, or where it
+/// recorded no reward (an SFT or KD stage) its loss's.
+pub fn stage_trends(steps: &[Value], window: usize) -> (&'static str, Vec<Trend>) {
+    let rewards = reward_trends(steps, window);
+    if !rewards.is_empty() {
+        return ("reward", rewards);
+    }
+    let loss = Series { name: "loss".into(), points: step_field(steps, "loss") };
+    ("loss", trend(&loss, window).into_iter().collect())
 }
 
 /// Means of the first and last `window` finite values of `series`; None without any.
@@ -76,5 +88,16 @@ mod tests {
         let trends = reward_trends(&steps, 1);
         let got: Vec<(&str, f64, f64)> = trends.iter().map(|t| (t.name.as_str(), t.first, t.last)).collect();
         assert_eq!(got, [("accuracy", 0.25, 1.0), ("total", 1.0, 1.0), ("total, all sampled groups", 0.5, 2.0)]);
+    }
+
+    #[test]
+    fn a_stage_without_rewards_is_judged_by_its_loss() {
+        let steps: Vec<Value> = [4.0, 3.0, 2.5, 1.5].iter().enumerate().map(|(i, l)| json!({"step": i + 1, "loss": l})).collect();
+        let (what, trends) = stage_trends(&steps, 2);
+        assert_eq!(what, "loss");
+        let t = &trends[0];
+        assert_eq!((t.name.as_str(), t.first, t.last, t.change()), ("loss", 3.5, 2.0, -1.5));
+        let with_rewards: Vec<Value> = (1..=2).map(|i| json!({"step": i, "loss": 1.0, "rewards": [["total", 0.5]]})).collect();
+        assert_eq!(stage_trends(&with_rewards, 2).0, "reward");
     }
 }

@@ -651,6 +651,13 @@ mod tests {
                     let rows = crate::train::problems::gsm8k_rows(&dir.join("..").join(train), cfg.data.gold).unwrap();
                     assert!(rows.len() >= cfg.data.train_size, "{name}: {} problems in {}", rows.len(), train.display());
                 }
+                // So does an SFT file it carries (own traces), with at least one conversation.
+                if let Some(data) = cfg.sft.data.as_ref().filter(|d| d.starts_with("configs")) {
+                    let rows =
+                        crate::learner::sft_data::read_conversations(&dir.join("..").join(data), cfg.sft.data_format, cfg.data.format)
+                            .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert!(!rows.is_empty(), "{name}: no conversations in {}", data.display());
+                }
                 checked += 1;
             }
         }

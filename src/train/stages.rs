@@ -89,6 +89,44 @@ struct StageRun<'a> {
 }
 
 impl StageRun<'_> {
+    /// Runs the stage's `pipeline` with its per-step series kept in `steps-stage-N.json`:
+    /// rewritten after every step (a stopped run has it too) and once whole at the end; a stage
+    /// resumed at `start_step` keeps the earlier run's steps before it.
+    fn run_recorded<S, R, T>(
+        &self,
+        cfg: &TrainConfig,
+        opts: &RunOptions,
+        mut pipeline: Pipeline<S, R, T>,
+        start_step: u64,
+        to_json: StepJson,
+    ) -> Result<RunSummary>
+    where
+        S: srlm_actors::Sampler,
+        R: srlm_actors::Rewarder,
+        T: srlm_actors::Trainer<Weights = S::Weights>,
+    {
+        // Read before the run: the step hook rewrites the file, which may be the one read.
+        let earlier = self.earlier_steps(opts, start_step);
+        let path = cfg.out_dir.join(format!("steps-stage-{}.json", self.index));
+        pipeline.on_step_recorded = Some(keep_steps_file(path.clone(), earlier.clone(), to_json));
+        let summary = run_pipeline(pipeline, opts)?;
+        write_atomic(&path, steps_json(earlier, &summary, to_json)?.as_bytes())?;
+        Ok(summary)
+    }
+
+    /// A resumed stage's series up to its checkpoint's step `through`, or none for a fresh stage;
+    /// a series that cannot be read is said, and the file starts again at the resume point.
+    fn earlier_steps(&self, opts: &RunOptions, through: u64) -> Vec<serde_json::Value> {
+        match self.resume.map(|dir| steps_before_checkpoint(dir, self.index, through)) {
+            Some(Err(e)) => {
+                say(opts, &format!("{}: {e}; steps-stage-{}.json starts at the resume point", self.name, self.index));
+                Vec::new()
+            }
+            Some(Ok(steps)) => steps,
+            None => Vec::new(),
+        }
+    }
+
     /// Where this stage's learner saves: the stage's directory, the run's retention, the model's
     /// config and tokenizer, and the stage stamp in every checkpoint.
     fn checkpoint_place(&self, cfg: &TrainConfig, state: &State) -> Result<CheckpointPlace> {
@@ -398,15 +436,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         };
         say(opts, &format!("grpo: resumed from {}: {exactness}", dir.display()));
     }
-    // Read before the run: the step hook below rewrites the file, which may be this one.
-    let earlier = match stage.resume.map(|dir| steps_before_checkpoint(dir, index, trainer.start_step())) {
-        Some(Err(e)) => {
-            say(opts, &format!("grpo: {e}; steps-stage-{index}.json starts at the resume point"));
-            Vec::new()
-        }
-        Some(Ok(steps)) => steps,
-        None => Vec::new(),
-    };
+    let start_step = trainer.start_step();
     if r.log_rollouts_every > 0 {
         let path = cfg.out_dir.join("rollouts.jsonl");
         let removed =
@@ -442,9 +472,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     if placement.has_foreign_generators() {
         pipeline.copy_to_device = Some(placement.copy_hook());
     }
-    let steps_path = cfg.out_dir.join(format!("steps-stage-{index}.json"));
-    pipeline.on_step_recorded = Some(keep_steps_file(steps_path.clone(), earlier.clone()));
-    let summary = run_pipeline(pipeline, opts)?;
+    let summary = stage.run_recorded(cfg, opts, pipeline, start_step, step_json)?;
     progress.finish();
     say(
         opts,
@@ -464,7 +492,6 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         Some(w) => Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone()),
         None => anyhow::bail!("grpo: the learner published no weights"),
     };
-    write_atomic(&steps_path, steps_json(earlier, &summary)?.as_bytes())?;
     write_atomic(&cfg.out_dir.join(format!("run-stage-{index}.json")), run_json(&summary, r, &placement)?.as_bytes())?;
     stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's, so this is the stage's whole count.
@@ -576,12 +603,15 @@ fn steps_before_checkpoint(checkpoint: &Path, index: usize, through: u64) -> Res
     Ok(steps.into_iter().filter(|s| s["step"].as_u64().is_some_and(|n| n <= through)).collect())
 }
 
+/// One step of a stage's series, as its stage records it.
+type StepJson = fn(&StepRecord) -> serde_json::Value;
+
 /// Rewrites `path` (atomically) with `earlier` and every step recorded so far, after each step:
 /// the series on disk is never more than one step behind, whatever ends the run.
-fn keep_steps_file(path: PathBuf, earlier: Vec<serde_json::Value>) -> srlm_actors::OnStepRecorded {
+fn keep_steps_file(path: PathBuf, earlier: Vec<serde_json::Value>, to_json: StepJson) -> srlm_actors::OnStepRecorded {
     let mut series = earlier;
     Box::new(move |record| {
-        series.push(step_json(record));
+        series.push(to_json(record));
         let written = serde_json::to_string_pretty(&series).map_err(std::io::Error::other).and_then(|t| write_atomic(&path, t.as_bytes()));
         if let Err(e) = written {
             tracing::warn!("{}: {e}", path.display());
@@ -590,9 +620,18 @@ fn keep_steps_file(path: PathBuf, earlier: Vec<serde_json::Value>) -> srlm_actor
 }
 
 /// The per-step metric series (what two deterministic runs must agree on).
-fn steps_json(earlier: Vec<serde_json::Value>, summary: &RunSummary) -> Result<String> {
-    let steps: Vec<_> = earlier.into_iter().chain(summary.steps.iter().map(step_json)).collect();
+fn steps_json(earlier: Vec<serde_json::Value>, summary: &RunSummary, to_json: StepJson) -> Result<String> {
+    let steps: Vec<_> = earlier.into_iter().chain(summary.steps.iter().map(to_json)).collect();
     Ok(serde_json::to_string_pretty(&steps)?)
+}
+
+/// A step of an SFT or KD stage: no rewards, sampling or staleness to record (`loss` is the KD
+/// stages' KL); `tokens` are the step's completion (target) tokens over `completions` rows.
+fn sft_step_json(s: &StepRecord) -> serde_json::Value {
+    serde_json::json!({
+        "step": s.step, "loss": s.stats.loss, "grad_norm": s.stats.grad_norm, "lr": s.stats.learning_rate,
+        "completions": s.completions, "tokens": s.tokens,
+    })
 }
 
 fn step_json(s: &StepRecord) -> serde_json::Value {

@@ -8,7 +8,7 @@ use srlm_actors::poison::lock;
 use srlm_actors::{Factory, Pipeline, Prompt, RuntimeConfig, StepSizes};
 
 use super::sft::sft_examples;
-use super::{generation, run_pipeline, runtime_base, say, RunOptions, StageRun, State};
+use super::{generation, runtime_base, say, sft_step_json, RunOptions, StageRun, State};
 use crate::generate::policy_sampler::PolicySampler;
 use crate::learner::example_source::{example_pipeline, Unscored};
 use crate::learner::kd::{check_shared_tokenizer, KdConfig, KlDirection};
@@ -95,7 +95,7 @@ pub(super) fn logit_kd_stage(
             trainer.resume_from(dir)?;
         }
         trainer.on_step = Some(Box::new(log));
-        let last_checkpoint = trainer.last_checkpoint();
+        let (last_checkpoint, start_step) = (trainer.last_checkpoint(), trainer.start_step());
         let prompts: Vec<Prompt> = (0..positions as u64)
             .map(|id| {
                 let p = &problems[id as usize % problems.len()];
@@ -124,7 +124,7 @@ pub(super) fn logit_kd_stage(
         if placement.has_foreign_generators() {
             pipeline.copy_to_device = Some(placement.copy_hook());
         }
-        (run_pipeline(pipeline, opts)?, last_checkpoint)
+        (stage.run_recorded(cfg, opts, pipeline, start_step, sft_step_json)?, last_checkpoint)
     } else {
         let fitted = fit_length(sft_examples(problems, &state.tokenizer)?, cfg.sft.max_len, Overlong::Drop);
         if fitted.examples.is_empty() {
@@ -144,10 +144,10 @@ pub(super) fn logit_kd_stage(
             trainer.resume_from(dir)?;
         }
         trainer.on_step = Some(Box::new(log));
-        let last_checkpoint = trainer.last_checkpoint();
+        let (last_checkpoint, start_step) = (trainer.last_checkpoint(), trainer.start_step());
         let order: Vec<usize> = (0..positions).map(|p| p % fitted.examples.len()).collect();
         let pipeline = example_pipeline(base, Arc::new(fitted.examples), order, StepSizes::Fixed(per_step), trainer);
-        (run_pipeline(pipeline, opts)?, last_checkpoint)
+        (stage.run_recorded(cfg, opts, pipeline, start_step, sft_step_json)?, last_checkpoint)
     };
     let stats = lock(&totals).clone();
     say(

@@ -5,10 +5,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{run_pipeline, runtime_base, say, RunOptions, StageRun, State};
+use super::{runtime_base, say, sft_step_json, RunOptions, StageRun, State};
 use crate::learner::sft::{fit_length, SftConfig, SftExample, SftPlan, SftStepStats};
 use crate::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
 use crate::learner::sft_data::{read_conversations, tokenize_conversation};
@@ -151,15 +152,21 @@ fn run_planned(
     if let Some(dir) = stage.resume {
         trainer.resume_from(dir)?;
     }
-    let progress = opts.progress;
+    let (progress, total) = (opts.progress, plan.steps().len());
+    let mut shown = Instant::now();
     trainer.on_step = Some(Box::new(move |st: &SftStepStats| {
-        if progress && st.step.is_multiple_of(10) {
-            eprintln!("sft step {:>4} epoch {} loss {:.4} grad-norm {:.3}", st.step, st.epoch, st.loss, st.grad_norm);
+        let n = st.step + 1;
+        // The first, the last and every tenth step, and on a real model's slow steps at least
+        // every half minute.
+        if progress && (n == 1 || n == total || n.is_multiple_of(10) || shown.elapsed() >= Duration::from_secs(30)) {
+            shown = Instant::now();
+            eprintln!("sft step {n:>4}/{total} epoch {} loss {:.4} grad-norm {:.3}", st.epoch, st.loss, st.grad_norm);
         }
     }));
     let last_checkpoint = trainer.last_checkpoint();
+    let start_step = trainer.start_step();
     let pipeline = sft_pipeline(runtime_base(cfg, opts)?, Arc::new(examples), trainer);
-    let summary = run_pipeline(pipeline, opts)?;
+    let summary = stage.run_recorded(cfg, opts, pipeline, start_step, sft_step_json)?;
     tracing::debug!(target: "srlm::train", "{}: {} steps in this run", stage.name, summary.steps.len());
     stage.runtime_ended(opts, &summary, &last_checkpoint)?;
     // The learner's count continues from the checkpoint's: the stage's whole count.
