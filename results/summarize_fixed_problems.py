@@ -1,5 +1,5 @@
 # The figures BENCHMARKS.md quotes for the GRPO runs on ten fixed problems over several epochs
-# (sixth to ninth boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
+# (sixth to tenth boxed runs): python3 results/summarize_fixed_problems.py RESULTS_FOLDER
 # Reads rollouts.jsonl and the steps file of its GRPO stage (steps-stage-N.json; N is 1 after an
 # SFT stage) in that folder; prompt_id // 10 is the epoch, prompt_id % 10 the problem.
 import json, os, sys
