@@ -212,9 +212,14 @@ pub struct KdSection {
     /// at every step (on_policy).
     #[serde(default = "default_kd_samples")]
     pub samples: usize,
-    /// Training problems used (the first N).
+    /// Training problems used (the first N; of `data` when set).
     #[serde(default = "default_kd_prompts")]
     pub prompts: usize,
+    /// Traces: a GSM8K-layout JSONL (`question`, and the answer `[data] gold` reads) whose
+    /// problems the teacher is sampled on instead of the training problems, in file order: the
+    /// SFT before a GRPO stage on a few problems can draw on many others.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
     /// Traces: what becomes of a correct trace out of `[data] format`'s layout (r1: the
     /// think/answer tags): `any` keeps it as sampled, `require` leaves it out, `rewrite` lays
     /// it out again, so the student learns the shape it is asked for.
@@ -274,8 +279,9 @@ impl KdSection {
     /// Fields that mean nothing in this mode, and counts or rates that cannot run.
     fn validate(&self) -> Result<(), String> {
         use KdMode::{Logits, OnPolicy};
-        let used_by: [(&str, bool, &[KdMode]); 6] = [
+        let used_by: [(&str, bool, &[KdMode]); 7] = [
             ("layout", self.layout != TraceLayout::Any, &[KdMode::Traces]),
+            ("data", self.data.is_some(), &[KdMode::Traces]),
             ("steps", self.steps.is_some(), &[Logits, OnPolicy]),
             ("prompts_per_step", self.prompts_per_step.is_some(), &[Logits, OnPolicy]),
             ("lr", self.lr.is_some(), &[Logits, OnPolicy]),

@@ -61,7 +61,9 @@ fn check_devices(cfg: &TrainConfig) -> Result<(), PreflightError> {
 /// Every row of the data files, golds parsed, so a bad row names its line now rather than
 /// restarting the scorer mid-run.
 fn check_data_files(cfg: &TrainConfig) -> Result<(), PreflightError> {
-    let files: [(&'static str, &Option<PathBuf>); 2] = [("data.train", &cfg.data.train), ("data.heldout", &cfg.data.heldout)];
+    let kd_data = cfg.kd.as_ref().filter(|_| cfg.stages.contains(&Stage::Kd)).and_then(|kd| kd.data.as_ref());
+    let files: [(&'static str, Option<&PathBuf>); 3] =
+        [("data.train", cfg.data.train.as_ref()), ("data.heldout", cfg.data.heldout.as_ref()), ("kd.data", kd_data)];
     for (key, path) in files {
         if let Some(path) = path {
             gsm8k_rows(path, cfg.data.gold).map_err(|error| PreflightError::Data { key, error })?;
@@ -161,6 +163,24 @@ mod tests {
         assert!(err.starts_with("sft.data: ") && err.contains("chat.jsonl:2:"), "{err}");
         write(dir.path(), "chat.jsonl", good);
         preflight(&cfg, false).unwrap();
+    }
+
+    #[test]
+    fn a_bad_row_of_the_kd_problems_names_its_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = write(dir.path(), "t.jsonl", "{\"question\": \"q\", \"answer\": \"#### 1\"}\n");
+        let data = write(dir.path(), "kd.jsonl", "{\"question\": \"q\", \"answer\": \"#### 2\"}\n{\"question\": \"q\"}\n");
+        let text = format!(
+            "stages = [\"kd\"]\nout_dir = \"x\"\n[model]\nsource = \"m\"\n[data]\ntask = \"gsm8k\"\ntrain = {train:?}\n\
+             [kd]\nteacher = \"t\"\ndata = {data:?}\n[runtime]\nmetrics_addr = \"\"\n"
+        );
+        let cfg = TrainConfig::from_toml(&text, "x.toml").unwrap();
+        let err = preflight(&cfg, false).unwrap_err().to_string();
+        assert!(err.starts_with("kd.data: ") && err.contains("kd.jsonl:2: missing string field 'answer'"), "{err}");
+        // Mended, the rows pass and the next check speaks: the teacher "t" is no checkpoint.
+        write(dir.path(), "kd.jsonl", "{\"question\": \"q\", \"answer\": \"#### 2\"}\n");
+        let err = preflight(&cfg, false).unwrap_err().to_string();
+        assert!(!err.contains("kd.data") && err.contains("'t'"), "{err}");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub fn load_problems(cfg: &TrainConfig, template: &ChatTemplate) -> Result<(Vec<
     }
 }
 
-fn gsm8k_file(path: &Path, template: &ChatTemplate, format: PromptFormat, gold: GoldFormat) -> Result<Vec<TrainingProblem>> {
+/// A GSM8K-layout JSONL's problems in file order, rendered as the training problems are.
+pub fn gsm8k_file(path: &Path, template: &ChatTemplate, format: PromptFormat, gold: GoldFormat) -> Result<Vec<TrainingProblem>> {
     gsm8k_rows(path, gold)?
         .into_iter()
         .enumerate()

@@ -12,6 +12,7 @@ use srlm_actors::poison::lock;
 use srlm_actors::{Factory, Pipeline, Prompt, RunSummary, RuntimeConfig, ShutdownHandle, StepRecord};
 
 use crate::atomic_file::write_atomic;
+use crate::chat::ChatTemplate;
 use crate::generate::policy_sampler::PolicySampler;
 use crate::generate::GenerationConfig;
 use crate::learner::checkpoint_place::CheckpointPlace;
@@ -27,7 +28,7 @@ use crate::tokenizer::Tokenizer;
 use crate::train::config::{KdMode, Stage, TrainConfig};
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::placement::Placement;
-use crate::train::problems::load_problems;
+use crate::train::problems::{gsm8k_file, load_problems};
 use crate::train::progress::GrpoProgress;
 use crate::train::recipe::Recipe;
 use crate::train::resume::Interrupted;
@@ -354,16 +355,7 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         let teacher =
             LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
         let model = teacher.inference_model()?;
-        let problems: Vec<_> = train
-            .iter()
-            .take(kd.prompts)
-            .map(|p| {
-                Ok(crate::learner::traces::Problem {
-                    messages: p.messages.clone(),
-                    gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)?,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let problems = trace_problems(cfg, train, &template)?;
         let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens());
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
@@ -402,6 +394,30 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         .map(|c| crate::learner::sft_data::tokenize_conversation(c, &template, &state.tokenizer))
         .collect::<Result<Vec<_>, _>>()?;
     sft_on(cfg, state, examples, opts, stage)
+}
+
+/// The problems the teacher is sampled on: the first `kd.prompts` of `[kd] data` (in file
+/// order, asked in `[data] format` as the training problems are), or of the training problems.
+fn trace_problems(cfg: &TrainConfig, train: &[TrainingProblem], template: &ChatTemplate) -> Result<Vec<crate::learner::traces::Problem>> {
+    let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
+    let own;
+    let source = match &kd.data {
+        Some(path) => {
+            own = gsm8k_file(path, template, cfg.data.format, cfg.data.gold).context("kd.data")?;
+            &own[..]
+        }
+        None => train,
+    };
+    source
+        .iter()
+        .take(kd.prompts)
+        .map(|p| {
+            Ok(crate::learner::traces::Problem {
+                messages: p.messages.clone(),
+                gold: cfg.data.gold.parse(&p.gold).map_err(anyhow::Error::msg)?,
+            })
+        })
+        .collect()
 }
 
 impl State {
@@ -648,6 +664,7 @@ fn step_json(s: &StepRecord) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::PromptFormat;
 
     #[test]
     fn a_resume_names_the_stages_left_by_name() {
@@ -656,5 +673,43 @@ mod tests {
         assert_eq!(stages_left(&cfg, 0), "stage 0 (sft → kd → grpo) onwards");
         assert_eq!(stages_left(&cfg, 2), "stage 2 (grpo) onwards");
         assert_eq!(stages_left(&cfg, 3), "every stage has finished; nothing left to train");
+    }
+
+    /// `[kd] data` replaces the training problems as the teacher's prompts: its first
+    /// `kd.prompts` rows in file order, asked in the run's format, golds parsed.
+    #[test]
+    fn trace_kd_samples_the_teacher_on_its_own_problem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("kd.jsonl");
+        let rows: Vec<String> = (1..=3)
+            .map(|i| serde_json::json!({"question": format!("What is {i} + {i}?"), "answer": format!("{}", 2 * i)}).to_string())
+            .collect();
+        std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+        let kd = |extra: &str| {
+            let text = format!(
+                "stages = [\"kd\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\nformat = \"boxed\"\ngold = \"number\"\n[kd]\nteacher = \"t\"\nprompts = 2\n{extra}"
+            );
+            TrainConfig::from_toml(&text, "kd.toml").unwrap()
+        };
+        let template = ChatTemplate::new("{% for m in messages %}{{ m.content }}{% endfor %}", None, None).unwrap();
+        let train = vec![
+            TrainingProblem {
+                messages: PromptFormat::Boxed.messages("7 - 7?"),
+                prompt: String::new(),
+                gold: "0".into(),
+                solution: None
+            };
+            4
+        ];
+        let own = trace_problems(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap();
+        assert_eq!(own.len(), 2);
+        assert_eq!(own[1].messages, PromptFormat::Boxed.messages("What is 2 + 2?"));
+        assert_eq!(own[1].gold, crate::rewarder::GoldFormat::Number.parse("4").unwrap());
+        let from_train = trace_problems(&kd(""), &train, &template).unwrap();
+        assert_eq!((from_train.len(), &from_train[0].messages), (2, &train[0].messages));
+        // A bad row names the key, the file and its line.
+        std::fs::write(&data, "{\"question\": \"1 + 1?\"}\n").unwrap();
+        let err = format!("{:#}", trace_problems(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap_err());
+        assert!(err.contains("kd.data") && err.contains("kd.jsonl:1") && err.contains("answer"), "{err}");
     }
 }
