@@ -234,8 +234,12 @@ pub struct KdSection {
     pub lr: Option<f64>,
     /// KL temperature: both distributions are softened by it (sampling keeps grpo.temperature).
     pub temperature: Option<f64>,
-    /// Length of the student's samples (on_policy); grpo.max_new_tokens when absent.
+    /// Length of the student's samples (on_policy) or the teacher's (traces);
+    /// grpo.max_new_tokens when absent.
     pub max_new_tokens: Option<usize>,
+    /// Traces: the teacher's sampling temperature; grpo.temperature when absent (rejection
+    /// sampling wants more right answers, a cooler draw, than GRPO's exploration).
+    pub sample_temperature: Option<f64>,
 }
 
 /// What the `kd` stage trains the student on.
@@ -279,14 +283,15 @@ impl KdSection {
     /// Fields that mean nothing in this mode, and counts or rates that cannot run.
     fn validate(&self) -> Result<(), String> {
         use KdMode::{Logits, OnPolicy};
-        let used_by: [(&str, bool, &[KdMode]); 7] = [
+        let used_by: [(&str, bool, &[KdMode]); 8] = [
             ("layout", self.layout != TraceLayout::Any, &[KdMode::Traces]),
             ("data", self.data.is_some(), &[KdMode::Traces]),
             ("steps", self.steps.is_some(), &[Logits, OnPolicy]),
             ("prompts_per_step", self.prompts_per_step.is_some(), &[Logits, OnPolicy]),
             ("lr", self.lr.is_some(), &[Logits, OnPolicy]),
             ("temperature", self.temperature.is_some(), &[Logits, OnPolicy]),
-            ("max_new_tokens", self.max_new_tokens.is_some(), &[OnPolicy]),
+            ("max_new_tokens", self.max_new_tokens.is_some(), &[OnPolicy, KdMode::Traces]),
+            ("sample_temperature", self.sample_temperature.is_some(), &[KdMode::Traces]),
         ];
         if let Some((name, _, modes)) = used_by.iter().find(|(_, set, modes)| *set && !modes.contains(&self.mode)) {
             let modes: Vec<String> = modes.iter().map(|m| format!("`{}`", m.name())).collect();
@@ -296,12 +301,12 @@ impl KdSection {
         if self.mode != Logits {
             at_least("kd.samples", self.samples, 1)?;
         }
+        at_least("kd.max_new_tokens", self.max_new_tokens.unwrap_or(1), 1)?;
         if self.mode == KdMode::Traces {
-            return Ok(());
+            return positive("kd.sample_temperature", self.sample_temperature.unwrap_or(1.0));
         }
         at_least("kd.steps", self.steps(), 1)?;
         at_least("kd.prompts_per_step", self.prompts_per_step(), 1)?;
-        at_least("kd.max_new_tokens", self.max_new_tokens.unwrap_or(1), 1)?;
         positive("kd.lr", self.lr())?;
         positive("kd.temperature", self.temperature())
     }

@@ -356,7 +356,8 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
             LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
         let model = teacher.inference_model()?;
         let problems = trace_problems(cfg, train, &template)?;
-        let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, cfg.grpo.max_new_tokens());
+        let (temperature, max_new_tokens) = trace_sampling(cfg);
+        let gen = generation(cfg, &state.tokenizer, temperature, cfg.grpo.top_p, max_new_tokens);
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
         let stats = match crate::learner::traces::distill_traces(
@@ -394,6 +395,12 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         .map(|c| crate::learner::sft_data::tokenize_conversation(c, &template, &state.tokenizer))
         .collect::<Result<Vec<_>, _>>()?;
     sft_on(cfg, state, examples, opts, stage)
+}
+
+/// The teacher's sampling temperature and length: `[kd]`'s, or `[grpo]`'s where it sets none.
+fn trace_sampling(cfg: &TrainConfig) -> (f64, usize) {
+    let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
+    (kd.sample_temperature.unwrap_or(cfg.grpo.algo.temperature), kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens()))
 }
 
 /// The problems the teacher is sampled on: the first `kd.prompts` of `[kd] data` (in file
@@ -673,6 +680,21 @@ mod tests {
         assert_eq!(stages_left(&cfg, 0), "stage 0 (sft → kd → grpo) onwards");
         assert_eq!(stages_left(&cfg, 2), "stage 2 (grpo) onwards");
         assert_eq!(stages_left(&cfg, 3), "every stage has finished; nothing left to train");
+    }
+
+    #[test]
+    fn trace_kd_samples_at_its_own_temperature_and_length_or_grpo_s() {
+        let kd = |extra: &str| {
+            let text = format!(
+                "stages = [\"kd\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n\
+                 [grpo]\ntemperature = 0.9\nmax_new_tokens = 384\n[kd]\nteacher = \"t\"\n{extra}"
+            );
+            TrainConfig::from_toml(&text, "kd.toml").map_err(|e| e.to_string())
+        };
+        assert_eq!(trace_sampling(&kd("").unwrap()), (0.9, 384));
+        assert_eq!(trace_sampling(&kd("sample_temperature = 0.7\nmax_new_tokens = 256").unwrap()), (0.7, 256));
+        let err = kd("sample_temperature = 0.0").unwrap_err();
+        assert!(err.contains("kd.sample_temperature"), "{err}");
     }
 
     /// `[kd] data` replaces the training problems as the teacher's prompts: its first
