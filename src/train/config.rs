@@ -280,6 +280,12 @@ impl KdSection {
         self.temperature.unwrap_or(1.0)
     }
 
+    /// The sampling temperature and length of the stage's samples (the teacher's traces, the
+    /// student's on-policy samples): `[kd]`'s, or `grpo`'s where it sets none.
+    pub fn sampling(&self, grpo: &GrpoSection) -> (f64, usize) {
+        (self.sample_temperature.unwrap_or(grpo.algo.temperature), self.max_new_tokens.unwrap_or(grpo.max_new_tokens()))
+    }
+
     /// Fields that mean nothing in this mode, and counts or rates that cannot run.
     fn validate(&self) -> Result<(), String> {
         use KdMode::{Logits, OnPolicy};

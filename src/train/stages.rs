@@ -25,7 +25,7 @@ use crate::rewarder::GoldRewarder;
 use crate::sampling::{SamplingParams, StopStrings};
 use crate::synthetic::{char_vocab_size, tiny_qwen2_config, write_char_tokenizer};
 use crate::tokenizer::Tokenizer;
-use crate::train::config::{KdMode, Stage, TrainConfig};
+use crate::train::config::{KdMode, KdSection, Stage, TrainConfig};
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::placement::Placement;
 use crate::train::problems::{gsm8k_file, load_problems};
@@ -355,8 +355,8 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         let teacher =
             LoadedModel::load(&kd.teacher, &state.device, state.weights_dtype()).with_context(|| format!("kd.teacher '{}'", kd.teacher))?;
         let model = teacher.inference_model()?;
-        let problems = trace_problems(cfg, train, &template)?;
-        let (temperature, max_new_tokens) = trace_sampling(cfg);
+        let problems = trace_problems(cfg, kd, train, &template)?;
+        let (temperature, max_new_tokens) = kd.sampling(&cfg.grpo);
         let gen = generation(cfg, &state.tokenizer, temperature, cfg.grpo.top_p, max_new_tokens);
         let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
@@ -397,16 +397,14 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
     sft_on(cfg, state, examples, opts, stage)
 }
 
-/// The teacher's sampling temperature and length: `[kd]`'s, or `[grpo]`'s where it sets none.
-fn trace_sampling(cfg: &TrainConfig) -> (f64, usize) {
-    let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
-    (kd.sample_temperature.unwrap_or(cfg.grpo.algo.temperature), kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens()))
-}
-
 /// The problems the teacher is sampled on: the first `kd.prompts` of `[kd] data` (in file
 /// order, asked in `[data] format` as the training problems are), or of the training problems.
-fn trace_problems(cfg: &TrainConfig, train: &[TrainingProblem], template: &ChatTemplate) -> Result<Vec<crate::learner::traces::Problem>> {
-    let kd = cfg.kd.as_ref().expect("validated: kd stage has a [kd] section");
+fn trace_problems(
+    cfg: &TrainConfig,
+    kd: &KdSection,
+    train: &[TrainingProblem],
+    template: &ChatTemplate,
+) -> Result<Vec<crate::learner::traces::Problem>> {
     let own;
     let source = match &kd.data {
         Some(path) => {
@@ -691,8 +689,9 @@ mod tests {
             );
             TrainConfig::from_toml(&text, "kd.toml").map_err(|e| e.to_string())
         };
-        assert_eq!(trace_sampling(&kd("").unwrap()), (0.9, 384));
-        assert_eq!(trace_sampling(&kd("sample_temperature = 0.7\nmax_new_tokens = 256").unwrap()), (0.7, 256));
+        let sampling = |cfg: TrainConfig| cfg.kd.as_ref().unwrap().sampling(&cfg.grpo);
+        assert_eq!(sampling(kd("").unwrap()), (0.9, 384));
+        assert_eq!(sampling(kd("sample_temperature = 0.7\nmax_new_tokens = 256").unwrap()), (0.7, 256));
         let err = kd("sample_temperature = 0.0").unwrap_err();
         assert!(err.contains("kd.sample_temperature"), "{err}");
     }
@@ -713,6 +712,9 @@ mod tests {
             );
             TrainConfig::from_toml(&text, "kd.toml").unwrap()
         };
+        let trace_problems_of = |cfg: &TrainConfig, train: &[TrainingProblem], template: &ChatTemplate| {
+            trace_problems(cfg, cfg.kd.as_ref().unwrap(), train, template)
+        };
         let template = ChatTemplate::new("{% for m in messages %}{{ m.content }}{% endfor %}", None, None).unwrap();
         let train = vec![
             TrainingProblem {
@@ -723,15 +725,15 @@ mod tests {
             };
             4
         ];
-        let own = trace_problems(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap();
+        let own = trace_problems_of(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap();
         assert_eq!(own.len(), 2);
         assert_eq!(own[1].messages, PromptFormat::Boxed.messages("What is 2 + 2?"));
         assert_eq!(own[1].gold, crate::rewarder::GoldFormat::Number.parse("4").unwrap());
-        let from_train = trace_problems(&kd(""), &train, &template).unwrap();
+        let from_train = trace_problems_of(&kd(""), &train, &template).unwrap();
         assert_eq!((from_train.len(), &from_train[0].messages), (2, &train[0].messages));
         // A bad row names the key, the file and its line.
         std::fs::write(&data, "{\"question\": \"1 + 1?\"}\n").unwrap();
-        let err = format!("{:#}", trace_problems(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap_err());
+        let err = format!("{:#}", trace_problems_of(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap_err());
         assert!(err.contains("kd.data") && err.contains("kd.jsonl:1") && err.contains("answer"), "{err}");
     }
 }

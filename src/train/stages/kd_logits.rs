@@ -87,8 +87,9 @@ pub(super) fn logit_kd_stage(
     let base = runtime_base(cfg, opts)?;
     let (summary, last_checkpoint) = if kd.mode == KdMode::OnPolicy {
         anyhow::ensure!(!problems.is_empty(), "kd: no training problem to sample on");
-        let max_new_tokens = kd.max_new_tokens.unwrap_or(cfg.grpo.max_new_tokens());
-        let gen = generation(cfg, &state.tokenizer, cfg.grpo.algo.temperature, cfg.grpo.top_p, max_new_tokens);
+        // kd.sample_temperature is refused in this mode: the student samples as GRPO would.
+        let (sample_temperature, max_new_tokens) = kd.sampling(&cfg.grpo);
+        let gen = generation(cfg, &state.tokenizer, sample_temperature, cfg.grpo.top_p, max_new_tokens);
         say(opts, &format!("kd (on_policy): {} prompts, {per_step} per step × {} samples of up to {max_new_tokens} tokens, reverse KL at temperature {temperature}, lr {}", problems.len(), kd.samples, kd.lr()));
         let mut trainer = KdTrainer::new(student, vars.clone(), teacher, opt, kl, pad_id, per_step, publish_snapshot, checkpoints);
         if let Some(dir) = stage.resume {
