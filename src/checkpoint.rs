@@ -182,14 +182,14 @@ pub fn save(root: &Path, contents: &CheckpointContents, keep_last: usize) -> Res
 }
 
 /// A warning when the next checkpoint, as large as the one just written (`size`), will not fit
-/// in `free`: the save would fail partway and stop the run (the newest checkpoint is kept until
-/// its successor is complete, so the two need room at once). Said now, it leaves the user a
-/// checkpoint interval to free space.
+/// in `free`: the save would fail partway (the newest checkpoint is kept until its successor is
+/// complete, so the two need room at once) and the run would go on without a newer resume point.
+/// Said now, it leaves the user a checkpoint interval to free space.
 fn space_warning(root: &Path, size: u64, free: u64) -> Option<String> {
     use crate::generate::memory::human;
     (free < size).then(|| {
         format!(
-            "{}: {} of disk free and the next checkpoint needs about {}: free some space, or the run stops when it writes that checkpoint",
+            "{}: {} of disk free and the next checkpoint needs about {}: free some space, or that checkpoint will fail and a stopped run will resume from this one",
             root.display(),
             human(free as u128),
             human(size as u128)
@@ -463,7 +463,7 @@ mod tests {
         let said = space_warning(root, 7_562_108_000, 4_800_000_000).expect("7.6 GB does not fit in 4.8 GB");
         assert_eq!(
             said,
-            "run/checkpoints-stage-0: 4.8 GB of disk free and the next checkpoint needs about 7.6 GB: free some space, or the run stops when it writes that checkpoint"
+            "run/checkpoints-stage-0: 4.8 GB of disk free and the next checkpoint needs about 7.6 GB: free some space, or that checkpoint will fail and a stopped run will resume from this one"
         );
         assert_eq!(space_warning(root, 7_562_108_000, 7_562_108_000), None);
     }

@@ -182,6 +182,8 @@ pub struct FakeTrainer {
     half_applied: bool,
     /// Every checkpoint fails, as on a full disk.
     pub disk_full: bool,
+    /// The next N checkpoints fail, as on a disk that was full for a while.
+    pub failing_checkpoints: u32,
 }
 
 impl FakeTrainer {
@@ -202,6 +204,7 @@ impl FakeTrainer {
             steps_here: 0,
             half_applied: false,
             disk_full: false,
+            failing_checkpoints: 0,
         }
     }
 }
@@ -271,7 +274,8 @@ impl Trainer for FakeTrainer {
     }
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, FakeError> {
-        if self.disk_full {
+        if self.disk_full || self.failing_checkpoints > 0 {
+            self.failing_checkpoints = self.failing_checkpoints.saturating_sub(1);
             return Err(FakeError("no space left on device".into()));
         }
         let mut saved = lock(&self.store.checkpoints);

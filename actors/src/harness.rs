@@ -86,7 +86,7 @@ where
                 if learner.batch_full() {
                     train(&mut learner).map_err(|e| fail(&mut learner, "trainer", e))?;
                     if learner.checkpoint_due() {
-                        learner.checkpoint().map_err(|e| fail(&mut learner, "checkpoint", e.to_string()))?;
+                        learner.periodic_checkpoint();
                         hold_at_next_checkpoint(&ctx.gate, &learner);
                     }
                 }

@@ -41,6 +41,8 @@ pub struct LearnerCore<T: Trainer> {
     on_recorded: Option<OnStepRecorded>,
     /// The step and location of the newest checkpoint this run wrote.
     last_saved: Option<(u64, String)>,
+    /// Periodic checkpoints that could not be written: the step and why.
+    failed_checkpoints: Vec<(u64, String)>,
     /// The trainer finished a step whose bookkeeping here did not finish (a panic in between):
     /// its state is then one step ahead of the ledger's, and must not be checkpointed with it.
     unrecorded_step: bool,
@@ -63,6 +65,7 @@ impl<T: Trainer> LearnerCore<T> {
         // Exported from the start so dashboards show 0 rather than no data.
         metrics::counter!(m::LEARNER_DROPPED, "reason" => "stale").increment(0);
         metrics::counter!(m::LEARNER_DROPPED, "reason" => "uniform").increment(0);
+        metrics::counter!(m::CHECKPOINT_FAILURES).increment(0);
         Self {
             trainer,
             sizes: ctx.cfg.step_sizes(),
@@ -80,6 +83,7 @@ impl<T: Trainer> LearnerCore<T> {
             history: Vec::new(),
             on_recorded: None,
             last_saved: None,
+            failed_checkpoints: Vec::new(),
             unrecorded_step: false,
         }
     }
@@ -210,6 +214,23 @@ impl<T: Trainer> LearnerCore<T> {
         every > 0 && self.step.is_multiple_of(every)
     }
 
+    /// Writes the periodic checkpoint if one is due. One that cannot be written (a full disk)
+    /// does not stop the run: checkpoints are written to a temporary directory and renamed, so
+    /// the newest one written stays whole and the run's resume point; the failure is logged,
+    /// counted in `srlm_checkpoint_failures_total` and listed in the summary, and the next
+    /// due step tries again. Hours of training are worth more than one missed resume point.
+    pub fn periodic_checkpoint(&mut self) {
+        if !self.checkpoint_due() {
+            return;
+        }
+        if let Err(e) = self.checkpoint() {
+            let resume = self.last_saved.as_ref().map_or("none yet".to_string(), |(_, at)| at.clone());
+            tracing::error!(step = self.step, error = %e, newest = %resume, "periodic checkpoint failed; training goes on");
+            metrics::counter!(m::CHECKPOINT_FAILURES).increment(1);
+            self.failed_checkpoints.push((self.step, e.to_string()));
+        }
+    }
+
     /// The policy version the next periodic checkpoint will hold, if checkpoints are periodic.
     pub fn next_checkpoint_version(&self) -> Option<u64> {
         let every = self.ctx.cfg.checkpoint_every;
@@ -314,6 +335,7 @@ impl<T: Trainer> LearnerCore<T> {
             groups_requeued: c.requeued.load(Ordering::Relaxed),
             remote: c.remote.counts(),
             final_checkpoint_error: None,
+            failed_checkpoints: self.failed_checkpoints.clone(),
         }
     }
 }
@@ -422,9 +444,7 @@ impl<T: Trainer> LearnerState<T> {
         let step = self
             .call(|core| -> Result<u64, String> {
                 core.train().map_err(|e| e.to_string())?;
-                if core.checkpoint_due() {
-                    core.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
-                }
+                core.periodic_checkpoint();
                 Ok(core.step())
             })
             .await??;

@@ -36,6 +36,7 @@ pub const GRAD_NORM: &str = "srlm_learner_grad_norm";
 pub const LEARNING_RATE: &str = "srlm_learner_learning_rate";
 pub const RESTARTS: &str = "srlm_actor_restarts_total";
 pub const CHECKPOINT_SECONDS: &str = "srlm_checkpoint_seconds";
+pub const CHECKPOINT_FAILURES: &str = "srlm_checkpoint_failures_total";
 pub const WEIGHT_SYNC_SECONDS: &str = "srlm_weight_sync_seconds";
 pub const REMOTE_WORKERS: &str = "srlm_remote_workers";
 pub const REMOTE_REFUSED: &str = "srlm_remote_frames_refused_total";
@@ -114,6 +115,13 @@ pub const METRICS: &[MetricDef] = &[
     def(LEARNING_RATE, Gauge, None, &[], "Learning rate of the last step."),
     def(RESTARTS, Counter, None, &["role"], "Actor restarts after a panic or error."),
     def(CHECKPOINT_SECONDS, Histogram, Some(Unit::Seconds), &[], "Time to write one checkpoint."),
+    def(
+        CHECKPOINT_FAILURES,
+        Counter,
+        None,
+        &[],
+        "Periodic checkpoints that could not be written (the run goes on; the newest written one stays its resume point).",
+    ),
     def(
         WEIGHT_SYNC_SECONDS,
         Histogram,

@@ -64,6 +64,8 @@ pub struct RunSummary {
     /// Why the end-of-run checkpoint of a run that finished could not be written (the run's
     /// result stands; only a resume from its end is lost).
     pub final_checkpoint_error: Option<String>,
+    /// Periodic checkpoints that could not be written (step, why); the run went on from each.
+    pub failed_checkpoints: Vec<(u64, String)>,
 }
 
 /// Run-wide tallies of remote workers, updated by the hub (the metrics facade has no read side).

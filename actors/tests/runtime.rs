@@ -452,6 +452,33 @@ fn a_final_checkpoint_that_fails_keeps_a_finished_run_but_not_a_stopped_one() {
     assert!(err.contains("final checkpoint") && err.contains("no space"), "{err}");
 }
 
+/// A periodic checkpoint that cannot be written (a disk full for a while) does not stop the
+/// run: it is listed in the summary, the next due one is written, and every prompt trains once,
+/// threaded and in the harness.
+#[test]
+fn a_failed_periodic_checkpoint_is_reported_and_training_goes_on() {
+    let cfg = config(1, 2, 1_000);
+    for deterministic in [true, false] {
+        let store = FakeStore::default();
+        let mut trainer = FakeTrainer::new(store.clone(), None);
+        trainer.failing_checkpoints = 1;
+        let run = pipeline(cfg.clone(), 24, None, trainer);
+        let summary = if deterministic {
+            run.run_deterministic()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(run.run())
+        };
+        let summary = summary.unwrap_or_else(|e| panic!("deterministic {deterministic}: {e}"));
+        assert_eq!((summary.state.step, summary.interrupted), (12, false), "deterministic {deterministic}");
+        let failed: Vec<_> = summary.failed_checkpoints.iter().map(|(step, why)| (*step, why.contains("no space"))).collect();
+        assert_eq!(failed, vec![(3, true)], "deterministic {deterministic}: {:?}", summary.failed_checkpoints);
+        let written: Vec<u64> = store.checkpoints.lock().unwrap().iter().map(|c| c.state.step).collect();
+        assert_eq!(written, vec![6, 9, 12, 12], "deterministic {deterministic}: periodic ones, then the end's");
+        assert_eq!(summary.final_checkpoint_error, None);
+        assert_each_trained_once(&store, 24);
+    }
+}
+
 /// `end_checkpoint = false`: a finished run writes no checkpoint at its end (a 0.5B model's is
 /// 7 GB), but a stopped one still does, since it is how the run resumes.
 #[test]

@@ -149,6 +149,10 @@ impl StageRun<'_> {
     /// if a signal stopped it; else a warning if the finished stage's end checkpoint could not
     /// be written (its weights are still exported).
     fn runtime_ended(&self, opts: &RunOptions, summary: &RunSummary, last_checkpoint: &Mutex<Option<PathBuf>>) -> Result<()> {
+        if let Some((step, e)) = summary.failed_checkpoints.first() {
+            let n = summary.failed_checkpoints.len();
+            say(opts, &format!("warning: {n} periodic checkpoint(s) of {} could not be written, the first at step {step} ({e}); training went on from each", self.name));
+        }
         if !summary.interrupted {
             if let Some(e) = &summary.final_checkpoint_error {
                 say(opts, &format!("warning: {} finished, but its end checkpoint could not be written ({e}); the stage's weights are exported, only a resume from its end is lost", self.name));
@@ -587,6 +591,7 @@ fn run_json(summary: &RunSummary, r: &crate::train::config::RuntimeSection, plac
         "max_staleness": r.pipeline.max_staleness, "batch_groups": r.pipeline.batch_groups, "group_size": r.pipeline.group_size,
         "generator_cores": r.pipeline.generator_cores, "learner_core": r.pipeline.learner_core,
         "interrupted": summary.interrupted, "final_checkpoint_error": summary.final_checkpoint_error,
+        "failed_checkpoints": summary.failed_checkpoints.iter().map(|(step, why)| serde_json::json!({"step": step, "error": why})).collect::<Vec<_>>(),
         "devices": placement.names, "generator_slots": placement.generator_slots,
         "weight_syncs": summary.weight_syncs.copies, "weight_sync_s": seconds(summary.weight_syncs.seconds),
         "groups_requeued": summary.groups_requeued, "remote": crate::train::cluster::remote_json(&summary.remote),
