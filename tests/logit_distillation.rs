@@ -185,6 +185,7 @@ fn kd_configs_that_cannot_run_are_refused_by_name() {
         ("teacher = \"t\"\nmode = \"logits\"\nlayout = \"rewrite\"", "kd.layout applies to mode `traces`"),
         ("teacher = \"t\"\nmode = \"on_policy\"\ndata = \"kd.jsonl\"", "kd.data applies to mode `traces`"),
         ("teacher = \"t\"\nmode = \"logits\"\nsample_temperature = 0.7", "kd.sample_temperature applies to mode `traces`"),
+        ("teacher = \"t\"\nmode = \"logits\"\nskip = 100", "kd.skip applies to mode `traces`"),
         ("teacher = \"t\"\nmax_new_tokens = 0", "kd.max_new_tokens = 0: must be at least 1"),
         ("teacher = \"t\"\nmode = \"reverse\"", "unknown variant `reverse`"),
         ("teacher = \"t\"\nmode = \"on_policy\"\ntemprature = 2.0", "temprature"),

@@ -124,3 +124,34 @@ fn distill_reports_counts_matching_the_written_traces() {
     assert!(log.contains("1 problems, 4 samples"), "{log}");
     assert_eq!(std::fs::read_to_string(&out_path).unwrap().lines().count(), kept);
 }
+
+/// `--skip` passes over the file's first rows (a slice disjoint from an earlier `--limit`), and
+/// skipping every row is refused by name before any model loads.
+#[test]
+fn distill_skip_samples_only_the_rows_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gsm8k.jsonl");
+    let row = |a: u32| {
+        serde_json::json!({"question": format!("What is {a} + {a}? Reply with only the number."), "answer": format!("#### {}", 2 * a)})
+            .to_string()
+    };
+    std::fs::write(&data, format!("{}\n{}\n", row(3), row(2))).unwrap();
+    let out_path = dir.path().join("traces.jsonl");
+    let distill = |teacher: &str, skip: &str| {
+        srlm()
+            .args(["distill", "--teacher", teacher, "--data", data.to_str().unwrap(), "--skip", skip])
+            .args(["--out", out_path.to_str().unwrap(), "--n", "4", "--max-new-tokens", "10", "--system", ""])
+            .output()
+            .unwrap()
+    };
+    let refused = distill("no-such-teacher", "2");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("--skip 2 leaves none of the 2 problems in") && err.contains("gsm8k.jsonl"), "{err}");
+    let Some(model) = common::real_model(common::SMOL_GGUF) else { return };
+    let out = distill(model.to_str().unwrap(), "1");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && log.contains("1 problems, 4 samples"), "{log}");
+    let traces = std::fs::read_to_string(&out_path).unwrap();
+    assert!(traces.lines().count() > 0, "SmolLM2 answered 2 + 2 in none of 4 samples: {log}");
+    assert!(traces.lines().all(|t| t.contains("2 + 2") && !t.contains("3 + 3")), "{traces}");
+}

@@ -28,9 +28,12 @@ pub struct DistillArgs {
     /// Samples per problem.
     #[arg(long, default_value_t = 4)]
     n: usize,
-    /// Use only the first N problems.
+    /// Use only the first N problems (after --skip).
     #[arg(long)]
     limit: Option<usize>,
+    /// Pass over the file's first N problems, e.g. to sample rows an earlier --limit did not.
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
     /// Which gold field and answer checker: gsm8k, math500, minerva_math, olympiadbench, amc23.
     #[arg(long, default_value = "gsm8k")]
     benchmark: String,
@@ -71,6 +74,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
         None => args.format.system_prompt(),
     };
     let mut problems = read_problems(&args.data, benchmark, system)?;
+    if args.skip >= problems.len() {
+        bail!("--skip {} leaves none of the {} problems in {}", args.skip, problems.len(), args.data.display());
+    }
+    problems.drain(..args.skip);
     problems.truncate(args.limit.unwrap_or(usize::MAX));
     let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let dtype = parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;

@@ -215,6 +215,10 @@ pub struct KdSection {
     /// Training problems used (the first N; of `data` when set).
     #[serde(default = "default_kd_prompts")]
     pub prompts: usize,
+    /// Traces: problems passed over before the first of `prompts` (rows of `data`, or training
+    /// problems), so that runs can sample disjoint slices of one file.
+    #[serde(default)]
+    pub skip: usize,
     /// Traces: a GSM8K-layout JSONL (`question`, and the answer `[data] gold` reads) whose
     /// problems the teacher is sampled on instead of the training problems, in file order: the
     /// SFT before a GRPO stage on a few problems can draw on many others.
@@ -289,9 +293,10 @@ impl KdSection {
     /// Fields that mean nothing in this mode, and counts or rates that cannot run.
     fn validate(&self) -> Result<(), String> {
         use KdMode::{Logits, OnPolicy};
-        let used_by: [(&str, bool, &[KdMode]); 8] = [
+        let used_by: [(&str, bool, &[KdMode]); 9] = [
             ("layout", self.layout != TraceLayout::Any, &[KdMode::Traces]),
             ("data", self.data.is_some(), &[KdMode::Traces]),
+            ("skip", self.skip > 0, &[KdMode::Traces]),
             ("steps", self.steps.is_some(), &[Logits, OnPolicy]),
             ("prompts_per_step", self.prompts_per_step.is_some(), &[Logits, OnPolicy]),
             ("lr", self.lr.is_some(), &[Logits, OnPolicy]),

@@ -401,8 +401,9 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
     sft_on(cfg, state, examples, opts, stage)
 }
 
-/// The problems the teacher is sampled on: the first `kd.prompts` of `[kd] data` (in file
-/// order, asked in `[data] format` as the training problems are), or of the training problems.
+/// The problems the teacher is sampled on: `kd.prompts` of `[kd] data` after its first `kd.skip`
+/// (in file order, asked in `[data] format` as the training problems are), or of the training
+/// problems.
 fn trace_problems(
     cfg: &TrainConfig,
     kd: &KdSection,
@@ -417,8 +418,13 @@ fn trace_problems(
         }
         None => train,
     };
+    if kd.skip >= source.len() {
+        let of = kd.data.as_ref().map_or("the training problems".to_string(), |p| p.display().to_string());
+        bail!("kd.skip = {} leaves none of the {} problems of {of}", kd.skip, source.len());
+    }
     source
         .iter()
+        .skip(kd.skip)
         .take(kd.prompts)
         .map(|p| {
             Ok(crate::learner::traces::Problem {
@@ -736,6 +742,12 @@ mod tests {
         assert_eq!(own[1].gold, crate::rewarder::GoldFormat::Number.parse("4").unwrap());
         let from_train = trace_problems_of(&kd(""), &train, &template).unwrap();
         assert_eq!((from_train.len(), &from_train[0].messages), (2, &train[0].messages));
+        // `skip` passes over the file's first rows: a slice disjoint from an earlier run's.
+        let skipped = trace_problems_of(&kd(&format!("data = {:?}\nskip = 2", data.to_str().unwrap())), &train, &template).unwrap();
+        assert_eq!(skipped.len(), 1, "two prompts asked, one row left after the skip");
+        assert_eq!(skipped[0].messages, PromptFormat::Boxed.messages("What is 3 + 3?"));
+        let err = trace_problems_of(&kd("skip = 4"), &train, &template).unwrap_err().to_string();
+        assert!(err.contains("kd.skip = 4") && err.contains("none of the 4 problems"), "{err}");
         // A bad row names the key, the file and its line.
         std::fs::write(&data, "{\"question\": \"1 + 1?\"}\n").unwrap();
         let err = format!("{:#}", trace_problems_of(&kd(&format!("data = {:?}", data.to_str().unwrap())), &train, &template).unwrap_err());
