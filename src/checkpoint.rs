@@ -161,16 +161,9 @@ pub fn save(root: &Path, contents: &CheckpointContents, keep_last: usize) -> Res
         return Err(e);
     }
     if keep_last > 0 {
-        // Newest by writing time, not step: after a resume from an earlier checkpoint, the
-        // abandoned steps beyond it are the oldest.
-        let mut ours: Vec<_> = list(root)?
-            .into_iter()
-            .filter(|(_, d)| run_id_of(d).as_deref() == Some(contents.state.run_id.as_str()))
-            .map(|(step, d)| (std::fs::metadata(d.join(MANIFEST)).and_then(|m| m.modified()).ok(), step, d))
-            .collect();
-        ours.sort();
-        for (_, _, old) in ours.iter().take(ours.len().saturating_sub(keep_last)) {
-            std::fs::remove_dir_all(old).map_err(io(old))?;
+        // The new checkpoint is whole: older ones left behind cost disk, not the save.
+        if let Err(e) = prune(root, &contents.state.run_id, keep_last) {
+            tracing::warn!("{}: could not remove older checkpoints (keep_checkpoints = {keep_last}): {e}", root.display());
         }
     }
     if let (Some(size), Ok(free)) = (dir_bytes(&dir), fs2::available_space(root)) {
@@ -179,6 +172,22 @@ pub fn save(root: &Path, contents: &CheckpointContents, keep_last: usize) -> Res
         }
     }
     Ok(dir)
+}
+
+/// Deletes all but the newest `keep_last` checkpoints of run `run_id` under `root`.
+fn prune(root: &Path, run_id: &str, keep_last: usize) -> Result<(), CheckpointError> {
+    // Newest by writing time, not step: after a resume from an earlier checkpoint, the
+    // abandoned steps beyond it are the oldest.
+    let mut ours: Vec<_> = list(root)?
+        .into_iter()
+        .filter(|(_, d)| run_id_of(d).as_deref() == Some(run_id))
+        .map(|(step, d)| (std::fs::metadata(d.join(MANIFEST)).and_then(|m| m.modified()).ok(), step, d))
+        .collect();
+    ours.sort();
+    for (_, _, old) in ours.iter().take(ours.len().saturating_sub(keep_last)) {
+        std::fs::remove_dir_all(old).map_err(io(old))?;
+    }
+    Ok(())
 }
 
 /// A warning when the next checkpoint, as large as the one just written (`size`), will not fit
