@@ -98,9 +98,10 @@ pub fn run(args: DistillArgs) -> Result<()> {
     check_fits(&teacher.config, model.device(), model.dtype(), rows, positions)
         .map_err(|e| anyhow!("--n {} ({rows} rows decoding together): {e}; lower --n or --max-new-tokens", args.n))?;
     // Minutes to hours of teacher sampling: a line every tenth of the way.
+    let pace = srlm::train::progress::Pace::start();
     let progress = |done: usize, total: usize| {
         if srlm::train::progress::at_a_tenth(done, total) {
-            eprintln!("distill: {done}/{total} problems sampled");
+            eprintln!("distill: {done}/{total} problems sampled ({})", pace.note(done, total));
         }
         true
     };

@@ -11,6 +11,7 @@ use srlm::data::{benchmark_file, load_problems, LoadOptions, PromptFormat};
 use srlm::eval::{check_settings, summarise, write_atomic, CompletionLog, EvalError, EvalReport, EvalSettings, Evaluator, Progress};
 use srlm::reward::Benchmark;
 use srlm::sampling::SamplingParams;
+use srlm::train::progress::Pace;
 
 use super::ModelArgs;
 
@@ -177,7 +178,7 @@ fn progress_bar(bench: Benchmark, total: usize) -> ProgressBar {
     bar
 }
 
-fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<usize>) {
+fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<(usize, Pace)>) {
     bar.set_position(p.done as u64);
     let accuracy = 100.0 * p.correct as f64 / p.samples.max(1) as f64;
     if p.samples > 0 {
@@ -185,7 +186,8 @@ fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<usi
     }
     // The first report is what the completion log already held; without a terminal, a line
     // every tenth of the way (and at the end) stands in for the bar.
-    let resumed = *first.get_or_insert(p.done);
+    let (resumed, pace) = first.get_or_insert_with(|| (p.done, Pace::start()));
+    let resumed = *resumed;
     if p.done == resumed {
         if resumed > 0 {
             eprintln!("{bench}: resuming, {resumed}/{} problems already in the completion log", p.total);
@@ -193,6 +195,7 @@ fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<usi
         return;
     }
     if bar.is_hidden() && (srlm::train::progress::at_a_tenth(p.done, p.total) || p.done == p.total) {
-        eprintln!("{bench}: {}/{} problems, accuracy {accuracy:.1}% so far", p.done, p.total);
+        let pace = pace.note(p.done - resumed, p.total - resumed);
+        eprintln!("{bench}: {}/{} problems, accuracy {accuracy:.1}% so far ({pace})", p.done, p.total);
     }
 }

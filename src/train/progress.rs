@@ -2,7 +2,7 @@
 //! otherwise (logs and CI keep every step).
 
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -78,6 +78,44 @@ fn step_line(p: &StepProgress, total: u64, problems: u64, tokens_per_s: f64) -> 
     )
 }
 
+/// Time since long work began and a straight-line estimate of what is left, for the lines it
+/// prints without a terminal: an hour of teacher sampling that says only "40/400" leaves the
+/// user to time it.
+pub struct Pace {
+    started: Instant,
+}
+
+impl Pace {
+    pub fn start() -> Self {
+        Pace { started: Instant::now() }
+    }
+
+    /// `"3m 12s, about 28m 48s left"` once `done` of the `todo` items this process took on
+    /// are finished.
+    pub fn note(&self, done: usize, todo: usize) -> String {
+        pace_note(self.started.elapsed(), done, todo)
+    }
+}
+
+fn pace_note(elapsed: Duration, done: usize, todo: usize) -> String {
+    let spent = short_duration(elapsed.as_secs_f64());
+    if done == 0 || done >= todo {
+        return spent;
+    }
+    let left = elapsed.as_secs_f64() * (todo - done) as f64 / done as f64;
+    format!("{spent}, about {} left", short_duration(left))
+}
+
+/// 42s, 3m 05s, 1h 02m.
+fn short_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// Whether `done` of `total` items is a tenth-of-the-way mark: where long work without a
 /// terminal prints a line (teacher sampling, evaluation, held-out checks).
 pub fn at_a_tenth(done: usize, total: usize) -> bool {
@@ -108,6 +146,17 @@ mod tests {
         // Under dynamic sampling drops use up problems too: the line counts them once there are any.
         let p = StepProgress { dropped_so_far: 3, problems_done: 13, ..p };
         assert!(step_line(&p, 150, 300, 250.0).starts_with("grpo step    5/150 (+3 dropped, 13/300 problems) reward 0.500"));
+    }
+
+    #[test]
+    fn the_pace_extrapolates_the_time_per_item_to_the_items_left() {
+        // 40 of 400 in 3m 12s: 4.8 s each, 360 left take 28m 48s.
+        assert_eq!(pace_note(Duration::from_secs(192), 40, 400), "3m 12s, about 28m 48s left");
+        assert_eq!(pace_note(Duration::from_millis(41_600), 1, 3), "42s, about 1m 23s left");
+        assert_eq!(pace_note(Duration::from_secs(3725), 5, 10), "1h 02m, about 1h 02m left");
+        // Nothing done yet, or all of it: no estimate.
+        assert_eq!(pace_note(Duration::from_secs(5), 0, 10), "5s");
+        assert_eq!(pace_note(Duration::from_secs(600), 10, 10), "10m 00s");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::train::config::{KdMode, KdSection, Stage, TrainConfig};
 use crate::train::heldout::{heldout_accuracy, HeldoutScore, TrainingProblem};
 use crate::train::placement::Placement;
 use crate::train::problems::{gsm8k_file, load_problems};
-use crate::train::progress::GrpoProgress;
+use crate::train::progress::{GrpoProgress, Pace};
 use crate::train::recipe::Recipe;
 use crate::train::resume::Interrupted;
 use crate::train::resume_point::{ResumeAt, ResumePoint, StageStamp, STAGE_STAMP};
@@ -211,7 +211,8 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
             return Ok(None);
         }
         // A real model takes minutes here: a line every tenth of the way.
-        let go_on = |done: usize, total: usize| progress_or_stop(opts, "held-out", done, total);
+        let pace = Pace::start();
+        let go_on = |done: usize, total: usize| progress_or_stop(opts, &pace, "held-out", done, total);
         let score = heldout_accuracy(
             &Qwen2::for_inference(&s.config, &s.weights)?,
             &s.tokenizer,
@@ -299,9 +300,9 @@ fn resumed_weights(point: &ResumePoint, cfg: &TrainConfig, state: &State) -> Res
 
 /// Between the items of long work: a progress line every tenth of the way, and whether to go on
 /// (no stop asked).
-fn progress_or_stop(opts: &RunOptions, what: &str, done: usize, total: usize) -> bool {
+fn progress_or_stop(opts: &RunOptions, pace: &Pace, what: &str, done: usize, total: usize) -> bool {
     if crate::train::progress::at_a_tenth(done, total) {
-        say(opts, &format!("{what} {done}/{total} problems"));
+        say(opts, &format!("{what} {done}/{total} problems ({})", pace.note(done, total)));
     }
     !opts.shutdown.is_requested()
 }
@@ -362,7 +363,8 @@ fn trace_kd_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem
         let problems = trace_problems(cfg, kd, train, &template)?;
         let (temperature, max_new_tokens) = kd.sampling(&cfg.grpo);
         let gen = generation(cfg, &state.tokenizer, temperature, cfg.grpo.top_p, max_new_tokens);
-        let go_on = |done: usize, total: usize| progress_or_stop(opts, "kd: teacher sampled", done, total);
+        let pace = Pace::start();
+        let go_on = |done: usize, total: usize| progress_or_stop(opts, &pace, "kd: teacher sampled", done, total);
         let teacher_template = teacher.tokenizer.chat_template()?;
         let stats = match crate::learner::traces::distill_traces(
             &model,

@@ -19,6 +19,7 @@ use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
 use crate::train::config::TrainConfig;
 use crate::train::heldout::TrainingProblem;
+use crate::train::progress::Pace;
 use crate::train::snapshot::snapshot;
 
 pub(super) fn sft_stage(
@@ -153,18 +154,20 @@ fn run_planned(
         trainer.resume_from(dir)?;
     }
     let (progress, total) = (opts.progress, plan.steps().len());
-    let mut shown = Instant::now();
+    let start_step = trainer.start_step();
+    let first = start_step as usize;
+    let (mut shown, pace) = (Instant::now(), Pace::start());
     trainer.on_step = Some(Box::new(move |st: &SftStepStats| {
         let n = st.step + 1;
         // The first, the last and every tenth step, and on a real model's slow steps at least
         // every half minute.
         if progress && (n == 1 || n == total || n.is_multiple_of(10) || shown.elapsed() >= Duration::from_secs(30)) {
             shown = Instant::now();
-            eprintln!("sft step {n:>4}/{total} epoch {} loss {:.4} grad-norm {:.3}", st.epoch, st.loss, st.grad_norm);
+            let pace = pace.note(n.saturating_sub(first), total.saturating_sub(first));
+            eprintln!("sft step {n:>4}/{total} epoch {} loss {:.4} grad-norm {:.3} ({pace})", st.epoch, st.loss, st.grad_norm);
         }
     }));
     let last_checkpoint = trainer.last_checkpoint();
-    let start_step = trainer.start_step();
     let pipeline = sft_pipeline(runtime_base(cfg, opts)?, Arc::new(examples), trainer);
     let summary = stage.run_recorded(cfg, opts, pipeline, start_step, sft_step_json)?;
     tracing::debug!(target: "srlm::train", "{}: {} steps in this run", stage.name, summary.steps.len());
