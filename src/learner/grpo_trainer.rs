@@ -121,6 +121,11 @@ impl GrpoTrainer {
         self.start.step
     }
 
+    /// Problems the stage has used up (trained or dropped), counting those before a resume.
+    pub fn problems_done(&self) -> u64 {
+        self.problems_done
+    }
+
     /// Where the newest checkpoint of this trainer went, readable after the run.
     pub fn last_checkpoint(&self) -> Arc<Mutex<Option<PathBuf>>> {
         Arc::clone(&self.last_checkpoint)

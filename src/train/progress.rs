@@ -14,13 +14,16 @@ pub struct GrpoProgress {
     total: u64,
     /// Problems the stage samples: what trained and dropped groups both use up.
     problems: u64,
+    /// Problems already used up when this process took the stage on (a resume).
+    from_problems: u64,
     started: Instant,
+    pace: Pace,
 }
 
 impl GrpoProgress {
     /// Silent when `enabled` is false; a bar only when stderr is a terminal. The bar counts the
     /// stage's `problems`, which trained and dropped groups both use up; lines count steps.
-    pub fn new(total: u64, problems: u64, enabled: bool) -> Self {
+    pub fn new(total: u64, problems: u64, from_problems: u64, enabled: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(problems), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template("grpo [{bar:30}] {pos}/{len} problems {msg} ({elapsed}, eta {eta})") {
@@ -28,7 +31,7 @@ impl GrpoProgress {
             }
             bar
         });
-        GrpoProgress { bar, total: if enabled { total } else { 0 }, problems, started: Instant::now() }
+        GrpoProgress { bar, total: if enabled { total } else { 0 }, problems, from_problems, started: Instant::now(), pace: Pace::start() }
     }
 
     pub fn step(&self, p: &StepProgress) {
@@ -44,7 +47,10 @@ impl GrpoProgress {
                     p.max_staleness
                 ));
             }
-            None if self.total > 0 => eprintln!("{}", step_line(p, self.total, self.problems, rate)),
+            None if self.total > 0 => {
+                let (done, todo) = (p.problems_done.saturating_sub(self.from_problems), self.problems.saturating_sub(self.from_problems));
+                eprintln!("{} ({})", step_line(p, self.total, self.problems, rate), self.pace.note(done as usize, todo as usize));
+            }
             None => {}
         }
         tracing::debug!(target: "srlm::train", "{}", step_line(p, self.total, self.problems, rate));

@@ -479,7 +479,7 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
         }
     }
     let total = g.steps;
-    let progress = Arc::new(GrpoProgress::new(total, total * r.pipeline.batch_groups as u64, opts.progress));
+    let progress = Arc::new(GrpoProgress::new(total, total * r.pipeline.batch_groups as u64, trainer.problems_done(), opts.progress));
     let bar = Arc::clone(&progress);
     trainer.on_step = Some(Box::new(move |p: &StepProgress| bar.step(p)));
     let latest = trainer.latest_weights();
