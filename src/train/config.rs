@@ -680,6 +680,15 @@ mod tests {
                             .unwrap_or_else(|e| panic!("{name}: {e}"));
                     assert!(!rows.is_empty(), "{name}: no conversations in {}", data.display());
                 }
+                // And a kd stage's own problem file (../shared's GSM8K beside the clone) holds
+                // the rows the stage samples.
+                if let Some(kd) = cfg.kd.as_ref().filter(|_| cfg.stages.contains(&Stage::Kd)) {
+                    if let Some(data) = &kd.data {
+                        let rows = crate::train::problems::gsm8k_rows(&dir.join("..").join(data), cfg.data.gold)
+                            .unwrap_or_else(|e| panic!("{name}: kd.data: {e}"));
+                        assert!(rows.len() >= kd.skip + kd.prompts, "{name}: {} problems in {}", rows.len(), data.display());
+                    }
+                }
                 checked += 1;
             }
         }
