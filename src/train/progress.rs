@@ -16,7 +16,6 @@ pub struct GrpoProgress {
     problems: u64,
     /// Problems already used up when this process took the stage on (a resume).
     from_problems: u64,
-    started: Instant,
     pace: Pace,
 }
 
@@ -31,11 +30,11 @@ impl GrpoProgress {
             }
             bar
         });
-        GrpoProgress { bar, total: if enabled { total } else { 0 }, problems, from_problems, started: Instant::now(), pace: Pace::start() }
+        GrpoProgress { bar, total: if enabled { total } else { 0 }, problems, from_problems, pace: Pace::start() }
     }
 
     pub fn step(&self, p: &StepProgress) {
-        let rate = p.tokens_so_far as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = p.tokens_so_far as f64 / self.pace.elapsed().as_secs_f64().max(1e-9);
         match &self.bar {
             Some(bar) => {
                 bar.set_position(p.problems_done);
@@ -96,10 +95,14 @@ impl Pace {
         Pace { started: Instant::now() }
     }
 
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// `"3m 12s, about 28m 48s left"` once `done` of the `todo` items this process took on
     /// are finished.
     pub fn note(&self, done: usize, todo: usize) -> String {
-        pace_note(self.started.elapsed(), done, todo)
+        pace_note(self.elapsed(), done, todo)
     }
 }
 
