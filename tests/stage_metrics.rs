@@ -25,7 +25,7 @@ fn kd_modes_sft_and_grpo_count_their_updates_on_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     tiny_teacher(tmp.path(), None);
     let teacher = tmp.path().join("teacher");
-    let addr: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = common::ports::free_loopback_addr();
     let mut counted = 0.0;
     let runs = [
         (

@@ -140,11 +140,13 @@ pub struct FakeCheckpoint {
     pub state: RunState,
 }
 
-/// Shared with the test: checkpoints written and groups trained, surviving the trainer.
+/// Shared with the test: checkpoints written, groups trained and groups dropped (prompt id and
+/// why), surviving the trainer.
 #[derive(Default, Clone)]
 pub struct FakeStore {
     pub checkpoints: Arc<Mutex<Vec<FakeCheckpoint>>>,
     pub trained: Arc<Mutex<Vec<Trained>>>,
+    pub dropped: Arc<Mutex<Vec<(u64, &'static str)>>>,
 }
 
 impl FakeStore {
@@ -154,6 +156,10 @@ impl FakeStore {
 
     pub fn trained(&self) -> Vec<Trained> {
         lock(&self.trained).clone()
+    }
+
+    pub fn dropped(&self) -> Vec<(u64, &'static str)> {
+        lock(&self.dropped).clone()
     }
 }
 
@@ -285,6 +291,10 @@ impl Trainer for FakeTrainer {
 
     fn consistent(&self) -> bool {
         !self.half_applied
+    }
+
+    fn observe_dropped(&mut self, group: &ScoredGroup, reason: &'static str) {
+        lock(&self.store.dropped).push((group.group.prompt.id, reason));
     }
 }
 

@@ -100,6 +100,7 @@ impl<T: Trainer> LearnerCore<T> {
         if staleness > self.ctx.cfg.max_staleness {
             self.dropped_stale += 1;
             metrics::counter!(m::LEARNER_DROPPED, "reason" => "stale").increment(1);
+            self.trainer.observe_dropped(&group, "stale");
             self.ctx.ledger.finish(id);
             self.ctx.gate.refund();
             return Admission::DroppedStale;
@@ -107,7 +108,7 @@ impl<T: Trainer> LearnerCore<T> {
         if self.ctx.cfg.dynamic_sampling && totals.windows(2).all(|w| w[0] == w[1]) {
             self.dropped_uniform += 1;
             metrics::counter!(m::LEARNER_DROPPED, "reason" => "uniform").increment(1);
-            self.trainer.observe_dropped(&group);
+            self.trainer.observe_dropped(&group, "uniform");
             self.ctx.ledger.finish(id);
             self.ctx.gate.refund();
             return Admission::DroppedUniform;

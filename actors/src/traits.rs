@@ -72,9 +72,10 @@ pub trait Trainer: Send + 'static {
     /// have changed them (a half-applied update). The learner checkpoints after a failure only when
     /// this holds, so a checkpoint never pairs half-updated weights with the previous step's state.
     fn consistent(&self) -> bool;
-    /// A scored group the learner dropped without training (dynamic sampling), e.g. for a log of
+    /// A scored group the learner dropped without training, and why (`"stale"`: older than
+    /// `max_staleness`; `"uniform"`: equal rewards under dynamic sampling), e.g. for a log of
     /// every rollout; nothing by default.
-    fn observe_dropped(&mut self, _group: &ScoredGroup) {}
+    fn observe_dropped(&mut self, _group: &ScoredGroup, _reason: &'static str) {}
 }
 
 /// The training prompts in a fixed order; `None` past the end.

@@ -136,6 +136,10 @@ async fn groups_beyond_max_staleness_are_dropped_and_counted() {
     assert!(trained.iter().all(|t| t.staleness <= 1), "{trained:?}");
     assert_eq!(summary.groups_trained + summary.groups_dropped_stale, 12);
     assert_eq!(trained.len() as u64, summary.groups_trained);
+    // The trainer hears of each drop and why (GRPO's rollout log records them).
+    let dropped = store.dropped();
+    assert_eq!(dropped.len() as u64, summary.groups_dropped_stale, "{dropped:?}");
+    assert!(dropped.contains(&(0, "stale")) && dropped.iter().all(|(id, why)| *why == "stale" && trained.iter().all(|t| t.prompt != *id)), "{dropped:?}");
     // The step records carry the drop count so far; prompt 0's drop may come after the last step
     // (the gate lets the other 11 prompts finish first), so the last record may not include it.
     let counts: Vec<u64> = summary.steps.iter().map(|r| r.dropped_stale_so_far).collect();
@@ -391,6 +395,8 @@ fn dynamic_sampling_drops_groups_with_equal_rewards_and_reports_the_sampled_mean
     let mut trained: Vec<u64> = store.trained().iter().map(|t| t.prompt).collect();
     trained.sort_unstable();
     assert_eq!(trained, (0u64..30).filter(|i| !i.is_multiple_of(3)).collect::<Vec<_>>());
+    let dropped = store.dropped();
+    assert_eq!(dropped, (0u64..30).filter(|i| i.is_multiple_of(3)).map(|i| (i, "uniform")).collect::<Vec<_>>());
     // One group per step: the batch's mean is 0.5; the sampled mean also counts the k equal
     // groups (1.0 each) dropped since the step before, (k + 0.5) / (k + 1).
     let mut before = 0;

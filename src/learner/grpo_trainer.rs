@@ -40,7 +40,8 @@ pub struct GrpoTrainer {
     /// count the log, progress and versions use. The optimizer's own counts differ from it when
     /// a step takes several updates (`iterations`) or skips one.
     steps_done: u64,
-    /// Groups the learner dropped without training (dynamic sampling) since the stage began.
+    /// Groups the learner dropped without training (stale, or equal rewards under dynamic
+    /// sampling) since the stage began.
     dropped: u64,
     /// Problems the stage has used up (trained or dropped) since it began.
     problems_done: u64,
@@ -62,8 +63,9 @@ pub struct StepProgress {
     /// Largest lag (in versions) of a group in this batch behind the learner's policy.
     pub max_staleness: u64,
     pub tokens_so_far: u64,
-    /// Groups dropped without training (dynamic sampling) before this step, since the stage
-    /// began: each used up one of the stage's problems, as each trained group does.
+    /// Groups dropped without training (stale, or equal rewards under dynamic sampling) before
+    /// this step, since the stage began: each used up one of the stage's problems, as each
+    /// trained group does.
     pub dropped_so_far: u64,
     /// Problems used up (trained or dropped) with this step, since the stage began.
     pub problems_done: u64,
@@ -112,7 +114,7 @@ impl GrpoTrainer {
         self.start = from_trainer_state(s).map_err(|e| TrainerError::Checkpoint(format!("{}: {e}", dir.display())))?;
         self.problems_done = s.data_cursor.saturating_sub(self.start.pending.len() as u64);
         self.steps_done = self.start.step;
-        self.dropped = self.start.dropped_uniform;
+        self.dropped = self.start.dropped_stale + self.start.dropped_uniform;
         Ok(())
     }
 
@@ -193,12 +195,12 @@ impl Trainer for GrpoTrainer {
         Ok(Start { state: self.start.clone(), weights })
     }
 
-    /// Dropped groups go to the rollout log too (marked): with `log_rollouts_every = 1` it holds
-    /// every group the policy sampled.
-    fn observe_dropped(&mut self, group: &ScoredGroup) {
+    /// Dropped groups go to the rollout log too (marked with why): with `log_rollouts_every = 1`
+    /// it holds every group the policy sampled.
+    fn observe_dropped(&mut self, group: &ScoredGroup, reason: &'static str) {
         self.dropped += 1;
         self.problems_done += 1;
-        if let Err(e) = self.write_rollout(self.steps_done, group, Some("uniform")) {
+        if let Err(e) = self.write_rollout(self.steps_done, group, Some(reason)) {
             tracing::warn!("rollout log: {e}");
         }
     }

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: fixture paths and tolerant comparisons.
 #![allow(dead_code)]
 
+pub mod ports;
 pub mod running;
 pub mod tiny_kd;
 

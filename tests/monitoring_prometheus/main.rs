@@ -5,6 +5,9 @@
 //! on a CPU run must stay empty.
 
 mod dashboards;
+#[path = "../common/ports.rs"]
+#[allow(dead_code)]
+mod ports;
 mod process;
 mod prometheus;
 
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use dashboards::{panel_queries, PanelQuery};
 use process::KillOnDrop;
-use prometheus::{free_loopback_addr, Prometheus, Sample};
+use ports::free_loopback_addr;
+use prometheus::{Prometheus, Sample};
 
 /// Panels that legitimately show no data on a CPU run: (dashboard file, panel title, why), e.g.
 /// a GPU-memory panel. None today. One that returns data fails the test, so an entry cannot

@@ -4,17 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ports::free_loopback_addr;
 use crate::process::KillOnDrop;
-
-/// A loopback address nothing listens on right now (the OS picks the port).
-pub fn free_loopback_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local address")
-}
 
 /// Whether `prometheus` is on PATH. Missing is a failure under CI (`.ci/run` installs the
 /// package); elsewhere the caller skips and says how to install it.
