@@ -139,7 +139,10 @@ async fn groups_beyond_max_staleness_are_dropped_and_counted() {
     // The trainer hears of each drop and why (GRPO's rollout log records them).
     let dropped = store.dropped();
     assert_eq!(dropped.len() as u64, summary.groups_dropped_stale, "{dropped:?}");
-    assert!(dropped.contains(&(0, "stale")) && dropped.iter().all(|(id, why)| *why == "stale" && trained.iter().all(|t| t.prompt != *id)), "{dropped:?}");
+    assert!(
+        dropped.contains(&(0, "stale")) && dropped.iter().all(|(id, why)| *why == "stale" && trained.iter().all(|t| t.prompt != *id)),
+        "{dropped:?}"
+    );
     // The step records carry the drop count so far; prompt 0's drop may come after the last step
     // (the gate lets the other 11 prompts finish first), so the last record may not include it.
     let counts: Vec<u64> = summary.steps.iter().map(|r| r.dropped_stale_so_far).collect();

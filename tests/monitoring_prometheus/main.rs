@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dashboards::{panel_queries, PanelQuery};
-use process::KillOnDrop;
 use ports::free_loopback_addr;
+use process::KillOnDrop;
 use prometheus::{Prometheus, Sample};
 
 /// Panels that legitimately show no data on a CPU run: (dashboard file, panel title, why), e.g.
