@@ -13,8 +13,9 @@ use candle_core::{DType, Device, Var};
 use srlm::checkpoint;
 use srlm::learner::checkpoint_place::CheckpointPlace;
 use srlm::learner::sft::{steps_per_epoch, total_steps, train_sft, Overlong, SftConfig, SftExample, SftPlan};
-use srlm::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use srlm::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints};
 use srlm::learner::sft_trainer::{sft_pipeline, SftTrainer};
+use srlm::learner::trained_params::TrainedParams;
 use srlm::learner::AlgoError;
 use srlm::model::load::load_hf_weights;
 use srlm::model::{LoraAdapters, LoraConfig, ModelConfig, Qwen2, Weights};
@@ -88,7 +89,8 @@ fn setup(lora: bool, root: &Path, every: usize) -> Setup {
         (Qwen2::new(&config, &trainable).unwrap(), full.clone())
     };
     let opt = AdamW::new(named.clone(), adamw(total_steps(&data, &cfg))).unwrap();
-    let params = if lora { SftParams::Lora { adapters, base_model: "tiny".into() } } else { SftParams::Full(full) };
+    let params =
+        if lora { TrainedParams::Lora { adapters, base: base.clone(), base_model: "tiny".into() } } else { TrainedParams::Full(full) };
     let place = CheckpointPlace::bare(root.to_path_buf(), config);
     let ckpt = SftCheckpoints { place, every, params, plan: plan_fingerprint(&data, &cfg) };
     Setup { model, opt, named, ckpt }
@@ -247,7 +249,7 @@ fn a_checkpoint_of_another_plan_is_refused() {
     let ckpt = SftCheckpoints {
         place: CheckpointPlace::bare(tmp.path().to_path_buf(), config.clone()),
         every: 0,
-        params: SftParams::Full(full.clone()),
+        params: TrainedParams::Full(full.clone()),
         plan: plan_fingerprint(&data, &cfg),
     };
     let err = ckpt.resume(&tmp.path().join("checkpoint-00000002"), &mut opt).err().unwrap().to_string();

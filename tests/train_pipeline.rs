@@ -328,3 +328,51 @@ fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
         serde_json::from_slice(&read(&resumed.join("checkpoints-stage-1").join("checkpoint-00000004").join("trainer_state.json"))).unwrap();
     assert_eq!((state["step"].as_u64(), state["policy_version"].as_u64()), (Some(4), Some(4)), "{state}");
 }
+
+/// `[grpo.lora]`: the GRPO stage trains adapters over the SFT stage's export. Its checkpoints hold
+/// only adapters, a resume from one (into another folder) ends with the uninterrupted run's
+/// weights, and the PEFT adapter it writes, over the SFT export, is the merged export.
+#[test]
+fn a_lora_grpo_stage_exports_merged_weights_and_resumes_from_adapter_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = short_config(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[grpo]\nlr = 3e-4\n", "[grpo]\nlr = 3e-3\nsave_adapter = true\n")
+        + "\n[grpo.lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]\n";
+    assert!(text.contains("save_adapter = true"), "the default's [grpo] changed");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("grpo: adapters written to"), "{stderr}");
+    let (sft, grpo) = (run.join("stage-0-sft"), run.join("stage-1-grpo"));
+    assert_ne!(read(&sft.join("model.safetensors")), read(&grpo.join("model.safetensors")), "GRPO left the weights as they were");
+
+    let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
+    assert!(ckpt.join("adapter_model.safetensors").is_file(), "{}", ckpt.display());
+    assert!(!ckpt.join("model.safetensors").exists(), "a LoRA checkpoint needs no copy of the base");
+
+    // The adapter names the SFT export as its base, and over it equals the merged export.
+    let adapter = run.join("stage-1-grpo-adapter");
+    let peft: serde_json::Value = serde_json::from_slice(&read(&adapter.join("adapter_config.json"))).unwrap();
+    assert_eq!(peft["base_model_name_or_path"].as_str(), Some(sft.to_str().unwrap()), "{peft}");
+    let (config, base) = srlm::model::load::load_hf_weights(&sft).unwrap();
+    let merged = srlm::model::LoraAdapters::load_peft(&adapter, &base, &config).unwrap().merged(&base).unwrap();
+    let (_, exported) = srlm::model::load::load_hf_weights(&grpo).unwrap();
+    let mut changed = 0;
+    for (name, want) in merged.iter() {
+        let got = exported.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("{name} not exported")).1;
+        let diff = (want - got).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "{name}: the adapter over the SFT export differs from the export by {diff}");
+        let moved = (want - base.iter().find(|(n, _)| *n == name).unwrap().1).unwrap().abs().unwrap();
+        changed += (moved.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() > 0.0) as usize;
+    }
+    assert_eq!(changed, 3 * config.num_layers, "only the wrapped projections move");
+
+    let resumed = tmp.path().join("resumed");
+    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read(&run.join("steps-stage-1.json")), read(&resumed.join("steps-stage-1.json")), "step series differ");
+    assert_eq!(read(&grpo.join("model.safetensors")), read(&resumed.join("stage-1-grpo/model.safetensors")), "final weights differ");
+}

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use candle_core::Var;
 use srlm_actors::poison::lock;
 use srlm_actors::{RunState, ScoredGroup, Start, StepStats, Trainer};
 
@@ -13,18 +12,18 @@ use crate::learner::checkpoint_place::CheckpointPlace;
 use crate::learner::grpo::{grpo_step, GrpoConfig, ScoredSequence};
 use crate::learner::rollout_log::RolloutLog;
 use crate::learner::run_state::from_trainer_state;
+use crate::learner::trained_params::TrainedParams;
 use crate::learner::trainer_error::TrainerError;
-use crate::model::{CausalLm, Qwen2, Weights};
+use crate::model::{CausalLm, LoraAdapters, LoraConfig, Qwen2, Weights};
 use crate::optim::AdamW;
-use crate::train::snapshot::snapshot;
 
 /// Called after each step (progress display).
 pub type OnStep = Box<dyn FnMut(&StepProgress) + Send>;
 
-/// What one trainer holds: the trainable variables and the model built on them, the frozen
-/// reference (β > 0 only), the optimizer, and where checkpoints go.
+/// What one trainer holds: what trains (every weight, or LoRA adapters) and the model built on
+/// it, the frozen reference (β > 0 only), the optimizer, and where checkpoints go.
 pub struct GrpoTrainer {
-    vars: Vec<(String, Var)>,
+    params: TrainedParams,
     policy: Qwen2,
     reference: Option<Qwen2>,
     optimizer: AdamW,
@@ -82,11 +81,48 @@ impl GrpoTrainer {
         grpo: GrpoConfig,
         checkpoints: CheckpointPlace,
     ) -> Result<Self, TrainerError> {
-        let (trainable, vars) = weights.to_vars().map_err(|e| TrainerError::Model(e.to_string()))?;
-        let policy = Qwen2::new(&checkpoints.config, &trainable).map_err(|e| TrainerError::Model(e.to_string()))?;
-        let optimizer = AdamW::new(vars.clone(), optimizer).map_err(|e| TrainerError::Model(e.to_string()))?;
-        Ok(Self {
-            vars,
+        let (trainable, vars) = weights.to_vars().map_err(model_error)?;
+        let policy = Qwen2::new(&checkpoints.config, &trainable).map_err(model_error)?;
+        let optimizer = AdamW::new(vars.clone(), optimizer).map_err(model_error)?;
+        Ok(Self::assemble(TrainedParams::Full(vars), policy, reference, optimizer, grpo, checkpoints))
+    }
+
+    /// LoRA adapters over the frozen `base` train instead of every weight; each published
+    /// version is the base with the adapters merged, so generators need nothing new. No dropout:
+    /// the learner's log-probs must be those of the weights that sampled the tokens.
+    /// `base_model` names the base in the adapters' PEFT config.
+    pub fn with_lora(
+        base: Weights,
+        lora: &LoraConfig,
+        base_model: String,
+        reference: Option<Qwen2>,
+        optimizer: crate::optim::AdamWConfig,
+        grpo: GrpoConfig,
+        checkpoints: CheckpointPlace,
+    ) -> Result<Self, TrainerError> {
+        if lora.dropout > 0.0 {
+            return Err(model_error(format!(
+                "LoRA dropout {} in GRPO: the learner's log-probs would not be the sampler's; set it to 0",
+                lora.dropout
+            )));
+        }
+        let adapters = Arc::new(LoraAdapters::init(lora, &base, &checkpoints.config).map_err(model_error)?);
+        let policy = Qwen2::with_lora(&checkpoints.config, &base, &adapters, false).map_err(model_error)?;
+        let optimizer = AdamW::new(adapters.vars(), optimizer).map_err(model_error)?;
+        let params = TrainedParams::Lora { adapters, base, base_model };
+        Ok(Self::assemble(params, policy, reference, optimizer, grpo, checkpoints))
+    }
+
+    fn assemble(
+        params: TrainedParams,
+        policy: Qwen2,
+        reference: Option<Qwen2>,
+        optimizer: AdamW,
+        grpo: GrpoConfig,
+        checkpoints: CheckpointPlace,
+    ) -> Self {
+        Self {
+            params,
             policy,
             reference,
             optimizer,
@@ -102,13 +138,21 @@ impl GrpoTrainer {
             problems_done: 0,
             completed: (0, 0),
             last_checkpoint: Arc::new(Mutex::new(None)),
-        })
+        }
+    }
+
+    /// The adapters a LoRA trainer trains (shared: they keep changing while it runs).
+    pub fn adapters(&self) -> Option<Arc<LoraAdapters>> {
+        match &self.params {
+            TrainedParams::Lora { adapters, .. } => Some(Arc::clone(adapters)),
+            TrainedParams::Full(_) => None,
+        }
     }
 
     /// Restores weights, optimizer moments and run state from a checkpoint directory.
     pub fn resume_from(&mut self, dir: &std::path::Path) -> Result<(), TrainerError> {
         let loaded = checkpoint::load(dir, &self.checkpoints.config).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
-        loaded.restore(&mut self.optimizer).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
+        self.params.restore(&loaded, &mut self.optimizer).map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
         self.completed = (self.optimizer.step_count(), self.optimizer.skipped_count());
         let s = &loaded.state;
         self.start = from_trainer_state(s).map_err(|e| TrainerError::Checkpoint(format!("{}: {e}", dir.display())))?;
@@ -133,9 +177,9 @@ impl GrpoTrainer {
         Arc::clone(&self.last_checkpoint)
     }
 
-    /// The current weights (a copy), e.g. for evaluation or export.
+    /// The current weights (a copy; LoRA: merged), e.g. for evaluation or export.
     pub fn weights(&self) -> Result<Weights, TrainerError> {
-        snapshot(&self.vars).map_err(|e| TrainerError::Model(e.to_string()))
+        self.params.current_weights().map_err(TrainerError::Model)
     }
 
     pub fn optimizer(&self) -> &AdamW {
@@ -167,6 +211,10 @@ impl GrpoTrainer {
             None => Ok(()),
         }
     }
+}
+
+fn model_error(e: impl std::fmt::Display) -> TrainerError {
+    TrainerError::Model(e.to_string())
 }
 
 /// Prompt + completion rows of every group, with their advantages.
@@ -252,13 +300,11 @@ impl Trainer for GrpoTrainer {
     }
 
     fn save_checkpoint(&mut self, state: &RunState) -> Result<String, TrainerError> {
-        let weights = self.weights()?;
+        let failed = |e: checkpoint::CheckpointError| TrainerError::Checkpoint(e.to_string());
         // As of the last completed step: a failed step's refused updates are retried on resume.
-        let trainer_state = self.checkpoints.trainer_state(state, self.completed.1);
-        let dir = self
-            .checkpoints
-            .save(Some(&weights), &self.optimizer, &trainer_state, Vec::new())
-            .map_err(|e| TrainerError::Checkpoint(e.to_string()))?;
+        let mut trainer_state = self.checkpoints.trainer_state(state, self.completed.1);
+        let (weights, extra) = self.params.checkpoint_parts(&self.checkpoints.root, &mut trainer_state).map_err(failed)?;
+        let dir = self.checkpoints.save(weights.as_ref(), &self.optimizer, &trainer_state, extra).map_err(failed)?;
         *lock(&self.last_checkpoint) = Some(dir.clone());
         Ok(dir.display().to_string())
     }

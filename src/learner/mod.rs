@@ -24,6 +24,7 @@ pub mod sft_data;
 pub mod sft_recipe;
 pub mod sft_trainer;
 pub mod traces;
+pub mod trained_params;
 pub mod trainer_error;
 
 pub use grpo::{grpo_step, GrpoConfig, GrpoStats, ScoredBatch};

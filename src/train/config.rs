@@ -345,6 +345,14 @@ pub struct GrpoSection {
     /// overlong penalty falls from 0 to −1; absent, a quarter of `max_new_tokens`.
     #[serde(default)]
     pub overlong_buffer: Option<usize>,
+    /// Train low-rank adapters over the stage's starting weights instead of every weight (no
+    /// dropout: the learner's log-probs must be those of the weights that sampled); generators
+    /// and the stage's export get them merged.
+    #[serde(default)]
+    pub lora: Option<LoraSection>,
+    /// With `lora`: also write the adapters as a PEFT directory, `stage-<i>-grpo-adapter`.
+    #[serde(default)]
+    pub save_adapter: bool,
     /// Loss, iterations, micro-batches, lanes, temperature, max_new_tokens (`loss`).
     #[serde(flatten)]
     pub algo: GrpoConfig,
@@ -364,6 +372,11 @@ impl GrpoSection {
         let mut optimizer = AdamWConfig { lr: self.lr, ..self.optimizer.clone() };
         optimizer.schedule.total_steps = self.steps as usize;
         optimizer
+    }
+
+    /// The adapters' shape, seeded by the run's seed.
+    pub fn lora_config(&self, seed: u64) -> Option<LoraConfig> {
+        self.lora.as_ref().map(|l| l.config(seed))
     }
 }
 
@@ -504,6 +517,7 @@ impl TrainConfig {
                 }
                 (Stage::Kd, Some(kd)) => check_steps_survive_rounding("kd.lr", kd.lr(), dtype)?,
                 (Stage::Kd, None) => {}
+                (Stage::Grpo, _) if self.grpo.lora.is_some() => {}
                 (Stage::Grpo, _) => check_steps_survive_rounding("grpo.lr", self.grpo.lr, dtype)?,
             }
         }
@@ -541,6 +555,34 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// `[grpo.lora]` and what goes with it.
+    fn check_grpo_lora(&self) -> Result<(), String> {
+        let g = &self.grpo;
+        if g.save_adapter && g.lora.is_none() {
+            return Err("grpo.save_adapter needs a [grpo.lora] section".into());
+        }
+        if let Some(lora) = &g.lora {
+            lora.check("grpo.lora")?;
+            if lora.dropout > 0.0 {
+                return Err(format!(
+                    "grpo.lora.dropout = {}: must be 0 (with dropout the learner's log-probs are not the sampler's, \
+                     and the importance ratio would be off from the first token)",
+                    lora.dropout
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether stage `index` trains LoRA adapters (its checkpoints then hold no full weights).
+    pub fn stage_trains_adapters(&self, index: usize) -> bool {
+        match self.stages.get(index) {
+            Some(Stage::Sft) => self.sft.lora.is_some(),
+            Some(Stage::Grpo) => self.grpo.lora.is_some(),
+            _ => false,
+        }
+    }
+
     /// Values and combinations that cannot run, found before loading anything.
     fn validate(&self) -> Result<(), String> {
         if self.stages.is_empty() {
@@ -561,6 +603,7 @@ impl TrainConfig {
             other => return Err(format!("data.task: unknown task '{other}' (known: arithmetic, gsm8k, none)")),
         }
         self.check_sft_extras()?;
+        self.check_grpo_lora()?;
         if self.model.source == "tiny" && self.data.task != "arithmetic" {
             return Err("model.source `tiny` has a character tokenizer for the arithmetic task only".into());
         }
@@ -869,5 +912,25 @@ mod tests {
         let tiny_lr = "lr = 1e-9\n";
         assert!(TrainConfig::from_toml(&format!("{bf16}{tiny_lr}"), "f.toml").is_err());
         assert!(TrainConfig::from_toml(&format!("{bf16}{tiny_lr}[sft.lora]\nr = 4\nalpha = 8\n"), "f.toml").is_ok());
+    }
+
+    #[test]
+    fn grpo_lora_keys_are_checked_and_dropout_is_refused() {
+        let base =
+            "stages = [\"grpo\"]\nout_dir = \"x\"\n[model]\nsource = \"tiny\"\n[data]\ntask = \"arithmetic\"\ngold = \"number\"\n[grpo]\n";
+        let parse = |extra: &str| TrainConfig::from_toml(&format!("{base}{extra}"), "f.toml").map_err(|e| e.to_string());
+        let cfg = parse("save_adapter = true\n[grpo.lora]\nr = 2\nalpha = 4\n").unwrap();
+        let lora = cfg.grpo.lora_config(cfg.seed).unwrap();
+        assert_eq!((lora.r, lora.alpha, lora.dropout), (2, 4.0, 0.0));
+        assert!(cfg.stage_trains_adapters(0) && !parse("").unwrap().stage_trains_adapters(0));
+        assert!(parse("save_adapter = true\n").unwrap_err().contains("grpo.save_adapter needs a [grpo.lora] section"));
+        let err = parse("[grpo.lora]\nr = 2\nalpha = 4\ndropout = 0.05\n").unwrap_err();
+        assert!(err.contains("grpo.lora.dropout = 0.05") && err.contains("sampler"), "{err}");
+        assert!(parse("[grpo.lora]\nr = 0\nalpha = 4\n").unwrap_err().contains("grpo.lora.r = 0"));
+        assert!(parse("[grpo.lora]\nr = 2\nalpha = 4\nrank = 2\n").unwrap_err().contains("rank"));
+        // Adapters train in f32: an lr too small for bf16 weights is fine there.
+        let bf16 = base.replace("source = \"tiny\"", "source = \"tiny\"\ndtype = \"bf16\"");
+        assert!(TrainConfig::from_toml(&format!("{bf16}lr = 1e-9\n"), "f.toml").is_err());
+        assert!(TrainConfig::from_toml(&format!("{bf16}lr = 1e-9\n[grpo.lora]\nr = 2\nalpha = 4\n"), "f.toml").is_ok());
     }
 }

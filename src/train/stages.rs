@@ -285,8 +285,8 @@ pub fn run_training(cfg: &TrainConfig, opts: &RunOptions) -> Result<Vec<StageRep
 fn resumed_weights(point: &ResumePoint, cfg: &TrainConfig, state: &State) -> Result<Weights> {
     let weights = match &point.at {
         ResumeAt::Inside { dir, stage } => match crate::checkpoint::load(dir, &state.config)?.weights {
-            None if cfg.sft.lora.is_some() && dir.join(crate::model::lora::ADAPTER_WEIGHTS).is_file() => {
-                Some(stage_start_weights(cfg, state, *stage)?)
+            None if cfg.stage_trains_adapters(*stage) && dir.join(crate::model::lora::ADAPTER_WEIGHTS).is_file() => {
+                Some(stage_start_weights(cfg, state, *stage, dir)?)
             }
             weights => weights,
         },
@@ -449,14 +449,28 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
     let r = &cfg.runtime;
     let grpo = GrpoConfig { pad_id: state.tokenizer.pad_token_id().unwrap_or(0), ..g.algo.clone() };
     let optimizer = g.adamw();
-    let reference = match (g.algo.loss.beta > 0.0, stage.resume) {
-        (false, _) => None,
-        (true, None) => Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?),
-        (true, Some(_)) => Some(Qwen2::new(&state.config, &stage_start_weights(cfg, state, index)?)?),
+    let place = stage.checkpoint_place(cfg, state)?;
+    let mut trainer = match g.lora_config(cfg.seed) {
+        None => {
+            let reference = match (g.algo.loss.beta > 0.0, stage.resume) {
+                (false, _) => None,
+                (true, None) => Some(Qwen2::new(&state.config, &deep_copy(&state.weights)?)?),
+                (true, Some(dir)) => Some(Qwen2::new(&state.config, &stage_start_weights(cfg, state, index, dir)?)?),
+            };
+            GrpoTrainer::new(&state.weights, reference, optimizer, grpo, place)?
+        }
+        Some(lora) => {
+            // The frozen base is where the stage started (also on resume: a LoRA checkpoint
+            // holds only adapters), so it is the KL reference as it is, without a copy.
+            let reference = (g.algo.loss.beta > 0.0).then(|| Qwen2::new(&state.config, &state.weights)).transpose()?;
+            let base_model = stage_base_name(cfg, index, stage.resume);
+            GrpoTrainer::with_lora(state.weights.clone(), &lora, base_model, reference, optimizer, grpo, place)?
+        }
     };
-    let mut trainer = GrpoTrainer::new(&state.weights, reference, optimizer, grpo, stage.checkpoint_place(cfg, state)?)?;
-    // The trainer holds its own copy; the stage's starting weights would be 2 GB of a 0.5B
-    // model kept idle through the run. The run's last published weights replace them.
+    let adapters = trainer.adapters();
+    // The trainer holds its own copy (full) or the frozen base (LoRA); the stage's starting
+    // weights would be 2 GB of a 0.5B model kept idle through the run. The run's last published
+    // weights replace them.
     let source = state.weights.source().to_path_buf();
     state.weights = Weights::new(Default::default(), &source);
     let last_checkpoint = trainer.last_checkpoint();
@@ -520,6 +534,11 @@ fn grpo_stage(cfg: &TrainConfig, state: &mut State, train: &[TrainingProblem], o
             100.0 * summary.learner_busy_fraction()
         ),
     );
+    if let (Some(adapters), true) = (&adapters, g.save_adapter) {
+        let dir = cfg.out_dir.join(format!("stage-{index}-grpo-adapter"));
+        adapters.save_peft(&dir, &stage_base_name(cfg, index, stage.resume), true)?;
+        say(opts, &format!("grpo: adapters written to {}", dir.display()));
+    }
     let published = lock(&latest).take();
     state.weights = match published {
         Some(w) => Arc::try_unwrap(w).unwrap_or_else(|w| (*w).clone()),
@@ -561,6 +580,24 @@ fn stage_export_dir(cfg: &TrainConfig, index: usize) -> PathBuf {
     cfg.out_dir.join(format!("stage-{index}-{}", stage_name(cfg.stages[index])))
 }
 
+/// Where stage `index` (> 0) starts from: the previous stage's export in the run folder that
+/// holds `checkpoint` when resuming (a stage resumed into another `--out` starts from the
+/// interrupted run's export), else in this run's folder.
+fn stage_start_dir(cfg: &TrainConfig, index: usize, checkpoint: Option<&Path>) -> PathBuf {
+    let export = stage_export_dir(cfg, index - 1);
+    let name = export.file_name().expect("a stage folder name").to_owned();
+    checkpoint.and_then(|c| c.parent()?.parent()).map(|run| run.join(&name)).filter(|d| d.is_dir()).unwrap_or(export)
+}
+
+/// What stage `index` starts from, as a PEFT config names an adapter's base: the model's source
+/// for the first stage, else the previous stage's export.
+fn stage_base_name(cfg: &TrainConfig, index: usize, checkpoint: Option<&Path>) -> String {
+    match index {
+        0 => cfg.model.source.clone(),
+        _ => stage_start_dir(cfg, index, checkpoint).display().to_string(),
+    }
+}
+
 fn stage_name(stage: Stage) -> String {
     format!("{stage:?}").to_lowercase()
 }
@@ -573,15 +610,16 @@ fn stages_left(cfg: &TrainConfig, first: usize) -> String {
     }
 }
 
-/// The weights stage `index` started from (a resumed stage's KL reference): the model's own
-/// for the first stage, else the previous stage's export in this run's folder.
-fn stage_start_weights(cfg: &TrainConfig, state: &State, index: usize) -> Result<Weights> {
+/// The weights stage `index` started from, for a stage resumed from `checkpoint` (its KL
+/// reference, or the frozen base of its adapters): the model's own for the first stage, else the
+/// previous stage's export.
+fn stage_start_weights(cfg: &TrainConfig, state: &State, index: usize, checkpoint: &Path) -> Result<Weights> {
     if index == 0 {
         return Ok(load_model(cfg)?.weights);
     }
-    let dir = stage_export_dir(cfg, index - 1);
+    let dir = stage_start_dir(cfg, index, Some(checkpoint));
     let (_, weights) = crate::model::load::load_hf_weights(&dir)
-        .with_context(|| format!("grpo.beta > 0: the KL reference is the weights stage {index} started from, {}", dir.display()))?;
+        .with_context(|| format!("resuming stage {index} from {}: the weights it started from, {}", checkpoint.display(), dir.display()))?;
     Ok(weights.to(state.weights_dtype(), &state.device)?)
 }
 

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{runtime_base, say, sft_step_json, RunOptions, StageRun, State};
+use super::{runtime_base, say, sft_step_json, stage_base_name, RunOptions, StageRun, State};
 use crate::learner::sft::{fit_length, SftConfig, SftExample, SftPlan, SftStepStats};
-use crate::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints, SftParams};
+use crate::learner::sft_checkpoint::{plan_fingerprint, SftCheckpoints};
 use crate::learner::sft_data::{read_conversations, tokenize_conversation};
 use crate::learner::sft_trainer::{sft_pipeline, SftTrainer};
+use crate::learner::trained_params::TrainedParams;
 use crate::model::{LoraAdapters, Qwen2};
 use crate::optim::AdamW;
 use crate::tokenizer::Tokenizer;
@@ -114,7 +115,7 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
             let (trainable, vars) = state.weights.to_vars()?;
             let model = Qwen2::new(&state.config, &trainable)?;
             let opt = AdamW::new(vars.clone(), opt_cfg)?;
-            let steps = steps(model, opt, checkpoints(SftParams::Full(vars.clone()))?)?;
+            let steps = steps(model, opt, checkpoints(TrainedParams::Full(vars.clone()))?)?;
             state.weights = snapshot(&vars)?;
             Ok(steps)
         }
@@ -122,11 +123,15 @@ pub(super) fn sft_on(cfg: &TrainConfig, state: &mut State, examples: Vec<SftExam
             let adapters = Arc::new(LoraAdapters::init(&lora, &state.weights, &state.config)?);
             let model = Qwen2::with_lora(&state.config, &state.weights, &adapters, true)?;
             let opt = AdamW::new(adapters.vars(), opt_cfg)?;
-            let params = SftParams::Lora { adapters: Arc::clone(&adapters), base_model: cfg.model.source.clone() };
+            let params = TrainedParams::Lora {
+                adapters: Arc::clone(&adapters),
+                base: state.weights.clone(),
+                base_model: stage_base_name(cfg, stage.index, stage.resume),
+            };
             let steps = steps(model, opt, checkpoints(params)?)?;
             if s.save_adapter {
                 let dir = cfg.out_dir.join(format!("stage-{}-{}-adapter", stage.index, stage.name));
-                adapters.save_peft(&dir, &cfg.model.source, true)?;
+                adapters.save_peft(&dir, &stage_base_name(cfg, stage.index, stage.resume), true)?;
                 say(opts, &format!("sft: adapters written to {}", dir.display()));
             }
             state.weights = adapters.merged(&state.weights)?;
