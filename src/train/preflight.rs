@@ -24,6 +24,8 @@ pub enum PreflightError {
     Data { key: &'static str, error: DataError },
     #[error("kd.teacher '{spec}': {reason}")]
     Teacher { spec: String, reason: String },
+    #[error("kd.skip = {skip} leaves none of the {rows} problems of {}", path.display())]
+    KdSkip { skip: usize, rows: usize, path: PathBuf },
     #[error("{0}")]
     Device(String),
     #[error("{keys}: {error}; lower them")]
@@ -66,7 +68,11 @@ fn check_data_files(cfg: &TrainConfig) -> Result<(), PreflightError> {
         [("data.train", cfg.data.train.as_ref()), ("data.heldout", cfg.data.heldout.as_ref()), ("kd.data", kd_data)];
     for (key, path) in files {
         if let Some(path) = path {
-            gsm8k_rows(path, cfg.data.gold).map_err(|error| PreflightError::Data { key, error })?;
+            let rows = gsm8k_rows(path, cfg.data.gold).map_err(|error| PreflightError::Data { key, error })?;
+            let skip = cfg.kd.as_ref().map_or(0, |kd| kd.skip);
+            if key == "kd.data" && skip >= rows.len() {
+                return Err(PreflightError::KdSkip { skip, rows: rows.len(), path: path.clone() });
+            }
         }
     }
     if let (Some(path), true) = (&cfg.sft.data, cfg.stages.contains(&Stage::Sft)) {
@@ -177,8 +183,12 @@ mod tests {
         let cfg = TrainConfig::from_toml(&text, "x.toml").unwrap();
         let err = preflight(&cfg, false).unwrap_err().to_string();
         assert!(err.starts_with("kd.data: ") && err.contains("kd.jsonl:2: missing string field 'answer'"), "{err}");
-        // Mended, the rows pass and the next check speaks: the teacher "t" is no checkpoint.
         write(dir.path(), "kd.jsonl", "{\"question\": \"q\", \"answer\": \"#### 2\"}\n");
+        // Skipping every row of the file leaves nothing to sample: said before the teacher loads.
+        let skipping = TrainConfig::from_toml(&text.replace("[kd]\n", "[kd]\nskip = 1\n"), "x.toml").unwrap();
+        let err = preflight(&skipping, true).unwrap_err().to_string();
+        assert!(err.starts_with("kd.skip = 1 leaves none of the 1 problems of") && err.contains("kd.jsonl"), "{err}");
+        // Mended, the rows pass and the next check speaks: the teacher "t" is no checkpoint.
         let err = preflight(&cfg, false).unwrap_err().to_string();
         assert!(!err.contains("kd.data") && err.contains("'t'"), "{err}");
     }
