@@ -100,7 +100,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     // Minutes to hours of teacher sampling: a line every tenth of the way.
     let pace = srlm::train::progress::Pace::start();
     let progress = |done: usize, total: usize| {
-        if srlm::train::progress::at_a_tenth(done, total) {
+        if pace.passed_a_mark(done, total) {
             eprintln!("distill: {done}/{total} problems sampled ({})", pace.note(done, total));
         }
         true

@@ -194,7 +194,7 @@ fn show(bar: &ProgressBar, bench: Benchmark, p: Progress, first: &mut Option<(us
         }
         return;
     }
-    if bar.is_hidden() && (srlm::train::progress::at_a_tenth(p.done, p.total) || p.done == p.total) {
+    if bar.is_hidden() && pace.passed_a_mark(p.done, p.total) {
         let pace = pace.note(p.done - resumed, p.total - resumed);
         eprintln!("{bench}: {}/{} problems, accuracy {accuracy:.1}% so far ({pace})", p.done, p.total);
     }

@@ -40,8 +40,8 @@ pub fn generate_groups(
 /// Long sampling jobs that report progress and can stop (teacher traces, held-out checks): a
 /// group of `g` completions of every prompt, prompts decoding `max_rows / g` at a time (one at
 /// least), row `s` of prompt `i` on RNG stream `stream(i) + s`. Each batch's groups go to
-/// `on_group(i, completions)` in prompt order; `go_on(done, total)` is told of every finished
-/// prompt, and a `false` stops the job before the next batch: `Ok(Some(done))`, `Ok(None)` when
+/// `on_group(i, completions)` in prompt order; `go_on(done, total)` is told after each batch how
+/// many prompts are finished, and a `false` stops the job before the next batch: `Ok(Some(done))`, `Ok(None)` when
 /// every prompt was sampled.
 #[allow(clippy::too_many_arguments)]
 pub fn groups_in_batches(
@@ -72,8 +72,8 @@ pub fn groups_in_batches(
         for (i, completions) in groups.into_iter().enumerate() {
             on_group(first + i, completions);
         }
-        // Each prompt of the batch counts as done (progress lines fall on every tenth).
-        if !(first + 1..=end).all(|done| go_on(done, total)) && end < total {
+        // The batch's prompts finish together: one report for all of them.
+        if !go_on(end, total) && end < total {
             return Ok(Some(end));
         }
     }

@@ -2,6 +2,7 @@
 //! otherwise (logs and CI keep every step).
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -88,11 +89,22 @@ fn step_line(p: &StepProgress, total: u64, problems: u64, tokens_per_s: f64) -> 
 /// user to time it.
 pub struct Pace {
     started: Instant,
+    /// The last mark [`Pace::passed_a_mark`] reported (tenths of the way; 11 is the end).
+    marked: AtomicUsize,
 }
 
 impl Pace {
     pub fn start() -> Self {
-        Pace { started: Instant::now() }
+        Pace { started: Instant::now(), marked: AtomicUsize::new(0) }
+    }
+
+    /// Whether `done` of `total` items passed a tenth-of-the-way mark, or the end, that no
+    /// earlier call reported: where long work without a terminal prints a line (teacher
+    /// sampling, evaluation, held-out checks). Work finished a batch at a time passes several
+    /// marks at once and gets one line, when the batch is done.
+    pub fn passed_a_mark(&self, done: usize, total: usize) -> bool {
+        let mark = if done >= total { 11 } else { done / total.div_ceil(10).max(1) };
+        done > 0 && self.marked.fetch_max(mark, Ordering::Relaxed) < mark
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -123,12 +135,6 @@ fn short_duration(seconds: f64) -> String {
         60..3600 => format!("{}m {:02}s", s / 60, s % 60),
         _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
     }
-}
-
-/// Whether `done` of `total` items is a tenth-of-the-way mark: where long work without a
-/// terminal prints a line (teacher sampling, evaluation, held-out checks).
-pub fn at_a_tenth(done: usize, total: usize) -> bool {
-    done > 0 && done.is_multiple_of(total.div_ceil(10).max(1))
 }
 
 #[cfg(test)]
@@ -169,12 +175,21 @@ mod tests {
     }
 
     #[test]
-    fn a_line_every_tenth_of_the_way() {
-        let marks = |total| (0..=total).filter(|&d| at_a_tenth(d, total)).collect::<Vec<_>>();
-        assert_eq!(marks(200), (1..=10).map(|k| 20 * k).collect::<Vec<_>>());
-        // 25 items: every 3rd (a tenth rounded up), never at 0.
-        assert_eq!(marks(25), vec![3, 6, 9, 12, 15, 18, 21, 24]);
-        assert_eq!(marks(3), vec![1, 2, 3]);
-        assert!(marks(0).is_empty());
+    fn a_line_every_tenth_of_the_way_and_at_the_end_once_per_mark() {
+        // One item at a time: each tenth (rounded up) once, and the end.
+        let marks = |total: usize, batch: usize| {
+            let pace = Pace::start();
+            let dones: Vec<usize> = (0..=total.div_ceil(batch.max(1))).map(|b| (b * batch).min(total)).collect();
+            dones.into_iter().filter(|&d| pace.passed_a_mark(d, total)).collect::<Vec<_>>()
+        };
+        assert_eq!(marks(200, 1), (1..=10).map(|k| 20 * k).collect::<Vec<_>>());
+        // 25 items: every 3rd, never at 0, and the last.
+        assert_eq!(marks(25, 1), vec![3, 6, 9, 12, 15, 18, 21, 24, 25]);
+        assert_eq!(marks(3, 1), vec![1, 2, 3]);
+        assert!(marks(0, 1).is_empty());
+        // A batch at a time: one line per batch that passed a mark, however many it passed.
+        assert_eq!(marks(200, 32), vec![32, 64, 96, 128, 160, 192, 200]);
+        assert_eq!(marks(8, 32), vec![8]);
+        assert_eq!(marks(200, 16), vec![32, 48, 64, 80, 112, 128, 144, 160, 192, 200]);
     }
 }

@@ -301,7 +301,7 @@ fn resumed_weights(point: &ResumePoint, cfg: &TrainConfig, state: &State) -> Res
 /// Between the items of long work: a progress line every tenth of the way, and whether to go on
 /// (no stop asked).
 fn progress_or_stop(opts: &RunOptions, pace: &Pace, what: &str, done: usize, total: usize) -> bool {
-    if crate::train::progress::at_a_tenth(done, total) {
+    if pace.passed_a_mark(done, total) {
         say(opts, &format!("{what} {done}/{total} problems ({})", pace.note(done, total)));
     }
     !opts.shutdown.is_requested()
