@@ -211,7 +211,10 @@ fn an_eval_prompt_longer_than_the_context_names_its_line() {
 fn groups_too_large_for_memory_are_refused_before_the_first_evaluation() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("huge.toml");
-    std::fs::write(&path, with("runtime", "group_size", "100000000000")).unwrap();
+    // No metrics endpoint: a training run on this machine may hold the default port, and its
+    // check comes first.
+    let text = with("runtime", "group_size", "100000000000").replace("[runtime]\n", "[runtime]\nmetrics_addr = \"\"\n");
+    std::fs::write(&path, text).unwrap();
     let out = tmp.path().join("run");
     let stderr = refused(&["train", "--config", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(stderr.contains("runtime.group_size × groups_in_flight × generators, grpo.max_new_tokens: 100000000000 rows"), "{stderr}");
