@@ -2,6 +2,7 @@
 # Peak resident memory and wall time of a short real-model GRPO run under different glibc malloc
 # settings, alternated ROUNDS times in one run (the machine's load is shared and noisy). Prints
 # one JSON line per run. The recipe's out_dir is replaced by a temporary folder.
+# Run it alone: each run serves metrics on the recipe's port, as srlm train does.
 # Usage: scripts/bench_memory.sh [RECIPE] [GRPO_STEPS] [ROUNDS]
 #   SETTINGS="default mmap1m arena2" picks the variants (GLIBC_TUNABLES of each below).
 set -euo pipefail
