@@ -65,6 +65,8 @@ fn merged_weights_equal_w_plus_scaled_b_a() {
             expected[o * 32 + i] = w[o][i] + 1.5 * ba;
         }
     }
+    // Frozen values, not a graph over the adapters that would keep B·A alive with them.
+    assert!(merged.iter().all(|(_, t)| !t.track_op()), "merged weights record a gradient graph");
     let got: Vec<f32> = merged.get(&format!("{path}.weight"), &[32, 32]).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     assert!(max_diff(&got, &expected) < 1e-6);
     let golden = common::read_json(&peft_dir().join("golden.json"));

@@ -379,8 +379,8 @@ fn a_lora_grpo_stage_exports_merged_weights_and_resumes_from_adapter_checkpoints
 
 /// With β > 0 the KL reference is the weights the stage started from: a stage resumed into
 /// another `--out` finds them beside its checkpoint's run (the SFT stage's export there), and
-/// ends as the uninterrupted run. Not bit for bit: the reference built from the export differs
-/// from the in-memory copy in the last bits of some log-probs (about 1e-7 relative).
+/// ends bit for bit as the uninterrupted run, whose reference is its in-memory copy of the same
+/// weights (both take the same kernels: neither records a gradient graph).
 #[test]
 fn a_kl_regularised_grpo_stage_resumed_into_another_folder_ends_as_the_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -396,25 +396,10 @@ fn a_kl_regularised_grpo_stage_resumed_into_another_folder_ends_as_the_uninterru
     let resumed = tmp.path().join("resumed");
     let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let series = |dir: &Path| -> Vec<serde_json::Value> {
-        serde_json::from_slice::<serde_json::Value>(&read(&dir.join("steps-stage-1.json"))).unwrap().as_array().unwrap().clone()
-    };
-    let (full, whole) = (series(&run), series(&resumed));
-    assert_eq!(full.len(), 4);
-    assert_eq!(full[..2], whole[..2], "the steps before the checkpoint are the checkpoint's run's");
-    for (a, b) in full.iter().zip(&whole).skip(2) {
-        assert_eq!(a["prompts"], b["prompts"]);
-        for key in ["loss", "kl", "grad_norm"] {
-            let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
-            assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "step {}: {key} {x} against {y}", a["step"]);
-        }
-        assert!(a["kl"].as_f64().unwrap() > 0.0, "no KL term in {a}");
-    }
-    let weights = |dir: &Path| srlm::model::load::load_hf_weights(&dir.join("stage-1-grpo")).unwrap().1;
-    let (a, b) = (weights(&run), weights(&resumed));
-    for (name, t) in a.iter() {
-        let other = b.iter().find(|(n, _)| *n == name).unwrap().1;
-        let diff = (t - other).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 1e-5, "{name}: final weights differ by {diff}");
-    }
+    let series = serde_json::from_slice::<serde_json::Value>(&read(&run.join("steps-stage-1.json"))).unwrap();
+    assert_eq!(series.as_array().unwrap().len(), 4);
+    assert!(series[3]["kl"].as_f64().unwrap() > 0.0, "no KL term in {}", series[3]);
+    assert_eq!(read(&run.join("steps-stage-1.json")), read(&resumed.join("steps-stage-1.json")), "step series differ");
+    let weights = |dir: &Path| read(&dir.join("stage-1-grpo/model.safetensors"));
+    assert!(weights(&run) == weights(&resumed), "final weights differ");
 }

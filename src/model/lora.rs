@@ -240,13 +240,16 @@ impl LoraAdapters {
     }
 
     /// Base weights with every wrapped projection replaced by W + (α/r)·B·A (computed in f32).
+    /// The result records no gradient graph: one over the adapters would keep B·A and its scaled
+    /// copy (together twice the wrapped matrices) alive as long as the merged weights live.
     pub fn merged(&self, base: &Weights) -> Result<Weights, LoraError> {
         let mut out = base.clone();
         for (path, pair) in &self.modules {
             let name = format!("{path}.weight");
             let (out_dim, inp) = base_shape(base, path)?;
-            let w = base.get(&name, &[out_dim, inp])?;
-            let delta = pair.b.to_dtype(DType::F32)?.matmul(&pair.a.to_dtype(DType::F32)?)?;
+            let w = base.get(&name, &[out_dim, inp])?.detach();
+            let (a, b) = (pair.a.as_tensor().detach(), pair.b.as_tensor().detach());
+            let delta = b.to_dtype(DType::F32)?.matmul(&a.to_dtype(DType::F32)?)?;
             let merged = (w.to_dtype(DType::F32)? + (delta * self.cfg.scale())?)?.to_dtype(w.dtype())?;
             out.insert(name, merged);
         }
