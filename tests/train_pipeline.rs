@@ -2,7 +2,7 @@
 //! exactly, a GRPO run can be interrupted and resumed, and bad configs fail before any work.
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn srlm(args: &[&str], out: &Path) -> Output {
@@ -13,7 +13,7 @@ fn srlm(args: &[&str], out: &Path) -> Output {
 }
 
 /// The embedded default cut down to seconds: a few SFT steps and GRPO steps.
-fn short_config(dir: &Path) -> std::path::PathBuf {
+fn short_config(dir: &Path) -> PathBuf {
     let default =
         String::from_utf8(Command::new(env!("CARGO_BIN_EXE_srlm")).args(["train", "--print-default"]).output().unwrap().stdout).unwrap();
     let text = default
@@ -27,6 +27,36 @@ fn short_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// `short_config` with `edit` applied to its text. An edit that changes nothing means the
+/// embedded default moved under the test, and fails it.
+fn short_config_edited(dir: &Path, edit: impl FnOnce(&str) -> String) -> PathBuf {
+    let path = short_config(dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = edit(&text);
+    assert_ne!(edited, text, "the edit found nothing to change in the embedded default");
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+/// A deterministic `srlm train` of `steps` GRPO steps into `out`, from `resume` when given,
+/// which must succeed.
+fn train(cfg: &str, steps: &str, out: &Path, resume: Option<&Path>) -> Output {
+    let mut args = vec!["train", "--config", cfg, "--deterministic", "--grpo-steps", steps];
+    if let Some(ckpt) = resume {
+        args.extend(["--resume", ckpt.to_str().unwrap()]);
+    }
+    let o = srlm(&args, out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The resumed run ended byte for byte as the uninterrupted one: step series and final weights.
+fn assert_resumed_run_matches(run: &Path, resumed: &Path) {
+    assert_eq!(read(&run.join("steps-stage-1.json")), read(&resumed.join("steps-stage-1.json")), "step series differ");
+    let weights = |dir: &Path| read(&dir.join("stage-1-grpo/model.safetensors"));
+    assert!(weights(run) == weights(resumed), "final weights differ");
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -38,8 +68,7 @@ fn two_deterministic_runs_give_identical_weights_and_metric_series() {
     let cfg = cfg.to_str().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     for out in [&a, &b] {
-        let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], out);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        train(cfg, "4", out, None);
     }
     let steps = read(&a.join("steps-stage-1.json"));
     assert_eq!(steps, read(&b.join("steps-stage-1.json")), "metric series differ");
@@ -63,9 +92,7 @@ fn two_deterministic_runs_give_identical_weights_and_metric_series() {
     }
     // GRPO changed the weights it started from.
     assert_ne!(read(&a.join("stage-0-sft/model.safetensors")), read(&a.join("stage-1-grpo/model.safetensors")));
-    let report =
-        String::from_utf8_lossy(&srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &tmp.path().join("c")).stdout)
-            .into_owned();
+    let report = String::from_utf8_lossy(&train(cfg, "4", &tmp.path().join("c"), None).stdout).into_owned();
     assert!(report.contains("sft") && report.contains("grpo"), "{report}");
 }
 
@@ -78,14 +105,12 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     assert!(std::fs::read_to_string(&cfg).unwrap().contains("max_staleness = 1"));
     let cfg = cfg.to_str().unwrap();
     let run = tmp.path().join("run");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "4", &run, None);
     let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
     assert!(ckpt.join("trainer_state.json").is_file(), "no checkpoint at step 2 in {}", run.display());
     let resumed = tmp.path().join("resumed");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
+    let o = train(cfg, "4", &resumed, Some(&ckpt));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("resumed from"), "{stderr}");
     assert!(stderr.contains("checkpoint-00000002: stage 1 (grpo) onwards"), "{stderr}");
     // The stage table counts the stage's steps, the two before the checkpoint included.
@@ -98,15 +123,9 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
     assert!(!staleness.is_empty() && staleness.iter().all(|&s| s <= 1), "{staleness:?}: {stderr}");
     // Steps 3 and 4 again, from the checkpoint, after steps 1 and 2 taken from the checkpoint's
     // run: the same whole series as the uninterrupted run's.
-    let full: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
     let whole: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();
     assert_eq!(whole.as_array().unwrap().len(), 4);
-    assert_eq!(whole, full, "the resumed stage's step series differs from the uninterrupted run's");
-    assert_eq!(
-        read(&run.join("stage-1-grpo/model.safetensors")),
-        read(&resumed.join("stage-1-grpo/model.safetensors")),
-        "final weights differ"
-    );
+    assert_resumed_run_matches(&run, &resumed);
 }
 
 /// A run killed mid-stage has its step series on disk up to its last step (the file is kept
@@ -115,14 +134,11 @@ fn resuming_a_grpo_checkpoint_continues_from_its_step() {
 #[test]
 fn a_killed_run_resumed_in_its_folder_ends_as_the_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("log_rollouts_every = 10", "log_rollouts_every = 1");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = short_config_edited(tmp.path(), |t| t.replace("log_rollouts_every = 10", "log_rollouts_every = 1"));
     let cfg = cfg.to_str().unwrap();
     let args = ["train", "--config", cfg, "--deterministic", "--grpo-steps", "12"];
     let full = tmp.path().join("full");
-    let o = srlm(&args, &full);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "12", &full, None);
 
     let run = tmp.path().join("run");
     let mut child = Command::new(env!("CARGO_BIN_EXE_srlm"))
@@ -156,8 +172,7 @@ fn a_killed_run_resumed_in_its_folder_ends_as_the_uninterrupted_one() {
     names.retain(|n| n.starts_with("checkpoint-"));
     names.sort();
     let newest = checkpoints.join(names.last().expect("a checkpoint before step 6"));
-    let o = srlm(&[&args[..], &["--resume", newest.to_str().unwrap()]].concat(), &run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "12", &run, Some(&newest));
     for file in ["steps-stage-1.json", "rollouts.jsonl"] {
         assert_eq!(
             String::from_utf8(read(&run.join(file))).unwrap(),
@@ -172,16 +187,13 @@ fn a_killed_run_resumed_in_its_folder_ends_as_the_uninterrupted_one() {
 #[test]
 fn dropped_group_counts_continue_across_a_resume() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("metrics_addr = \"\"", "metrics_addr = \"\"\ndynamic_sampling = true")
-        .replace("log_rollouts_every = 10", "log_rollouts_every = 1");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = short_config_edited(tmp.path(), |t| {
+        t.replace("metrics_addr = \"\"", "metrics_addr = \"\"\ndynamic_sampling = true")
+            .replace("log_rollouts_every = 10", "log_rollouts_every = 1")
+    });
     let cfg = cfg.to_str().unwrap();
     let run = tmp.path().join("run");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "12"], &run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "12", &run, None);
     let full: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
     let dropped: Vec<u64> = full.as_array().unwrap().iter().map(|s| s["dropped_uniform_so_far"].as_u64().unwrap()).collect();
     let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
@@ -191,8 +203,7 @@ fn dropped_group_counts_continue_across_a_resume() {
     // give a few learner steps.)
     assert!(dropped.len() > 2 && dropped[1] > 0, "no group dropped by step 2: {dropped:?}");
     let resumed = tmp.path().join("resumed");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "12", "--resume", ckpt.to_str().unwrap()], &resumed);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "12", &resumed, Some(&ckpt));
     let whole: serde_json::Value = serde_json::from_slice(&read(&resumed.join("steps-stage-1.json"))).unwrap();
     assert_eq!(whole, full, "the resumed stage's step series differs from the uninterrupted run's");
     let state: serde_json::Value = serde_json::from_slice(&read(&ckpt.join("trainer_state.json"))).unwrap();
@@ -200,9 +211,8 @@ fn dropped_group_counts_continue_across_a_resume() {
     // Resumed in its own folder, the run samples the groups after the checkpoint again: the
     // rollout log ends as the uninterrupted run's, each group (trained or dropped) once.
     let log = read(&run.join("rollouts.jsonl"));
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "12", "--resume", ckpt.to_str().unwrap()], &run);
+    let o = train(cfg, "12", &run, Some(&ckpt));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("groups after the checkpoint left"), "{stderr}");
     assert_eq!(String::from_utf8(read(&run.join("rollouts.jsonl"))).unwrap(), String::from_utf8(log).unwrap());
 }
@@ -233,10 +243,8 @@ fn config_errors_name_the_file_and_key_before_any_work() {
 fn groups_in_flight_train_every_batch_threaded() {
     // Several groups per generator call (continuous batching), on the threaded runtime.
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text =
-        std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]") + "groups_in_flight = 4\n";
-    std::fs::write(&cfg, text).unwrap();
+    let cfg =
+        short_config_edited(tmp.path(), |t| t.replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]") + "groups_in_flight = 4\n");
     let run = tmp.path().join("run");
     let o = srlm(&["train", "--config", cfg.to_str().unwrap(), "--grpo-steps", "3"], &run);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -256,17 +264,12 @@ fn a_generator_on_a_device_of_its_own_gets_each_version_copied_and_timed() {
     // adopts (in bf16, the generator's dtype), exactly as it would to a GPU. Deterministic, so
     // the generator adopts each published version: one copy per version sampled with.
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]")
-        + "generator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n";
-    assert!(
-        text.ends_with("log_rollouts_every = 10\ngenerator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n"),
-        "[runtime] must be the last section"
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = short_config_edited(tmp.path(), |t| {
+        assert!(t.ends_with("log_rollouts_every = 10\n"), "[runtime] must be the last section");
+        t.replace("stages = [\"sft\", \"grpo\"]", "stages = [\"grpo\"]") + "generator_devices = [\"cpu:1\"]\ngenerator_dtype = \"bf16\"\n"
+    });
     let run = tmp.path().join("run");
-    let o = srlm(&["train", "--config", cfg.to_str().unwrap(), "--deterministic", "--grpo-steps", "3"], &run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg.to_str().unwrap(), "3", &run, None);
     let summary: serde_json::Value = serde_json::from_slice(&read(&run.join("run-stage-0.json"))).unwrap();
     assert_eq!(summary["devices"], serde_json::json!(["cpu", "cpu:1"]));
     assert_eq!(summary["generator_slots"], serde_json::json!([1]));
@@ -286,10 +289,9 @@ fn a_generator_on_a_device_of_its_own_gets_each_version_copied_and_timed() {
 #[test]
 fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("[grpo]\n", "[grpo]\niterations = 2\n");
-    let text = text.replace("log_rollouts_every = 10", "log_rollouts_every = 1");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = short_config_edited(tmp.path(), |t| {
+        t.replace("[grpo]\n", "[grpo]\niterations = 2\n").replace("log_rollouts_every = 10", "log_rollouts_every = 1")
+    });
     let cfg = cfg.to_str().unwrap();
     let progress = |stderr: &str| -> Vec<String> {
         stderr.lines().filter_map(|l| l.strip_prefix("grpo step").map(|r| r.split_whitespace().next().unwrap().to_string())).collect()
@@ -307,9 +309,8 @@ fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
         steps
     };
     let run = tmp.path().join("run");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
+    let o = train(cfg, "4", &run, None);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
     assert_eq!(progress(&stderr), ["1/4", "2/4", "3/4", "4/4"], "{stderr}");
     assert_eq!(logged_steps(&run), [0, 1, 2, 3]);
     let series: serde_json::Value = serde_json::from_slice(&read(&run.join("steps-stage-1.json"))).unwrap();
@@ -319,9 +320,8 @@ fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
 
     let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
     let resumed = tmp.path().join("resumed");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
+    let o = train(cfg, "4", &resumed, Some(&ckpt));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
     assert_eq!(progress(&stderr), ["3/4", "4/4"], "{stderr}");
     assert_eq!(logged_steps(&resumed), [2, 3]);
     let state: serde_json::Value =
@@ -335,16 +335,14 @@ fn steps_count_batches_not_optimizer_updates_before_and_after_a_resume() {
 #[test]
 fn a_lora_grpo_stage_exports_merged_weights_and_resumes_from_adapter_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("[grpo]\nlr = 3e-4\n", "[grpo]\nlr = 3e-3\nsave_adapter = true\n")
-        + "\n[grpo.lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]\n";
-    assert!(text.contains("save_adapter = true"), "the default's [grpo] changed");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = short_config_edited(tmp.path(), |t| {
+        assert!(t.contains("[grpo]\nlr = 3e-4\n"), "the default's [grpo] changed");
+        t.replace("[grpo]\nlr = 3e-4\n", "[grpo]\nlr = 3e-3\nsave_adapter = true\n")
+            + "\n[grpo.lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\", \"down_proj\"]\n"
+    });
     let cfg = cfg.to_str().unwrap();
     let run = tmp.path().join("run");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
+    let stderr = String::from_utf8_lossy(&train(cfg, "4", &run, None).stderr).into_owned();
     assert!(stderr.contains("grpo: adapters written to"), "{stderr}");
     let (sft, grpo) = (run.join("stage-0-sft"), run.join("stage-1-grpo"));
     assert_ne!(read(&sft.join("model.safetensors")), read(&grpo.join("model.safetensors")), "GRPO left the weights as they were");
@@ -371,10 +369,8 @@ fn a_lora_grpo_stage_exports_merged_weights_and_resumes_from_adapter_checkpoints
     assert_eq!(changed, 3 * config.num_layers, "only the wrapped projections move");
 
     let resumed = tmp.path().join("resumed");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(read(&run.join("steps-stage-1.json")), read(&resumed.join("steps-stage-1.json")), "step series differ");
-    assert_eq!(read(&grpo.join("model.safetensors")), read(&resumed.join("stage-1-grpo/model.safetensors")), "final weights differ");
+    train(cfg, "4", &resumed, Some(&ckpt));
+    assert_resumed_run_matches(&run, &resumed);
 }
 
 /// With β > 0 the KL reference is the weights the stage started from: a stage resumed into
@@ -384,22 +380,15 @@ fn a_lora_grpo_stage_exports_merged_weights_and_resumes_from_adapter_checkpoints
 #[test]
 fn a_kl_regularised_grpo_stage_resumed_into_another_folder_ends_as_the_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = short_config(tmp.path());
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("[grpo]\nlr = 3e-4\n", "[grpo]\nlr = 3e-4\nbeta = 0.04\n");
-    assert!(text.contains("beta = 0.04"), "the default's [grpo] changed");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = short_config_edited(tmp.path(), |t| t.replace("[grpo]\nlr = 3e-4\n", "[grpo]\nlr = 3e-4\nbeta = 0.04\n"));
     let cfg = cfg.to_str().unwrap();
     let run = tmp.path().join("run");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4"], &run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "4", &run, None);
     let ckpt = run.join("checkpoints-stage-1").join("checkpoint-00000002");
     let resumed = tmp.path().join("resumed");
-    let o = srlm(&["train", "--config", cfg, "--deterministic", "--grpo-steps", "4", "--resume", ckpt.to_str().unwrap()], &resumed);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    train(cfg, "4", &resumed, Some(&ckpt));
     let series = serde_json::from_slice::<serde_json::Value>(&read(&run.join("steps-stage-1.json"))).unwrap();
     assert_eq!(series.as_array().unwrap().len(), 4);
     assert!(series[3]["kl"].as_f64().unwrap() > 0.0, "no KL term in {}", series[3]);
-    assert_eq!(read(&run.join("steps-stage-1.json")), read(&resumed.join("steps-stage-1.json")), "step series differ");
-    let weights = |dir: &Path| read(&dir.join("stage-1-grpo/model.safetensors"));
-    assert!(weights(&run) == weights(&resumed), "final weights differ");
+    assert_resumed_run_matches(&run, &resumed);
 }
