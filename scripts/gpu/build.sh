@@ -47,11 +47,16 @@ PY
 # candle-kernels with a build script that needs only nvcc (PTX) and gcc (stubs).
 CK="$TK/candle-kernels"
 if [ ! -f "$CK/moe_stub.c" ]; then
+  # The cuda feature's crates are in Cargo.lock but not downloaded by a CPU build.
+  (cd "$ROOT" && cargo fetch -q)
   rm -rf "$CK"; cp -a "$(ls -d "$HOME"/.cargo/registry/src/*/candle-kernels-0.11.1 | head -1)" "$CK"
   python3 "$ROOT/scripts/gpu/patch_candle_kernels.py" "$CK"
 fi
 export CUDA_HOME PATH="$CUDA_HOME/bin:$PATH" CUDA_COMPUTE_CAP=90
 cd "$ROOT"
+# The candle-kernels patch rewrites Cargo.lock; the repository's lock file stays as committed.
+cp Cargo.lock "$TK/Cargo.lock.committed"
+trap 'cp "$TK/Cargo.lock.committed" "$ROOT/Cargo.lock"' EXIT
 PATCH=(--config "patch.crates-io.candle-kernels.path=\"$CK\"")
 stubs
 cargo build --release --features cuda "${PATCH[@]}" || { stubs; cargo build --release --features cuda "${PATCH[@]}"; }
