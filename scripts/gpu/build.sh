@@ -65,5 +65,4 @@ TEST=$(cargo test --release --features cuda "${PATCH[@]}" --test cuda_parity --n
 mkdir -p .gpu && cp target/release/srlm .gpu/srlm && cp "$TEST" .gpu/cuda_parity && strip .gpu/srlm .gpu/cuda_parity
 tar cJf .gpu/bin.tar.xz -C .gpu srlm cuda_parity && rm .gpu/srlm .gpu/cuda_parity
 echo "$ROOT" > .gpu/build_root
-git checkout -- Cargo.lock 2>/dev/null || true
 ls -la .gpu

@@ -2,7 +2,9 @@
 # The GPU check (issue 13), one device call of at most ~9 minutes, from the repo root:
 #   device run, carry [".gpu"], command `bash scripts/gpu/check.sh`, timeout_s 590
 # Needs .gpu/ (built here by scripts/gpu/build.sh): bin.tar.xz (srlm + cuda_parity), build_root,
-# and qwen-src/ (config.json + tokenizer files of Qwen2.5-0.5B, from `srlm export`). Steps, most
+# and qwen-src/ (config.json + tokenizer files of Qwen2.5-0.5B, from a CPU build's `srlm export`:
+#   srlm export --model ~/.cache/srlm-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --out /tmp/q
+#   mkdir -p .gpu/qwen-src && cp /tmp/q/*.json .gpu/qwen-src/). Steps, most
 # important first, each cut at its own limit and at the call's deadline:
 #   CUDA tests; group generation G = 16, 64, 256 × 512 tokens beside transformers `generate`,
 #   and 16 groups of 16 in flight (continuous batching);
