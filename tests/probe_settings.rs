@@ -103,6 +103,28 @@ fn a_busy_metrics_port_is_found_before_the_sft_stage() {
     assert!(stderr.contains(&format!("runtime.metrics_addr = \"{addr}\": cannot listen there")), "{stderr}");
 }
 
+#[test]
+fn set_edits_are_checked_like_the_files_own_keys() {
+    let stderr = refused(&["train", "--set", "grpo.lr=nan", "--out", "/nonexistent/never"]);
+    assert!(stderr.contains("<embedded default> with --set grpo.lr=nan: grpo.lr = NaN: must be a finite number > 0"), "{stderr}");
+    let stderr = refused(&["train", "--set", "grpo.lrr=1e-5", "--out", "/nonexistent/never"]);
+    assert!(stderr.contains("unknown key 'grpo.lrr'"), "{stderr}");
+    let stderr = refused(&["train", "--set", "seed.x=1", "--out", "/nonexistent/never"]);
+    assert!(stderr.contains("--set seed.x=1: 'seed.x': 'seed' is not a section"), "{stderr}");
+}
+
+#[test]
+fn set_replaces_the_files_value_and_every_edit_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    // The file alone is refused for its lr; with both edits, only the busy port is left to refuse.
+    let busy = format!("runtime.metrics_addr=\"{addr}\"");
+    let stderr = train_refused(tmp.path(), "lr.toml", &with("grpo", "lr", "nan"), &["--set", "grpo.lr=1e-5", "--set", &busy]);
+    assert!(!stderr.contains("grpo.lr = NaN"), "the file's lr was kept: {stderr}");
+    assert!(stderr.contains(&format!("runtime.metrics_addr = \"{addr}\": cannot listen there")), "{stderr}");
+}
+
 /// A GSM8K-task config over `train`, with a model that is never reached.
 fn gsm8k_config(train: &Path, extra: &str) -> String {
     format!(

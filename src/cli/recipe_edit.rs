@@ -18,22 +18,20 @@ impl Recipe {
         Ok(Self { table })
     }
 
-    /// Sets `section.key` (or a top-level `key`), creating the section when absent.
+    /// Sets `key`, `section.key` or `section.sub.key` (`grpo.lora.r`), creating sections when
+    /// absent.
     pub fn set(&mut self, dotted: &str, value: Value) -> Result<()> {
-        let (section, key) = match dotted.split_once('.') {
-            Some((s, k)) => (Some(s), k),
-            None => (None, dotted),
+        let parts: Vec<&str> = dotted.split('.').collect();
+        let Some((key, sections)) = parts.split_last().filter(|_| parts.iter().all(|p| !p.is_empty())) else {
+            bail!("'{dotted}': expected `key`, `section.key` or `section.sub.key`");
         };
-        if key.is_empty() || key.contains('.') || section.is_some_and(str::is_empty) {
-            bail!("'{dotted}': expected `key` or `section.key`");
-        }
-        let table = match section {
-            None => &mut self.table,
-            Some(s) => match self.table.entry(s).or_insert_with(|| Value::Table(Table::new())) {
+        let mut table = &mut self.table;
+        for (depth, section) in sections.iter().enumerate() {
+            table = match table.entry(*section).or_insert_with(|| Value::Table(Table::new())) {
                 Value::Table(t) => t,
-                _ => bail!("'{dotted}': '{s}' is not a section"),
-            },
-        };
+                _ => bail!("'{dotted}': '{}' is not a section", sections[..=depth].join(".")),
+            };
+        }
         table.insert(key.to_string(), value);
         Ok(())
     }
@@ -61,6 +59,16 @@ impl Recipe {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(TrainConfig::from_file(path)?)
     }
+}
+
+/// `text` (from `origin`) with each `KEY=VALUE` of `assignments` applied, as TOML text.
+pub fn apply_assignments(text: &str, origin: &str, assignments: &[String]) -> Result<String> {
+    let mut recipe = Recipe::parse(text, origin)?;
+    for a in assignments {
+        let (key, value) = parse_assignment(a)?;
+        recipe.set(&key, value).with_context(|| format!("--set {a}"))?;
+    }
+    toml::to_string(&recipe.table).context("serialising the edited recipe")
 }
 
 /// `KEY=VALUE` from the command line; VALUE is a TOML value (`8`, `1e-3`, `[0]`, `"x"`), and a
@@ -92,5 +100,30 @@ mod tests {
         assert!(r.set("runtime.", Value::Integer(1)).is_err());
         assert!(r.set("stages.x", Value::Integer(1)).is_err());
         assert!(parse_assignment("runtime.group_size").is_err());
+    }
+
+    #[test]
+    fn nested_sections_are_reached_and_created() {
+        let mut r = Recipe::parse("[grpo]\nlr = 1e-6\n[grpo.lora]\nr = 16\n", "t").unwrap();
+        r.set("grpo.lora.r", Value::Integer(8)).unwrap();
+        r.set("grpo.lora.alpha", Value::Integer(16)).unwrap();
+        r.set("kd.lora.r", Value::Integer(4)).unwrap();
+        assert_eq!(r.table["grpo"]["lora"]["r"], Value::Integer(8));
+        assert_eq!(r.table["grpo"]["lora"]["alpha"], Value::Integer(16));
+        assert_eq!(r.table["grpo"]["lr"], Value::Float(1e-6));
+        assert_eq!(r.table["kd"]["lora"]["r"], Value::Integer(4));
+        let err = r.set("grpo.lr.x", Value::Integer(1)).unwrap_err().to_string();
+        assert!(err.contains("'grpo.lr' is not a section"), "{err}");
+        assert!(r.set("grpo..r", Value::Integer(1)).is_err());
+    }
+
+    #[test]
+    fn assignments_edit_the_text_and_name_the_bad_one() {
+        let text = apply_assignments("seed = 0\n[grpo]\nlr = 1e-6\n", "r.toml", &["grpo.lr=5e-5".into(), "seed=3".into()]).unwrap();
+        let table: Table = text.parse().unwrap();
+        assert_eq!(table["grpo"]["lr"], Value::Float(5e-5));
+        assert_eq!(table["seed"], Value::Integer(3));
+        let err = format!("{:#}", apply_assignments("seed = 0\n", "r.toml", &["seed.x=1".into()]).unwrap_err());
+        assert!(err.starts_with("--set seed.x=1: 'seed.x': 'seed' is not a section"), "{err}");
     }
 }

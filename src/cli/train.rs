@@ -1,9 +1,9 @@
 //! `srlm train`: the stage pipeline (SFT, KD, GRPO) on the actor runtime; with no `--config`,
 //! the embedded default (a tiny model learning arithmetic on CPU in a few minutes).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use srlm::train::cluster::{cookie, Listen};
 use srlm::train::config::{TrainConfig, EMBEDDED_DEFAULT};
@@ -11,6 +11,8 @@ use srlm::train::heldout::HeldoutScore;
 use srlm::train::resume::with_resume_command;
 use srlm::train::stages::{run_training, RunOptions};
 use srlm_actors::cluster::ServerTls;
+
+use super::recipe_edit::apply_assignments;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -28,6 +30,10 @@ pub struct TrainArgs {
     /// Step every actor on one thread in a fixed order: identical runs for one seed.
     #[arg(long)]
     deterministic: bool,
+    /// Change one key of the recipe, e.g. `--set grpo.lr=5e-5` or `--set grpo.lora.r=8`
+    /// (repeatable; VALUE is a TOML value, a bare word a string). Checked like the file's own keys.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Override `out_dir` of the config.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -72,10 +78,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         print!("{EMBEDDED_DEFAULT}");
         return Ok(());
     }
-    let mut cfg = match &a.config {
-        Some(path) => TrainConfig::from_file(path)?,
-        None => TrainConfig::from_toml(EMBEDDED_DEFAULT, "<embedded default>")?,
-    };
+    let mut cfg = load_recipe(a.config.as_deref(), &a.sets)?;
     if let Some(out) = a.out {
         cfg.out_dir = out;
     }
@@ -105,6 +108,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
         listen,
     };
     run_and_report(&cfg, &opts)
+}
+
+/// The recipe at `path` (the embedded default when `None`) with the `--set` edits applied.
+fn load_recipe(path: Option<&Path>, sets: &[String]) -> Result<TrainConfig> {
+    const EMBEDDED: &str = "<embedded default>";
+    if sets.is_empty() {
+        return Ok(match path {
+            Some(p) => TrainConfig::from_file(p)?,
+            None => TrainConfig::from_toml(EMBEDDED_DEFAULT, EMBEDDED)?,
+        });
+    }
+    let (text, origin) = match path {
+        Some(p) => (std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?, p.display().to_string()),
+        None => (EMBEDDED_DEFAULT.to_string(), EMBEDDED.to_string()),
+    };
+    let edited = apply_assignments(&text, &origin, sets)?;
+    // Errors quote the edited text, so the origin names the edits too.
+    Ok(TrainConfig::from_toml(&edited, &format!("{origin} with --set {}", sets.join(" --set ")))?)
 }
 
 /// Runs the stages of `cfg` and prints each one's held-out accuracy before and after.
