@@ -19,7 +19,7 @@ use clap::{Args, ValueEnum};
 use toml::Value;
 
 use super::bench_staleness_report::{markdown_table, ModeLabel, ModeResult};
-use super::recipe_edit::{parse_assignment, Recipe};
+use super::recipe_edit::Recipe;
 
 /// The bench's own workload: the embedded default's tiny model and arithmetic task, with the
 /// GRPO step tuned so that generation and learning cost about the same.
@@ -95,10 +95,7 @@ pub fn run(b: StalenessBench) -> Result<()> {
         }
         None => Recipe::parse(BENCH_RECIPE, "configs/bench_staleness.toml (embedded)")?,
     };
-    for s in &b.sets {
-        let (key, value) = parse_assignment(s)?;
-        base.set(&key, value).with_context(|| format!("--set {s}"))?;
-    }
+    base.apply(&b.sets)?;
     if let Some(steps) = b.steps {
         base.set("grpo.steps", Value::Integer(i64::try_from(steps).context("--steps is too large")?))?;
     }

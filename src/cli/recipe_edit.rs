@@ -36,6 +36,15 @@ impl Recipe {
         Ok(())
     }
 
+    /// Applies each `KEY=VALUE` of the command line (`--set`), naming the one that fails.
+    pub fn apply(&mut self, assignments: &[String]) -> Result<()> {
+        for a in assignments {
+            let (key, value) = parse_assignment(a)?;
+            self.set(&key, value).with_context(|| format!("--set {a}"))?;
+        }
+        Ok(())
+    }
+
     /// Removes `section.key` when present.
     pub fn remove(&mut self, section: &str, key: &str) {
         if let Some(Value::Table(t)) = self.table.get_mut(section) {
@@ -64,16 +73,13 @@ impl Recipe {
 /// `text` (from `origin`) with each `KEY=VALUE` of `assignments` applied, as TOML text.
 pub fn apply_assignments(text: &str, origin: &str, assignments: &[String]) -> Result<String> {
     let mut recipe = Recipe::parse(text, origin)?;
-    for a in assignments {
-        let (key, value) = parse_assignment(a)?;
-        recipe.set(&key, value).with_context(|| format!("--set {a}"))?;
-    }
+    recipe.apply(assignments)?;
     toml::to_string(&recipe.table).context("serialising the edited recipe")
 }
 
 /// `KEY=VALUE` from the command line; VALUE is a TOML value (`8`, `1e-3`, `[0]`, `"x"`), and a
 /// bare word that is not one is taken as a string.
-pub fn parse_assignment(s: &str) -> Result<(String, Value)> {
+fn parse_assignment(s: &str) -> Result<(String, Value)> {
     let Some((key, raw)) = s.split_once('=') else { bail!("'{s}': expected KEY=VALUE, e.g. runtime.group_size=8") };
     let (key, raw) = (key.trim(), raw.trim());
     let value = match format!("v = {raw}").parse::<Table>() {
